@@ -1,0 +1,324 @@
+"""The storage format, both halves: used by the writer (summary.py) and every reader (plugin, reader.py).
+
+One logged example at one step is one *record*:
+
+* an **index record** in the run's event files: a scalar string tensor holding the record header as JSON
+  (tokens, shapes, flags, metrics and where the arrays live) — a few KB, so TensorBoard's loaders, which
+  keep every event in memory, stay small;
+* an **asset record** appended to a file in ``<run>/plugins/attention/``: a checksummed JSON header with a
+  chunk table, then the chunks (one per kind × layer × head for attention and q/k, one overview per kind),
+  so a reader fetches exactly one layer, one head's q/k or the overview by offset.
+
+Attention is stored with ``log8``, a two-regime 8-bit code (logarithmic below ``LOG8_SPLIT``, linear
+above), zlib-compressed per chunk; q/k as little-endian float16. Spec and bounds: docs/format.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+import google_crc32c
+import numpy as np
+
+from .metadata import FORMAT_VERSION, check_version
+
+KINDS = ("encoder", "decoder", "cross")
+ASSET_SUBDIR = os.path.join("plugins", "attention")
+ASSET_SUFFIX = ".attn"
+
+# Asset record framing: magic, header length, header CRC32C, header JSON, chunks.
+MAGIC = b"TBATTN\x00\x00"
+_FRAME = struct.Struct("<8sII")
+
+# ---------------------------------------------------------------------------------------------- codec
+# log8: code 0 is exactly 0; codes 1..LOG8_SPLIT_CODE-1 are log-spaced by LOG8_RATIO up to LOG8_SPLIT;
+# codes LOG8_SPLIT_CODE..255 are linear with step 1/128 from LOG8_SPLIT up to exactly 1.0.
+CODEC_NAME = "log8"
+LOG8_STEP = 1.0 / 128
+LOG8_LINEAR_CODES = 108  # codes 148..255
+LOG8_SPLIT_CODE = 256 - LOG8_LINEAR_CODES
+LOG8_SPLIT = 1.0 - (LOG8_LINEAR_CODES - 1) * LOG8_STEP  # 0.1640625
+LOG8_RATIO = 1.05
+
+
+def _make_lut() -> np.ndarray:
+    lut = np.zeros(256, dtype=np.float64)
+    codes = np.arange(1, LOG8_SPLIT_CODE)
+    lut[1:LOG8_SPLIT_CODE] = LOG8_SPLIT * LOG8_RATIO ** (codes - LOG8_SPLIT_CODE)
+    lut[LOG8_SPLIT_CODE:] = 1.0 - (255 - np.arange(LOG8_SPLIT_CODE, 256)) * LOG8_STEP
+    return lut.astype(np.float32)
+
+
+LUT = _make_lut()  # byte -> float32 value; also served to the frontend
+_BOUNDS = ((LUT[1:].astype(np.float64) + LUT[:-1]) / 2).astype(np.float32)  # nearest-code thresholds
+_GOLDEN = 0.6180339887498949
+
+
+def encode_attention(attention: np.ndarray) -> np.ndarray:
+    """Quantize probabilities in [0, 1] to log8 codes (uint8, same shape).
+
+    Values are rounded to the nearest code, except below the smallest non-zero code (LUT[1] ≈ 1.3e-4),
+    where ordered dithering along each row (a golden-ratio sequence) picks 0 or LUT[1] so that the row's
+    expected sum is preserved instead of the whole tail rounding to 0.
+    """
+    a = np.asarray(attention, dtype=np.float32)
+    codes = np.searchsorted(_BOUNDS, a, side="right").astype(np.uint8)
+    tiny = a < LUT[1]
+    if tiny.any():
+        k = a.shape[-1] if a.ndim else 1
+        dither = np.modf(np.arange(k, dtype=np.float64) * _GOLDEN + 0.5)[0].astype(np.float32)
+        codes[tiny] = (a / LUT[1] > np.broadcast_to(dither, a.shape))[tiny]
+    return codes
+
+
+def decode_attention(codes: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode_attention` (float32)."""
+    return LUT[np.asarray(codes, dtype=np.uint8)]
+
+
+def overview_bins(length: int, max_bins: int = 64) -> int:
+    return min(length, max_bins)
+
+
+def pool_overview(attention: np.ndarray, max_bins: int = 64) -> np.ndarray:
+    """Pool ``(heads, q, k)`` to ``(heads, pq, pk)`` with pq, pk <= max_bins for the model view.
+
+    Token i falls in bin floor(i * bins / length). Queries of a bin are averaged and keys of a bin summed,
+    so each pooled row still sums to 1.
+    """
+    h, q, k = attention.shape
+    pq, pk = overview_bins(q, max_bins), overview_bins(k, max_bins)
+    qbin = np.arange(q) * pq // q
+    kbin = np.arange(k) * pk // k
+    # Sum keys within bins via cumulative sums at bin edges (vectorised, no np.add.at).
+    kedges = np.searchsorted(kbin, np.arange(pk + 1))
+    csum = np.concatenate([np.zeros((h, q, 1)), np.cumsum(attention, axis=2, dtype=np.float64)], axis=2)
+    summed_k = csum[:, :, kedges[1:]] - csum[:, :, kedges[:-1]]
+    qedges = np.searchsorted(qbin, np.arange(pq + 1))
+    qsum = np.concatenate([np.zeros((h, 1, pk)), np.cumsum(summed_k, axis=1)], axis=1)
+    pooled = (qsum[:, qedges[1:]] - qsum[:, qedges[:-1]]) / np.diff(qedges)[None, :, None]
+    return pooled.astype(np.float32)
+
+
+# -------------------------------------------------------------------------------------------- records
+@dataclass
+class LayerArrays:
+    """One layer of one example: attention ``(H, q, k)``, optional queries ``(H, q, d)`` / keys ``(H, k, d)``."""
+
+    attention: np.ndarray
+    queries: Optional[np.ndarray] = None
+    keys: Optional[np.ndarray] = None
+    info: Optional[dict] = None
+
+
+def crc32c(data: bytes) -> int:
+    return google_crc32c.value(data)
+
+
+def encode_record(header: dict, kinds: dict[str, Sequence[LayerArrays]], *, compress_level: int = 1) -> bytes:
+    """Build one asset record: the header (completed with its chunk table) followed by the chunks.
+
+    ``header`` must already describe ``kinds`` (see :func:`describe_kind`). Offsets in the chunk table are
+    relative to the first byte after the header, so the header can be built before knowing its own size.
+    """
+    blobs: list[bytes] = []
+    pos = 0
+
+    def add(data: bytes) -> list[int]:
+        nonlocal pos
+        blobs.append(data)
+        entry = [pos, len(data), crc32c(data)]
+        pos += len(data)
+        return entry
+
+    table: dict[str, Any] = {}
+    for kind, layers in kinds.items():
+        t: dict[str, Any] = {"attention": [], "queries": [], "keys": []}
+        for layer in layers:
+            codes = encode_attention(layer.attention)
+            t["attention"].append([add(zlib.compress(c.tobytes(), compress_level)) for c in codes])
+            if layer.queries is not None and layer.keys is not None:
+                t["queries"].append([add(_f16(x)) for x in layer.queries])
+                t["keys"].append([add(_f16(x)) for x in layer.keys])
+        overview = np.stack([pool_overview(layer.attention) for layer in layers])
+        t["overview"] = add(zlib.compress(encode_attention(overview).tobytes(), compress_level))
+        if not t["queries"]:
+            del t["queries"], t["keys"]
+        table[kind] = t
+    header = dict(header, chunks=table)
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _FRAME.pack(MAGIC, len(head), crc32c(head)) + head + b"".join(blobs)
+
+
+def _f16(x: np.ndarray) -> bytes:
+    return np.ascontiguousarray(x, dtype="<f2").tobytes()
+
+
+def describe_kind(layers: Sequence[LayerArrays], query: str, key: str) -> dict:
+    """The header entry for one kind of attention."""
+    h, q, k = layers[0].attention.shape
+    has_qk = all(l.queries is not None and l.keys is not None for l in layers)
+    return {
+        "query": query,
+        "key": key,
+        "layers": len(layers),
+        "heads": h,
+        "q_len": q,
+        "k_len": k,
+        "head_dim": int(layers[0].queries.shape[-1]) if has_qk else None,
+        "has_qk": has_qk,
+        "overview_shape": [overview_bins(q), overview_bins(k)],
+        "layer_info": [dict(l.info or {}) for l in layers],
+    }
+
+
+class FormatError(ValueError):
+    """A record that cannot be read: truncated, corrupt (checksum mismatch) or malformed."""
+
+
+@dataclass
+class AssetRecord:
+    """A parsed asset-record header: where its chunks are, and how to read them."""
+
+    path: str
+    offset: int  # of the record in the file
+    data_offset: int  # of the first chunk in the file
+    header: dict
+
+    def chunk(self, kind: str, what: str, layer: Optional[int] = None, head: Optional[int] = None) -> list:
+        """Chunk-table entry ``[offset, length, crc]``; raises KeyError/IndexError if absent."""
+        entry = self.header["chunks"][kind][what]
+        if layer is not None:
+            entry = entry[layer]
+        if head is not None:
+            entry = entry[head]
+        return entry
+
+
+def parse_record_header(path: str, offset: int, read_range) -> AssetRecord:
+    """Read and verify the asset record at ``offset`` of ``path``. ``read_range(path, offset, n) -> bytes``."""
+    frame = read_range(path, offset, _FRAME.size)
+    if len(frame) < _FRAME.size:
+        raise FormatError(f"{path}@{offset}: truncated record frame")
+    magic, n, crc = _FRAME.unpack(frame)
+    if magic != MAGIC:
+        raise FormatError(f"{path}@{offset}: not an attention record (bad magic)")
+    head = read_range(path, offset + _FRAME.size, n)
+    if len(head) < n:
+        raise FormatError(f"{path}@{offset}: truncated record header")
+    if crc32c(head) != crc:
+        raise FormatError(f"{path}@{offset}: record header checksum mismatch")
+    header = upgrade_header(json.loads(head.decode("utf-8")))
+    return AssetRecord(path, offset, offset + _FRAME.size + n, header)
+
+
+def read_chunk(record: AssetRecord, entry: Sequence[int], read_range) -> bytes:
+    off, length, crc = entry
+    data = read_range(record.path, record.data_offset + off, length)
+    if len(data) < length:
+        raise FormatError(f"{record.path}: truncated chunk at {record.data_offset + off}")
+    if crc32c(data) != crc:
+        raise FormatError(f"{record.path}: chunk checksum mismatch at {record.data_offset + off}")
+    return data
+
+
+def decode_codes(data: bytes, shape: Iterable[int]) -> np.ndarray:
+    """A compressed log8 chunk -> uint8 codes of ``shape``."""
+    return np.frombuffer(zlib.decompress(data), dtype=np.uint8).reshape(tuple(shape))
+
+
+def decode_f16(data: bytes, shape: Iterable[int]) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f2").reshape(tuple(shape))
+
+
+def upgrade_header(header: dict) -> dict:
+    """Check the version and migrate an older header to the current layout (v1 is the first)."""
+    check_version(header.get("version"))
+    return header
+
+
+# ----------------------------------------------------------------------------------------- index record
+def index_payload(header: dict, file: str, offset: int, length: int) -> bytes:
+    """The JSON stored in the event file: the header without its chunk table, plus the record's location."""
+    index = {k: v for k, v in header.items() if k != "chunks"}
+    index["asset"] = {"file": file, "offset": offset, "length": length}
+    return json.dumps(index, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def parse_index_payload(payload: bytes) -> dict:
+    """Inverse of :func:`index_payload`; raises ``ValueError`` for unreadable or unsupported payloads."""
+    try:
+        index = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"attention index record is not JSON: {e}") from e
+    if not isinstance(index, dict) or not isinstance(index.get("asset"), dict):
+        raise FormatError("attention index record lacks its asset location")
+    return upgrade_header(index)
+
+
+# ------------------------------------------------------------------------------------------------- I/O
+def asset_dir(run_dir: str) -> str:
+    return _join(run_dir, ASSET_SUBDIR)
+
+
+def _join(a: str, b: str) -> str:
+    return a.rstrip("/") + "/" + b if "://" in a else os.path.join(a, b)
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _local(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def read_range(path: str, offset: int, size: int) -> bytes:
+    """Read ``size`` bytes at ``offset`` (local files directly, others through TensorBoard's gfile)."""
+    if _is_local(path):
+        with open(_local(path), "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+    from tensorboard.compat import tf
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+        if hasattr(f, "seek"):
+            f.seek(offset)
+            return f.read(size)
+    data, _ = tf.io.gfile.get_filesystem(path).read(path, True, size, {"opaque_offset": offset})
+    return data
+
+
+class AssetFile:
+    """An append-only asset file owned by one writer."""
+
+    def __init__(self, run_dir: str, name: str):
+        self.dir = asset_dir(run_dir)
+        self.name = name
+        self.path = _join(self.dir, name)
+        self.size = 0
+        if _is_local(self.path):
+            os.makedirs(_local(self.dir), exist_ok=True)
+            self._f = open(_local(self.path), "ab")
+            self.size = self._f.tell()
+        else:
+            from tensorboard.compat import tf
+
+            tf.io.gfile.makedirs(self.dir)
+            self._f = tf.io.gfile.GFile(self.path, "wb")
+
+    def append(self, record: bytes) -> int:
+        """Append one record, flushed to the file system; returns its offset."""
+        offset = self.size
+        self._f.write(record)
+        self._f.flush()
+        self.size += len(record)
+        return offset
+
+    def close(self) -> None:
+        self._f.close()

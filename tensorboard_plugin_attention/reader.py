@@ -1,0 +1,236 @@
+"""Reading attention: the index from TensorBoard's data provider, arrays from the asset files by offset.
+
+The plugin backend and ``read_attention`` (for notebooks and scripts) share everything here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+
+from . import format as fmt
+from .metadata import PLUGIN_NAME, parse_plugin_metadata
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["read_attention", "AttentionExample", "IndexEntry", "RecordStore", "list_index"]
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One index record: an example of a tag at a step, and where its arrays are."""
+
+    run: str
+    tag: str
+    example: str
+    step: int
+    wall_time: float
+    index: dict  # the record header without its chunk table, plus "asset": {file, offset, length}
+
+
+def _once(cache: set, key: Any, msg: str, *args: Any) -> None:
+    if key not in cache:
+        cache.add(key)
+        logger.warning(msg, *args)
+
+
+_warned: set = set()
+
+
+def list_index(data_provider: Any, ctx: Any, experiment_id: str = "", run: Optional[str] = None) -> list[IndexEntry]:
+    """Every readable index record (all steps), through the data-provider API only.
+
+    Unreadable tags or records (unknown version, corrupt payload) are skipped and logged once.
+    """
+    runs = None if run is None else [run]
+    from tensorboard.data import provider as dp
+
+    listing = data_provider.list_tensors(ctx, experiment_id=experiment_id, plugin_name=PLUGIN_NAME,
+                                         run_tag_filter=dp.RunTagFilter(runs=runs))
+    wanted: dict[str, list[str]] = {}
+    meta: dict[tuple[str, str], dict] = {}
+    for r, tags in listing.items():
+        for tb_tag, ts in tags.items():
+            try:
+                meta[(r, tb_tag)] = parse_plugin_metadata(ts.plugin_content)
+            except ValueError as e:
+                _once(_warned, (r, tb_tag, str(e)), "attention: skipping %s/%s: %s", r, tb_tag, e)
+                continue
+            wanted.setdefault(r, []).append(tb_tag)
+    if not wanted:
+        return []
+    data = data_provider.read_tensors(
+        ctx, experiment_id=experiment_id, plugin_name=PLUGIN_NAME,
+        run_tag_filter=dp.RunTagFilter(runs=list(wanted), tags=sorted({t for ts in wanted.values() for t in ts})),
+        downsample=2**31 - 1,
+    )
+    out = []
+    for r, tags in data.items():
+        for tb_tag, datums in tags.items():
+            m = meta.get((r, tb_tag))
+            if m is None:
+                continue
+            for d in datums:
+                try:
+                    payload = d.numpy.item() if hasattr(d.numpy, "item") else d.numpy
+                    index = fmt.parse_index_payload(payload if isinstance(payload, bytes) else bytes(payload))
+                except (ValueError, TypeError) as e:
+                    _once(_warned, (r, tb_tag, d.step), "attention: skipping %s/%s step %s: %s", r, tb_tag, d.step, e)
+                    continue
+                out.append(IndexEntry(r, m["tag"], m["example"], int(d.step), float(d.wall_time), index))
+    out.sort(key=lambda e: (e.run, e.tag, e.example, e.step))
+    return out
+
+
+def asset_path(logdir: str, run: str, entry_index: dict) -> str:
+    """Absolute path of the asset file an index record points to (the file name is checked, not trusted)."""
+    name = entry_index["asset"]["file"]
+    if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
+        raise fmt.FormatError(f"invalid asset file name {name!r}")
+    run_dir = logdir if run in (".", "") else fmt._join(logdir, run)
+    return fmt._join(fmt.asset_dir(run_dir), name)
+
+
+class RecordStore:
+    """Decodes layers, q/k and overviews from asset files, with a bounded LRU of parsed record headers
+    and decoded layers (memory bounded by ``cache_bytes``, never by how much was logged)."""
+
+    def __init__(self, logdir: str, cache_bytes: int = 256 << 20,
+                 read_range: Callable[[str, int, int], bytes] = fmt.read_range):
+        self.logdir = logdir
+        self.read_range = read_range
+        self.cache_bytes = cache_bytes
+        self._cache: "OrderedDict[Any, Any]" = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def _cached(self, key: Any, load: Callable[[], Any], nbytes: Callable[[Any], int]) -> Any:
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key][0]
+        value = load()
+        n = nbytes(value)
+        with self._lock:
+            if key not in self._cache and n <= self.cache_bytes:
+                self._cache[key] = (value, n)
+                self._size += n
+                while self._size > self.cache_bytes:
+                    _, (_, m) = self._cache.popitem(last=False)
+                    self._size -= m
+        return value
+
+    def record(self, entry: IndexEntry) -> fmt.AssetRecord:
+        path = asset_path(self.logdir, entry.run, entry.index)
+        offset = int(entry.index["asset"]["offset"])
+        return self._cached(("rec", path, offset),
+                            lambda: fmt.parse_record_header(path, offset, self.read_range),
+                            lambda r: 4096 + 64 * len(str(r.header.get("chunks", ""))) // 8)
+
+    def attention_codes(self, entry: IndexEntry, kind: str, layer: int, head: Optional[int] = None) -> np.ndarray:
+        """uint8 log8 codes, ``(heads, q, k)`` (or ``(1, q, k)`` for one head)."""
+        rec = self.record(entry)
+        k = rec.header["kinds"][kind]
+        heads = range(k["heads"]) if head is None else [head]
+
+        def load() -> np.ndarray:
+            return np.stack([
+                fmt.decode_codes(fmt.read_chunk(rec, rec.chunk(kind, "attention", layer, h), self.read_range),
+                                 (k["q_len"], k["k_len"])) for h in heads])
+
+        return self._cached(("att", rec.path, rec.offset, kind, layer, head), load, lambda a: a.nbytes)
+
+    def qk(self, entry: IndexEntry, kind: str, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+        """float16 queries ``(q, d)`` and keys ``(k, d)`` of one head; KeyError if not logged."""
+        rec = self.record(entry)
+        k = rec.header["kinds"][kind]
+        if not k.get("has_qk"):
+            raise KeyError("queries/keys were not logged for this step")
+        d = k["head_dim"]
+        q = fmt.decode_f16(fmt.read_chunk(rec, rec.chunk(kind, "queries", layer, head), self.read_range), (k["q_len"], d))
+        kk = fmt.decode_f16(fmt.read_chunk(rec, rec.chunk(kind, "keys", layer, head), self.read_range), (k["k_len"], d))
+        return q, kk
+
+    def overview_codes(self, entry: IndexEntry, kind: str) -> np.ndarray:
+        """uint8 log8 codes of the pooled overview, ``(layers, heads, pq, pk)``."""
+        rec = self.record(entry)
+        k = rec.header["kinds"][kind]
+        shape = (k["layers"], k["heads"], *k["overview_shape"])
+        return self._cached(("ov", rec.path, rec.offset, kind),
+                            lambda: fmt.decode_codes(fmt.read_chunk(rec, rec.chunk(kind, "overview"), self.read_range), shape),
+                            lambda a: a.nbytes)
+
+
+@dataclass
+class AttentionExample:
+    """One logged example at one step, decoded."""
+
+    run: str
+    tag: str
+    example: str
+    step: int
+    wall_time: float
+    header: dict
+    attention: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, q, k) float32
+    queries: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, q, d) float32
+    keys: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, k, d) float32
+
+    def tokens(self, kind: str = "encoder") -> tuple[list[str], list[str]]:
+        """(query tokens, key tokens) of ``kind``."""
+        k = self.header["kinds"][kind]
+        return self.header["sequences"][k["query"]], self.header["sequences"][k["key"]]
+
+
+def _decode(store: RecordStore, entry: IndexEntry, with_qk: bool) -> AttentionExample:
+    ex = AttentionExample(entry.run, entry.tag, entry.example, entry.step, entry.wall_time, entry.index)
+    for kind, k in entry.index["kinds"].items():
+        ex.attention[kind] = np.stack([fmt.decode_attention(store.attention_codes(entry, kind, l))
+                                       for l in range(k["layers"])])
+        if with_qk and k.get("has_qk"):
+            pairs = [[store.qk(entry, kind, l, h) for h in range(k["heads"])] for l in range(k["layers"])]
+            ex.queries[kind] = np.array([[q for q, _ in layer] for layer in pairs], dtype=np.float32)
+            ex.keys[kind] = np.array([[kk for _, kk in layer] for layer in pairs], dtype=np.float32)
+    return ex
+
+
+def read_attention(
+    logdir: str,
+    *,
+    run: Optional[str] = None,
+    tag: Optional[str] = None,
+    example: Optional[str] = None,
+    step: Optional[int] = None,
+    queries_keys: bool = True,
+) -> list[AttentionExample]:
+    """Read logged attention back as numpy arrays (the same decoding the TensorBoard plugin uses).
+
+    Filters are optional: ``read_attention("runs/demo", tag="probes", step=100)``. Runs are named as in
+    TensorBoard (sub-directory of ``logdir``, ``"."`` for the logdir itself). Values are decoded from the
+    stored 8-bit code (within the bounds in docs/format.md); q/k are float16 widened to float32.
+    """
+    return list(iter_attention(logdir, run=run, tag=tag, example=example, step=step, queries_keys=queries_keys))
+
+
+def iter_attention(logdir: str, *, run: Optional[str] = None, tag: Optional[str] = None,
+                   example: Optional[str] = None, step: Optional[int] = None,
+                   queries_keys: bool = True) -> Iterator[AttentionExample]:
+    """Like :func:`read_attention`, one example at a time."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+
+    logdir = str(logdir)
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={PLUGIN_NAME: 0})
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    store = RecordStore(logdir, cache_bytes=0)
+    for e in list_index(provider, context.RequestContext(), run=run):
+        if (tag is None or e.tag == tag) and (example is None or e.example == str(example)) \
+                and (step is None or e.step == step):
+            yield _decode(store, e, queries_keys)

@@ -1,0 +1,485 @@
+"""Writing attention: input validation, asset records, index Summary protos, ``AttentionWriter``.
+
+numpy only: torch tensors are accepted (converted with ``.detach().cpu().numpy()``) but torch is never
+imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from . import format as fmt
+from .metadata import FORMAT_VERSION, create_summary_metadata
+
+MAX_TOKENS = 8192  # per sequence; 2048 is the design target, 8192 keeps single records < 1 GB
+MAX_VALUES = 2**31 - 1  # attention values per example and kind
+ROW_SUM_TOLERANCE = 0.01
+_TAG_RE = re.compile(r"^[^\x00-\x1f]+$")
+_SPECIAL_RE = re.compile(r"^(\[[A-Z]+\]|<\|?[A-Za-z_]+\|?>|</?s>|<unk>|<pad>|<mask>)$")
+
+__all__ = ["AttentionWriter", "log_attention"]
+
+
+# ------------------------------------------------------------------------------------ normalisation
+@dataclass
+class _Example:
+    """One example, validated and ready to encode."""
+
+    sequences: dict[str, list[str]]
+    kinds: dict[str, list[fmt.LayerArrays]]
+    kind_sequences: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def _np(x: Any, what: str) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch.Tensor without importing torch
+        x = x.detach().float().cpu().numpy()
+    try:
+        return np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must be a numeric array or tensor, got {type(x).__name__}: {e}") from None
+
+
+def _layers_from_tuple(
+    attention: Any, queries: Any, keys: Any, batch_index: int, kind: str
+) -> list[fmt.LayerArrays]:
+    """Per-layer tensors as transformers returns them (``output_attentions=True``): (batch, H, q, k) each."""
+    if attention is None or (isinstance(attention, (tuple, list)) and len(attention) == 0):
+        raise ValueError(
+            f"no {kind} attention given (empty or None): models running sdpa/flash attention return no "
+            "attention weights. Record them with `with capture_attention(model) as cap:` or load the model "
+            "with attn_implementation='eager' and pass output_attentions=True."
+        )
+    if not isinstance(attention, (tuple, list)):
+        attention = [attention[i] for i in range(len(attention))] if _np_ndim(attention) == 5 else [attention]
+    for name, qk in (("queries", queries), ("keys", keys)):
+        if qk is not None and (not isinstance(qk, (tuple, list)) or len(qk) != len(attention)):
+            raise ValueError(f"{name} must be a sequence with one tensor per layer ({len(attention)} layers)")
+    if (queries is None) != (keys is None):
+        raise ValueError("pass both queries and keys, or neither")
+    layers = []
+    for i, a in enumerate(attention):
+        if a is None:
+            raise ValueError(f"{kind} attention of layer {i} is None: the model did not return attention weights "
+                             "(use capture_attention or attn_implementation='eager')")
+        arr = _np(a, f"{kind} attention layer {i}")
+        q = k = None
+        if queries is not None:
+            q, k = _np(queries[i], f"queries layer {i}"), _np(keys[i], f"keys layer {i}")
+        if arr.ndim == 4:
+            if not 0 <= batch_index < arr.shape[0]:
+                raise ValueError(f"batch_index {batch_index} out of range: the batch has {arr.shape[0]} examples")
+            arr = arr[batch_index]
+            if q is not None:
+                if q.ndim != 4 or k.ndim != 4:
+                    raise ValueError(f"queries/keys of layer {i} must be (batch, heads, len, head_dim) like the attention")
+                q, k = q[batch_index], k[batch_index]
+        elif arr.ndim != 3:
+            raise ValueError(
+                f"{kind} attention of layer {i} has shape {arr.shape}: expected (batch, heads, q_len, k_len) "
+                "or (heads, q_len, k_len)"
+            )
+        layers.append(fmt.LayerArrays(arr, q, k, {}))
+    return layers
+
+
+def _np_ndim(x: Any) -> int:
+    return len(getattr(x, "shape", ()))
+
+
+def _layer_info(info: Mapping) -> dict:
+    keep = ("scaling", "causal", "position_bias", "softcap", "sliding_window", "module_name")
+    out = {}
+    for k in keep:
+        v = info.get(k)
+        if isinstance(v, (np.generic,)):
+            v = v.item()
+        if isinstance(v, float) and not np.isfinite(v):
+            v = None
+        out[k] = v
+    return out
+
+
+def _normalise(
+    attention: Any,
+    tokens: Sequence[str],
+    *,
+    batch_index: int,
+    queries: Any,
+    keys: Any,
+    key_tokens: Optional[Sequence[str]],
+    decoder_tokens: Optional[Sequence[str]],
+    kind: Optional[str],
+) -> _Example:
+    """Turn any accepted ``attention`` input into an ``_Example`` (kinds -> layers, sequences)."""
+    positions: Mapping[str, Any] = {}
+    if hasattr(attention, "last") and hasattr(attention, "forwards"):  # AttentionCapture
+        if attention.last is None:
+            raise ValueError("the capture recorded no forward pass: run the model inside `with capture_attention(model)`")
+        attention = attention.last
+    if hasattr(attention, "example") and callable(attention.example):  # CapturedForward
+        n = getattr(attention, "batch_size", None)
+        if n is not None and not 0 <= batch_index < n:
+            raise ValueError(f"batch_index {batch_index} out of range: the captured batch has {n} examples")
+        attention = attention.example(batch_index)
+    if hasattr(attention, "kinds") and isinstance(attention.kinds, Mapping):  # ExampleAttention
+        if queries is not None or keys is not None:
+            raise ValueError("queries/keys come with the capture: do not pass them separately")
+        positions = getattr(attention, "positions", {}) or {}
+        kinds = {
+            k: [fmt.LayerArrays(_np(l.attention, f"{k} attention"),
+                                None if l.queries is None else _np(l.queries, "queries"),
+                                None if l.keys is None else _np(l.keys, "keys"),
+                                _layer_info(l.info or {})) for l in layers]
+            for k, layers in attention.kinds.items() if layers
+        }
+        if not kinds:
+            raise ValueError("the capture recorded no attention layers: does the model route attention through "
+                             "transformers' attention interface? (see README: supported models)")
+    elif isinstance(attention, Mapping):
+        kinds = {}
+        for k, v in attention.items():
+            q = None if queries is None else queries.get(k)
+            kk = None if keys is None else keys.get(k)
+            kinds[k] = _layers_from_tuple(v, q, kk, batch_index, k)
+    else:
+        if kind is None:
+            kind = "cross" if key_tokens is not None else "encoder"
+        kinds = {kind: _layers_from_tuple(attention, queries, keys, batch_index, kind)}
+
+    for k in kinds:
+        if k not in fmt.KINDS:
+            raise ValueError(f"unknown attention kind {k!r}: expected one of {', '.join(fmt.KINDS)}")
+
+    tokens = _tokens(tokens, "tokens")
+    two_stacks = "cross" in kinds or decoder_tokens is not None
+    if "cross" in kinds and "encoder" not in kinds and "decoder" not in kinds and key_tokens is not None:
+        # Only cross attention given: `tokens` are the decoder (query) tokens, `key_tokens` the encoder's.
+        sequences = {"input": _tokens(key_tokens, "key_tokens"), "output": tokens}
+    else:
+        sequences = {"input": tokens}
+        if two_stacks:
+            if decoder_tokens is None:
+                raise ValueError("encoder-decoder attention needs decoder_tokens (the decoder's input tokens)")
+            sequences["output"] = _tokens(decoder_tokens, "decoder_tokens")
+        elif key_tokens is not None:
+            raise ValueError("key_tokens is only for cross attention (pass kind='cross' or a capture with cross layers)")
+    for name, pos in positions.items():  # capture trimmed padding: trim full-length token lists the same way
+        seq = sequences.get(name)
+        pos = np.asarray(pos)
+        if seq is not None and len(seq) != len(pos) and pos.size and len(seq) > int(pos.max()):
+            sequences[name] = [seq[int(i)] for i in pos]
+    kind_sequences = {
+        "encoder": ("input", "input"),
+        "decoder": ("output", "output") if two_stacks else ("input", "input"),
+        "cross": ("output", "input"),
+    }
+    return _Example(sequences, kinds, {k: kind_sequences[k] for k in kinds})
+
+
+def _tokens(tokens: Any, what: str) -> list[str]:
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence) and not hasattr(tokens, "__iter__"):
+        raise ValueError(f"{what} must be a list of token strings (e.g. tokenizer.convert_ids_to_tokens(ids)), "
+                         f"got {type(tokens).__name__}")
+    out = list(tokens)
+    if not all(isinstance(t, str) for t in out):
+        bad = next(t for t in out if not isinstance(t, str))
+        raise ValueError(f"{what} must be strings; got {type(bad).__name__} {bad!r} "
+                         "(convert ids with tokenizer.convert_ids_to_tokens)")
+    if not out:
+        raise ValueError(f"{what} is empty")
+    if len(out) > MAX_TOKENS:
+        raise ValueError(f"{what} has {len(out)} tokens; at most {MAX_TOKENS} are supported per sequence")
+    return out
+
+
+def _validate(ex: _Example, sentence_b_start: Optional[int]) -> None:
+    """Check shapes, token counts and values; raises ValueError saying what is wrong and how to fix it."""
+    for kind, layers in ex.kinds.items():
+        qseq, kseq = ex.kind_sequences[kind]
+        nq, nk = len(ex.sequences[qseq]), len(ex.sequences[kseq])
+        shape0 = layers[0].attention.shape
+        qk0 = layers[0].queries is not None
+        for i, layer in enumerate(layers):
+            a = layer.attention
+            where = f"{kind} attention, layer {i}"
+            if a.shape != shape0:
+                raise ValueError(f"{where} has shape {a.shape} but layer 0 has {shape0}: all layers of a kind "
+                                 "must have the same heads and lengths")
+            h, q, k = a.shape
+            if h == 0 or q == 0 or k == 0:
+                raise ValueError(f"{where} is empty (shape {a.shape})")
+            if q != nq or k != nk:
+                raise ValueError(
+                    f"{where} is {q}x{k} (queries x keys) but there are {nq} {qseq} tokens and {nk} {kseq} "
+                    "tokens: pass one token per position (padding included, or trim padding with the capture)"
+                )
+            if h * q * k > MAX_VALUES:
+                raise ValueError(f"{where} has {h * q * k} values; at most {MAX_VALUES} per layer are supported")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{where} contains NaN or Inf")
+            lo, hi = float(a.min()), float(a.max())
+            if lo < -1e-6 or hi > 1 + 1e-6:
+                raise ValueError(f"{where} has values in [{lo:g}, {hi:g}]: attention probabilities must lie in "
+                                 "[0, 1] (pass post-softmax weights, not scores)")
+            sums = a.sum(axis=-1, dtype=np.float64)
+            worst = float(np.abs(sums - 1).max())
+            if worst > ROW_SUM_TOLERANCE:
+                h_, r_ = np.unravel_index(int(np.abs(sums - 1).argmax()), sums.shape)
+                raise ValueError(
+                    f"{where}: row {r_} of head {h_} sums to {sums[h_, r_]:.4f}, not 1: pass softmax "
+                    "probabilities; a padding row sums to 0 — trim padding (capture_attention does) or log "
+                    "only the real tokens"
+                )
+            if (layer.queries is not None) != qk0:
+                raise ValueError(f"{where}: queries/keys given for some layers only")
+            if layer.queries is not None:
+                qs, ks = layer.queries.shape, layer.keys.shape
+                if len(qs) != 3 or len(ks) != 3 or qs[:2] != (h, q) or ks[:2] != (h, k) or qs[2] != ks[2]:
+                    raise ValueError(
+                        f"{where}: queries {qs} / keys {ks} must be (heads, q_len, head_dim) / "
+                        f"(heads, k_len, head_dim) matching attention {a.shape} (expand grouped-query keys)"
+                    )
+                if not (np.isfinite(layer.queries).all() and np.isfinite(layer.keys).all()):
+                    raise ValueError(f"{where}: queries or keys contain NaN or Inf")
+                if max(np.abs(layer.queries).max(), np.abs(layer.keys).max()) > 65504:
+                    raise ValueError(f"{where}: queries/keys exceed float16's range (65504)")
+            layer.attention = np.clip(a, 0.0, 1.0)
+    if sentence_b_start is not None:
+        n = len(ex.sequences["input"])
+        if not isinstance(sentence_b_start, (int, np.integer)) or isinstance(sentence_b_start, bool) \
+                or not 0 < sentence_b_start < n:
+            raise ValueError(f"sentence_b_start must be an index in 1..{n - 1} (the first token of sentence B), "
+                             f"got {sentence_b_start!r}")
+
+
+def _check_names(tag: Any, example: Any, step: Any) -> None:
+    if not isinstance(tag, str) or not tag or not _TAG_RE.match(tag):
+        raise ValueError(f"tag must be a non-empty string without control characters, got {tag!r}")
+    if not isinstance(example, str) or not example or "/" in example or not _TAG_RE.match(example):
+        raise ValueError(f"example must be a non-empty name without '/' or control characters, got {example!r}")
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ValueError(f"step must be a non-negative integer, got {step!r}")
+
+
+# ------------------------------------------------------------------------------------------ writing
+def build_record(
+    tag: str,
+    example: str,
+    ex: _Example,
+    *,
+    step: int,
+    wall_time: float,
+    model_name: Optional[str],
+    sentence_b_start: Optional[int],
+    special_tokens: Optional[Mapping[str, Sequence[int]]],
+    metrics: Optional[dict],
+) -> tuple[dict, bytes]:
+    """The record header and the encoded asset record for a validated example."""
+    if special_tokens is None:
+        special_tokens = {
+            name: [i for i, t in enumerate(seq) if _SPECIAL_RE.match(t)] for name, seq in ex.sequences.items()
+        }
+    header = {
+        "version": FORMAT_VERSION,
+        "tag": tag,
+        "example": example,
+        "step": int(step),
+        "wall_time": float(wall_time),
+        "model": model_name,
+        "sequences": ex.sequences,
+        "sentence_b_start": None if sentence_b_start is None else int(sentence_b_start),
+        "special_tokens": {k: [int(i) for i in v] for k, v in special_tokens.items()},
+        "kinds": {k: fmt.describe_kind(layers, *ex.kind_sequences[k]) for k, layers in ex.kinds.items()},
+        "metrics": metrics or {},
+    }
+    return header, fmt.encode_record(header, ex.kinds)
+
+
+def _index_summary(tag: str, example: str, payload: bytes) -> summary_pb2.Summary:
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(), string_val=[payload]
+    )
+    value = summary_pb2.Summary.Value(
+        tag=f"{tag}/{example}", metadata=create_summary_metadata(tag, example), tensor=tensor
+    )
+    return summary_pb2.Summary(value=[value])
+
+
+def _new_asset_name() -> str:
+    return f"{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}{fmt.ASSET_SUFFIX}"
+
+
+class AttentionWriter:
+    """Writes attention records into a TensorBoard run directory.
+
+    Index records go to the run's event files (through TensorBoard's own ``EventFileWriter``), arrays to
+    an append-only file in ``<logdir>/plugins/attention/``. Use as a context manager or call ``close()``.
+    """
+
+    def __init__(self, logdir: str, *, max_queue: int = 10, flush_secs: int = 120, filename_suffix: str = ""):
+        self.logdir = str(logdir)
+        self._events = EventFileWriter(self.logdir, max_queue, flush_secs, filename_suffix)
+        self._asset: Optional[fmt.AssetFile] = None
+        self._lock = threading.Lock()
+
+    # the two operations log_attention needs from any writer
+    def _append_asset(self, record: bytes) -> tuple[str, int]:
+        with self._lock:
+            if self._asset is None:
+                self._asset = fmt.AssetFile(self.logdir, _new_asset_name())
+            return self._asset.name, self._asset.append(record)
+
+    def _add_summary(self, summary: summary_pb2.Summary, step: int, wall_time: float) -> None:
+        self._events.add_event(event_pb2.Event(summary=summary, step=int(step), wall_time=wall_time))
+
+    def add_attention(self, tag: str, attention: Any, tokens: Sequence[str], step: int, **kwargs: Any) -> dict:
+        """Same as ``log_attention(self, tag, attention, tokens, step, **kwargs)``."""
+        return log_attention(self, tag, attention, tokens, step, **kwargs)
+
+    def add_scalar(self, tag: str, value: float, step: int, wall_time: Optional[float] = None) -> None:
+        """A plain TensorBoard scalar (used for per-head metrics, so the Scalars tab plots them)."""
+        from tensorboard.plugins.scalar import summary_v2 as scalar_summary  # noqa: deferred, small
+
+        pb = scalar_summary.scalar_pb(tag, float(value))
+        self._add_summary(pb, step, time.time() if wall_time is None else wall_time)
+
+    def flush(self) -> None:
+        self._events.flush()
+
+    def close(self) -> None:
+        self._events.close()
+        with self._lock:
+            if self._asset is not None:
+                self._asset.close()
+                self._asset = None
+
+    def __enter__(self) -> "AttentionWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class _SummaryWriterAdapter:
+    """Lets ``log_attention`` write through a ``torch.utils.tensorboard.SummaryWriter`` (duck-typed)."""
+
+    _assets: "weakref.WeakKeyDictionary[Any, fmt.AssetFile]" = weakref.WeakKeyDictionary()
+    _lock = threading.Lock()
+
+    def __init__(self, writer: Any):
+        self.writer = writer
+        self.logdir = writer.get_logdir() if hasattr(writer, "get_logdir") else writer.log_dir
+
+    def _append_asset(self, record: bytes) -> tuple[str, int]:
+        with self._lock:
+            asset = self._assets.get(self.writer)
+            if asset is None:
+                asset = self._assets[self.writer] = fmt.AssetFile(self.logdir, _new_asset_name())
+            return asset.name, asset.append(record)
+
+    def _add_summary(self, summary: summary_pb2.Summary, step: int, wall_time: float) -> None:
+        self.writer._get_file_writer().add_summary(summary, int(step), wall_time)
+
+
+def _sink(writer: Any):
+    if isinstance(writer, AttentionWriter):
+        return writer
+    if hasattr(writer, "_get_file_writer") and (hasattr(writer, "get_logdir") or hasattr(writer, "log_dir")):
+        return _SummaryWriterAdapter(writer)
+    raise ValueError(
+        f"writer must be an AttentionWriter or a torch.utils.tensorboard.SummaryWriter, got {type(writer).__name__}"
+    )
+
+
+def log_attention(
+    writer: Union[AttentionWriter, Any],
+    tag: str,
+    attention: Any,
+    tokens: Sequence[str],
+    step: int,
+    *,
+    example: Optional[str] = None,
+    batch_index: int = 0,
+    queries: Any = None,
+    keys: Any = None,
+    sentence_b_start: Optional[int] = None,
+    key_tokens: Optional[Sequence[str]] = None,
+    decoder_tokens: Optional[Sequence[str]] = None,
+    kind: Optional[str] = None,
+    model_name: Optional[str] = None,
+    special_tokens: Optional[Mapping[str, Sequence[int]]] = None,
+    wall_time: Optional[float] = None,
+    metrics: bool = True,
+) -> dict:
+    """Log one example's attention (and optionally queries/keys) at ``step``.
+
+    Args:
+      writer: an ``AttentionWriter`` or a ``torch.utils.tensorboard.SummaryWriter``.
+      tag: groups examples (e.g. ``"probes"``); the TensorBoard tag is ``<tag>/<example>``.
+      attention: what ``capture_attention`` recorded (the capture, one forward, or one example), or
+        per-layer tensors as transformers returns them with ``output_attentions=True``
+        (``(batch, heads, q, k)`` or ``(heads, q, k)`` each; torch or numpy), or a dict
+        ``{"encoder"|"decoder"|"cross": per-layer tensors}`` for encoder-decoder models.
+      tokens: token strings of the (encoder) input, one per position.
+      step: the training step (checkpoint) this attention belongs to.
+      example: the example's name (default: ``str(batch_index)``).
+      batch_index: which example of a batched input to log.
+      queries, keys: per-layer ``(batch, heads, len, head_dim)`` tensors, for raw attention input only.
+      sentence_b_start: index of the first token of sentence B, for sentence pairs.
+      key_tokens: key tokens of cross attention given alone (``tokens`` are then the decoder's).
+      decoder_tokens: the decoder's tokens for encoder-decoder models.
+      kind: ``"encoder"`` (default), ``"decoder"`` or ``"cross"`` for raw per-layer input.
+      model_name: shown in the tab.
+      special_tokens: ``{"input": [indices]}`` to override special-token detection.
+      metrics: compute per-head metrics into the header (and nothing else).
+
+    Returns the record header that was written (without its chunk table). Raises ``ValueError`` for bad
+    input before anything is written.
+    """
+    sink = _sink(writer)
+    example = str(batch_index) if example is None else example
+    _check_names(tag, example, step)
+    ex = _normalise(attention, tokens, batch_index=batch_index, queries=queries, keys=keys,
+                    key_tokens=key_tokens, decoder_tokens=decoder_tokens, kind=kind)
+    _validate(ex, sentence_b_start)
+    wall_time = time.time() if wall_time is None else float(wall_time)
+    header, record = build_record(
+        tag, example, ex, step=int(step), wall_time=wall_time, model_name=model_name,
+        sentence_b_start=sentence_b_start, special_tokens=special_tokens,
+        metrics=_metrics(ex) if metrics else None,
+    )
+    name, offset = sink._append_asset(record)
+    sink._add_summary(_index_summary(tag, example, fmt.index_payload(header, name, offset, len(record))),
+                      int(step), wall_time)
+    return {k: v for k, v in header.items() if k != "chunks"}
+
+
+def _metrics(ex: _Example) -> dict:
+    """Per-head metrics per kind (``{kind: {name: [[per head] per layer]}}``), NaN as null."""
+    try:
+        from . import metrics as m
+    except ImportError:  # metrics module not available
+        return {}
+    out: dict = {}
+    for kind, layers in ex.kinds.items():
+        qseq, _ = ex.kind_sequences[kind]
+        ids = ex.sequences[qseq] if kind != "cross" else None
+        causal = None
+        if layers and layers[0].info and layers[0].info.get("causal") is not None:
+            causal = bool(layers[0].info["causal"])
+        values = m.layer_metrics([l.attention for l in layers], ids, causal=causal)
+        out[kind] = {name: [[None if not np.isfinite(v) else round(float(v), 6) for v in row] for row in arr]
+                     for name, arr in values.items()}
+    return out
