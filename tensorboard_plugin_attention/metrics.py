@@ -1,0 +1,238 @@
+"""Per-head attention metrics, Jensen-Shannon divergence and attention rollout (numpy only).
+
+Every function takes attention probabilities that are already trimmed of padding: one layer of one
+example is ``(heads, q_len, k_len)`` with rows summing to 1. Everything is vectorised over heads and
+tokens; only the layers are looped over. Formulas, rationale and NaN conventions: ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "METRIC_NAMES",
+    "CAUSAL_TOLERANCE",
+    "head_metrics",
+    "induction_targets",
+    "layer_metrics",
+    "is_causal",
+    "jensen_shannon",
+    "rollout",
+]
+
+# Keys of the dicts returned by head_metrics / layer_metrics, in display order.
+METRIC_NAMES = ("entropy", "distance", "sink", "prev_token", "induction")
+
+# A square attention counts as causal when every weight above the diagonal is at most this.
+CAUSAL_TOLERANCE = 1e-6
+
+_FUSIONS = ("mean", "max", "min")
+
+
+def _as_attention(attention: np.ndarray, ndim: int, name: str = "attention") -> np.ndarray:
+    """``attention`` as a float64 array of ``ndim`` dimensions (copied only when needed)."""
+    a = np.asarray(attention, dtype=np.float64)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    return a
+
+
+def _weighted_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` ``(heads, rows)`` over the rows where ``mask`` is true; NaN if none is."""
+    count = int(mask.sum())
+    if count == 0:
+        return np.full(values.shape[0], np.nan)
+    return values @ mask.astype(np.float64) / count
+
+
+def is_causal(attention: np.ndarray, tolerance: float = CAUSAL_TOLERANCE) -> bool:
+    """True if ``attention`` ``(..., q, k)`` is square and its strict upper triangle is all ``<= tolerance``."""
+    a = np.asarray(attention)
+    q, k = a.shape[-2:]
+    if q != k:
+        return False
+    if q < 2:
+        return True
+    upper = np.triu(np.ones((q, k), dtype=bool), 1)
+    return bool(np.all(np.abs(a[..., upper]) <= tolerance))
+
+
+def _token_codes(token_ids: Sequence[Hashable]) -> np.ndarray:
+    """Integer codes with equal codes for equal tokens (any hashable tokens)."""
+    arr = np.asarray(token_ids) if isinstance(token_ids, np.ndarray) else None
+    if arr is not None and arr.ndim == 1 and arr.dtype.kind in "biuUS":
+        return np.unique(arr, return_inverse=True)[1].reshape(-1)
+    lookup: dict[Hashable, int] = {}
+    return np.fromiter((lookup.setdefault(t, len(lookup)) for t in token_ids), dtype=np.intp, count=len(token_ids))
+
+
+def induction_targets(token_ids: Sequence[Hashable]) -> np.ndarray:
+    """Boolean ``(n, n)`` mask: ``[i, j + 1]`` is true when ``token_ids[j] == token_ids[i]`` for some ``j < i``.
+
+    Row ``i`` marks the positions right after every earlier occurrence of token ``i`` (all ``<= i``);
+    a row is all false when token ``i`` has not occurred before.
+    """
+    codes = _token_codes(token_ids)
+    n = codes.shape[0]
+    earlier = (codes[:, None] == codes[None, :]) & np.tri(n, n, -1, dtype=bool)  # [i, j]: same token, j < i
+    targets = np.zeros((n, n), dtype=bool)
+    targets[:, 1:] = earlier[:, :-1]  # shift j -> j + 1
+    return targets
+
+
+def head_metrics(
+    attention: np.ndarray,
+    token_ids: Sequence[Hashable] | None = None,
+    *,
+    causal: bool | None = None,
+) -> dict[str, np.ndarray]:
+    """Scalar summaries of every head of ONE layer of ONE example.
+
+    Args:
+        attention: ``(heads, q_len, k_len)`` attention probabilities (rows sum to 1, padding trimmed).
+        token_ids: the ``q_len`` tokens (ids or strings, any hashables) of a self-attention; only
+            ``induction`` uses them.
+        causal: whether query ``i`` can only see keys ``<= i`` (for ``q_len < k_len``: keys
+            ``<= i + k_len - q_len``, the bottom-right aligned mask of a KV cache). ``None`` infers it:
+            causal iff square and the strict upper triangle is ``<= CAUSAL_TOLERANCE``. Only ``entropy``
+            depends on it (through the number of visible keys).
+
+    Returns:
+        ``{name: float64 array (heads,)}`` for each name in ``METRIC_NAMES``:
+
+        - ``entropy``: mean over rows with >1 visible key of ``H(row) / log(visible keys)``, in [0, 1].
+        - ``distance``: mean over rows of ``sum_j a_ij |i - j|`` in tokens (NaN for cross attention).
+        - ``sink``: mean over rows of the weight on key 0.
+        - ``prev_token``: mean over rows ``i >= 1`` of ``a_{i, i-1}`` (NaN for cross attention or q_len < 2).
+        - ``induction``: mean, over queries whose token occurred before, of the attention mass on the
+          positions right after those earlier occurrences (NaN without token_ids, for cross attention,
+          or without repeated tokens).
+    """
+    a = _as_attention(attention, 3)
+    heads, q, k = a.shape
+    nan = np.full(heads, np.nan)
+    if q == 0 or k == 0:
+        return {name: nan.copy() for name in METRIC_NAMES}
+    square = q == k
+    if causal is None:
+        causal = is_causal(a)
+    if causal and q > k:
+        raise ValueError(f"causal attention needs q_len <= k_len, got shape {a.shape}")
+    rows = np.arange(q)
+
+    # entropy: H / log(n) per row, n = visible keys; rows with n == 1 carry no information (excluded)
+    plogp = np.zeros_like(a)
+    np.log(a, out=plogp, where=a > 0)  # 0 log 0 = 0; tiny negative noise counts as 0 too
+    plogp *= a
+    entropy_rows = -plogp.sum(axis=-1)  # (heads, q), nats
+    visible = rows + (k - q + 1) if causal else np.full(q, k)
+    informative = visible > 1
+    log_visible = np.log(np.where(informative, visible, 2))
+    entropy = _weighted_mean(entropy_rows / log_visible, informative)
+
+    sink = a[:, :, 0].mean(axis=-1)
+
+    if not square:
+        return {"entropy": entropy, "distance": nan.copy(), "sink": sink, "prev_token": nan.copy(), "induction": nan.copy()}
+
+    # distance: expected |i - j|, as one matrix-vector product over the flattened (q, k) plane
+    flat = a.reshape(heads, q * k)
+    offsets = np.abs(rows[:, None] - rows[None, :]).astype(np.float64)
+    distance = flat @ offsets.reshape(-1) / q
+
+    prev_token = np.diagonal(a, offset=-1, axis1=1, axis2=2).mean(axis=-1) if q >= 2 else nan.copy()
+
+    induction = nan.copy()
+    if token_ids is not None:
+        if len(token_ids) != q:
+            raise ValueError(f"token_ids has {len(token_ids)} tokens, attention has q_len {q}")
+        targets = induction_targets(token_ids)
+        repeated = targets.any(axis=1)
+        if repeated.any():
+            # sum of a over each row's targets; rows without targets contribute 0 to the total
+            induction = flat @ targets.reshape(-1).astype(np.float64) / int(repeated.sum())
+
+    return {"entropy": entropy, "distance": distance, "sink": sink, "prev_token": prev_token, "induction": induction}
+
+
+def layer_metrics(
+    layers: Sequence[np.ndarray],
+    token_ids: Sequence[Hashable] | None = None,
+    causal: bool | None = None,
+) -> dict[str, np.ndarray]:
+    """``head_metrics`` of every layer, stacked: ``{name: float64 array (layers, heads)}``.
+
+    ``layers`` is a sequence of ``(heads, q_len, k_len)`` arrays (or one ``(layers, heads, q, k)`` array),
+    all with the same number of heads. ``causal=None`` is inferred once for the whole model (causal iff
+    every layer looks causal), so all layers use the same convention.
+    """
+    layers = [_as_attention(layer, 3, f"layers[{i}]") for i, layer in enumerate(layers)]
+    if not layers:
+        raise ValueError("layer_metrics needs at least one layer")
+    if causal is None:
+        causal = all(is_causal(layer) for layer in layers)
+    per_layer = [head_metrics(layer, token_ids, causal=causal) for layer in layers]
+    return {name: np.stack([m[name] for m in per_layer]) for name in METRIC_NAMES}
+
+
+def jensen_shannon(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-head Jensen-Shannon divergence between two attentions of the same example.
+
+    ``a`` and ``b`` are ``(heads, q, k)`` (any ``(..., q, k)`` works) with rows summing to 1. Returns
+    ``(heads,)``: the mean over query rows of ``JS(a_i, b_i)`` in nats, natural log, so each value lies
+    in ``[0, ln 2]``. Zeros are safe (``0 log 0 = 0``); symmetric in ``a`` and ``b``.
+    """
+    p = np.asarray(a, dtype=np.float64)
+    r = np.asarray(b, dtype=np.float64)
+    if p.shape != r.shape or p.ndim < 2:
+        raise ValueError(f"jensen_shannon needs two arrays of the same shape (..., q, k), got {p.shape} and {r.shape}")
+    p = np.clip(p, 0.0, None)
+    r = np.clip(r, 0.0, None)
+    m = 0.5 * (p + r)
+    log_m = np.zeros_like(m)
+    np.log(m, out=log_m, where=m > 0)
+
+    def kl_terms(x: np.ndarray) -> np.ndarray:
+        # x log(x / m) where x > 0 (then m > 0 too); 0 elsewhere
+        log_x = np.zeros_like(x)
+        np.log(x, out=log_x, where=x > 0)
+        return x * (log_x - log_m)
+
+    js_rows = 0.5 * (kl_terms(p) + kl_terms(r)).sum(axis=-1)  # (..., q)
+    if js_rows.shape[-1] == 0:
+        return np.full(js_rows.shape[:-1], np.nan)
+    return np.clip(js_rows.mean(axis=-1), 0.0, np.log(2.0))
+
+
+def rollout(layers: Sequence[np.ndarray], *, residual: float = 0.5, head_fusion: str = "mean") -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema, 2020) of one example's self-attention.
+
+    Each layer ``(heads, n, n)`` (or an already fused ``(n, n)``) is fused over heads (``head_fusion``:
+    ``"mean"``, ``"max"`` or ``"min"``) into ``A``, mixed with the residual connection as
+    ``residual * I + (1 - residual) * A``, re-normalised to rows summing to 1, and the layers are
+    multiplied with the last layer on the left: ``R = Â_L … Â_2 Â_1``. ``R[i, j]`` is how much input
+    token ``j`` flows into output position ``i``. Returns float64 ``(n, n)``; rows sum to 1.
+    """
+    if head_fusion not in _FUSIONS:
+        raise ValueError(f"head_fusion must be one of {_FUSIONS}, got {head_fusion!r}")
+    if not 0.0 <= residual <= 1.0:
+        raise ValueError(f"residual must lie in [0, 1], got {residual}")
+    result: np.ndarray | None = None
+    for index, layer in enumerate(layers):
+        a = np.asarray(layer, dtype=np.float64)
+        if a.ndim == 3:
+            a = getattr(a, head_fusion)(axis=0)
+        if a.ndim != 2 or a.shape[0] != a.shape[1]:
+            raise ValueError(f"rollout needs square self-attention (heads, n, n), layers[{index}] has shape {np.shape(layer)}")
+        if result is not None and a.shape != result.shape:
+            raise ValueError(f"layers[{index}] has shape {a.shape[-2:]}, earlier layers {result.shape}")
+        mixed = (1.0 - residual) * a
+        mixed[np.diag_indices_from(mixed)] += residual
+        totals = mixed.sum(axis=-1, keepdims=True)
+        mixed = np.divide(mixed, totals, out=np.zeros_like(mixed), where=totals > 0)
+        result = mixed if result is None else mixed @ result
+    if result is None:
+        raise ValueError("rollout needs at least one layer")
+    return result
