@@ -39,6 +39,8 @@ setup(
             "playwright>=1.40",  # drives Debian's chromium in the browser tests
             "psutil>=5",  # resident memory of the tensorboard subprocess in tests/bench
         ],
+        # benchmarks against BertViz (the notebook tool this project measures itself against)
+        "bench": ["bertviz==1.4.1", "psutil>=5", "playwright>=1.40"],
     },
     entry_points={
         "tensorboard_plugins": ["attention = tensorboard_plugin_attention.plugin:AttentionLoader"],
