@@ -1,0 +1,788 @@
+"""Record attention probabilities, queries and keys while a PyTorch / transformers model runs.
+
+Usage::
+
+    with capture_attention(model) as cap:
+        model(**batch)
+    ex = cap.last.example(0)           # numpy, padding trimmed
+    ex.kinds["encoder"][0].attention   # (heads, q, k) for the first encoder layer
+
+How it works
+------------
+transformers 5 routes every attention layer through ``AttentionInterface``: the module calls
+``ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation, eager_attention_forward)`` with the
+queries and keys *after* the head split and rotary embedding. On import this module registers a private
+implementation name (``_IMPL_NAME``) both in ``AttentionInterface`` and in ``AttentionMaskInterface`` (with
+transformers' ``eager_mask``: without a mask function registered, the mask builders return ``None`` for an
+unknown name, silently dropping causal and padding masks). On enter the model is switched to that name with
+``model.set_attn_implementation`` (which also reaches sub-models and sub-configs, e.g. the deep-copied configs
+of T5's encoder/decoder stacks); on exit (also on exception) the ``_attn_implementation`` of every config
+reachable from the model is put back as it was. The registered function calls the *eager* attention
+function of the calling module's own Python module (``eager_attention_forward``, looked up along the class'
+MRO), with the very same arguments, so the model output is that of eager attention (equal to sdpa within float
+tolerance), and records from the weights it returns. Using the model's own eager function matters: LLaMA's does
+``repeat_kv`` for grouped-query keys, T5's adds ``position_bias``, BERT's would break on grouped keys.
+
+In training mode with attention dropout the eager function returns post-dropout weights; to record the
+pre-dropout probabilities the eager function is then called twice (once with ``dropout=0.0`` for the record,
+once as the model asked for the output), which leaves the output and the RNG stream as without capture.
+
+``torch.nn.MultiheadAttention`` does not go through the interface. It is supported with hooks: a forward
+pre-hook forces ``need_weights=True, average_attn_weights=False`` (per-head weights), a forward hook records
+them and gives the caller back the output it asked for (``None`` weights or head-averaged ones). Queries and keys
+are recomputed from the module's input projections (``bias_k`` and ``add_zero_attn`` are appended the same way
+PyTorch does). While capturing, PyTorch's MHA "fast path" (``torch.backends.mha``), which lets
+``nn.TransformerEncoderLayer`` bypass the attention module entirely in inference, is switched off.
+A model with neither (old-style transformers attention that ignores the interface, or custom attention code)
+raises ``TypeError`` on enter: there is no generic way to get its probabilities without re-implementing it.
+
+Kind of a layer call (``LayerRecord.kind``)
+------------------------------------------
+* ``"cross"`` if the module is cross-attention: its own forward call got a non-``None`` ``key_value_states`` /
+  ``encoder_hidden_states`` (BART, T5, Whisper, GPT-2 and BERT-style cross layers: seen by a pre-hook on every
+  module that has a ``*Attention*`` class name), or it says so statically (``is_cross_attention=True``, a
+  ``CrossAttention`` class name, or a qualified-name tail such as ``encoder_attn`` / ``EncDecAttention`` /
+  ``crossattention``). For ``nn.MultiheadAttention``: query and key are not the same tensor.
+* else ``"decoder"`` if causal: ``module.is_causal`` (and the config does not turn causality off with
+  ``config.is_causal=False``); for ``nn.MultiheadAttention``: ``is_causal=True`` or an ``attn_mask`` whose
+  strict upper triangle is fully masked.
+* else ``"encoder"``.
+
+``position_bias`` is ``True`` when an additive score bias other than masking enters the softmax: a non-zero
+tensor passed as ``position_bias`` / ``alibi`` / ``attention_bias`` / ``relative_position_bias`` keyword (T5's
+relative bias; T5 cross-attention gets an all-zero bias, hence ``False``), a module with
+``has_relative_attention_bias=True``, or a floating-point mask holding finite values other than 0 and the
+"masked" value (ALiBi-style biases folded into the mask). When ``True``, softmax(q·kᵀ·scaling + mask) from the
+recorded queries/keys does not reproduce the recorded attention.
+
+Padding and positions
+---------------------
+A forward pre-hook (with kwargs) on the model and on every ``PreTrainedModel`` inside it groups layer calls per
+top-level forward (nested calls such as ``model.encoder`` inside the model do not split it; calling a sub-model
+directly, as ``generate`` does with the encoder, starts its own forward) and keeps the 2-D ``attention_mask`` /
+``decoder_attention_mask`` it was given. ``CapturedForward.example(i)`` keeps the positions where the mask is 1
+(right or left padding). Masks are aligned to the *end* of the recorded sequences, so cached decoding
+(``q_len < k_len``, the mask covering past + new tokens) is trimmed correctly too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import re
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+from transformers.modeling_utils import AttentionInterface
+
+__all__ = [
+    "AttentionCapture",
+    "CapturedForward",
+    "ExampleAttention",
+    "LayerArrays",
+    "LayerRecord",
+    "capture_attention",
+]
+
+# Private implementation name; must not contain "sdpa", "flash", "flex" or "paged" (transformers branches on them).
+_IMPL_NAME = "tb_attention_capture"
+KINDS = ("encoder", "decoder", "cross")
+
+# keyword arguments of an attention function that carry an additive score bias
+_BIAS_KWARGS = ("position_bias", "alibi", "attention_bias", "relative_position_bias", "rel_pos_bias")
+# keyword arguments of an attention *module* forward that make it cross-attention when not None
+_CROSS_KWARGS = ("key_value_states", "encoder_hidden_states")
+# tail of a qualified module name that denotes cross-attention (BART/Whisper/Marian, T5, GPT-2/BERT, others)
+_CROSS_NAME = re.compile(r"(cross|encdec|enc_dec|encoder_attn|src_attn)", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------------------------- records
+
+
+@dataclass
+class LayerRecord:
+    """One call of one attention layer, batch included (float32 CPU tensors)."""
+
+    kind: str  # "encoder" | "decoder" | "cross"
+    layer: int  # index within its kind, in call order during the forward
+    attention: torch.Tensor  # (batch, heads, q_len, k_len), post-softmax, pre-dropout
+    queries: torch.Tensor | None  # (batch, heads, q_len, head_dim)
+    keys: torch.Tensor | None  # (batch, heads, k_len, head_dim), grouped-query keys expanded to query heads
+    scaling: float
+    causal: bool
+    position_bias: bool
+    softcap: float | None
+    sliding_window: int | None
+    module_name: str
+
+    def info(self) -> dict[str, Any]:
+        """The per-layer metadata as a plain dict (keys as in ``LayerArrays.info``)."""
+        return {
+            "scaling": self.scaling,
+            "causal": self.causal,
+            "position_bias": self.position_bias,
+            "softcap": self.softcap,
+            "sliding_window": self.sliding_window,
+            "module_name": self.module_name,
+        }
+
+
+@dataclass
+class LayerArrays:
+    """One layer of one example, padding trimmed (float32 numpy)."""
+
+    attention: np.ndarray  # (H, q, k)
+    queries: np.ndarray | None  # (H, q, d)
+    keys: np.ndarray | None  # (H, k, d)
+    info: dict[str, Any]  # scaling, causal, position_bias, softcap, sliding_window, module_name
+
+
+@dataclass
+class ExampleAttention:
+    """All attention layers of one example of a batch, padding trimmed.
+
+    ``positions["input"]`` are the kept positions of the encoder / single-stack input, ``positions["output"]``
+    those of the decoder input of an encoder-decoder model; ``trim_tokens`` applies them to a token list.
+    """
+
+    kinds: dict[str, list[LayerArrays]]
+    positions: dict[str, np.ndarray]
+    model_name: str = ""
+    is_encoder_decoder: bool = False
+
+    def trim_tokens(self, sequence_name: str, tokens: Sequence[Any]) -> list[Any]:
+        """Keep the tokens of ``sequence_name`` ("input" / "output") at the kept positions.
+
+        ``tokens`` is the padded token list; an already trimmed list (same length as the kept positions) is
+        returned unchanged.
+        """
+        pos = self.positions[sequence_name]
+        tokens = list(tokens.tolist() if hasattr(tokens, "tolist") else tokens)
+        if len(pos) == 0:
+            return []
+        if int(pos.max()) < len(tokens):
+            return [tokens[int(p)] for p in pos]
+        if len(tokens) == len(pos):
+            return tokens
+        raise ValueError(
+            f"{len(tokens)} tokens for sequence {sequence_name!r} do not match its positions (max {int(pos.max())})"
+        )
+
+
+@dataclass
+class CapturedForward:
+    """The layer calls of one top-level forward."""
+
+    layers: dict[str, list[LayerRecord]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    attention_mask: torch.Tensor | None = None  # (batch, len), CPU
+    decoder_attention_mask: torch.Tensor | None = None  # (batch, len), CPU
+    model_name: str = ""
+    is_encoder_decoder: bool = False
+
+    @property
+    def batch_size(self) -> int:
+        for mask in (self.attention_mask, self.decoder_attention_mask):
+            if mask is not None:
+                return int(mask.shape[0])
+        for records in self.layers.values():
+            if records:
+                return int(records[0].attention.shape[0])
+        return 0
+
+    def _mask_vector(self, which: str, i: int) -> np.ndarray | None:
+        if which == "decoder" and not self.is_encoder_decoder:
+            which = "input"  # decoder-only: the input is the decoder's sequence
+        mask = self.attention_mask if which == "input" else self.decoder_attention_mask
+        return None if mask is None else mask[i].numpy() != 0
+
+    def example(self, i: int) -> ExampleAttention:
+        """Example ``i`` of the batch as numpy arrays with padding positions removed."""
+        if not 0 <= i < self.batch_size:
+            raise IndexError(f"example {i} out of range for batch size {self.batch_size}")
+        in_mask = self._mask_vector("input", i)
+        out_mask = self._mask_vector("output", i) if self.is_encoder_decoder else None
+        dec_mask = out_mask if self.is_encoder_decoder else in_mask
+        masks = {"encoder": (in_mask, in_mask), "decoder": (dec_mask, dec_mask), "cross": (out_mask, in_mask)}
+
+        kinds: dict[str, list[LayerArrays]] = {}
+        for kind, records in self.layers.items():
+            q_mask, k_mask = masks.get(kind, (None, None))
+            arrays = []
+            for rec in records:
+                q_len, k_len = rec.attention.shape[-2:]
+                qi = np.flatnonzero(_align(q_mask, q_len))
+                ki = np.flatnonzero(_align(k_mask, k_len))
+                att = rec.attention[i].numpy()[:, qi][:, :, ki]
+                q = None if rec.queries is None else rec.queries[i].numpy()[:, qi]
+                k = None if rec.keys is None else rec.keys[i].numpy()[:, ki]
+                arrays.append(LayerArrays(np.ascontiguousarray(att), _contig(q), _contig(k), rec.info()))
+            kinds[kind] = arrays
+
+        positions = {"input": _positions(in_mask, self._seq_len("input"))}
+        if self.is_encoder_decoder:
+            positions["output"] = _positions(out_mask, self._seq_len("output"))
+        return ExampleAttention(kinds, positions, self.model_name, self.is_encoder_decoder)
+
+    def _seq_len(self, which: str) -> int:
+        """Sequence length seen by the layers, for when no mask was given."""
+        if which == "input":
+            kinds = ("encoder",) if self.is_encoder_decoder else ("encoder", "decoder")
+        else:
+            kinds = ("decoder",)
+        for kind in kinds:
+            if self.layers.get(kind):
+                return int(self.layers[kind][0].attention.shape[-1])
+        if which == "input" and self.layers.get("cross"):
+            return int(self.layers["cross"][0].attention.shape[-1])
+        return 0
+
+
+def _align(mask: np.ndarray | None, n: int) -> np.ndarray:
+    """Mask for a sequence of length n that ends where the mask ends (cached decoding: q_len < mask length)."""
+    if mask is None:
+        return np.ones(n, dtype=bool)
+    if len(mask) >= n:
+        return mask[len(mask) - n :]
+    return np.concatenate([np.ones(n - len(mask), dtype=bool), mask])  # keys not covered by the mask (prefixes)
+
+
+def _positions(mask: np.ndarray | None, length: int) -> np.ndarray:
+    return np.arange(length) if mask is None else np.flatnonzero(mask)
+
+
+def _contig(a: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None else np.ascontiguousarray(a)
+
+
+class AttentionCapture:
+    """What ``capture_attention`` yields: the forwards recorded so far."""
+
+    def __init__(self, model: nn.Module, queries_keys: bool = True) -> None:
+        self.model = model
+        self.queries_keys = queries_keys
+        self.forwards: list[CapturedForward] = []
+        self._depth = 0  # nesting depth of grouping hooks
+        self._names: dict[int, str] = {}  # id(module) -> qualified name
+        self._counters: dict[str, int] = {}
+
+    @property
+    def last(self) -> CapturedForward:
+        """The latest forward (raises ``IndexError`` if none was recorded)."""
+        if not self.forwards:
+            raise IndexError("no forward pass recorded yet")
+        return self.forwards[-1]
+
+    def clear(self) -> None:
+        """Drop all recorded forwards."""
+        self.forwards.clear()
+        self._counters = {}
+
+    # -- internals
+    def _start_forward(self, config: Any) -> CapturedForward:
+        fwd = CapturedForward(model_name=_model_name(config), is_encoder_decoder=_is_enc_dec(config))
+        self.forwards.append(fwd)
+        self._counters = {}
+        return fwd
+
+    def _current(self) -> CapturedForward:
+        # a layer call outside any hooked forward gets a forward of its own (started on first such call)
+        if self._depth == 0 and (not self.forwards or self._counters.get("_closed")):
+            self._start_forward(_find_config(self.model))
+        return self.forwards[-1]
+
+    def _add(self, kind: str, **fields: Any) -> None:
+        fwd = self._current()
+        index = self._counters.get(kind, 0)
+        self._counters[kind] = index + 1
+        fwd.layers.setdefault(kind, []).append(LayerRecord(kind=kind, layer=index, **fields))
+
+
+def _model_name(config: Any) -> str:
+    if config is None:
+        return ""
+    name = str(getattr(config, "_name_or_path", "") or "").rstrip("/\\")
+    return os.path.basename(name) or str(getattr(config, "model_type", "") or "")
+
+
+def _is_enc_dec(config: Any) -> bool:
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def _find_config(model: nn.Module) -> Any:
+    config = getattr(model, "config", None)
+    if config is not None:
+        return config
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            return module.config
+    return None
+
+
+# ------------------------------------------------------------------------- the registered attention function
+
+# id(module) -> captures recording it (a list: captures of the same model may be nested)
+_ACTIVE: dict[int, list[AttentionCapture]] = {}
+# id(module) -> was its current forward call a cross-attention call (seen by a pre-hook)
+_CROSS_CALLS: dict[int, bool] = {}
+_EAGER_CACHE: dict[type, Callable] = {}
+
+
+def _eager_for(module: nn.Module) -> Callable:
+    """The eager attention function of the module's own modeling file (along the MRO)."""
+    cls = type(module)
+    fn = _EAGER_CACHE.get(cls)
+    if fn is not None:
+        return fn
+    for klass in cls.__mro__:
+        py_module = sys.modules.get(klass.__module__)
+        if py_module is None:
+            continue
+        fn = getattr(py_module, "eager_attention_forward", None)
+        if not callable(fn):  # e.g. timesfm's simple_eager_attention_forward
+            fn = next(
+                (v for k, v in vars(py_module).items() if k.endswith("eager_attention_forward") and callable(v)), None
+            )
+        if callable(fn):
+            _EAGER_CACHE[cls] = fn
+            return fn
+    raise RuntimeError(
+        f"capture_attention: no eager_attention_forward found in the module of {cls.__qualname__} "
+        f"({cls.__module__}); cannot record its attention."
+    )
+
+
+def _in_backward() -> bool:
+    # gradient-checkpointing recomputation runs attention again during backward: not a new forward
+    task_id = getattr(torch._C, "_current_graph_task_id", None)
+    return task_id is not None and task_id() != -1
+
+
+def _capture_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Registered under ``_IMPL_NAME``: run the module's eager attention and record its probabilities."""
+    eager = _eager_for(module)
+    captures = _ACTIVE.get(id(module))
+    if not captures or _in_backward():
+        return eager(module, query, key, value, attention_mask, *args, **kwargs)
+
+    dropout = kwargs.get("dropout", args[1] if len(args) > 1 else 0.0)
+    if module.training and dropout:
+        # record pre-dropout probabilities, then compute the output exactly as asked
+        if "dropout" in kwargs or len(args) < 2:
+            _, probs = eager(module, query, key, value, attention_mask, *args, **{**kwargs, "dropout": 0.0})
+        else:
+            _, probs = eager(module, query, key, value, attention_mask, args[0], 0.0, *args[2:], **kwargs)
+        out = eager(module, query, key, value, attention_mask, *args, **kwargs)
+    else:
+        out = eager(module, query, key, value, attention_mask, *args, **kwargs)
+        probs = out[1]
+    if probs is None:
+        return out
+
+    scaling = kwargs.get("scaling", args[0] if args else None)
+    scaling = float(query.shape[-1] ** -0.5 if scaling is None else scaling)
+    cross = _is_cross(module, captures[0]._names.get(id(module), ""))
+    causal = not cross and _module_causal(module)
+    kind = "cross" if cross else ("decoder" if causal else "encoder")
+    fields = dict(
+        scaling=scaling,
+        causal=causal,
+        position_bias=_has_position_bias(module, attention_mask, kwargs),
+        softcap=_opt_float(kwargs.get("softcap")),
+        sliding_window=_opt_int(kwargs.get("sliding_window", getattr(module, "sliding_window", None))),
+    )
+    attention = probs.detach().float().cpu()
+    queries = keys = None
+    if any(c.queries_keys for c in captures):
+        queries = query.detach().float().cpu()
+        keys = _expand_kv(key.detach(), query.shape[1]).float().cpu()
+    for cap in captures:
+        cap._add(
+            kind,
+            attention=attention,
+            queries=queries if cap.queries_keys else None,
+            keys=keys if cap.queries_keys else None,
+            module_name=cap._names.get(id(module), ""),
+            **fields,
+        )
+    return out
+
+
+def _expand_kv(key: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Grouped-query keys (batch, kv_heads, len, d) -> (batch, heads, len, d), as ``repeat_kv`` does."""
+    kv_heads = key.shape[1]
+    if kv_heads == num_heads:
+        return key
+    if num_heads % kv_heads:
+        raise ValueError(f"{num_heads} query heads are not a multiple of {kv_heads} key/value heads")
+    return key.repeat_interleave(num_heads // kv_heads, dim=1)
+
+
+def _is_cross(module: nn.Module, name: str) -> bool:
+    if _CROSS_CALLS.get(id(module)):
+        return True
+    flag = getattr(module, "is_cross_attention", None)
+    if isinstance(flag, bool):
+        return flag
+    if "crossattention" in type(module).__name__.lower():
+        return True
+    return bool(_CROSS_NAME.search(name.rsplit(".", 1)[-1]))
+
+
+def _module_causal(module: nn.Module) -> bool:
+    config = getattr(module, "config", None)
+    if config is not None and getattr(config, "is_causal", True) is False:
+        return False  # transformers' "bidirectional decoder" switch
+    return bool(getattr(module, "is_causal", False))
+
+
+def _has_position_bias(module: nn.Module, mask: Any, kwargs: dict[str, Any]) -> bool:
+    if getattr(module, "has_relative_attention_bias", False) is True:
+        return True
+    for name in _BIAS_KWARGS:
+        bias = kwargs.get(name)
+        if isinstance(bias, torch.Tensor) and bool((bias != 0).any()):
+            return True
+    return _mask_has_bias(mask)
+
+
+def _mask_has_bias(mask: Any) -> bool:
+    """A float mask with finite values other than 0 and the 'masked' value carries an additive bias."""
+    if not isinstance(mask, torch.Tensor) or not mask.is_floating_point():
+        return False
+    floor = torch.finfo(mask.dtype).min / 2
+    return bool(((mask != 0) & (mask > floor)).any())
+
+
+def _opt_float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _opt_int(x: Any) -> int | None:
+    if isinstance(x, bool) or x is None:
+        return None
+    try:
+        return int(x)
+    except (TypeError, ValueError):
+        return None
+
+
+AttentionInterface.register(_IMPL_NAME, _capture_attention_forward)
+AttentionMaskInterface.register(_IMPL_NAME, eager_mask)
+
+
+# ----------------------------------------------------------------------------------------------- hooks
+
+_SIGNATURES: dict[Any, inspect.Signature | None] = {}
+
+
+def _signature(module: nn.Module) -> inspect.Signature | None:
+    forward = module.forward
+    key = getattr(forward, "__func__", forward)
+    if key not in _SIGNATURES:
+        try:
+            _SIGNATURES[key] = inspect.signature(forward)
+        except (TypeError, ValueError):
+            _SIGNATURES[key] = None
+    return _SIGNATURES[key]
+
+
+def _bind(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """Arguments of a module call by parameter name (the keyword arguments only if binding fails)."""
+    sig = _signature(module)
+    if sig is None:
+        return dict(kwargs)
+    try:
+        bound = sig.bind_partial(*args, **kwargs)
+    except TypeError:
+        return dict(kwargs)
+    out = dict(bound.arguments)
+    for p in sig.parameters.values():  # flatten **kwargs
+        if p.kind is inspect.Parameter.VAR_KEYWORD and isinstance(out.get(p.name), dict):
+            out.update(out.pop(p.name))
+    return out
+
+
+def _mask_copy(x: Any) -> torch.Tensor | None:
+    if isinstance(x, torch.Tensor) and x.dim() == 2:
+        return x.detach().to("cpu", copy=True)
+    return None
+
+
+def _install_grouping(cap: AttentionCapture, model: nn.Module, targets: list[PreTrainedModel]) -> list[Any]:
+    """Pre/post hooks on the model and its sub-models that group layer calls per top-level forward."""
+    handles = []
+    target_ids = {id(t) for t in targets}
+    starter: dict[str, Any] = {}
+
+    def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        cap._depth += 1
+        if cap._depth == 1:
+            config = getattr(module, "config", None)
+            fwd = cap._start_forward(config if config is not None else _find_config(model))
+            starter["hf"] = isinstance(module, PreTrainedModel)
+        elif id(module) in target_ids and not starter.get("hf"):
+            # the forward started in a wrapper (not a PreTrainedModel): the first model inside has the masks
+            fwd = cap.forwards[-1]
+            fwd.model_name, fwd.is_encoder_decoder = _model_name(module.config), _is_enc_dec(module.config)
+            starter["hf"] = True
+        else:
+            return  # nested sub-model call: same forward, masks come from the top level only
+        bound = _bind(module, args, kwargs)
+        if fwd.attention_mask is None:
+            fwd.attention_mask = _mask_copy(bound.get("attention_mask"))
+        if fwd.decoder_attention_mask is None:
+            fwd.decoder_attention_mask = _mask_copy(bound.get("decoder_attention_mask"))
+
+    def post(module: nn.Module, args: tuple, output: Any) -> None:
+        cap._depth = max(0, cap._depth - 1)
+        if cap._depth == 0:
+            cap._counters = {"_closed": 1}
+
+    modules = [model] + [m for m in model.modules() if isinstance(m, PreTrainedModel) and m is not model]
+    for m in modules:
+        handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(_register_post(m, post))
+    return handles
+
+
+def _register_post(module: nn.Module, hook: Callable) -> Any:
+    try:
+        return module.register_forward_hook(hook, always_call=True)  # runs even if forward raises
+    except TypeError:  # torch < 2.1
+        return module.register_forward_hook(hook)
+
+
+def _install_cross_detection(model: nn.Module) -> list[Any]:
+    """Pre-hooks on attention-like modules noting whether a call passes encoder states (cross-attention)."""
+
+    def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        bound = _bind(module, args, kwargs)
+        _CROSS_CALLS[id(module)] = any(bound.get(k) is not None for k in _CROSS_KWARGS)
+
+    return [
+        m.register_forward_pre_hook(pre, with_kwargs=True)
+        for m in model.modules()
+        if "attention" in type(m).__name__.lower() and not isinstance(m, nn.MultiheadAttention)
+    ]
+
+
+# ------------------------------------------------------------------------------ nn.MultiheadAttention
+
+
+def _install_mha(cap: AttentionCapture, mha_modules: list[nn.MultiheadAttention]) -> list[Any]:
+    stacks: dict[int, list[dict[str, Any]]] = {}
+
+    def pre(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        bound = _bind(module, args, kwargs)
+        stacks.setdefault(id(module), []).append(
+            {
+                "need_weights": bound.get("need_weights", True),
+                "average": bound.get("average_attn_weights", True),
+                "query": bound.get("query"),
+                "key": bound.get("key"),
+                "attn_mask": bound.get("attn_mask"),
+                "is_causal": bool(bound.get("is_causal", False)),
+            }
+        )
+        bound["need_weights"] = True
+        bound["average_attn_weights"] = False
+        return (), bound
+
+    def post(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> Any:
+        stack = stacks.get(id(module))
+        if not stack:
+            return None
+        call = stack.pop()
+        if not isinstance(output, tuple) or len(output) != 2 or output[1] is None:
+            return None
+        attn_out, weights = output
+        if not _in_backward():
+            _record_mha(cap, module, call, weights)
+        # give the caller what it asked for
+        if not call["need_weights"]:
+            return attn_out, None
+        if call["average"]:
+            return attn_out, weights.mean(dim=-3)
+        return output
+
+    handles = []
+    for m in mha_modules:
+        handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+        try:
+            handles.append(m.register_forward_hook(post, with_kwargs=True, always_call=True))
+        except TypeError:
+            handles.append(m.register_forward_hook(post, with_kwargs=True))
+    return handles
+
+
+def _record_mha(cap: AttentionCapture, module: nn.MultiheadAttention, call: dict, weights: torch.Tensor) -> None:
+    query, key = call["query"], call["key"]
+    unbatched = weights.dim() == 3
+    attention = (weights.unsqueeze(0) if unbatched else weights).detach().float().cpu()
+    cross = not (query is key or (query.shape == key.shape and query.data_ptr() == key.data_ptr()))
+    causal = not cross and (call["is_causal"] or _mask_is_causal(call["attn_mask"]))
+    head_dim = module.embed_dim // module.num_heads
+    queries = keys = None
+    if cap.queries_keys:
+        queries, keys = _mha_qk(module, query, key, unbatched)
+    cap._add(
+        "cross" if cross else ("decoder" if causal else "encoder"),
+        attention=attention,
+        queries=queries,
+        keys=keys,
+        scaling=float(head_dim**-0.5),
+        causal=causal,
+        position_bias=_mask_has_bias(call["attn_mask"]),
+        softcap=None,
+        sliding_window=None,
+        module_name=cap._names.get(id(module), ""),
+    )
+
+
+@torch.no_grad()
+def _mha_qk(
+    module: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, unbatched: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries/keys as ``F.multi_head_attention_forward`` computes them, (batch, heads, len, head_dim)."""
+    e, h = module.embed_dim, module.num_heads
+    if unbatched:
+        query, key = query.unsqueeze(1), key.unsqueeze(1)  # (len, 1, E)
+    elif module.batch_first:
+        query, key = query.transpose(0, 1), key.transpose(0, 1)  # (len, batch, E)
+    if module._qkv_same_embed_dim:
+        w_q, w_k = module.in_proj_weight[:e], module.in_proj_weight[e : 2 * e]
+    else:
+        w_q, w_k = module.q_proj_weight, module.k_proj_weight
+    b = module.in_proj_bias
+    b_q, b_k = (None, None) if b is None else (b[:e], b[e : 2 * e])
+    q = nn.functional.linear(query, w_q, b_q)
+    k = nn.functional.linear(key, w_k, b_k)
+    batch = q.shape[1]
+    if module.bias_k is not None:
+        k = torch.cat([k, module.bias_k.repeat(1, batch, 1)])
+    if module.add_zero_attn:
+        k = torch.cat([k, k.new_zeros((1,) + k.shape[1:])])
+    q = q.reshape(q.shape[0], batch, h, e // h).permute(1, 2, 0, 3)
+    k = k.reshape(k.shape[0], batch, h, e // h).permute(1, 2, 0, 3)
+    return q.float().cpu(), k.float().cpu()
+
+
+def _mask_is_causal(mask: Any) -> bool:
+    """True when the strict upper triangle of a square (…, L, L) attention mask is entirely masked."""
+    if not isinstance(mask, torch.Tensor) or mask.dim() < 2 or mask.shape[-1] != mask.shape[-2] or mask.shape[-1] < 2:
+        return False
+    masked = mask if mask.dtype == torch.bool else mask < torch.finfo(mask.dtype).min / 2
+    upper = torch.ones(mask.shape[-2:], dtype=torch.bool, device=mask.device).triu(1)
+    return bool(masked[..., upper].all())
+
+
+# ------------------------------------------------------------------------------------- context manager
+
+
+def _attention_configs(model: nn.Module) -> list[Any]:
+    """Every config object reachable from the model (sub-models' own copies and sub-configs, recursively)."""
+    seen: dict[int, Any] = {}
+    stack = [m.config for m in model.modules() if getattr(m, "config", None) is not None]
+    while stack:
+        cfg = stack.pop()
+        if id(cfg) in seen or not hasattr(cfg, "_attn_implementation_internal"):
+            continue
+        seen[id(cfg)] = cfg
+        for key in getattr(cfg, "sub_configs", {}) or {}:
+            sub = getattr(cfg, key, None)
+            if sub is not None:
+                stack.append(sub)
+    return list(seen.values())
+
+
+def _top_pretrained(model: nn.Module) -> list[PreTrainedModel]:
+    """The outermost ``PreTrainedModel`` modules (the model itself if it is one)."""
+    if isinstance(model, PreTrainedModel):
+        return [model]
+    tops: dict[str, PreTrainedModel] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, PreTrainedModel) and not any(name.startswith(p + ".") for p in tops):
+            tops[name] = m
+    return list(tops.values())
+
+
+@contextlib.contextmanager
+def capture_attention(model: nn.Module, *, queries_keys: bool = True) -> Iterator[AttentionCapture]:
+    """Record attention (and queries/keys) of every forward pass of ``model`` inside the ``with`` block.
+
+    Args:
+        model: a transformers ``PreTrainedModel`` (any architecture whose attention goes through
+            ``AttentionInterface``), a module containing one, and/or a module using ``nn.MultiheadAttention``.
+        queries_keys: also record queries and keys (as the model uses them, after rotary embedding).
+
+    Yields:
+        An ``AttentionCapture`` whose ``forwards`` fill up as the model runs.
+
+    The model's attention implementation is switched to the model's eager attention for the duration and
+    restored on exit, also when the block raises.
+    """
+    cap = AttentionCapture(model, queries_keys=queries_keys)
+    cap._names = {id(m): name for name, m in model.named_modules()}
+    targets = _top_pretrained(model)
+    mha = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+    unsupported = [t for t in targets if not type(t)._can_set_attn_implementation()]
+    if unsupported and not mha:
+        raise TypeError(
+            f"capture_attention: {type(unsupported[0]).__name__} does not route its attention through "
+            "transformers' AttentionInterface, so its attention probabilities cannot be captured."
+        )
+    if not targets and not mha:
+        raise TypeError(
+            f"capture_attention: {type(model).__name__} has neither a transformers PreTrainedModel nor an "
+            "nn.MultiheadAttention inside; its attention cannot be captured."
+        )
+
+    configs = _attention_configs(model)
+    saved = [(cfg, cfg._attn_implementation_internal) for cfg in configs]
+    handles: list[Any] = []
+    module_ids = [id(m) for m in model.modules()]
+    fastpath = getattr(torch.backends, "mha", None)
+    saved_fastpath = fastpath.get_fastpath_enabled() if fastpath is not None and mha else None
+    try:
+        for t in targets:
+            if type(t)._can_set_attn_implementation():
+                t.set_attn_implementation(_IMPL_NAME)
+        for mid in module_ids:
+            _ACTIVE.setdefault(mid, []).append(cap)
+        if mha:  # before the grouping hooks: a model that *is* an MHA records before its forward closes
+            handles += _install_mha(cap, mha)
+            if saved_fastpath is not None:
+                fastpath.set_fastpath_enabled(False)
+        handles += _install_grouping(cap, model, targets)
+        handles += _install_cross_detection(model)
+        yield cap
+    finally:
+        for h in handles:
+            h.remove()
+        for mid in module_ids:
+            active = _ACTIVE.get(mid)
+            if active and cap in active:
+                active.remove(cap)
+            if not active:
+                _ACTIVE.pop(mid, None)
+                _CROSS_CALLS.pop(mid, None)
+        for cfg, impl in saved:
+            cfg._attn_implementation_internal = impl
+        if saved_fastpath is not None:
+            fastpath.set_fastpath_enabled(saved_fastpath)
