@@ -1,0 +1,505 @@
+"""The TensorBoard side: ``AttentionLoader`` (flags) and ``AttentionPlugin`` (HTTP routes).
+
+Routes are thin ``*_route`` handlers over testable ``*_impl`` methods (docs/http-api.md is the contract).
+Everything is read through ``context.data_provider`` (index records) and the run's asset files
+(``<logdir>/<run>/plugins/attention/``, by offset through ``reader.RecordStore``), so the plugin works
+under both loaders: the Python multiplexer and the Rust data server (``--load_fast=true``, where
+``context.multiplexer`` is None).
+
+Errors: every client error is a JSON ``{"error": ...}`` body with status 400 (malformed or out-of-range
+parameter) or 404 (unknown run / tag / example / step / kind, or data that cannot be read). Unreadable data
+(a missing or corrupt asset file, an unknown format version) hides only what it affects and is logged once.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import io
+import logging
+import mimetypes
+import os
+import re
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+from werkzeug import wrappers
+
+from tensorboard import context as tb_context
+from tensorboard import errors
+from tensorboard import plugin_util
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+
+from . import format as fmt
+from .metadata import FORMAT_VERSION, PLUGIN_NAME, UnsupportedVersionError
+from .reader import IndexEntry, RecordStore, list_index
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_MB = 256
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+INDEX_TTL_S = 1.0  # within a burst of requests, reuse the index without asking the data provider again
+GZIP_MIN_BYTES = 1024  # binary responses at least this large are gzipped when the client accepts it
+GZIP_LEVEL = 1  # log8 codes compress ~10-25x even at level 1, and level 1 costs ~2 ms per MB
+
+_CONTENT_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".txt": "text/plain",
+    ".woff2": "font/woff2",
+    ".ico": "image/x-icon",
+}
+_UINT = re.compile(r"[0-9]{1,9}", re.ASCII)  # layer / head
+_INT = re.compile(r"-?[0-9]{1,19}", re.ASCII)  # step (int64)
+
+# Errors that mean "this record's data cannot be read" (missing, truncated or corrupt asset file, bad
+# chunk table, unknown version): the request for it is a 404, everything else keeps serving.
+_DATA_ERRORS = (fmt.FormatError, UnsupportedVersionError, OSError, zlib.error, ValueError, KeyError,
+                IndexError, TypeError)
+_warned: set = set()
+
+
+def _warn_once(key: Any, msg: str, *args: Any) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(msg, *args)
+
+
+# ------------------------------------------------------------------------------------------------ loader
+class AttentionLoader(base_plugin.TBLoader):
+    """Adds ``--attention_cache_mb`` and keeps every step of the attention plugin by default."""
+
+    def define_flags(self, parser):
+        parser.add_argument(
+            "--attention_cache_mb",
+            type=_nonnegative_int,
+            default=DEFAULT_CACHE_MB,
+            help="Memory (MB) for the attention plugin's cache of decoded layers (an LRU; 0 disables it). "
+            "(default: %(default)s)",
+        )
+
+    def fix_flags(self, flags):
+        fix_samples_per_plugin(flags)
+
+    def load(self, context):
+        return AttentionPlugin(context)
+
+
+def _nonnegative_int(value: str) -> int:
+    import argparse
+
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative: {value!r}")
+    return n
+
+
+def _parse_samples_per_plugin(value: str) -> dict:
+    """Same syntax as TensorBoard's ``--samples_per_plugin`` (``name=count,name=count``)."""
+    out = {}
+    for token in value.split(","):
+        token = token.strip()
+        if token:
+            k, v = token.split("=")
+            out[k.strip()] = int(v)
+    return out
+
+
+def fix_samples_per_plugin(flags: Any) -> None:
+    """Keep every attention step (``attention=0``) unless the user chose a value for ``attention``.
+
+    TensorBoard parses ``--samples_per_plugin`` into a dict (argparse applies the type to the string
+    default too); ``TensorBoard.configure(samples_per_plugin="a=1")`` leaves a string. Both become a dict
+    here, which is what both loaders (the multiplexer's size guidance and the Rust data server's
+    ``--samples-per-plugin``, where 0 is passed as ``all``) expect.
+    """
+    spp = getattr(flags, "samples_per_plugin", None)
+    if spp is None:
+        spp = {}
+    elif isinstance(spp, str):
+        spp = _parse_samples_per_plugin(spp)
+    else:
+        spp = dict(spp)
+    spp.setdefault(PLUGIN_NAME, 0)
+    flags.samples_per_plugin = spp
+
+
+# ---------------------------------------------------------------------------------------------- index
+@dataclass
+class _RunIndex:
+    key: frozenset  # what the data provider's listing said about this run's tags when we read it
+    entries: dict  # (tag, example, step) -> IndexEntry
+    json: list = field(default_factory=list)  # this run's "tags" list for /index, built once
+
+
+@dataclass
+class _Snapshot:
+    time: float
+    runs: dict  # run -> _RunIndex
+
+
+class IndexCache:
+    """``list_index`` results, re-read per run only when the data provider's listing of that run changes
+    (max step, max wall time or metadata of any tag), and not asked again within ``ttl`` seconds."""
+
+    def __init__(self, data_provider: Any, ttl: float = INDEX_TTL_S):
+        self._provider = data_provider
+        self._ttl = ttl
+        self._snapshots: dict[str, _Snapshot] = {}  # experiment id -> snapshot
+        self._lock = threading.Lock()
+
+    def get(self, ctx: Any, experiment_id: str, *, fresh: bool = False) -> dict:
+        """run -> _RunIndex. ``fresh`` asks the data provider even within the TTL."""
+        with self._lock:
+            snap = self._snapshots.get(experiment_id)
+            if snap is not None and not fresh and time.monotonic() - snap.time < self._ttl:
+                return snap.runs
+            listing = self._provider.list_tensors(ctx, experiment_id=experiment_id, plugin_name=PLUGIN_NAME)
+            old = snap.runs if snap is not None else {}
+            runs = {}
+            for run, tags in listing.items():
+                key = frozenset((t, ts.max_step, ts.max_wall_time, ts.plugin_content) for t, ts in tags.items())
+                prev = old.get(run)
+                if prev is not None and prev.key == key:
+                    runs[run] = prev
+                    continue
+                entries: dict = {}
+                for e in list_index(self._provider, ctx, experiment_id, run=run):
+                    if e.run != run:
+                        continue
+                    k = (e.tag, e.example, e.step)
+                    if k not in entries or entries[k].wall_time <= e.wall_time:
+                        entries[k] = e  # a step logged twice (restarted training): the latest wins
+                runs[run] = _RunIndex(key, entries, _run_json(entries))
+            self._snapshots[experiment_id] = _Snapshot(time.monotonic(), runs)
+            return runs
+
+
+def _natural(name: str) -> tuple:
+    return (0, int(name), name) if name.isdigit() and len(name) < 19 else (1, 0, name)
+
+
+def _public_header(index: dict) -> dict:
+    """A record header as served: without the asset location (an implementation detail)."""
+    return {k: v for k, v in index.items() if k not in ("asset", "chunks")}
+
+
+def _run_json(entries: dict) -> list:
+    """The ``tags`` list of one run in ``/index``."""
+    by_tag: dict = {}
+    for (tag, example, step), e in entries.items():
+        by_tag.setdefault(tag, {}).setdefault(example, []).append(e)
+    tags = []
+    for tag in sorted(by_tag):
+        examples = []
+        for example in sorted(by_tag[tag], key=_natural):
+            es = sorted(by_tag[tag][example], key=lambda e: e.step)
+            examples.append({
+                "example": example,
+                "steps": [e.step for e in es],
+                "qk_steps": [e.step for e in es
+                             if any(k.get("has_qk") for k in e.index.get("kinds", {}).values())],
+                "header": _public_header(es[-1].index),
+            })
+        tags.append({"tag": tag, "examples": examples})
+    return tags
+
+
+def codec_json() -> dict:
+    # Shortest decimal that round-trips through float32, so Float32Array(lut) reproduces LUT exactly.
+    return {"name": fmt.CODEC_NAME, "lut": [float(np.format_float_positional(v, unique=True)) for v in fmt.LUT]}
+
+
+# ----------------------------------------------------------------------------------------- parameters
+def _required(args: Any, name: str) -> str:
+    value = args.get(name)
+    if value is None or value == "":
+        raise errors.InvalidArgumentError(f"missing parameter {name!r}")
+    return value
+
+
+def _int_param(args: Any, name: str, pattern: re.Pattern = _UINT, required: bool = True) -> Optional[int]:
+    value = args.get(name)
+    if value is None or value == "":
+        if required:
+            raise errors.InvalidArgumentError(f"missing parameter {name!r}")
+        return None
+    if not pattern.fullmatch(value):
+        raise errors.InvalidArgumentError(f"parameter {name!r} must be a non-negative integer, got {value[:40]!r}"
+                                          if pattern is _UINT else
+                                          f"parameter {name!r} must be an integer, got {value[:40]!r}")
+    return int(value)
+
+
+def _check_range(name: str, value: Optional[int], limit: int) -> None:
+    if value is not None and not 0 <= value < limit:
+        raise errors.InvalidArgumentError(f"{name} {value} out of range: there are {limit} (0..{limit - 1})")
+
+
+# ------------------------------------------------------------------------------------------- responses
+def _json_error(request: Any, code: int, message: str, headers: Optional[list] = None):
+    return http_util.Respond(request, {"error": message}, "application/json", code=code, headers=headers)
+
+
+def _gzip_accepted(request: Any) -> bool:
+    return bool(http_util._ALLOWS_GZIP_PATTERN.search(request.headers.get("Accept-Encoding", "")))
+
+
+def _binary(request: Any, body: bytes, headers: list):
+    """``application/octet-stream``, gzipped (level 1) when large enough and the client accepts it."""
+    encoding = None
+    if len(body) >= GZIP_MIN_BYTES and _gzip_accepted(request):
+        out = io.BytesIO()
+        with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as f:
+            f.write(body)
+        body, encoding = out.getvalue(), "gzip"
+    return http_util.Respond(request, body, "application/octet-stream", content_encoding=encoding, headers=headers)
+
+
+def _route(fn: Callable) -> Callable:
+    """Wrap a route: client errors (``tensorboard.errors.PublicError``) become JSON error bodies with their
+    status (TensorBoard's own handler would answer text/plain)."""
+
+    @wrappers.Request.application
+    @functools.wraps(fn)
+    def wrapper(self, request):
+        try:
+            return fn(self, request)
+        except errors.PublicError as e:
+            return _json_error(request, e.http_code, str(e), e.headers)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------- plugin
+class AttentionPlugin(base_plugin.TBPlugin):
+    """Serves logged attention: the index, one layer / one head's q/k / the overview per request."""
+
+    plugin_name = PLUGIN_NAME
+
+    def __init__(self, context: base_plugin.TBContext):
+        self._data_provider = context.data_provider
+        logdir = context.logdir or ""
+        self._logdir = os.path.expanduser(logdir) if logdir and "://" not in logdir else logdir
+        flags = context.flags
+        cache_mb = getattr(flags, "attention_cache_mb", DEFAULT_CACHE_MB) if flags is not None else DEFAULT_CACHE_MB
+        if not isinstance(cache_mb, int) or cache_mb < 0:
+            cache_mb = DEFAULT_CACHE_MB
+        self._store = RecordStore(self._logdir, cache_bytes=cache_mb << 20)
+        self._index = IndexCache(self._data_provider)
+        self._static_root = os.path.realpath(STATIC_DIR)
+
+    # ---- TBPlugin
+    def get_plugin_apps(self):
+        return {
+            "/index": self.index_route,
+            "/header": self.header_route,
+            "/attention": self.attention_route,
+            "/qk": self.qk_route,
+            "/overview": self.overview_route,
+            "/index.js": self.index_js_route,
+            "/static/*": self.static_route,
+            "/*": self.not_found_route,
+        }
+
+    def is_active(self):
+        """True when any run has attention records (TensorBoard asks ``list_plugins`` first anyway)."""
+        if self._data_provider is None:
+            return False
+        try:
+            return PLUGIN_NAME in self._data_provider.list_plugins(tb_context.RequestContext(), experiment_id="")
+        except Exception:  # a data provider without experiment "" (e.g. a remote one): not active
+            return False
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Attention")
+
+    # ---- index
+    def index_impl(self, ctx: Any, experiment: str) -> dict:
+        runs = self._index.get(ctx, experiment, fresh=True)
+        return {
+            "version": FORMAT_VERSION,
+            "codec": codec_json(),
+            "runs": [{"run": run, "tags": runs[run].json} for run in sorted(runs) if runs[run].json],
+        }
+
+    def entry(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int) -> IndexEntry:
+        """The index entry of one example at one step; ``NotFoundError`` saying which part is unknown."""
+        runs = self._index.get(ctx, experiment)
+        e = _lookup(runs, run, tag, example, step)
+        if e is None:  # maybe logged since the cached snapshot
+            runs = self._index.get(ctx, experiment, fresh=True)
+            e = _lookup(runs, run, tag, example, step)
+        if e is not None:
+            return e
+        ri = runs.get(run)
+        if ri is None:
+            raise errors.NotFoundError(f"unknown run {run!r}")
+        keys = ri.entries.keys()
+        if not any(t == tag for t, _, _ in keys):
+            raise errors.NotFoundError(f"run {run!r} has no attention tag {tag!r}")
+        if not any(t == tag and x == example for t, x, _ in keys):
+            raise errors.NotFoundError(f"tag {tag!r} of run {run!r} has no example {example!r}")
+        raise errors.NotFoundError(f"example {example!r} of {run!r}/{tag!r} has no step {step}")
+
+    def header_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int) -> dict:
+        return _public_header(self.entry(ctx, experiment, run, tag, example, step).index)
+
+    def _kind(self, e: IndexEntry, kind: str) -> dict:
+        kinds = e.index.get("kinds") or {}
+        if kind not in kinds:
+            have = ", ".join(sorted(kinds)) or "none"
+            raise errors.NotFoundError(f"no {kind!r} attention at step {e.step} (logged kinds: {have})")
+        return kinds[kind]
+
+    def _read(self, e: IndexEntry, what: str, load: Callable[[], Any]) -> Any:
+        """Run ``load``; unreadable data becomes a 404 for this request only (logged once per record)."""
+        try:
+            return load()
+        except _DATA_ERRORS as err:
+            msg = str(err)
+            if self._logdir:
+                msg = msg.replace(self._logdir.rstrip("/") + "/", "")
+            asset = e.index.get("asset", {}) if isinstance(e.index.get("asset"), dict) else {}
+            _warn_once((e.run, asset.get("file"), asset.get("offset"), type(err).__name__),
+                       "attention: cannot read %s of %s/%s/%s step %s: %s", what, e.run, e.tag, e.example, e.step, msg)
+            raise errors.NotFoundError(
+                f"the {what} of run {e.run!r}, {e.tag!r}/{e.example!r} step {e.step} cannot be read "
+                f"({type(err).__name__}: {msg})") from None
+
+    def attention_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
+                       layer: int, head: Optional[int] = None) -> np.ndarray:
+        """uint8 log8 codes ``(heads, q_len, k_len)``, or ``(1, q_len, k_len)`` for one head."""
+        e = self.entry(ctx, experiment, run, tag, example, step)
+        k = self._kind(e, kind)
+        _check_range("layer", layer, k["layers"])
+        _check_range("head", head, k["heads"])
+        codes = self._read(e, "attention", lambda: self._store.attention_codes(e, kind, layer, head))
+        expect = (1 if head is not None else k["heads"], k["q_len"], k["k_len"])
+        if codes.shape != expect:  # asset record disagrees with its index record
+            self._read(e, "attention", lambda: _raise(fmt.FormatError(
+                f"asset record shape {codes.shape} differs from its index record {expect}")))
+        return codes
+
+    def qk_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
+                layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+        """float16 queries ``(q_len, head_dim)`` and keys ``(k_len, head_dim)`` of one head."""
+        e = self.entry(ctx, experiment, run, tag, example, step)
+        k = self._kind(e, kind)
+        _check_range("layer", layer, k["layers"])
+        _check_range("head", head, k["heads"])
+        if not k.get("has_qk"):
+            raise errors.NotFoundError(f"queries/keys were not logged at step {step} of {run!r}/{tag!r}/{example!r}")
+        q, kk = self._read(e, "queries/keys", lambda: self._store.qk(e, kind, layer, head))
+        return q, kk
+
+    def overview_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int,
+                      kind: str) -> np.ndarray:
+        """uint8 log8 codes of the pooled overview, ``(layers, heads, pq, pk)``."""
+        e = self.entry(ctx, experiment, run, tag, example, step)
+        self._kind(e, kind)
+        return self._read(e, "overview", lambda: self._store.overview_codes(e, kind))
+
+    def static_impl(self, relpath: str) -> tuple[bytes, str]:
+        """(content, content type) of a file of the built frontend; ``NotFoundError`` for anything else."""
+        bad = (not relpath or "\x00" in relpath or "\\" in relpath or relpath.startswith("/")
+               or any(p in ("", ".", "..") for p in relpath.split("/")))
+        if bad:
+            raise errors.NotFoundError(f"no static file {relpath[:80]!r}")
+        path = os.path.realpath(os.path.join(self._static_root, *relpath.split("/")))
+        if not path.startswith(self._static_root + os.sep) or not os.path.isfile(path):
+            raise errors.NotFoundError(f"no static file {relpath[:80]!r}"
+                                       + (" (the frontend bundle is not built)" if relpath == "index.js" else ""))
+        ext = os.path.splitext(path)[1].lower()
+        ctype = _CONTENT_TYPES.get(ext) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+        with open(path, "rb") as f:
+            return f.read(), ctype
+
+    # ---- routes
+    def _common(self, request: Any) -> tuple:
+        args = request.args
+        run, tag, example = (_required(args, n) for n in ("run", "tag", "example"))
+        step = _int_param(args, "step", _INT)
+        return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ), run, tag, example, step
+
+    @_route
+    def index_route(self, request):
+        ctx = plugin_util.context(request.environ)
+        body = self.index_impl(ctx, plugin_util.experiment_id(request.environ))
+        return http_util.Respond(request, body, "application/json")
+
+    @_route
+    def header_route(self, request):
+        return http_util.Respond(request, self.header_impl(*self._common(request)), "application/json")
+
+    @_route
+    def attention_route(self, request):
+        common = self._common(request)
+        kind = _required(request.args, "kind")
+        layer = _int_param(request.args, "layer")
+        head = _int_param(request.args, "head", required=False)
+        codes = self.attention_impl(*common, kind, layer, head)
+        return _binary(request, np.ascontiguousarray(codes).tobytes(), [
+            ("X-Attention-Shape", ",".join(map(str, codes.shape))),
+            ("X-Attention-Codec", fmt.CODEC_NAME),
+        ])
+
+    @_route
+    def qk_route(self, request):
+        common = self._common(request)
+        kind = _required(request.args, "kind")
+        layer = _int_param(request.args, "layer")
+        head = _int_param(request.args, "head")
+        q, k = self.qk_impl(*common, kind, layer, head)
+        body = np.ascontiguousarray(q, dtype="<f2").tobytes() + np.ascontiguousarray(k, dtype="<f2").tobytes()
+        return _binary(request, body, [("X-QK-Shape", f"{q.shape[0]},{k.shape[0]},{q.shape[1]}")])
+
+    @_route
+    def overview_route(self, request):
+        common = self._common(request)
+        kind = _required(request.args, "kind")
+        codes = self.overview_impl(*common, kind)
+        return _binary(request, np.ascontiguousarray(codes).tobytes(), [
+            ("X-Attention-Shape", ",".join(map(str, codes.shape))),
+            ("X-Attention-Codec", fmt.CODEC_NAME),
+        ])
+
+    @_route
+    def index_js_route(self, request):
+        content, ctype = self.static_impl("index.js")
+        return http_util.Respond(request, content, ctype)
+
+    @_route
+    def static_route(self, request):
+        marker = f"/{PLUGIN_NAME}/static/"
+        path = request.path
+        relpath = path[path.find(marker) + len(marker):] if marker in path else ""
+        content, ctype = self.static_impl(relpath)
+        return http_util.Respond(request, content, ctype)
+
+    @_route
+    def not_found_route(self, request):
+        raise errors.NotFoundError(f"no attention route {request.path[:120]!r}")
+
+
+def _lookup(runs: dict, run: str, tag: str, example: str, step: int) -> Optional[IndexEntry]:
+    ri = runs.get(run)
+    return None if ri is None else ri.entries.get((tag, example, step))
+
+
+def _raise(err: Exception) -> Any:
+    raise err

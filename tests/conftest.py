@@ -1,0 +1,242 @@
+"""Shared test helpers: synthetic attention logs, and a real TensorBoard subprocess on a free port.
+
+Fixtures:
+  ``tensorboard``  -> ``start(logdir, *flags, timeout=60) -> TensorBoardProcess`` (stopped at teardown)
+  ``attention_logs`` -> ``write_attention_run`` (see below)
+
+The helpers are plain functions/classes too (``from conftest import TensorBoardProcess``), for browser
+tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import numpy as np
+import pytest
+
+ATTENTION_TOLERANCE = 0.004  # max abs error of the log8 codec (docs/format.md)
+
+
+# ------------------------------------------------------------------------------------ synthetic data
+def softmax_attention(rng: np.random.Generator, heads: int, q: int, k: int, *, causal: bool = False,
+                      temperature: float = 2.0) -> np.ndarray:
+    """``(heads, q, k)`` float32 softmax rows (peaky enough to exercise both codec regimes)."""
+    scores = rng.normal(size=(heads, q, k)) * temperature
+    if causal:
+        scores = np.where(np.tri(q, k, dtype=bool)[None], scores, -np.inf)
+    scores -= scores.max(axis=-1, keepdims=True)
+    e = np.exp(scores)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class LoggedExample:
+    tokens: list
+    attention: list  # per layer (heads, q, k) float32
+    queries: Optional[list] = None  # per layer (heads, q, d)
+    keys: Optional[list] = None
+
+
+@dataclass
+class LoggedRun:
+    logdir: str
+    tag: str
+    examples: dict = field(default_factory=dict)  # (example, step) -> LoggedExample
+
+    def steps(self, example: str = "0") -> list:
+        return sorted(s for (x, s) in self.examples if x == example)
+
+
+def make_example(seed: Sequence[int], *, layers: int, heads: int, tokens: int, head_dim: int = 4,
+                 qk: bool = True) -> LoggedExample:
+    rng = np.random.default_rng(list(seed))
+    toks = ["[CLS]"] + [f"tok{i}" for i in range(1, tokens - 1)] + ["[SEP]"]
+    att = [softmax_attention(rng, heads, tokens, tokens) for _ in range(layers)]
+    q = k = None
+    if qk:
+        q = [rng.normal(size=(heads, tokens, head_dim)).astype(np.float32) for _ in range(layers)]
+        k = [rng.normal(size=(heads, tokens, head_dim)).astype(np.float32) for _ in range(layers)]
+    return LoggedExample(toks[:tokens], att, q, k)
+
+
+def write_attention_run(logdir: str, *, steps: Iterable[int] = (0,), examples: Sequence[str] = ("0",),
+                        tag: str = "probes", layers: int = 2, heads: int = 2, tokens: int = 6,
+                        qk: bool = True, qk_steps: Optional[Iterable[int]] = None, seed: int = 0,
+                        run: Optional[LoggedRun] = None, **writer_kwargs: Any) -> LoggedRun:
+    """Log synthetic attention for every (example, step) with ``AttentionWriter``; returns what was logged.
+
+    ``qk_steps`` limits queries/keys to those steps (default: all steps when ``qk``). Pass ``run`` to
+    append to an earlier result (e.g. new checkpoints while TensorBoard runs).
+    """
+    from tensorboard_plugin_attention.summary import AttentionWriter, log_attention
+
+    out = run or LoggedRun(str(logdir), tag)
+    qk_steps = None if qk_steps is None else set(qk_steps)
+    with AttentionWriter(str(logdir), **writer_kwargs) as w:
+        for step in steps:
+            for ex_i, example in enumerate(examples):
+                with_qk = qk and (qk_steps is None or step in qk_steps)
+                ex = make_example((seed, ex_i, step), layers=layers, heads=heads, tokens=tokens, qk=with_qk)
+                log_attention(w, tag, ex.attention, ex.tokens, step, example=example,
+                              queries=ex.queries, keys=ex.keys, model_name="synthetic")
+                out.examples[(example, step)] = ex
+    return out
+
+
+@pytest.fixture
+def attention_logs() -> Callable[..., LoggedRun]:
+    return write_attention_run
+
+
+# ------------------------------------------------------------------------------- tensorboard process
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
+
+
+class TensorBoardProcess:
+    """``tensorboard --logdir LOGDIR --host 127.0.0.1 --port <free> FLAGS...`` in its own process group."""
+
+    def __init__(self, logdir: str, *flags: str, env: Optional[dict] = None):
+        self.logdir = str(logdir)
+        self.flags = list(flags)
+        self.env = env
+        self.proc: Optional[subprocess.Popen] = None
+        self.port = 0
+        self._stderr = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> "TensorBoardProcess":
+        last = ""
+        for _ in range(attempts):
+            self.port = free_port()
+            self._stderr = tempfile.TemporaryFile()
+            cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", self.logdir, "--host", "127.0.0.1",
+                   "--port", str(self.port), *self.flags]
+            env = dict(os.environ, **(self.env or {}))
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
+                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    if self.get("/data/plugins_listing", timeout=5).status == 200:
+                        return self
+                except (OSError, urllib.error.URLError):
+                    pass
+                time.sleep(0.2)
+            last = self.output()
+            alive = self.proc.poll() is None
+            self.stop()
+            if alive:
+                raise RuntimeError(f"tensorboard did not become ready in {timeout:.0f} s: {' '.join(cmd)}\n{last}")
+            if "already in use" not in last and "Address already" not in last:
+                break  # not a port race: do not retry
+        raise RuntimeError(f"tensorboard exited during start-up:\n{last}")
+
+    def output(self) -> str:
+        """Everything the process wrote to stdout/stderr so far."""
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace")
+
+    def get(self, path: str, params: Optional[dict] = None, *, gzip_ok: bool = True,
+            timeout: float = 30.0) -> Response:
+        url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gzip_ok else {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                status, headers, body = r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            status, headers, body = e.code, dict(e.headers), e.read()
+        if headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return Response(status, headers, body)
+
+    def plugin(self, route: str, **params: Any) -> Response:
+        return self.get(f"/data/plugin/attention/{route}", {k: v for k, v in params.items() if v is not None})
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition",
+                 interval: float = 0.3) -> Any:
+        """Poll ``predicate()`` until it returns something truthy; fail with the server's output."""
+        deadline = time.monotonic() + timeout
+        last_exc: Optional[BaseException] = None
+        while time.monotonic() < deadline:
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except (OSError, ValueError, KeyError, AssertionError) as e:
+                last_exc = e
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(interval)
+        raise AssertionError(f"timed out waiting for {what} (last error: {last_exc!r})\n"
+                             f"--- tensorboard output ---\n{self.output()[-6000:]}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)  # the group we created: tensorboard + its data server
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(10)
+        elif proc is not None:
+            try:  # tensorboard itself exited: make sure its data server did too
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+@pytest.fixture
+def tensorboard():
+    """``start(logdir, *flags, timeout=60)``: a ready TensorBoard on a free port, stopped after the test."""
+    started: list = []
+
+    def start(logdir: str, *flags: str, timeout: float = 60.0, env: Optional[dict] = None) -> TensorBoardProcess:
+        tb = TensorBoardProcess(logdir, *flags, env=env)
+        started.append(tb)
+        return tb.start(timeout)
+
+    yield start
+    for tb in started:
+        tb.stop()
