@@ -7,6 +7,7 @@ imported here.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import socket
 import threading
@@ -14,7 +15,7 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
@@ -45,8 +46,8 @@ class _Example:
 def _np(x: Any, what: str) -> np.ndarray:
     if hasattr(x, "detach"):  # torch.Tensor without importing torch
         x = x.detach().float().cpu().numpy()
-    try:
-        return np.asarray(x, dtype=np.float32)
+    try:  # a copy: the caller may reuse its buffers while the background thread encodes
+        return np.array(x, dtype=np.float32)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{what} must be a numeric array or tensor, got {type(x).__name__}: {e}") from None
 
@@ -328,11 +329,50 @@ class AttentionWriter:
     an append-only file in ``<logdir>/plugins/attention/``. Use as a context manager or call ``close()``.
     """
 
-    def __init__(self, logdir: str, *, max_queue: int = 10, flush_secs: int = 120, filename_suffix: str = ""):
+    def __init__(self, logdir: str, *, background: bool = True, max_pending: int = 4, max_queue: int = 10,
+                 flush_secs: int = 120, filename_suffix: str = ""):
+        """Args:
+          logdir: the run directory.
+          background: encode and write in a background thread, so ``add_attention`` returns once the input
+            is validated (errors in input are still raised at the call; I/O errors at the next call, at
+            ``flush()`` or ``close()``). At most ``max_pending`` examples wait; more block the caller.
+        """
         self.logdir = str(logdir)
         self._events = EventFileWriter(self.logdir, max_queue, flush_secs, filename_suffix)
         self._asset: Optional[fmt.AssetFile] = None
         self._lock = threading.Lock()
+        self._jobs: Optional["queue.Queue[Optional[Callable[[], None]]]"] = None
+        self._error: Optional[BaseException] = None
+        if background:
+            self._jobs = queue.Queue(maxsize=max_pending)
+            self._thread = threading.Thread(target=self._work, name="attention-writer", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        assert self._jobs is not None
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                if self._error is None:
+                    job()
+            except BaseException as e:  # kept and re-raised in the caller's thread
+                self._error = e
+            finally:
+                self._jobs.task_done()
+
+    def _raise_pending_error(self) -> None:
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise RuntimeError(f"writing attention to {self.logdir} failed: {e}") from e
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        self._raise_pending_error()
+        if self._jobs is None:
+            job()
+        else:
+            self._jobs.put(job)
 
     # the two operations log_attention needs from any writer
     def _append_asset(self, record: bytes) -> tuple[str, int]:
@@ -344,26 +384,34 @@ class AttentionWriter:
     def _add_summary(self, summary: summary_pb2.Summary, step: int, wall_time: float) -> None:
         self._events.add_event(event_pb2.Event(summary=summary, step=int(step), wall_time=wall_time))
 
-    def add_attention(self, tag: str, attention: Any, tokens: Sequence[str], step: int, **kwargs: Any) -> dict:
+    def add_attention(self, tag: str, attention: Any, tokens: Sequence[str], step: int, **kwargs: Any) -> None:
         """Same as ``log_attention(self, tag, attention, tokens, step, **kwargs)``."""
-        return log_attention(self, tag, attention, tokens, step, **kwargs)
+        log_attention(self, tag, attention, tokens, step, **kwargs)
 
     def add_scalar(self, tag: str, value: float, step: int, wall_time: Optional[float] = None) -> None:
-        """A plain TensorBoard scalar (used for per-head metrics, so the Scalars tab plots them)."""
-        from tensorboard.plugins.scalar import summary_v2 as scalar_summary  # noqa: deferred, small
+        """A plain TensorBoard scalar in the same run (e.g. the loss of a plain training loop)."""
+        from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 
         pb = scalar_summary.scalar_pb(tag, float(value))
         self._add_summary(pb, step, time.time() if wall_time is None else wall_time)
 
     def flush(self) -> None:
+        """Wait until every pending example is written, then flush the event file."""
+        if self._jobs is not None:
+            self._jobs.join()
         self._events.flush()
+        self._raise_pending_error()
 
     def close(self) -> None:
+        if self._jobs is not None and self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
         self._events.close()
         with self._lock:
             if self._asset is not None:
                 self._asset.close()
                 self._asset = None
+        self._raise_pending_error()
 
     def __enter__(self) -> "AttentionWriter":
         return self
@@ -388,6 +436,9 @@ class _SummaryWriterAdapter:
             if asset is None:
                 asset = self._assets[self.writer] = fmt.AssetFile(self.logdir, _new_asset_name())
             return asset.name, asset.append(record)
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        job()  # SummaryWriter users get synchronous writes: their writer has no background thread of ours
 
     def _add_summary(self, summary: summary_pb2.Summary, step: int, wall_time: float) -> None:
         self.writer._get_file_writer().add_summary(summary, int(step), wall_time)
@@ -422,7 +473,8 @@ def log_attention(
     special_tokens: Optional[Mapping[str, Sequence[int]]] = None,
     wall_time: Optional[float] = None,
     metrics: bool = True,
-) -> dict:
+    metric_scalars: bool = True,
+) -> None:
     """Log one example's attention (and optionally queries/keys) at ``step``.
 
     Args:
@@ -443,10 +495,13 @@ def log_attention(
       kind: ``"encoder"`` (default), ``"decoder"`` or ``"cross"`` for raw per-layer input.
       model_name: shown in the tab.
       special_tokens: ``{"input": [indices]}`` to override special-token detection.
-      metrics: compute per-head metrics into the header (and nothing else).
+      metrics: compute per-head metrics (docs/metrics.md) into the record header.
+      metric_scalars: also write each layer's strongest head per metric as ordinary TensorBoard scalars
+        (tag ``attention_metrics/<tag>/<example>/<metric>/<kind>_layer<l>``, max over heads; for entropy
+        the min), so the Scalars tab plots them.
 
-    Returns the record header that was written (without its chunk table). Raises ``ValueError`` for bad
-    input before anything is written.
+    Raises ``ValueError`` for bad input before anything is written. With an ``AttentionWriter`` (in its
+    default background mode) encoding and writing happen in its writer thread: ``flush()`` waits for them.
     """
     sink = _sink(writer)
     example = str(batch_index) if example is None else example
@@ -455,15 +510,36 @@ def log_attention(
                     key_tokens=key_tokens, decoder_tokens=decoder_tokens, kind=kind)
     _validate(ex, sentence_b_start)
     wall_time = time.time() if wall_time is None else float(wall_time)
-    header, record = build_record(
-        tag, example, ex, step=int(step), wall_time=wall_time, model_name=model_name,
-        sentence_b_start=sentence_b_start, special_tokens=special_tokens,
-        metrics=_metrics(ex) if metrics else None,
-    )
-    name, offset = sink._append_asset(record)
-    sink._add_summary(_index_summary(tag, example, fmt.index_payload(header, name, offset, len(record))),
-                      int(step), wall_time)
-    return {k: v for k, v in header.items() if k != "chunks"}
+
+    def write() -> None:
+        header, record = build_record(
+            tag, example, ex, step=int(step), wall_time=wall_time, model_name=model_name,
+            sentence_b_start=sentence_b_start, special_tokens=special_tokens,
+            metrics=_metrics(ex) if metrics else None,
+        )
+        name, offset = sink._append_asset(record)  # the bytes first, then the index record pointing to them
+        sink._add_summary(_index_summary(tag, example, fmt.index_payload(header, name, offset, len(record))),
+                          int(step), wall_time)
+        if metrics and metric_scalars and header["metrics"]:
+            sink._add_summary(_metric_scalars(tag, example, header["metrics"]), int(step), wall_time)
+
+    sink._submit(write)
+
+
+def _metric_scalars(tag: str, example: str, metrics: dict) -> summary_pb2.Summary:
+    """One scalar per kind, layer and metric: the strongest head (lowest entropy, highest otherwise)."""
+    from tensorboard.plugins.scalar import summary_v2 as scalar_summary
+
+    values = []
+    for kind, by_name in metrics.items():
+        for name, layers in by_name.items():
+            pick = min if name == "entropy" else max
+            for l, heads in enumerate(layers):
+                finite = [v for v in heads if v is not None]
+                if finite:
+                    values.extend(scalar_summary.scalar_pb(
+                        f"attention_metrics/{tag}/{example}/{name}/{kind}_layer{l}", pick(finite)).value)
+    return summary_pb2.Summary(value=values)
 
 
 def _metrics(ex: _Example) -> dict:

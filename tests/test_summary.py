@@ -78,10 +78,11 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path, case):
 
 def test_raw_tuple_with_qk_and_batch_index(tmp_path):
     with AttentionWriter(str(tmp_path)) as w:
-        header = w.add_attention("probes", GOOD, TOKENS, 7, batch_index=1, queries=QK, keys=QK,
-                                 sentence_b_start=3, model_name="toy")
-    assert header["kinds"]["encoder"]["has_qk"] and header["sentence_b_start"] == 3
+        w.add_attention("probes", GOOD, TOKENS, 7, batch_index=1, queries=QK, keys=QK,
+                        sentence_b_start=3, model_name="toy")
     [ex] = read_attention(str(tmp_path))
+    assert ex.header["kinds"]["encoder"]["has_qk"] and ex.header["sentence_b_start"] == 3
+    assert ex.header["model"] == "toy"
     assert (ex.tag, ex.example, ex.step) == ("probes", "1", 7)
     assert ex.tokens() == (TOKENS, TOKENS)
     assert np.abs(ex.attention["encoder"] - np.stack([a[1] for a in GOOD])).max() <= 0.004
@@ -120,3 +121,48 @@ def test_torch_summary_writer(tmp_path):
     [ex] = read_attention(str(tmp_path))
     assert ex.run == "run" and ex.step == 5
     assert os.listdir(tmp_path / "run" / "plugins" / "attention")
+
+
+def test_metric_scalars_are_written_and_can_be_turned_off(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with AttentionWriter(str(tmp_path / "on")) as w:
+        w.add_attention("probes", GOOD, TOKENS, 4)
+    [ex] = read_attention(str(tmp_path / "on"))
+    header = ex.header
+    with AttentionWriter(str(tmp_path / "off")) as w:
+        w.add_attention("probes", GOOD, TOKENS, 4, metric_scalars=False)
+    acc = EventAccumulator(str(tmp_path / "on"), size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()["tensors"]
+    assert "attention_metrics/probes/0/sink/encoder_layer1" in tags
+    [event] = acc.Tensors("attention_metrics/probes/0/sink/encoder_layer1")
+    assert event.step == 4
+    assert abs(float(event.tensor_proto.float_val[0]) - max(header["metrics"]["encoder"]["sink"][1])) < 1e-6
+    off = EventAccumulator(str(tmp_path / "off"), size_guidance={"tensors": 0})
+    off.Reload()
+    assert not [t for t in off.Tags()["tensors"] if t.startswith("attention_metrics")]
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_flush_makes_records_visible_in_both_modes(tmp_path, background):
+    w = AttentionWriter(str(tmp_path), background=background)
+    for step in range(3):
+        w.add_attention("probes", GOOD, TOKENS, step)
+    w.flush()
+    assert [e.step for e in read_attention(str(tmp_path))] == [0, 1, 2]
+    w.close()
+
+
+def test_background_io_error_is_raised_at_flush(tmp_path, monkeypatch):
+    from tensorboard_plugin_attention import format as fmt
+
+    def broken(self, record):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fmt.AssetFile, "append", broken)
+    w = AttentionWriter(str(tmp_path))
+    w.add_attention("probes", GOOD, TOKENS, 0)  # returns at once: the error happens in the writer thread
+    with pytest.raises(RuntimeError, match="disk full"):
+        w.flush()
+    w.close()
