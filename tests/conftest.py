@@ -294,3 +294,41 @@ def minilm_logs(tmp_path_factory):
                 log_attention(w, "probes", attention, tokens, 0, example=str(i), model_name="all-MiniLM-L6-v2")
                 expected[str(i)] = (tokens, attention, None, None)
     return str(logdir), expected
+
+
+def check_minilm(fetch: Callable, expected: dict) -> None:
+    """What the plugin serves equals what was captured: ``fetch(route, **params) -> (status, headers, body)``
+    over the werkzeug client or real HTTP; tokens equal, attention within the codec bound for every layer and
+    head, q/k equal to their float16 rounding."""
+    from tensorboard_plugin_attention.format import LUT
+
+    status, _, body = fetch("/index")
+    assert status == 200
+    index = json.loads(body)
+    (run,) = index["runs"]
+    (tag,) = run["tags"]
+    assert sorted(e["example"] for e in tag["examples"]) == sorted(expected)
+    for example, (tokens, attention, queries, keys) in expected.items():
+        p = dict(run=run["run"], tag=tag["tag"], example=example, step="0", kind="encoder")
+        status, _, body = fetch("/header", **p)
+        header = json.loads(body)
+        assert header["sequences"]["input"] == tokens
+        k = header["kinds"]["encoder"]
+        assert (k["layers"], k["heads"], k["q_len"]) == (len(attention), attention[0].shape[0], len(tokens))
+        for layer, expected_layer in enumerate(attention):
+            status, headers, body = fetch("/attention", **p, layer=str(layer))
+            assert status == 200
+            shape = tuple(int(x) for x in headers["X-Attention-Shape"].split(","))
+            got = LUT[np.frombuffer(body, np.uint8).reshape(shape)]
+            assert np.abs(got - expected_layer).max() <= ATTENTION_TOLERANCE, (example, layer)
+            if queries is None:
+                continue
+            assert k["has_qk"]
+            for head in range(shape[0]):
+                status, headers, body = fetch("/qk", **p, layer=str(layer), head=str(head))
+                assert status == 200
+                q_len, k_len, d = (int(x) for x in headers["X-QK-Shape"].split(","))
+                data = np.frombuffer(body, "<f2")
+                np.testing.assert_array_equal(data[: q_len * d].reshape(q_len, d),
+                                              queries[layer][head].astype(np.float16))
+                np.testing.assert_array_equal(data[q_len * d:].reshape(k_len, d), keys[layer][head].astype(np.float16))

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
-from conftest import ATTENTION_TOLERANCE, make_example, write_attention_run
+from conftest import ATTENTION_TOLERANCE, check_minilm, write_attention_run
 from tensorboard.backend import application
 from tensorboard.context import RequestContext
 from tensorboard.backend.event_processing import data_provider as mdp
@@ -671,37 +671,3 @@ def test_minilm_round_trip_multiplexer(minilm_logs):
 def _werkzeug_fetch(a, route, **params):
     resp = a.get(route, **params)
     return resp.status_code, dict(resp.headers), body_bytes(resp)
-
-
-def check_minilm(fetch, expected):
-    """Shared with the e2e test: ``fetch(route, **params) -> (status, headers, body bytes)``."""
-    status, _, body = fetch("/index")
-    assert status == 200
-    index = json.loads(body)
-    (run,) = index["runs"]
-    (tag,) = run["tags"]
-    assert sorted(e["example"] for e in tag["examples"]) == sorted(expected)
-    for example, (tokens, attention, queries, keys) in expected.items():
-        p = dict(run=run["run"], tag=tag["tag"], example=example, step="0", kind="encoder")
-        status, _, body = fetch("/header", **p)
-        header = json.loads(body)
-        assert header["sequences"]["input"] == tokens
-        k = header["kinds"]["encoder"]
-        assert (k["layers"], k["heads"], k["q_len"]) == (len(attention), attention[0].shape[0], len(tokens))
-        for layer, expected_layer in enumerate(attention):
-            status, headers, body = fetch("/attention", **p, layer=str(layer))
-            assert status == 200
-            shape = tuple(int(x) for x in headers["X-Attention-Shape"].split(","))
-            got = fmt.LUT[np.frombuffer(body, np.uint8).reshape(shape)]
-            assert np.abs(got - expected_layer).max() <= ATTENTION_TOLERANCE, (example, layer)
-            if queries is None:
-                continue
-            assert k["has_qk"]
-            for head in range(shape[0]):
-                status, headers, body = fetch("/qk", **p, layer=str(layer), head=str(head))
-                assert status == 200
-                q_len, k_len, d = (int(x) for x in headers["X-QK-Shape"].split(","))
-                data = np.frombuffer(body, "<f2")
-                np.testing.assert_array_equal(data[: q_len * d].reshape(q_len, d),
-                                              queries[layer][head].astype(np.float16))
-                np.testing.assert_array_equal(data[q_len * d:].reshape(k_len, d), keys[layer][head].astype(np.float16))

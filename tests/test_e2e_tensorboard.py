@@ -1,0 +1,162 @@
+"""End to end: a real ``tensorboard`` process (``python -m tensorboard.main``), under both loaders.
+
+``--load_fast=true`` is the Rust data server (the plugin gets no multiplexer), ``--load_fast=false`` the
+Python multiplexer. The plugin is found through its ``tensorboard_plugins`` entry point, so the package
+must be installed (``pip install -e .``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import ATTENTION_TOLERANCE, check_minilm, write_attention_run
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard_plugin_attention import format as fmt
+from tensorboard_plugin_attention.metadata import PLUGIN_NAME
+
+CHECKPOINTS = 25
+LOADERS = [pytest.param("true", id="rust"), pytest.param("false", id="python")]
+
+
+def _entry_point_installed() -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.name == PLUGIN_NAME for ep in entry_points(group="tensorboard_plugins"))
+
+
+pytestmark = pytest.mark.skipif(not _entry_point_installed(),
+                                reason="tensorboard_plugins entry point missing: pip install -e .")
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    """``ckpts``: 25 checkpoints x two examples of one tag; ``damaged``: its asset files deleted and a
+    future-version index record, to check that they hide only themselves."""
+    root = tmp_path_factory.mktemp("e2e")
+    ckpts = write_attention_run(root / "ckpts", steps=range(CHECKPOINTS), examples=("0", "1"), layers=2, heads=2,
+                                tokens=5)
+    write_attention_run(root / "damaged", steps=(0, 1), layers=1, heads=1, tokens=4, seed=3)
+    shutil.rmtree(root / "damaged" / "plugins")
+    payload = json.dumps({"version": 99, "tag": "probes", "example": "0", "step": 2,
+                          "asset": {"file": "x.attn", "offset": 0, "length": 1}}).encode()
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
+        plugin_name=PLUGIN_NAME, content=json.dumps({"version": 1, "tag": "probes", "example": "0"}).encode()))
+    w = EventFileWriter(str(root / "damaged"), filename_suffix=".v99")
+    w.add_event(event_pb2.Event(step=2, wall_time=2e9, summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+        tag="probes/0", metadata=meta, tensor=tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(), string_val=[payload]))])))
+    w.close()
+    return root, ckpts
+
+
+def index_steps(tb) -> dict:
+    """{(run, tag, example): steps} from /index."""
+    r = tb.plugin("index")
+    assert r.status == 200, r.body[:300]
+    return {(run["run"], t["tag"], e["example"]): e["steps"]
+            for run in r.json()["runs"] for t in run["tags"] for e in t["examples"]}
+
+
+def wait_active(tb):
+    tb.wait_for(lambda: tb.get("/data/plugins_listing").json()[PLUGIN_NAME]["enabled"], what="attention active")
+
+
+def decoded(resp) -> np.ndarray:
+    assert resp.status == 200, resp.body[:300]
+    assert resp.headers["X-Attention-Codec"] == "log8"
+    shape = tuple(int(x) for x in resp.headers["X-Attention-Shape"].split(","))
+    return fmt.LUT[np.frombuffer(resp.body, np.uint8).reshape(shape)]
+
+
+@pytest.mark.parametrize("load_fast", LOADERS)
+def test_every_checkpoint_kept_and_served(tensorboard, logs, load_fast):
+    root, ckpts = logs
+    tb = tensorboard(str(root), f"--load_fast={load_fast}", "--reload_interval", "1")
+    wait_active(tb)
+    listing = tb.get("/data/plugins_listing").json()[PLUGIN_NAME]
+    assert listing["tab_name"] == "Attention" and listing["loading_mechanism"]["type"] == "IFRAME"
+    everything = list(range(CHECKPOINTS))
+    steps = tb.wait_for(lambda: (lambda s: s if s.get(("ckpts", "probes", "0")) == everything
+                                 and s.get(("ckpts", "probes", "1")) == everything else None)(index_steps(tb)),
+                        what="all 25 checkpoints in /index")
+    # the damaged run lists what its index records say (unreadable version 99 hidden) ...
+    assert steps.get(("damaged", "probes", "0")) == [0, 1]
+    # ... and its arrays are a JSON 404, not a 500
+    r = tb.plugin("attention", run="damaged", tag="probes", example="0", step=1, kind="encoder", layer=0)
+    assert r.status == 404 and "error" in r.json()
+    for step in (0, 12, CHECKPOINTS - 1):
+        layers = {}
+        for example in ("0", "1"):
+            for layer in range(2):
+                got = decoded(tb.plugin("attention", run="ckpts", tag="probes", example=example, step=step,
+                                        kind="encoder", layer=layer))
+                expected = ckpts.examples[(example, step)].attention[layer]
+                assert got.shape == expected.shape
+                assert np.abs(got - expected).max() <= ATTENTION_TOLERANCE
+                layers[(example, layer)] = got
+        assert not np.allclose(layers[("0", 0)], layers[("1", 0)])  # two examples, one tag, one step
+    ex = ckpts.examples[("1", 7)]
+    r = tb.plugin("qk", run="ckpts", tag="probes", example="1", step=7, kind="encoder", layer=1, head=1)
+    assert r.status == 200
+    q_len, k_len, d = (int(x) for x in r.headers["X-QK-Shape"].split(","))
+    data = np.frombuffer(r.body, "<f2")
+    np.testing.assert_array_equal(data[: q_len * d].reshape(q_len, d), ex.queries[1][1].astype(np.float16))
+    np.testing.assert_array_equal(data[q_len * d:].reshape(k_len, d), ex.keys[1][1].astype(np.float16))
+    ov = tb.plugin("overview", run="ckpts", tag="probes", example="0", step=3, kind="encoder")
+    assert decoded(ov).shape == (2, 2, 5, 5)
+    # errors are JSON under the real server too
+    for params, status in ((dict(run="ckpts"), 400), (dict(run="ckpts", tag="probes", example="0", step="x"), 400),
+                           (dict(run="nope", tag="probes", example="0", step=0, kind="encoder", layer=0), 404)):
+        r = tb.plugin("attention", **params)
+        assert r.status == status and r.headers["Content-Type"].startswith("application/json") and r.json()["error"]
+    r = tb.get("/data/plugin/attention/static/../../../etc/passwd")
+    assert r.status in (400, 404)
+
+
+@pytest.mark.parametrize("load_fast", LOADERS)
+def test_user_samples_per_plugin_respected(tensorboard, logs, load_fast):
+    root, _ = logs
+    tb = tensorboard(str(root / "ckpts"), f"--load_fast={load_fast}", "--reload_interval", "1",
+                     "--samples_per_plugin=attention=5")
+    wait_active(tb)
+    # reservoir sampling keeps the latest step: wait until it is loaded, then count
+    steps = tb.wait_for(lambda: (lambda s: s if all(v and v[-1] == CHECKPOINTS - 1 for v in s.values())
+                                 and len(s) == 2 else None)(index_steps(tb)), what="latest step loaded")
+    for key, v in steps.items():
+        assert 1 <= len(v) <= 5, (key, v)
+
+
+@pytest.mark.parametrize("load_fast", LOADERS)
+def test_new_checkpoints_appear_while_running(tensorboard, tmp_path, load_fast):
+    logdir = tmp_path / "live"
+    run = write_attention_run(logdir / "train", steps=(0, 1, 2), layers=1, heads=2, tokens=4)
+    tb = tensorboard(str(logdir), f"--load_fast={load_fast}", "--reload_interval", "1")
+    wait_active(tb)
+    tb.wait_for(lambda: index_steps(tb).get(("train", "probes", "0")) == [0, 1, 2], what="first checkpoints")
+    write_attention_run(logdir / "train", steps=(3, 4), layers=1, heads=2, tokens=4, run=run)  # a new writer
+    tb.wait_for(lambda: index_steps(tb).get(("train", "probes", "0")) == [0, 1, 2, 3, 4], timeout=60,
+                what="new checkpoints in /index")
+    got = decoded(tb.plugin("attention", run="train", tag="probes", example="0", step=4, kind="encoder", layer=0))
+    assert np.abs(got - run.examples[("0", 4)].attention[0]).max() <= ATTENTION_TOLERANCE
+    # a new run appears too
+    write_attention_run(logdir / "second", steps=(10,), layers=1, heads=1, tokens=3, seed=9)
+    tb.wait_for(lambda: ("second", "probes", "0") in index_steps(tb), what="new run in /index")
+
+
+@pytest.mark.parametrize("load_fast", LOADERS)
+def test_minilm_round_trip_over_http(tensorboard, minilm_logs, load_fast):
+    logdir, expected = minilm_logs
+    tb = tensorboard(logdir, f"--load_fast={load_fast}")
+    wait_active(tb)
+    tb.wait_for(lambda: len(index_steps(tb)) == len(expected), what="MiniLM examples in /index")
+
+    def fetch(route, **params):
+        r = tb.plugin(route.lstrip("/"), **params)
+        return r.status, r.headers, r.body
+
+    check_minilm(fetch, expected)
