@@ -1,0 +1,33 @@
+// Builds the plugin bundle (tensorboard_plugin_attention/static/index.js + index.css) or, with --dev,
+// the fixture-backed dev page bundle (dev/dist/dev.js, loadable from file://).
+// Output is deterministic: no timestamps, no source maps with absolute paths, fixed banner.
+import * as esbuild from 'esbuild';
+import {fileURLToPath} from 'node:url';
+import {dirname, resolve} from 'node:path';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dev = process.argv.includes('--dev');
+const common = {
+  bundle: true,
+  minify: !dev,
+  legalComments: 'none',
+  target: ['es2022'],
+  logLevel: 'warning',
+  charset: 'utf8',
+  absWorkingDir: here,
+};
+
+if (dev) {
+  await esbuild.build({
+    ...common,
+    entryPoints: ['dev/main.ts'],
+    outfile: 'dev/dist/dev.js',
+    format: 'iife',
+    sourcemap: 'inline',
+  });
+  await esbuild.build({...common, entryPoints: ['src/styles.css'], outfile: 'dev/dist/dev.css'});
+} else {
+  const outdir = resolve(here, '../tensorboard_plugin_attention/static');
+  await esbuild.build({...common, entryPoints: ['src/index.ts'], outfile: `${outdir}/index.js`, format: 'esm'});
+  await esbuild.build({...common, entryPoints: ['src/styles.css'], outfile: `${outdir}/index.css`});
+}

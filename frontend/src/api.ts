@@ -1,0 +1,327 @@
+// The data layer: requests to the plugin's routes (relative URLs, docs/http-api.md), binary decoding and
+// an in-memory cache. Knows nothing about pixels.
+import type {
+  AttentionLayer,
+  DataSource,
+  Header,
+  IndexResponse,
+  Kind,
+  Overview,
+  QK,
+  RecordRef,
+} from './types';
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly url: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Decoding
+
+/** The 256-entry lookup table of the attention codec as float32 (what byte `c` decodes to). */
+export function makeLut(values: ArrayLike<number>): Float32Array {
+  if (values.length !== 256) throw new Error(`codec lut must have 256 entries, got ${values.length}`);
+  return Float32Array.from(values);
+}
+
+/** uint8 codes → float32 through the codec's lut. `out` may be given to reuse memory. */
+export function decodeCodes(codes: Uint8Array, lut: Float32Array, out?: Float32Array): Float32Array {
+  const n = codes.length;
+  const res = out ?? new Float32Array(n);
+  for (let i = 0; i < n; i++) res[i] = lut[codes[i]];
+  return res;
+}
+
+/** IEEE 754 binary16 bit pattern → number (normals, subnormals, signed zeros, inf, NaN). */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24; // zero and subnormals: frac / 1024 * 2^-14
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+let HALF_TABLE: Float32Array | null = null;
+function halfTable(): Float32Array {
+  if (!HALF_TABLE) {
+    HALF_TABLE = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) HALF_TABLE[i] = halfToFloat(i);
+  }
+  return HALF_TABLE;
+}
+
+/** Little-endian float16 values → Float32Array. `byteOffset` and `count` select part of the buffer. */
+export function decodeFloat16(buf: ArrayBuffer | Uint8Array, byteOffset = 0, count?: number): Float32Array {
+  const bytes = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
+  const n = count ?? Math.floor((bytes.length - byteOffset) / 2);
+  if (byteOffset + 2 * n > bytes.length) throw new Error(`float16 buffer too short: need ${2 * n} bytes`);
+  const table = halfTable();
+  const out = new Float32Array(n);
+  for (let i = 0, p = byteOffset; i < n; i++, p += 2) out[i] = table[bytes[p] | (bytes[p + 1] << 8)];
+  return out;
+}
+
+/** Parses a shape header such as "12,7,7" and checks its rank. */
+export function parseShape(value: string | null, rank: number, what = 'shape'): number[] {
+  if (!value) throw new Error(`missing ${what} header`);
+  const dims = value.split(',').map((s) => Number(s.trim()));
+  if (dims.length !== rank || dims.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new Error(`bad ${what} header ${JSON.stringify(value)} (want ${rank} non-negative integers)`);
+  }
+  return dims;
+}
+
+/** Attention kept as uint8 codes; each head is decoded once, on first use (a 2048² layer stays 4 MB/head). */
+export class CodedAttention implements AttentionLayer {
+  private decoded: (Float32Array | undefined)[];
+  constructor(
+    readonly heads: number,
+    readonly q: number,
+    readonly k: number,
+    readonly codes: Uint8Array,
+    readonly lut: Float32Array,
+    readonly headOffset = 0,
+  ) {
+    if (codes.length !== heads * q * k) {
+      throw new Error(`attention has ${codes.length} bytes, shape ${heads}x${q}x${k} needs ${heads * q * k}`);
+    }
+    this.decoded = new Array(heads);
+  }
+  head(h: number): Float32Array {
+    const i = h - this.headOffset;
+    if (i < 0 || i >= this.heads) throw new RangeError(`head ${h} not in this layer response`);
+    let d = this.decoded[i];
+    if (!d) {
+      const n = this.q * this.k;
+      d = this.decoded[i] = decodeCodes(this.codes.subarray(i * n, (i + 1) * n), this.lut);
+    }
+    return d;
+  }
+}
+
+/** Attention already in float32 (fixtures, difference results). */
+export class FloatAttention implements AttentionLayer {
+  constructor(
+    readonly heads: number,
+    readonly q: number,
+    readonly k: number,
+    readonly data: Float32Array,
+    readonly headOffset = 0,
+  ) {
+    if (data.length !== heads * q * k) throw new Error('attention data does not match its shape');
+  }
+  head(h: number): Float32Array {
+    const i = h - this.headOffset;
+    if (i < 0 || i >= this.heads) throw new RangeError(`head ${h} not in this layer response`);
+    const n = this.q * this.k;
+    return this.data.subarray(i * n, (i + 1) * n);
+  }
+}
+
+export function decodeAttention(
+  body: ArrayBuffer,
+  shapeHeader: string | null,
+  lut: Float32Array,
+  headOffset = 0,
+): CodedAttention {
+  const [h, q, k] = parseShape(shapeHeader, 3, 'X-Attention-Shape');
+  return new CodedAttention(h, q, k, new Uint8Array(body), lut, headOffset);
+}
+
+export function decodeOverview(body: ArrayBuffer, shapeHeader: string | null, lut: Float32Array): Overview {
+  const [layers, heads, pq, pk] = parseShape(shapeHeader, 4, 'X-Attention-Shape');
+  const codes = new Uint8Array(body);
+  if (codes.length !== layers * heads * pq * pk) throw new Error('overview size does not match its shape');
+  return {layers, heads, pq, pk, data: decodeCodes(codes, lut)};
+}
+
+export function decodeQK(body: ArrayBuffer, shapeHeader: string | null): QK {
+  const [q, k, d] = parseShape(shapeHeader, 3, 'X-QK-Shape');
+  const bytes = new Uint8Array(body);
+  if (bytes.length !== 2 * d * (q + k)) throw new Error(`q/k body has ${bytes.length} bytes, want ${2 * d * (q + k)}`);
+  return {q, k, d, queries: decodeFloat16(bytes, 0, q * d), keys: decodeFloat16(bytes, 2 * q * d, k * d)};
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Cache
+
+/** LRU of promises, bounded by an estimate of the bytes each result holds. Failed requests are dropped. */
+export class LruCache<V> {
+  private map = new Map<string, {value: Promise<V>; bytes: number}>();
+  private total = 0;
+  constructor(
+    readonly maxBytes: number,
+    private sizeOf: (v: V) => number,
+  ) {}
+  get size(): number {
+    return this.map.size;
+  }
+  get bytes(): number {
+    return this.total;
+  }
+  get(key: string, load: () => Promise<V>): Promise<V> {
+    const hit = this.map.get(key);
+    if (hit) {
+      this.map.delete(key);
+      this.map.set(key, hit);
+      return hit.value;
+    }
+    const entry = {value: load(), bytes: 0};
+    this.map.set(key, entry);
+    entry.value.then(
+      (v) => {
+        if (this.map.get(key) !== entry) return;
+        entry.bytes = this.sizeOf(v);
+        this.total += entry.bytes;
+        this.evict(key);
+      },
+      () => {
+        if (this.map.get(key) === entry) this.map.delete(key);
+      },
+    );
+    return entry.value;
+  }
+  clear(): void {
+    this.map.clear();
+    this.total = 0;
+  }
+  private evict(keep: string): void {
+    for (const [k, e] of this.map) {
+      if (this.total <= this.maxBytes) break;
+      if (k === keep) continue;
+      this.map.delete(k);
+      this.total -= e.bytes;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// HTTP
+
+type FetchFn = (input: string, init?: RequestInit) => Promise<Response>;
+
+function refParams(ref: RecordRef): Record<string, string> {
+  return {run: ref.run, tag: ref.tag, example: ref.example, step: String(ref.step)};
+}
+
+/** Talks to data/plugin/attention/* through URLs relative to `base` (the module's own URL). */
+export class HttpSource implements DataSource {
+  private lut: Float32Array | null = null;
+  private indexPromise: Promise<IndexResponse> | null = null;
+  private cache = new LruCache<unknown>(512 * 1024 * 1024, sizeOfResult);
+
+  constructor(
+    private base: URL,
+    private fetchFn: FetchFn = (u, i) => fetch(u, i),
+  ) {}
+
+  url(route: string, params: Record<string, string> = {}): string {
+    const u = new URL(route, this.base);
+    for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
+    return u.toString();
+  }
+
+  private async request(route: string, params: Record<string, string>): Promise<Response> {
+    const url = this.url(route, params);
+    let res: Response;
+    try {
+      res = await this.fetchFn(url, {credentials: 'same-origin'});
+    } catch (e) {
+      throw new ApiError(`network error: ${(e as Error).message}`, 0, url);
+    }
+    if (!res.ok) {
+      let msg = `${res.status} ${res.statusText}`;
+      try {
+        const body = await res.json();
+        if (body && typeof body.error === 'string') msg = body.error;
+      } catch {
+        /* not JSON */
+      }
+      throw new ApiError(msg, res.status, url);
+    }
+    return res;
+  }
+
+  index(force = false): Promise<IndexResponse> {
+    if (!this.indexPromise || force) {
+      const p = this.request('./index', {}).then(async (r) => {
+        const idx = (await r.json()) as IndexResponse;
+        if (!idx || !Array.isArray(idx.runs) || !idx.codec) throw new Error('malformed /index response');
+        this.lut = makeLut(idx.codec.lut);
+        return idx;
+      });
+      p.catch(() => {
+        if (this.indexPromise === p) this.indexPromise = null;
+      });
+      if (force) this.cache.clear();
+      this.indexPromise = p;
+    }
+    return this.indexPromise;
+  }
+
+  private async getLut(): Promise<Float32Array> {
+    if (!this.lut) await this.index();
+    return this.lut!;
+  }
+
+  header(ref: RecordRef): Promise<Header> {
+    const params = refParams(ref);
+    return this.cached('header', params, async () => (await this.request('./header', params)).json()) as Promise<Header>;
+  }
+
+  attention(ref: RecordRef, kind: Kind, layer: number, head?: number): Promise<AttentionLayer> {
+    const params: Record<string, string> = {...refParams(ref), kind, layer: String(layer)};
+    if (head !== undefined) params.head = String(head);
+    return this.cached('attention', params, async () => {
+      const lut = await this.getLut();
+      const res = await this.request('./attention', params);
+      return decodeAttention(await res.arrayBuffer(), res.headers.get('X-Attention-Shape'), lut, head ?? 0);
+    }) as Promise<AttentionLayer>;
+  }
+
+  overview(ref: RecordRef, kind: Kind): Promise<Overview> {
+    const params = {...refParams(ref), kind};
+    return this.cached('overview', params, async () => {
+      const lut = await this.getLut();
+      const res = await this.request('./overview', params);
+      return decodeOverview(await res.arrayBuffer(), res.headers.get('X-Attention-Shape'), lut);
+    }) as Promise<Overview>;
+  }
+
+  qk(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<QK | null> {
+    const params = {...refParams(ref), kind, layer: String(layer), head: String(head)};
+    return this.cached('qk', params, async () => {
+      try {
+        const res = await this.request('./qk', params);
+        return decodeQK(await res.arrayBuffer(), res.headers.get('X-QK-Shape'));
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 404) return null;
+        throw e;
+      }
+    }) as Promise<QK | null>;
+  }
+
+  private cached(route: string, params: Record<string, string>, load: () => Promise<unknown>): Promise<unknown> {
+    return this.cache.get(route + '?' + new URLSearchParams(params).toString(), load);
+  }
+}
+
+function sizeOfResult(v: unknown): number {
+  if (v instanceof CodedAttention) return v.codes.length * 5; // codes + decoded float32 per head
+  if (v && typeof v === 'object') {
+    const o = v as Partial<Overview & QK>;
+    if (o.data instanceof Float32Array) return o.data.byteLength;
+    if (o.queries instanceof Float32Array && o.keys instanceof Float32Array) {
+      return o.queries.byteLength + o.keys.byteLength;
+    }
+  }
+  return 4096;
+}

@@ -1,0 +1,121 @@
+// Colours: the head palette, the layer palette, diverging (B − A) and value ramps, and the light/dark theme.
+
+export type RGB = [number, number, number];
+
+/** The classic 10-colour categorical palette (as BertViz uses for heads and layers). */
+export const CATEGORY10 = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#bcbd22',
+  '#17becf',
+];
+
+export function hexToRgb(hex: string): RGB {
+  const h = hex.replace('#', '');
+  const v = h.length === 3 ? h.split('').map((c) => c + c).join('') : h;
+  return [parseInt(v.slice(0, 2), 16), parseInt(v.slice(2, 4), 16), parseInt(v.slice(4, 6), 16)];
+}
+
+export function rgbToHex([r, g, b]: RGB): string {
+  const x = (n: number) => Math.max(0, Math.min(255, Math.round(n))).toString(16).padStart(2, '0');
+  return `#${x(r)}${x(g)}${x(b)}`;
+}
+
+export function hslToRgb(h: number, s: number, l: number): RGB {
+  h = ((h % 360) + 360) % 360;
+  const c = (1 - Math.abs(2 * l - 1)) * s;
+  const x = c * (1 - Math.abs(((h / 60) % 2) - 1));
+  const m = l - c / 2;
+  const [r, g, b] =
+    h < 60 ? [c, x, 0] : h < 120 ? [x, c, 0] : h < 180 ? [0, c, x] : h < 240 ? [0, x, c] : h < 300 ? [x, 0, c] : [c, 0, x];
+  return [(r + m) * 255, (g + m) * 255, (b + m) * 255];
+}
+
+const GOLDEN_ANGLE = 137.50776405;
+const LIGHTNESS = [0.5, 0.36, 0.64];
+
+/**
+ * Colour of head `i` of `n`. Up to 10 heads: the categorical palette. More: hues a golden angle apart (so
+ * neighbouring heads are far apart on the wheel) with lightness cycling over three levels, which keeps
+ * colours distinct well past 10 heads (tested up to 64).
+ */
+export function headColor(i: number, n: number): string {
+  if (n <= CATEGORY10.length) return CATEGORY10[i % CATEGORY10.length];
+  const hue = (i * GOLDEN_ANGLE + 210) % 360;
+  return rgbToHex(hslToRgb(hue, 0.72, LIGHTNESS[i % 3]));
+}
+
+export function headPalette(n: number): string[] {
+  return Array.from({length: n}, (_, i) => headColor(i, n));
+}
+
+export function layerColor(layer: number): string {
+  return CATEGORY10[layer % CATEGORY10.length];
+}
+
+/** Lighter, less saturated version of a colour (a switched-off head swatch). */
+export function lighten(hex: string, amount = 0.6): string {
+  const [r, g, b] = hexToRgb(hex);
+  return rgbToHex([r + (255 - r) * amount, g + (255 - g) * amount, b + (255 - b) * amount]);
+}
+
+/** Diverging colours for B − A: positive (B larger) blue, negative (A larger) red. */
+export const DIVERGING = {pos: '#2166ac', neg: '#d6604d'};
+
+/**
+ * A 256-entry RGBA lookup (Uint8ClampedArray of 1024) mapping bucket b = round(255·t), t in [0, 1], to
+ * `rgb` at alpha t^gamma: colour over whatever background the canvas shows.
+ */
+export function alphaRamp(rgb: RGB, gamma = 1): Uint8ClampedArray {
+  const out = new Uint8ClampedArray(1024);
+  for (let b = 0; b < 256; b++) {
+    out[4 * b] = rgb[0];
+    out[4 * b + 1] = rgb[1];
+    out[4 * b + 2] = rgb[2];
+    out[4 * b + 3] = Math.round(255 * Math.pow(b / 255, gamma));
+  }
+  return out;
+}
+
+export interface Theme {
+  dark: boolean;
+  bg: string;
+  text: string;
+  muted: string;
+  highlight: string;
+  border: string;
+  /** Neuron view: positive and negative values, attention lines. */
+  pos: string;
+  neg: string;
+  attn: string;
+}
+
+export const LIGHT: Theme = {
+  dark: false,
+  bg: '#ffffff',
+  text: '#202020',
+  muted: '#757575',
+  highlight: '#e5e5e5',
+  border: '#dddddd',
+  pos: '#0c36d8',
+  neg: '#ff6318',
+  attn: '#1f4fe0',
+};
+
+export const DARK: Theme = {
+  dark: true,
+  bg: '#202124',
+  text: '#dddddd',
+  muted: '#9aa0a6',
+  highlight: '#3c4043',
+  border: '#4a4a4a',
+  pos: '#2090dd',
+  neg: '#ff6318',
+  attn: '#2994de',
+};

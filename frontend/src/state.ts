@@ -1,0 +1,244 @@
+// The selection (what is shown) and its round trip through the page URL.
+//
+// TensorBoard keeps its legacy per-tab state in the URL hash: "#<tab>&key=value&key=value", keys and values
+// URI-encoded, the tab (our "attention") being the one part without "=". Plugins loaded in an iframe own the
+// keys "p.<plugin>.<key>" (that is what TensorBoard's GetURLPluginData hands back to a plugin). We write our
+// keys there, in TensorBoard's own page (the parent window, same origin), keeping the tab and every other
+// key as they are, so a shared link or a reload reopens the same view and TensorBoard still routes to
+// #attention. Only values that differ from the defaults are written.
+import {KINDS, type Kind} from './types';
+import {SENTENCE_FILTERS, type SentenceFilter} from './tokens';
+
+export const PLUGIN_NAME = 'attention';
+export const URL_PREFIX = `p.${PLUGIN_NAME}.`;
+
+export type CompareMode = 'side' | 'diff';
+export type ThumbStyle = 'auto' | 'lines' | 'heat';
+export const VIEWS = ['head', 'model', 'neuron'] as const;
+export type ViewName = (typeof VIEWS)[number];
+
+export interface Selection {
+  run: string;
+  tag: string;
+  example: string;
+  /** null: the latest step. */
+  step: number | null;
+  kind: Kind | null;
+  layer: number;
+  /** Heads shown in the head view; null: all. */
+  heads: number[] | null;
+  view: ViewName;
+  filter: SentenceFilter;
+  hideSpecial: boolean;
+  merge: boolean;
+  /** Lines kept per query token and head at rest in the head view; 0: all. */
+  topk: number;
+  /** Second (run, step) to compare with; compareRun '' means no comparison. */
+  compareRun: string;
+  compareStep: number | null;
+  compareMode: CompareMode;
+  /** Layers / heads included in the model view; null: all. */
+  modelLayers: number[] | null;
+  modelHeads: number[] | null;
+  /** Head detail opened from the model view: [layer, head]. */
+  detail: [number, number] | null;
+  thumbs: ThumbStyle;
+  neuronHead: number;
+  /** Query token pinned in the neuron view (index into the shown rows). */
+  query: number | null;
+  collapsed: boolean;
+}
+
+export const DEFAULT_SELECTION: Readonly<Selection> = Object.freeze({
+  run: '',
+  tag: '',
+  example: '',
+  step: null,
+  kind: null,
+  layer: 0,
+  heads: null,
+  view: 'head',
+  filter: 'all',
+  hideSpecial: false,
+  merge: false,
+  topk: 0,
+  compareRun: '',
+  compareStep: null,
+  compareMode: 'side',
+  modelLayers: null,
+  modelHeads: null,
+  detail: null,
+  thumbs: 'auto',
+  neuronHead: 0,
+  query: null,
+  collapsed: false,
+}) as Selection;
+
+export function defaultSelection(): Selection {
+  return {...DEFAULT_SELECTION};
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Integer lists as compact ranges: [0,1,2,3,7] <-> "0-3,7".
+
+export function encodeIntList(xs: readonly number[]): string {
+  const s = [...new Set(xs)].filter((x) => Number.isInteger(x) && x >= 0).sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < s.length; ) {
+    let j = i;
+    while (j + 1 < s.length && s[j + 1] === s[j] + 1) j++;
+    parts.push(j > i ? `${s[i]}-${s[j]}` : `${s[i]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
+export function decodeIntList(v: string, max = 1 << 16): number[] | null {
+  if (v === '') return [];
+  const out: number[] = [];
+  for (const part of v.split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (!m) return null;
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (b < a || b >= max) return null;
+    for (let i = a; i <= b; i++) out.push(i);
+  }
+  return out;
+}
+
+function parseIntStrict(v: string | undefined, min = 0): number | undefined {
+  if (v === undefined || !/^-?\d+$/.test(v)) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n >= min ? n : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Selection <-> key/value pairs (without prefix)
+
+export function toParams(sel: Selection): [string, string][] {
+  const d = DEFAULT_SELECTION;
+  const out: [string, string][] = [];
+  const put = (k: string, v: string) => out.push([k, v]);
+  if (sel.run) put('run', sel.run);
+  if (sel.tag) put('tag', sel.tag);
+  if (sel.example) put('example', sel.example);
+  if (sel.step !== null) put('step', String(sel.step));
+  if (sel.kind) put('kind', sel.kind);
+  if (sel.view !== d.view) put('view', sel.view);
+  if (sel.layer !== d.layer) put('layer', String(sel.layer));
+  if (sel.heads) put('heads', encodeIntList(sel.heads));
+  if (sel.filter !== d.filter) put('filter', sel.filter);
+  if (sel.hideSpecial) put('hide', '1');
+  if (sel.merge) put('merge', '1');
+  if (sel.topk !== d.topk) put('topk', String(sel.topk));
+  if (sel.compareRun) {
+    put('crun', sel.compareRun);
+    if (sel.compareStep !== null) put('cstep', String(sel.compareStep));
+    if (sel.compareMode !== d.compareMode) put('cmode', sel.compareMode);
+  }
+  if (sel.modelLayers) put('mlayers', encodeIntList(sel.modelLayers));
+  if (sel.modelHeads) put('mheads', encodeIntList(sel.modelHeads));
+  if (sel.detail) put('detail', `${sel.detail[0]}.${sel.detail[1]}`);
+  if (sel.thumbs !== d.thumbs) put('thumbs', sel.thumbs);
+  if (sel.neuronHead !== d.neuronHead) put('nhead', String(sel.neuronHead));
+  if (sel.query !== null) put('q', String(sel.query));
+  if (sel.collapsed) put('collapsed', '1');
+  return out;
+}
+
+/** Reads a selection from key/value pairs; missing or malformed values fall back to the defaults. */
+export function fromParams(params: ReadonlyMap<string, string>): Selection {
+  const s = defaultSelection();
+  const g = (k: string) => params.get(k);
+  s.run = g('run') ?? '';
+  s.tag = g('tag') ?? '';
+  s.example = g('example') ?? '';
+  s.step = parseIntStrict(g('step'), -(2 ** 53)) ?? null;
+  const kind = g('kind');
+  s.kind = kind && (KINDS as readonly string[]).includes(kind) ? (kind as Kind) : null;
+  const view = g('view');
+  if (view && (VIEWS as readonly string[]).includes(view)) s.view = view as ViewName;
+  s.layer = parseIntStrict(g('layer')) ?? 0;
+  const heads = g('heads');
+  if (heads !== undefined) s.heads = decodeIntList(heads);
+  const filter = g('filter');
+  if (filter && (SENTENCE_FILTERS as readonly string[]).includes(filter)) s.filter = filter as SentenceFilter;
+  s.hideSpecial = g('hide') === '1';
+  s.merge = g('merge') === '1';
+  s.topk = parseIntStrict(g('topk')) ?? 0;
+  s.compareRun = g('crun') ?? '';
+  if (s.compareRun) {
+    s.compareStep = parseIntStrict(g('cstep'), -(2 ** 53)) ?? null;
+    const cm = g('cmode');
+    if (cm === 'side' || cm === 'diff') s.compareMode = cm;
+  }
+  const ml = g('mlayers');
+  if (ml !== undefined) s.modelLayers = decodeIntList(ml);
+  const mh = g('mheads');
+  if (mh !== undefined) s.modelHeads = decodeIntList(mh);
+  const det = /^(\d+)\.(\d+)$/.exec(g('detail') ?? '');
+  if (det) s.detail = [Number(det[1]), Number(det[2])];
+  const th = g('thumbs');
+  if (th === 'lines' || th === 'heat' || th === 'auto') s.thumbs = th;
+  s.neuronHead = parseIntStrict(g('nhead')) ?? 0;
+  s.query = parseIntStrict(g('q')) ?? null;
+  s.collapsed = g('collapsed') === '1';
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// TensorBoard-compatible hash handling
+
+export interface ParsedHash {
+  /** The part without "=" (TensorBoard's active tab), or null. */
+  tab: string | null;
+  pairs: [string, string][];
+}
+
+/** Parses "#tab&k=v&..." the way TensorBoard's tf_storage does (a part with one "=" is a pair). */
+export function parseHash(hash: string): ParsedHash {
+  const h = hash.startsWith('#') ? hash.slice(1) : hash;
+  let tab: string | null = null;
+  const pairs: [string, string][] = [];
+  if (!h) return {tab, pairs};
+  for (const part of h.split('&')) {
+    const kv = part.split('=');
+    try {
+      if (kv.length === 1) {
+        if (part) tab = decodeURIComponent(part);
+      } else if (kv.length === 2) {
+        pairs.push([decodeURIComponent(kv[0]), decodeURIComponent(kv[1])]);
+      }
+    } catch {
+      /* malformed escape: TensorBoard would throw; we skip the part */
+    }
+  }
+  return {tab, pairs};
+}
+
+export function buildHash(parsed: ParsedHash): string {
+  const body = parsed.pairs.map(([k, v]) => encodeURIComponent(k) + '=' + encodeURIComponent(v)).join('&');
+  const tab = parsed.tab ?? '';
+  if (!body) return tab;
+  return tab ? `${tab}&${body}` : body;
+}
+
+/** Our keys out of a hash, prefix removed. */
+export function readSelectionFromHash(hash: string, prefix = URL_PREFIX): Selection {
+  const m = new Map<string, string>();
+  for (const [k, v] of parseHash(hash).pairs) if (k.startsWith(prefix)) m.set(k.slice(prefix.length), v);
+  return fromParams(m);
+}
+
+/** A new hash with our keys replaced by `sel`'s; the tab and all other keys are kept in order. */
+export function writeSelectionToHash(hash: string, sel: Selection, prefix = URL_PREFIX): string {
+  const parsed = parseHash(hash);
+  const others = parsed.pairs.filter(([k]) => !k.startsWith(prefix));
+  const ours = toParams(sel).map(([k, v]) => [prefix + k, v] as [string, string]);
+  return buildHash({tab: parsed.tab, pairs: [...others, ...ours]});
+}
+
+export function sameSelection(a: Selection, b: Selection): boolean {
+  return JSON.stringify(toParams(a)) === JSON.stringify(toParams(b));
+}

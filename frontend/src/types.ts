@@ -1,0 +1,107 @@
+// Shapes of the JSON the backend serves (docs/http-api.md, format version 1) and of decoded arrays.
+
+export type Kind = 'encoder' | 'decoder' | 'cross';
+export const KINDS: readonly Kind[] = ['encoder', 'decoder', 'cross'];
+
+export interface LayerInfo {
+  scaling: number;
+  causal: boolean;
+  position_bias: boolean;
+  softcap: number | null;
+  sliding_window: number | null;
+}
+
+export interface KindInfo {
+  query: string;
+  key: string;
+  layers: number;
+  heads: number;
+  head_dim: number;
+  has_qk: boolean;
+  overview_shape: [number, number];
+  layer_info: LayerInfo[];
+}
+
+export interface Header {
+  version: number;
+  tag: string;
+  example: string;
+  step: number;
+  wall_time?: number;
+  model?: string;
+  sequences: Record<string, string[]>;
+  sentence_b_start: number | null;
+  /** Indices of special tokens in the `input` sequence, or per sequence name. */
+  special_tokens?: number[] | Record<string, number[]> | null;
+  kinds: Partial<Record<Kind, KindInfo>>;
+  metrics?: Record<string, Record<string, number[][]>>;
+}
+
+export interface IndexExample {
+  example: string;
+  steps: number[];
+  qk_steps: number[];
+  header: Header;
+}
+
+export interface IndexTag {
+  tag: string;
+  examples: IndexExample[];
+}
+
+export interface IndexRun {
+  run: string;
+  tags: IndexTag[];
+}
+
+export interface IndexResponse {
+  version: number;
+  codec: {name: string; lut: number[]};
+  runs: IndexRun[];
+}
+
+/** One layer of attention, (heads, q, k) in C order; `head(h)` gives a (q, k) row-major view. */
+export interface AttentionLayer {
+  readonly heads: number;
+  readonly q: number;
+  readonly k: number;
+  /** Index of the first head held (0 unless fetched with `head`). */
+  readonly headOffset: number;
+  head(h: number): Float32Array;
+}
+
+/** Pooled attention of every layer and head: (layers, heads, pq, pk). */
+export interface Overview {
+  readonly layers: number;
+  readonly heads: number;
+  readonly pq: number;
+  readonly pk: number;
+  readonly data: Float32Array;
+}
+
+/** Queries (q, d) and keys (k, d) of one head, as float32. */
+export interface QK {
+  readonly q: number;
+  readonly k: number;
+  readonly d: number;
+  readonly queries: Float32Array;
+  readonly keys: Float32Array;
+}
+
+/** Address of one record: what every data request names. */
+export interface RecordRef {
+  run: string;
+  tag: string;
+  example: string;
+  step: number;
+}
+
+/** The data layer the views' controller talks to; HttpSource (api.ts) and the dev fixtures implement it. */
+export interface DataSource {
+  index(force?: boolean): Promise<IndexResponse>;
+  header(ref: RecordRef): Promise<Header>;
+  attention(ref: RecordRef, kind: Kind, layer: number, head?: number): Promise<AttentionLayer>;
+  overview(ref: RecordRef, kind: Kind): Promise<Overview>;
+  /** Resolves null when q/k were not logged at that step (HTTP 404). */
+  qk(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<QK | null>;
+}
