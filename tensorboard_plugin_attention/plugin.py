@@ -23,6 +23,7 @@ import re
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -45,7 +46,8 @@ DEFAULT_CACHE_MB = 256
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 INDEX_TTL_S = 1.0  # within a burst of requests, reuse the index without asking the data provider again
 GZIP_MIN_BYTES = 1024  # binary responses at least this large are gzipped when the client accepts it
-GZIP_LEVEL = 1  # log8 codes compress ~10-25x even at level 1, and level 1 costs ~2 ms per MB
+GZIP_LEVEL = 1  # log8 codes compress ~10x even at level 1, and level 1 costs ~5 ms per MB
+GZIPPED_CACHE_FRACTION = 8  # gzipped bodies are cached in up to 1/8 of --attention_cache_mb (on top of it)
 
 _CONTENT_TYPES = {
     ".js": "text/javascript",
@@ -164,10 +166,13 @@ class IndexCache:
 
     def get(self, ctx: Any, experiment_id: str, *, fresh: bool = False) -> dict:
         """run -> _RunIndex. ``fresh`` asks the data provider even within the TTL."""
+        snap = self._snapshots.get(experiment_id)
+        if snap is not None and not fresh and time.monotonic() - snap.time < self._ttl:
+            return snap.runs  # no lock: snapshots are replaced, never mutated
         with self._lock:
             snap = self._snapshots.get(experiment_id)
             if snap is not None and not fresh and time.monotonic() - snap.time < self._ttl:
-                return snap.runs
+                return snap.runs  # refreshed by another request while this one waited
             listing = self._provider.list_tensors(ctx, experiment_id=experiment_id, plugin_name=PLUGIN_NAME)
             old = snap.runs if snap is not None else {}
             runs = {}
@@ -259,15 +264,40 @@ def _gzip_accepted(request: Any) -> bool:
     return bool(http_util._ALLOWS_GZIP_PATTERN.search(request.headers.get("Accept-Encoding", "")))
 
 
-def _binary(request: Any, body: bytes, headers: list):
-    """``application/octet-stream``, gzipped (level 1) when large enough and the client accepts it."""
-    encoding = None
-    if len(body) >= GZIP_MIN_BYTES and _gzip_accepted(request):
-        out = io.BytesIO()
-        with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as f:
-            f.write(body)
-        body, encoding = out.getvalue(), "gzip"
-    return http_util.Respond(request, body, "application/octet-stream", content_encoding=encoding, headers=headers)
+def _gzip(body: bytes) -> bytes:
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as f:
+        f.write(body)
+    return out.getvalue()
+
+
+class _BytesLRU:
+    """A small LRU of response bodies, bounded in bytes."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: "OrderedDict[Any, bytes]" = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Optional[bytes]:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: bytes) -> None:
+        if len(value) > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._size += len(value)
+            while self._size > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._size -= len(old)
 
 
 def _route(fn: Callable) -> Callable:
@@ -300,6 +330,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         if not isinstance(cache_mb, int) or cache_mb < 0:
             cache_mb = DEFAULT_CACHE_MB
         self._store = RecordStore(self._logdir, cache_bytes=cache_mb << 20)
+        # gzipped attention bodies (~10-25x smaller than the codes): a warm gzip request costs no compression
+        self._gzipped = _BytesLRU((cache_mb << 20) // GZIPPED_CACHE_FRACTION)
         self._index = IndexCache(self._data_provider)
         self._static_root = os.path.realpath(STATIC_DIR)
 
@@ -430,6 +462,27 @@ class AttentionPlugin(base_plugin.TBPlugin):
             return f.read(), ctype
 
     # ---- routes
+    def _binary(self, request: Any, key: Any, codes: np.ndarray, headers: list):
+        """uint8 codes as ``application/octet-stream``; gzipped (level 1, cached by ``key``) when the client
+        accepts it. q/k (float16) are not gzipped: they shrink by less than 10%."""
+        body = None
+        encoding = None
+        if codes.nbytes >= GZIP_MIN_BYTES and _gzip_accepted(request):
+            body = self._gzipped.get(key)
+            if body is None:
+                body = _gzip(np.ascontiguousarray(codes).tobytes())
+                self._gzipped.put(key, body)
+            encoding = "gzip"
+        else:
+            body = np.ascontiguousarray(codes).tobytes()
+        return http_util.Respond(request, body, "application/octet-stream", content_encoding=encoding,
+                                 headers=headers)
+
+    def _asset_key(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int) -> tuple:
+        """Where a record's arrays are: a cache key that changes if the step is logged again."""
+        asset = self.entry(ctx, experiment, run, tag, example, step).index["asset"]
+        return run, asset.get("file"), asset.get("offset")
+
     def _common(self, request: Any) -> tuple:
         args = request.args
         run, tag, example = (_required(args, n) for n in ("run", "tag", "example"))
@@ -453,7 +506,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         layer = _int_param(request.args, "layer")
         head = _int_param(request.args, "head", required=False)
         codes = self.attention_impl(*common, kind, layer, head)
-        return _binary(request, np.ascontiguousarray(codes).tobytes(), [
+        key = ("attention", self._asset_key(*common), kind, layer, head)
+        return self._binary(request, key, codes, [
             ("X-Attention-Shape", ",".join(map(str, codes.shape))),
             ("X-Attention-Codec", fmt.CODEC_NAME),
         ])
@@ -466,14 +520,16 @@ class AttentionPlugin(base_plugin.TBPlugin):
         head = _int_param(request.args, "head")
         q, k = self.qk_impl(*common, kind, layer, head)
         body = np.ascontiguousarray(q, dtype="<f2").tobytes() + np.ascontiguousarray(k, dtype="<f2").tobytes()
-        return _binary(request, body, [("X-QK-Shape", f"{q.shape[0]},{k.shape[0]},{q.shape[1]}")])
+        return http_util.Respond(request, body, "application/octet-stream",
+                                 headers=[("X-QK-Shape", f"{q.shape[0]},{k.shape[0]},{q.shape[1]}")])
 
     @_route
     def overview_route(self, request):
         common = self._common(request)
         kind = _required(request.args, "kind")
         codes = self.overview_impl(*common, kind)
-        return _binary(request, np.ascontiguousarray(codes).tobytes(), [
+        key = ("overview", self._asset_key(*common), kind)
+        return self._binary(request, key, codes, [
             ("X-Attention-Shape", ",".join(map(str, codes.shape))),
             ("X-Attention-Codec", fmt.CODEC_NAME),
         ])

@@ -229,6 +229,18 @@ def test_attention_gzipped_when_accepted(app, logged):
     assert zipped.headers["Content-Encoding"] == "gzip"
     assert gzip.decompress(zipped.get_data()) == plain.get_data()
     assert zipped.headers["X-Attention-Shape"] == "2,40,40"
+    again = app.get("/attention", headers={"Accept-Encoding": "gzip"}, **params)  # from the gzipped-body cache
+    assert again.get_data() == zipped.get_data() and again.headers["Content-Encoding"] == "gzip"
+    one = app.get("/attention", headers={"Accept-Encoding": "gzip"}, **dict(params, head="1"))
+    np.testing.assert_array_equal(decode_layer(one)[0], decode_layer(plain)[1])
+    ov = app.get("/overview", headers={"Accept-Encoding": "gzip"}, **params)
+    np.testing.assert_array_equal(decode_layer(ov), decode_layer(app.get("/overview", **params)))
+
+
+def test_qk_never_gzipped(app):
+    resp = app.get("/qk", headers={"Accept-Encoding": "gzip"}, **base_params(step="10"))
+    assert resp.status_code == 200 and "Content-Encoding" not in resp.headers
+    assert len(resp.get_data()) == (TOKENS + TOKENS) * 4 * 2
 
 
 def test_qk_float16_exact(app, logged):

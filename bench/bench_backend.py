@@ -1,0 +1,308 @@
+"""Backend benchmark: one command, prints tables (and --markdown for docs/performance.md).
+
+    .venv/bin/python bench/bench_backend.py [--markdown]
+
+1. Per-request cost of one layer (12 heads) at 128 / 512 / 2048 tokens, through TensorBoard's WSGI app
+   (werkzeug test client, in process, MultiplexerDataProvider): response size (raw and gzipped) and server
+   time, cold (first request: read + zlib-decode the chunks from disk) and warm (LRU hit); also one head's
+   q/k and the overview.
+2. A real ``tensorboard`` process on 50 checkpoints x 8 probes at 512 tokens with q/k (6 layers x 12 heads,
+   MiniLM's shape) under both loaders: load time (spawn until ``/index`` lists all 400 records) and resident
+   memory of TensorBoard and its children (the Rust data server), after loading and after serving layers.
+
+Attention is structured, not noise: per head a local window (width varying by head), an attention sink on
+token 0, a few long-range links per row, softmaxed. Writing 400 distinct 512-token records would take most of
+the time budget, so the 8 probes are logged once with ``log_attention`` (timed: the writer's cost) and their
+event records are replayed for the other 49 steps (same index payload with its step changed, pointing at the
+same asset records). TensorBoard loads only index records, so load time and memory are those of 400 distinct
+records; the asset bytes per record are reported from the real write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+HEADS = 12
+PREFIX = "/data/plugin/attention"
+
+
+# ------------------------------------------------------------------------------------------ data
+def structured_attention(heads: int, n: int, seed: int = 0) -> np.ndarray:
+    """``(heads, n, n)`` float32: local window + sink + a few long-range links, softmaxed per row."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(n)
+    d = np.abs(i[:, None] - i[None, :]).astype(np.float32)
+    out = np.empty((heads, n, n), np.float32)
+    for h in range(heads):
+        width = 1 + (h % 6) * 2
+        scores = np.where(d <= width, 4.0 - 0.6 * d, -4.0).astype(np.float32)
+        scores[:, 0] += 2.0 + (h % 4)  # sink
+        links = rng.integers(0, n, size=(n, 3))
+        scores[i[:, None], links] += 5.0 + rng.random((n, 3), dtype=np.float32) * 2  # long-range links
+        scores -= scores.max(axis=1, keepdims=True)
+        e = np.exp(scores)
+        out[h] = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def tokens(n: int) -> list:
+    return ["[CLS]"] + [f"w{i}" for i in range(1, n - 1)] + ["[SEP]"]
+
+
+def log_probe(writer, tag, example, step, n, layers, head_dim, seed):
+    from tensorboard_plugin_attention.summary import log_attention
+
+    rng = np.random.default_rng(seed)
+    att = [structured_attention(HEADS, n, seed * 100 + l) for l in range(layers)]
+    q = [rng.normal(size=(HEADS, n, head_dim)).astype(np.float32) for _ in range(layers)]
+    k = [rng.normal(size=(HEADS, n, head_dim)).astype(np.float32) for _ in range(layers)]
+    log_attention(writer, tag, att, tokens(n), step, example=example, queries=q, keys=k, model_name="bench")
+    return att
+
+
+# ------------------------------------------------------------------------------------ 1. per layer
+class App:
+    """TensorBoard's WSGI app with only our plugin over a MultiplexerDataProvider, and a werkzeug client."""
+
+    def __init__(self, logdir: str):
+        from werkzeug.test import Client
+
+        from tensorboard.backend import application
+        from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+
+        from tensorboard_plugin_attention.plugin import AttentionLoader
+
+        m = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"attention": 0})
+        m.AddRunsFromDirectory(logdir)
+        m.Reload()
+        flags = argparse.Namespace(logdir=logdir, samples_per_plugin={"attention": 0}, window_title="",
+                                   path_prefix="", attention_cache_mb=256)
+        provider = data_provider.MultiplexerDataProvider(m, logdir)
+        self.client = Client(application.TensorBoardWSGIApp(flags, [AttentionLoader()], provider))
+
+    def get(self, route: str, headers=None, **params):
+        return self.client.get(PREFIX + route, query_string=params, headers=headers or {})
+
+
+def bench_layers(workdir: str, sizes=(128, 512, 2048), repeats: int = 5) -> list:
+    from tensorboard_plugin_attention.summary import AttentionWriter
+
+    logdir = os.path.join(workdir, "layers")
+    for n in sizes:
+        with AttentionWriter(os.path.join(logdir, f"n{n}")) as w:
+            log_probe(w, "probes", "0", 0, n, layers=1, head_dim=64, seed=n)
+    rows = []
+    for n in sizes:
+        params = dict(run=f"n{n}", tag="probes", example="0", step="0", kind="encoder")
+        for route, extra in (("/attention", dict(layer="0")), ("/qk", dict(layer="0", head="0")), ("/overview", {})):
+            for gz in ((False,) if route == "/qk" else (False, True)):  # q/k are never gzipped
+                headers = {"Accept-Encoding": "gzip"} if gz else {}
+                app = App(logdir)  # fresh caches: the first request is cold
+                app.get("/index")  # the index is not part of the per-layer cost
+                times = []
+                for _ in range(repeats + 1):
+                    t = time.perf_counter()
+                    resp = app.get(route, headers=headers, **params, **extra)
+                    body = resp.get_data()
+                    times.append(time.perf_counter() - t)
+                    assert resp.status_code == 200, resp.get_data()[:200]
+                raw = len(gzip.decompress(body)) if resp.headers.get("Content-Encoding") == "gzip" else len(body)
+                rows.append(dict(tokens=n, route=route, gzip=gz, raw_bytes=raw, sent_bytes=len(body),
+                                 cold_ms=times[0] * 1e3, warm_ms=statistics.median(times[1:]) * 1e3))
+    asset = {n: sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in
+                    os.walk(os.path.join(logdir, f"n{n}", "plugins")) for f in fs) for n in sizes}
+    return rows, asset
+
+
+# ------------------------------------------------------------------------------------ 2. tensorboard
+def write_checkpoints(logdir: str, steps: int, probes: int, n: int, layers: int) -> dict:
+    """8 probes logged for real at step 0, their events replayed for steps 1..steps-1 (see module doc)."""
+    from tensorboard.backend.event_processing import event_file_loader
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from tensorboard_plugin_attention.metadata import PLUGIN_NAME
+    from tensorboard_plugin_attention.summary import AttentionWriter
+
+    run = os.path.join(logdir, "minilm_shape")
+    t = time.perf_counter()
+    with AttentionWriter(run) as w:
+        for p in range(probes):
+            log_probe(w, "probes", str(p), 0, n, layers=layers, head_dim=32, seed=p + 1)
+    write_s = time.perf_counter() - t
+    (events,) = [f for f in os.listdir(run) if f.startswith("events")]
+    recorded = [event_pb2.Event.FromString(raw)
+                for raw in event_file_loader.RawEventFileLoader(os.path.join(run, events)).Load()]
+    recorded = [e for e in recorded if e.HasField("summary")]
+    index_bytes = []
+    w = EventFileWriter(run, max_queue_size=1000, flush_secs=3600, filename_suffix=".replay")
+    for step in range(1, steps):
+        for e in recorded:
+            e2 = event_pb2.Event()
+            e2.CopyFrom(e)
+            e2.step = step
+            e2.wall_time = e.wall_time + step
+            for v in e2.summary.value:
+                if v.metadata.plugin_data.plugin_name == PLUGIN_NAME:
+                    payload = json.loads(v.tensor.string_val[0])
+                    payload["step"] = step
+                    payload["wall_time"] = e2.wall_time
+                    v.tensor.string_val[0] = json.dumps(payload, separators=(",", ":")).encode()
+                    index_bytes.append(len(v.tensor.string_val[0]))
+            w.add_event(e2)
+    w.close()
+    asset_bytes = sum(os.path.getsize(os.path.join(run, "plugins", "attention", f))
+                      for f in os.listdir(os.path.join(run, "plugins", "attention")))
+    event_bytes = sum(os.path.getsize(os.path.join(run, f)) for f in os.listdir(run) if f.startswith("events"))
+    return dict(write_s_per_probe=write_s / probes, asset_bytes_per_record=asset_bytes / probes,
+                index_bytes_per_record=statistics.mean(index_bytes), event_bytes=event_bytes)
+
+
+def rss_tree(pid: int) -> int:
+    import psutil
+
+    p = psutil.Process(pid)
+    total = p.memory_info().rss
+    for c in p.children(recursive=True):
+        try:
+            total += c.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def bench_tensorboard(logdir: str, load_fast: str, steps: int, probes: int, layers: int) -> dict:
+    from conftest import TensorBoardProcess
+
+    tb = TensorBoardProcess(logdir, f"--load_fast={load_fast}", "--reload_interval", "1")
+    t0 = time.perf_counter()
+    tb.start(timeout=120)
+    ready_s = time.perf_counter() - t0
+
+    def complete():
+        r = tb.plugin("index")
+        if r.status != 200:
+            return False
+        ex = [e for run in r.json()["runs"] for t in run["tags"] for e in t["examples"]]
+        return len(ex) == probes and all(len(e["steps"]) == steps for e in ex)
+
+    try:
+        tb.wait_for(complete, timeout=300, interval=0.1, what=f"{steps * probes} records in /index")
+        load_s = time.perf_counter() - t0
+        t = time.perf_counter()
+        idx = tb.plugin("index")
+        index_ms = (time.perf_counter() - t) * 1e3
+        rss_loaded = rss_tree(tb.proc.pid)
+        times = []
+        for i in range(24):  # distinct layers: fills the decoded-layer LRU a bit
+            t = time.perf_counter()
+            r = tb.plugin("attention", run="minilm_shape", tag="probes", example=str(i % probes), step=(i * 7) % steps,
+                          kind="encoder", layer=i % layers)
+            times.append(time.perf_counter() - t)
+            assert r.status == 200
+        rss_served = rss_tree(tb.proc.pid)
+        return dict(loader="rust (--load_fast=true)" if load_fast == "true" else "python (--load_fast=false)",
+                    ready_s=ready_s, load_s=load_s, index_ms=index_ms,
+                    index_kb=len(gzip.compress(idx.body, 3)) / 1024, index_raw_kb=len(idx.body) / 1024,
+                    rss_loaded_mb=rss_loaded / 2**20, rss_served_mb=rss_served / 2**20,
+                    layer_ms=statistics.median(times) * 1e3)
+    finally:
+        tb.stop()
+
+
+# ------------------------------------------------------------------------------------------- report
+def machine() -> str:
+    free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip()
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"nproc: {os.cpu_count()}, CPU: {cpu}, Python {platform.python_version()}\n\nfree -h:\n```\n{free}\n```"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/performance.md)")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--probes", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=512)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--sizes", default="128,512,2048")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary logdir")
+    args = ap.parse_args()
+
+    import tensorboard
+
+    started = time.perf_counter()
+    work = tempfile.mkdtemp(prefix="bench_backend_")
+    try:
+        layer_rows, asset = bench_layers(work, tuple(int(s) for s in args.sizes.split(",")))
+        ckpt_dir = os.path.join(work, "ckpts")
+        written = write_checkpoints(ckpt_dir, args.steps, args.probes, args.tokens, args.layers)
+        tb_rows = [bench_tensorboard(ckpt_dir, lf, args.steps, args.probes, args.layers) for lf in ("true", "false")]
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print("logdir kept:", work)
+
+    out = []
+    out.append(f"Date: {datetime.date.today().isoformat()}; tensorboard {tensorboard.__version__}; "
+               f"total bench time {time.perf_counter() - started:.0f} s\n")
+    out.append(machine() + "\n")
+    out.append("One request, 12 heads (werkzeug client in process; cold = fresh caches, read + decode from disk; "
+               "warm = median of 5 repeats, LRU hit):\n")
+    out.append("| tokens | route | gzip | response (raw) | sent | cold ms | warm ms |")
+    out.append("|---:|---|---|---:|---:|---:|---:|")
+    for r in layer_rows:
+        out.append(f"| {r['tokens']} | `{r['route']}` | {'yes' if r['gzip'] else 'no'} | {_size(r['raw_bytes'])} | "
+                   f"{_size(r['sent_bytes'])} | {r['cold_ms']:.1f} | {r['warm_ms']:.1f} |")
+    out.append("")
+    out.append("Asset bytes of one 1-layer x 12-head record with q/k (head_dim 64): "
+               + ", ".join(f"{n} tokens {_size(b)}" for n, b in asset.items()) + "\n")
+    out.append(f"TensorBoard on {args.steps} checkpoints x {args.probes} probes at {args.tokens} tokens with q/k, "
+               f"{args.layers} layers x {HEADS} heads (MiniLM's shape, head_dim 32); "
+               f"writer: {written['write_s_per_probe']:.2f} s per probe (log_attention incl. metrics), "
+               f"{_size(written['asset_bytes_per_record'])} of asset per record, "
+               f"{_size(written['index_bytes_per_record'])} index record, event files "
+               f"{_size(written['event_bytes'])} in all:\n")
+    out.append("| loader | HTTP ready s | all indexed s | RSS after load | RSS after 24 layers | /index ms (size gz/raw) "
+               "| layer ms |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|")
+    for r in tb_rows:
+        out.append(f"| {r['loader']} | {r['ready_s']:.1f} | {r['load_s']:.1f} | {r['rss_loaded_mb']:.0f} MB | "
+                   f"{r['rss_served_mb']:.0f} MB | {r['index_ms']:.0f} ({r['index_kb']:.0f} / {r['index_raw_kb']:.0f} KB) "
+                   f"| {r['layer_ms']:.0f} |")
+    text = "\n".join(out)
+    print(text if args.markdown else text.replace("`", ""))
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+if __name__ == "__main__":
+    main()
