@@ -566,6 +566,14 @@ def _install_grouping(cap: AttentionCapture, model: nn.Module, targets: list[Pre
         cap._depth = max(0, cap._depth - 1)
         if cap._depth == 0:
             cap._counters = {"_closed": 1}
+            raising = sys.exc_info()[1] is not None  # always_call hooks also run when forward raised
+            if cap.forwards and not cap.forwards[-1].layers and not raising and not starter.get("warned"):
+                starter["warned"] = True
+                warnings.warn(
+                    f"capture_attention: a forward of {type(module).__name__} recorded no attention layer "
+                    "(its attention does not go through transformers' AttentionInterface?)",
+                    stacklevel=2,
+                )
 
     modules = [model] + [m for m in model.modules() if isinstance(m, PreTrainedModel) and m is not model]
     for m in modules:
@@ -770,6 +778,14 @@ def capture_attention(model: nn.Module, *, queries_keys: bool = True) -> Iterato
         for t in targets:
             if t.config._attn_implementation != _IMPL_NAME:
                 t.set_attn_implementation(_IMPL_NAME)  # only logs a warning when the model cannot switch
+        # transformers < 5.2x did not reach sub-models with their own config copy (T5's stacks): switch them too
+        for m in model.modules():
+            if (
+                isinstance(m, PreTrainedModel)
+                and m.config._attn_implementation != _IMPL_NAME
+                and type(m)._can_set_attn_implementation()
+            ):
+                m.set_attn_implementation(_IMPL_NAME)
         stuck = [t for t in targets if t.config._attn_implementation != _IMPL_NAME]
         if stuck and not mha and len(stuck) == len(targets):
             raise TypeError(
