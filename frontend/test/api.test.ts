@@ -1,0 +1,173 @@
+import {describe, expect, it} from 'vitest';
+import {
+  ApiError,
+  CodedAttention,
+  HttpSource,
+  LruCache,
+  decodeCodes,
+  decodeFloat16,
+  decodeOverview,
+  decodeQK,
+  halfToFloat,
+  makeLut,
+  parseShape,
+} from '../src/api';
+
+const LUT = Array.from({length: 256}, (_, c) => c / 255);
+
+function f16bytes(bits: number[]): Uint8Array {
+  const b = new Uint8Array(bits.length * 2);
+  bits.forEach((h, i) => {
+    b[2 * i] = h & 0xff;
+    b[2 * i + 1] = h >> 8;
+  });
+  return b;
+}
+
+describe('codes through the LUT', () => {
+  it('maps every byte to lut[byte]', () => {
+    const lut = makeLut(LUT.map((v) => v * v));
+    const codes = Uint8Array.from([0, 1, 128, 255, 255, 7]);
+    const out = decodeCodes(codes, lut);
+    expect(Array.from(out)).toEqual([0, (1 / 255) ** 2, (128 / 255) ** 2, 1, 1, (7 / 255) ** 2].map((v) => Math.fround(v)));
+  });
+  it('refuses a LUT that is not 256 long', () => {
+    expect(() => makeLut([0, 1])).toThrow(/256/);
+  });
+  it('decodes a layer lazily per head, with the head offset of a single-head response', () => {
+    const lut = makeLut(LUT);
+    const codes = Uint8Array.from([0, 255, 255, 0, /* head 1 */ 51, 204, 102, 153]);
+    const att = new CodedAttention(2, 2, 2, codes, lut);
+    expect(Array.from(att.head(1))).toEqual([0.2, 0.8, 0.4, 0.6].map(Math.fround));
+    expect(att.head(1)).toBe(att.head(1)); // decoded once
+    const single = new CodedAttention(1, 2, 2, codes.subarray(4), lut, 5);
+    expect(Array.from(single.head(5))).toEqual([0.2, 0.8, 0.4, 0.6].map(Math.fround));
+    expect(() => single.head(0)).toThrow(RangeError);
+    expect(() => new CodedAttention(2, 2, 3, codes, lut)).toThrow(/shape/);
+  });
+  it('decodes an overview with its shape header', () => {
+    const ov = decodeOverview(Uint8Array.from([0, 255, 255, 0, 51, 51, 51, 102]).buffer, '2,1,2,2', makeLut(LUT));
+    expect([ov.layers, ov.heads, ov.pq, ov.pk]).toEqual([2, 1, 2, 2]);
+    expect(ov.data[1]).toBe(1);
+    expect(() => decodeOverview(new ArrayBuffer(7), '2,1,2,2', makeLut(LUT))).toThrow(/size/);
+  });
+});
+
+describe('float16', () => {
+  it('decodes normals, signed zeros, extremes, inf and NaN', () => {
+    expect(halfToFloat(0x0000)).toBe(0);
+    expect(Object.is(halfToFloat(0x8000), -0)).toBe(true);
+    expect(halfToFloat(0x3c00)).toBe(1);
+    expect(halfToFloat(0xc000)).toBe(-2);
+    expect(halfToFloat(0x3555)).toBeCloseTo(0.33325195, 7);
+    expect(halfToFloat(0x7bff)).toBe(65504);
+    expect(halfToFloat(0xfbff)).toBe(-65504);
+    expect(halfToFloat(0x0400)).toBe(2 ** -14); // smallest normal
+    expect(halfToFloat(0x7c00)).toBe(Infinity);
+    expect(halfToFloat(0xfc00)).toBe(-Infinity);
+    expect(halfToFloat(0x7e00)).toBeNaN();
+  });
+  it('decodes subnormals, positive and negative', () => {
+    expect(halfToFloat(0x0001)).toBe(2 ** -24); // smallest subnormal
+    expect(halfToFloat(0x8001)).toBe(-(2 ** -24));
+    expect(halfToFloat(0x03ff)).toBe((1023 / 1024) * 2 ** -14); // largest subnormal
+    expect(halfToFloat(0x8200)).toBe(-(2 ** -15));
+  });
+  it('reads little-endian buffers at an offset', () => {
+    const bytes = f16bytes([0x3c00, 0xc000, 0x0001, 0x8001]);
+    expect(Array.from(decodeFloat16(bytes))).toEqual([1, -2, Math.fround(2 ** -24), Math.fround(-(2 ** -24))]);
+    expect(Array.from(decodeFloat16(bytes.buffer as ArrayBuffer, 2, 2))).toEqual([-2, Math.fround(2 ** -24)]);
+    expect(() => decodeFloat16(bytes, 6, 2)).toThrow(/short/);
+  });
+  it('splits a /qk body into queries then keys', () => {
+    // q_len 2, k_len 1, head_dim 2
+    const body = f16bytes([0x3c00, 0x4000, 0xbc00, 0x0000, 0x3800, 0xb800]);
+    const qk = decodeQK(body.buffer as ArrayBuffer, '2,1,2');
+    expect(Array.from(qk.queries)).toEqual([1, 2, -1, 0]);
+    expect(Array.from(qk.keys)).toEqual([0.5, -0.5]);
+    expect(() => decodeQK(body.buffer as ArrayBuffer, '2,2,2')).toThrow(/bytes/);
+  });
+});
+
+describe('shape headers', () => {
+  it('parses and validates', () => {
+    expect(parseShape('12, 7,7', 3)).toEqual([12, 7, 7]);
+    expect(() => parseShape(null, 3)).toThrow(/missing/);
+    expect(() => parseShape('1,2', 3)).toThrow(/bad/);
+    expect(() => parseShape('1,-2,3', 3)).toThrow(/bad/);
+    expect(() => parseShape('1,x,3', 3)).toThrow(/bad/);
+  });
+});
+
+describe('LruCache', () => {
+  it('dedupes, evicts least recently used past the byte budget, forgets failures', async () => {
+    const c = new LruCache<number>(10, (v) => v);
+    let loads = 0;
+    const load = (v: number) => () => {
+      loads++;
+      return Promise.resolve(v);
+    };
+    await c.get('a', load(4));
+    await c.get('a', load(4));
+    expect(loads).toBe(1);
+    await c.get('b', load(4));
+    await c.get('a', load(4)); // a is now most recent
+    await c.get('c', load(4)); // 12 > 10: evicts b
+    await c.get('a', load(4));
+    expect(loads).toBe(3);
+    await c.get('b', load(4));
+    expect(loads).toBe(4);
+    await expect(c.get('bad', () => Promise.reject(new Error('x')))).rejects.toThrow('x');
+    await Promise.resolve();
+    await c.get('bad', load(1));
+    expect(loads).toBe(5);
+  });
+});
+
+function fakeFetch(routes: Record<string, (u: URL) => Response>) {
+  const calls: string[] = [];
+  const fn = async (input: string) => {
+    calls.push(input);
+    const u = new URL(input);
+    const name = u.pathname.split('/').pop()!;
+    const h = routes[name];
+    if (!h) return new Response(JSON.stringify({error: `no route ${name}`}), {status: 404});
+    return h(u);
+  };
+  return {fn, calls};
+}
+
+describe('HttpSource', () => {
+  const index = {version: 1, codec: {name: 'log8', lut: LUT}, runs: []};
+  it('builds URLs relative to the module (path prefix kept) and caches responses', async () => {
+    const {fn, calls} = fakeFetch({
+      index: () => new Response(JSON.stringify(index)),
+      attention: () => new Response(Uint8Array.from([0, 255, 255, 0]), {headers: {'X-Attention-Shape': '1,2,2'}}),
+    });
+    const src = new HttpSource(new URL('http://h:6006/prefix/data/plugin/attention/'), fn);
+    const ref = {run: 'r/1 x', tag: 't', example: '0', step: 20};
+    const a = await src.attention(ref, 'encoder', 3, 1);
+    await src.attention(ref, 'encoder', 3, 1);
+    expect(Array.from(a.head(1))).toEqual([0, 1, 1, 0]);
+    const attCalls = calls.filter((c) => new URL(c).pathname.endsWith('/attention'));
+    expect(attCalls).toHaveLength(1);
+    const u = new URL(attCalls[0]);
+    expect(u.pathname).toBe('/prefix/data/plugin/attention/attention');
+    expect(Object.fromEntries(u.searchParams)).toEqual({run: 'r/1 x', tag: 't', example: '0', step: '20', kind: 'encoder', layer: '3', head: '1'});
+  });
+  it('turns JSON errors into ApiError and a /qk 404 into null', async () => {
+    const {fn} = fakeFetch({
+      index: () => new Response(JSON.stringify(index)),
+      header: () => new Response(JSON.stringify({error: 'unknown run "x"'}), {status: 404}),
+      qk: () => new Response(JSON.stringify({error: 'no q/k at step 3'}), {status: 404}),
+      overview: () => new Response(JSON.stringify({error: 'bad kind'}), {status: 400}),
+    });
+    const src = new HttpSource(new URL('http://h/data/plugin/attention/'), fn);
+    const ref = {run: 'x', tag: 't', example: '0', step: 3};
+    await expect(src.header(ref)).rejects.toMatchObject({name: 'ApiError', status: 404, message: 'unknown run "x"'});
+    expect(await src.qk(ref, 'encoder', 0, 0)).toBeNull();
+    const err = await src.overview(ref, 'encoder').catch((e) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.status).toBe(400);
+  });
+});
