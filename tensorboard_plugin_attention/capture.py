@@ -15,13 +15,21 @@ queries and keys *after* the head split and rotary embedding. On import this mod
 implementation name (``_IMPL_NAME``) both in ``AttentionInterface`` and in ``AttentionMaskInterface`` (with
 transformers' ``eager_mask``: without a mask function registered, the mask builders return ``None`` for an
 unknown name, silently dropping causal and padding masks). On enter the model is switched to that name with
-``model.set_attn_implementation`` (which also reaches sub-models and sub-configs, e.g. the deep-copied configs
-of T5's encoder/decoder stacks); on exit (also on exception) the ``_attn_implementation`` of every config
-reachable from the model is put back as it was. The registered function calls the *eager* attention
+``model.set_attn_implementation`` (in 5.24 it reaches sub-configs such as ``text_config`` / ``vision_config``
+and sub-models with their own config copy, e.g. T5's encoder/decoder stacks; older 5.x releases skipped the
+latter, so every ``PreTrainedModel`` inside that is not switched yet is switched on its own); on exit (also on
+exception) the ``_attn_implementation`` of every config reachable from the model is put back as it was, mixed
+implementations included. ``set_attn_implementation`` does not raise for a model that cannot switch (it only
+logs), so the switch is checked afterwards. The registered function calls the *eager* attention
 function of the calling module's own Python module (``eager_attention_forward``, looked up along the class'
 MRO), with the very same arguments, so the model output is that of eager attention (equal to sdpa within float
 tolerance), and records from the weights it returns. Using the model's own eager function matters: LLaMA's does
 ``repeat_kv`` for grouped-query keys, T5's adds ``position_bias``, BERT's would break on grouped keys.
+
+Outputs equal the original implementation's within float tolerance except at query positions whose whole
+attention row is masked (left padding in causal models): eager and sdpa differ there, with or without capture.
+GPT-2's ``reorder_and_upcast_attn`` is only honoured by transformers for the literal ``"eager"`` name, so it is
+not applied while capturing.
 
 In training mode with attention dropout the eager function returns post-dropout weights; to record the
 pre-dropout probabilities the eager function is then called twice (once with ``dropout=0.0`` for the record,
@@ -62,7 +70,9 @@ top-level forward (nested calls such as ``model.encoder`` inside the model do no
 directly, as ``generate`` does with the encoder, starts its own forward) and keeps the 2-D ``attention_mask`` /
 ``decoder_attention_mask`` it was given. ``CapturedForward.example(i)`` keeps the positions where the mask is 1
 (right or left padding). Masks are aligned to the *end* of the recorded sequences, so cached decoding
-(``q_len < k_len``, the mask covering past + new tokens) is trimmed correctly too.
+(``q_len < k_len``, the mask covering past + new tokens) is trimmed correctly too. Without a mask (e.g.
+``generate`` drops an all-ones mask) every position is kept. Masks of ``nn.MultiheadAttention`` models
+(``key_padding_mask``) and 4-D custom masks are not read; keys without a mask entry are kept.
 """
 
 from __future__ import annotations
@@ -515,8 +525,11 @@ def _signature(module: nn.Module) -> inspect.Signature | None:
     return _SIGNATURES[key]
 
 
-def _bind(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
-    """Arguments of a module call by parameter name (the keyword arguments only if binding fails)."""
+def _bind(module: nn.Module, args: tuple, kwargs: dict, flatten: bool = True) -> dict[str, Any]:
+    """Arguments of a module call by parameter name (the keyword arguments only if binding fails).
+
+    With ``flatten=False`` whatever lands in ``**kwargs`` stays under that parameter's name.
+    """
     sig = _signature(module)
     if sig is None:
         return dict(kwargs)
@@ -525,7 +538,7 @@ def _bind(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
     except TypeError:
         return dict(kwargs)
     out = dict(bound.arguments)
-    for p in sig.parameters.values():  # flatten **kwargs
+    for p in sig.parameters.values() if flatten else ():  # flatten **kwargs
         if p.kind is inspect.Parameter.VAR_KEYWORD and isinstance(out.get(p.name), dict):
             out.update(out.pop(p.name))
     return out
@@ -593,7 +606,8 @@ def _install_cross_detection(model: nn.Module) -> list[Any]:
     """Pre-hooks on attention-like modules noting whether a call passes encoder states (cross-attention)."""
 
     def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        bound = _bind(module, args, kwargs)
+        # explicit parameters only: a self-attention module may pass encoder states along in **kwargs
+        bound = _bind(module, args, kwargs, flatten=False)
         _CROSS_CALLS[id(module)] = any(bound.get(k) is not None for k in _CROSS_KWARGS)
 
     return [
