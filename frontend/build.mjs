@@ -25,6 +25,7 @@ if (dev) {
     format: 'iife',
     sourcemap: 'inline',
   });
+  await esbuild.build({...common, entryPoints: ['dev/bench.ts'], outfile: 'dev/dist/bench.js', format: 'iife'});
   await esbuild.build({...common, entryPoints: ['src/styles.css'], outfile: 'dev/dist/dev.css'});
 } else {
   const outdir = resolve(here, '../tensorboard_plugin_attention/static');

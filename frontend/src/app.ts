@@ -1,7 +1,7 @@
 // The controller: selectors, the selection <-> URL, loading what the current view needs from the data
 // source, and handing it to the views. Views know nothing about HTTP; the data source nothing about pixels.
 import {renderToCanvas} from './draw/canvas';
-import {DARK, LIGHT, headColor, type Theme} from './draw/colors';
+import {DARK, LIGHT, headColor, layerColor, type Theme} from './draw/colors';
 import {SvgContext, type Ctx} from './draw/ctx';
 import type {Host} from './host';
 import {nearestStep} from './math';
@@ -537,7 +537,8 @@ export class App {
       v.setInclude(info.layers, info.heads, s.modelLayers, s.modelHeads);
       const dd = details[i];
       if (dd && s.detail) {
-        const hv = new HeadView({theme: this.theme, colorOf: headColor, active: null, topk: s.topk, swatches: false, testid: `model-detail-head-${i}`});
+        const detailColor = dd.signed ? headColor : () => layerColor(s.detail![0]);
+        const hv = new HeadView({theme: this.theme, colorOf: detailColor, active: null, topk: s.topk, swatches: false, testid: `model-detail-head-${i}`});
         hv.setData(dd);
         v.setDetail(s.detail, hv.el);
       } else v.setDetail(null, null);

@@ -183,6 +183,7 @@ export class HeadView implements ViewBase {
 
   private drawAll(): void {
     if (!this.data) return;
+    const t0 = performance.now();
     const {y0, y1} = this.stack;
     const text = this.stack.ctx(2);
     this.paintText(text, y0, y1);
@@ -191,6 +192,7 @@ export class HeadView implements ViewBase {
     this.el.dataset.linesRest = String(drawn);
     this.linesDrawn = drawn;
     this.drawHover();
+    this.el.dataset.renderMs = (performance.now() - t0).toFixed(1);
   }
 
   private paintText(ctx: Ctx, y0: number, y1: number): void {
@@ -218,6 +220,7 @@ export class HeadView implements ViewBase {
 
   private drawHover(): void {
     if (!this.data) return;
+    const t0 = performance.now();
     const {y0, y1} = this.stack;
     const ctx = this.stack.ctx(0);
     const restLayer = this.stack.layers[1];
@@ -266,6 +269,7 @@ export class HeadView implements ViewBase {
       }
     });
     this.el.dataset.linesDrawn = String(drawn);
+    this.el.dataset.hoverMs = (performance.now() - t0).toFixed(1);
   }
 
   private onMove(e: MouseEvent): void {

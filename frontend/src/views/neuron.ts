@@ -226,14 +226,15 @@ export class NeuronView implements ViewBase {
 
   private drawAll(): void {
     if (!this.data) return;
-    const ctx = this.stack.ctx(0);
+    // static (tokens, q and k) on top, so highlights drawn below never cover the text
+    const ctx = this.stack.ctx(1);
     this.paintStatic(ctx, this.stack.y0, this.stack.y1);
     this.drawDynamic();
   }
 
   private drawDynamic(): void {
     if (!this.data) return;
-    const ctx = this.stack.ctx(1);
+    const ctx = this.stack.ctx(0);
     const sel = this.selected();
     this.el.dataset.selected = sel === null ? '' : String(sel);
     this.paintDynamic(ctx, sel, this.stack.y0, this.stack.y1);
@@ -241,8 +242,8 @@ export class NeuronView implements ViewBase {
 
   paint(ctx: Ctx): void {
     if (!this.data) return;
-    this.paintStatic(ctx, -Infinity, Infinity);
     this.paintDynamic(ctx, this.selected(), -Infinity, Infinity);
+    this.paintStatic(ctx, -Infinity, Infinity);
   }
 
   private vectorImage(src: Float32Array, idx: Int32Array, dim: number): HTMLCanvasElement {
@@ -265,8 +266,9 @@ export class NeuronView implements ViewBase {
     ctx.fillStyle = t.text;
     ctx.font = 'bold 13px Roboto, Arial, sans-serif';
     ctx.textBaseline = 'middle';
+    ctx.textAlign = 'left';
+    ctx.fillText(`Layer ${d.layer}, Head ${d.head}`, 4, 12);
     ctx.textAlign = 'center';
-    ctx.fillText(`Layer ${d.layer}, Head ${d.head}`, this.L.width / 2, 12);
     if (!this.expanded) return;
     const qk = d.qk!;
     const {q, k, p, dot, soft, mw} = this.x;
