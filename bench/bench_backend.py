@@ -10,8 +10,8 @@
    MiniLM's shape) under both loaders: load time (spawn until ``/index`` lists all 400 records) and resident
    memory of TensorBoard and its children (the Rust data server), after loading and after serving layers.
 
-Attention is structured, not noise: per head a local window (width varying by head), an attention sink on
-token 0, a few long-range links per row, softmaxed. Writing 400 distinct 512-token records would take most of
+Attention is structured, not noise (``bench/synthetic.py``, shared with bench_format): per head a local window,
+an attention sink on token 0, long-range links and a faint diffuse background. Writing 400 distinct 512-token records would take most of
 the time budget, so the 8 probes are logged once with ``log_attention`` (timed: the writer's cost) and their
 event records are replayed for the other 49 steps (same index payload with its step changed, pointing at the
 same asset records). TensorBoard loads only index records, so load time and memory are those of 400 distinct
@@ -37,31 +37,14 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # conftest.TensorBoardProcess
+sys.path.insert(0, os.path.join(ROOT, "bench"))  # synthetic.structured_attention, shared with bench_format
 
 HEADS = 12
 PREFIX = "/data/plugin/attention"
 
 
 # ------------------------------------------------------------------------------------------ data
-def structured_attention(heads: int, n: int, seed: int = 0) -> np.ndarray:
-    """``(heads, n, n)`` float32: local window + sink + a few long-range links, softmaxed per row."""
-    rng = np.random.default_rng(seed)
-    i = np.arange(n)
-    d = np.abs(i[:, None] - i[None, :]).astype(np.float32)
-    out = np.empty((heads, n, n), np.float32)
-    for h in range(heads):
-        width = 1 + (h % 6) * 2
-        scores = np.where(d <= width, 4.0 - 0.6 * d, -4.0).astype(np.float32)
-        scores[:, 0] += 2.0 + (h % 4)  # sink
-        links = rng.integers(0, n, size=(n, 3))
-        scores[i[:, None], links] += 5.0 + rng.random((n, 3), dtype=np.float32) * 2  # long-range links
-        scores -= scores.max(axis=1, keepdims=True)
-        e = np.exp(scores)
-        out[h] = e / e.sum(axis=1, keepdims=True)
-    return out
-
-
 def tokens(n: int) -> list:
     return ["[CLS]"] + [f"w{i}" for i in range(1, n - 1)] + ["[SEP]"]
 
@@ -69,12 +52,12 @@ def tokens(n: int) -> list:
 def log_probe(writer, tag, example, step, n, layers, head_dim, seed):
     from tensorboard_plugin_attention.summary import log_attention
 
-    rng = np.random.default_rng(seed)
-    att = [structured_attention(HEADS, n, seed * 100 + l) for l in range(layers)]
-    q = [rng.normal(size=(HEADS, n, head_dim)).astype(np.float32) for _ in range(layers)]
-    k = [rng.normal(size=(HEADS, n, head_dim)).astype(np.float32) for _ in range(layers)]
-    log_attention(writer, tag, att, tokens(n), step, example=example, queries=q, keys=k, model_name="bench")
-    return att
+    from synthetic import structured_attention, structured_qk
+
+    att = structured_attention(layers, HEADS, n, seed=seed)
+    q, k = structured_qk(layers, HEADS, n, head_dim, seed=seed)
+    log_attention(writer, tag, list(att), tokens(n), step, example=example, queries=list(q), keys=list(k),
+                  model_name="bench")
 
 
 # ------------------------------------------------------------------------------------ 1. per layer
@@ -188,6 +171,20 @@ def rss_tree(pid: int) -> int:
     return total
 
 
+def baseline_rss(logdir: str, load_fast: str) -> float:
+    """RSS (MB) of TensorBoard and its children on a logdir without attention, for reference."""
+    from conftest import TensorBoardProcess
+
+    tb = TensorBoardProcess(logdir, f"--load_fast={load_fast}", "--reload_interval", "1")
+    try:
+        tb.start(timeout=120)
+        tb.get("/data/plugins_listing")
+        time.sleep(2)
+        return rss_tree(tb.proc.pid) / 2**20
+    finally:
+        tb.stop()
+
+
 def bench_tensorboard(logdir: str, load_fast: str, steps: int, probes: int, layers: int) -> dict:
     from conftest import TensorBoardProcess
 
@@ -206,9 +203,12 @@ def bench_tensorboard(logdir: str, load_fast: str, steps: int, probes: int, laye
     try:
         tb.wait_for(complete, timeout=300, interval=0.1, what=f"{steps * probes} records in /index")
         load_s = time.perf_counter() - t0
-        t = time.perf_counter()
-        idx = tb.plugin("index")
-        index_ms = (time.perf_counter() - t) * 1e3
+        index_times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            idx = tb.plugin("index")
+            index_times.append(time.perf_counter() - t)
+        index_ms = statistics.median(index_times) * 1e3
         rss_loaded = rss_tree(tb.proc.pid)
         times = []
         for i in range(24):  # distinct layers: fills the decoded-layer LRU a bit
@@ -259,6 +259,9 @@ def main() -> None:
         ckpt_dir = os.path.join(work, "ckpts")
         written = write_checkpoints(ckpt_dir, args.steps, args.probes, args.tokens, args.layers)
         tb_rows = [bench_tensorboard(ckpt_dir, lf, args.steps, args.probes, args.layers) for lf in ("true", "false")]
+        os.makedirs(os.path.join(work, "empty", "run"))
+        for r, lf in zip(tb_rows, ("true", "false")):
+            r["rss_empty_mb"] = baseline_rss(os.path.join(work, "empty"), lf)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -269,6 +272,8 @@ def main() -> None:
     out.append(f"Date: {datetime.date.today().isoformat()}; tensorboard {tensorboard.__version__}; "
                f"total bench time {time.perf_counter() - started:.0f} s\n")
     out.append(machine() + "\n")
+    out.append("RSS is TensorBoard's resident memory plus its children's (the Rust data server under "
+               "--load_fast=true), via psutil. 'layer ms': one /attention request over HTTP (gzip, cold).\n")
     out.append("One request, 12 heads (werkzeug client in process; cold = fresh caches, read + decode from disk; "
                "warm = median of 5 repeats, LRU hit):\n")
     out.append("| tokens | route | gzip | response (raw) | sent | cold ms | warm ms |")
@@ -285,11 +290,12 @@ def main() -> None:
                f"{_size(written['asset_bytes_per_record'])} of asset per record, "
                f"{_size(written['index_bytes_per_record'])} index record, event files "
                f"{_size(written['event_bytes'])} in all:\n")
-    out.append("| loader | HTTP ready s | all indexed s | RSS after load | RSS after 24 layers | /index ms (size gz/raw) "
-               "| layer ms |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|")
+    out.append("| loader | HTTP ready s | all indexed s | RSS, empty logdir | RSS after load | RSS after 24 layers "
+               "| /index ms (size gz/raw) | layer ms |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in tb_rows:
-        out.append(f"| {r['loader']} | {r['ready_s']:.1f} | {r['load_s']:.1f} | {r['rss_loaded_mb']:.0f} MB | "
+        out.append(f"| {r['loader']} | {r['ready_s']:.1f} | {r['load_s']:.1f} | {r['rss_empty_mb']:.0f} MB | "
+                   f"{r['rss_loaded_mb']:.0f} MB | "
                    f"{r['rss_served_mb']:.0f} MB | {r['index_ms']:.0f} ({r['index_kb']:.0f} / {r['index_raw_kb']:.0f} KB) "
                    f"| {r['layer_ms']:.0f} |")
     text = "\n".join(out)
