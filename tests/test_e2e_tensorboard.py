@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import ATTENTION_TOLERANCE, check_minilm, write_attention_run
+from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard_plugin_attention import format as fmt
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.skipif(not _entry_point_installed(),
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory):
     """``ckpts``: 25 checkpoints x two examples of one tag; ``damaged``: its asset files deleted and a
-    future-version index record, to check that they hide only themselves."""
+    future-version index record; ``truncated``: a cut event file. The damage must hide only itself."""
     root = tmp_path_factory.mktemp("e2e")
     ckpts = write_attention_run(root / "ckpts", steps=range(CHECKPOINTS), examples=("0", "1"), layers=2, heads=2,
                                 tokens=5)
@@ -51,6 +52,16 @@ def logs(tmp_path_factory):
         tag="probes/0", metadata=meta, tensor=tensor_pb2.TensorProto(
             dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(), string_val=[payload]))])))
     w.close()
+    # ``truncated``: its event file cut inside the last index record (a writer killed mid-write)
+    write_attention_run(root / "truncated", steps=range(4), layers=1, heads=1, tokens=4, seed=5)
+    (events,) = [p for p in (root / "truncated").iterdir() if p.name.startswith("events")]
+    offsets, pos = [], 0
+    for raw in event_file_loader.RawEventFileLoader(str(events)).Load():
+        if any(v.metadata.plugin_data.plugin_name == PLUGIN_NAME for v in event_pb2.Event.FromString(raw).summary.value):
+            offsets.append(pos)
+        pos += len(raw) + 16
+    with open(events, "r+b") as f:
+        f.truncate(offsets[-1] + 40)
     return root, ckpts
 
 
@@ -86,6 +97,9 @@ def test_every_checkpoint_kept_and_served(tensorboard, logs, load_fast):
                         what="all 25 checkpoints in /index")
     # the damaged run lists what its index records say (unreadable version 99 hidden) ...
     assert steps.get(("damaged", "probes", "0")) == [0, 1]
+    assert steps.get(("truncated", "probes", "0")) == [0, 1, 2]  # the cut record only
+    r = tb.plugin("attention", run="truncated", tag="probes", example="0", step=2, kind="encoder", layer=0)
+    assert r.status == 200
     # ... and its arrays are a JSON 404, not a 500
     r = tb.plugin("attention", run="damaged", tag="probes", example="0", step=1, kind="encoder", layer=0)
     assert r.status == 404 and "error" in r.json()

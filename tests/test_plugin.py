@@ -503,6 +503,13 @@ def test_unknown_versions_and_garbage_hide_only_themselves(logged, tmp_path, cap
                         json.dumps({"version": 99, "tag": "probes", "example": "v99"}).encode())
     _write_index_record(logdir / "run1", "probes", "garbage", 2, b"\xff not json")
     _write_index_record(logdir / "run1", "probes", "noasset", 3, json.dumps({"version": 1}).encode())
+    # version 1 and an asset location, but not the fields the routes rely on
+    for i, broken in enumerate([dict(good, kinds=[1, 2]), dict(good, kinds={}), dict(good, sequences=None),
+                                dict(good, kinds={"encoder": dict(good["kinds"]["encoder"], layers="2")}),
+                                dict(good, kinds={"encoder": dict(good["kinds"]["encoder"], heads=-1)}),
+                                dict(good, kinds={"bogus": good["kinds"]["encoder"]}),
+                                dict(good, asset=dict(good["asset"], offset="0"))]):
+        _write_index_record(logdir / "run1", "probes", f"broken{i}", 4, json.dumps(broken).encode())
     reader._warned.clear()
     with caplog.at_level(logging.WARNING):
         a = App(logdir)
@@ -563,6 +570,16 @@ def test_logdir_without_assets(logged):
     a.plugin._store.logdir = "/nonexistent-logdir"
     assert a.get("/index").status_code == 200
     assert_json_error(a.get("/attention", **base_params(head=None)), 404)
+
+
+@pytest.mark.parametrize("subdir,run_name", [("", "."), ("group/deep", "group/deep")])
+def test_root_and_nested_runs(tmp_path, subdir, run_name):
+    logdir = tmp_path / "logs"
+    run = write_attention_run(logdir / subdir if subdir else logdir, steps=(4,), layers=1, heads=2, tokens=5)
+    a = App(logdir)
+    assert [r["run"] for r in body_json(a.get("/index"))["runs"]] == [run_name]
+    got = decode_layer(a.get("/attention", **base_params(run=run_name, step="4", layer="0", head=None)))
+    assert np.abs(got - run.examples[("0", 4)].attention[0]).max() <= ATTENTION_TOLERANCE
 
 
 # ------------------------------------------------------------------------------------- index caching
