@@ -40,7 +40,7 @@ class AttentionLogger:
       every_n_steps: ``maybe_log(step)`` logs when ``step % every_n_steps == 0``.
       steps: ``maybe_log(step)`` logs at exactly these steps (e.g. ``log_spaced_steps(total, 12)``).
       queries_keys_every: keep q/k on every N-th logged checkpoint (1: all; 0: never).
-      tag, names, max_length, batch_size, model_name: as for ``AttentionCallback``.
+      tag, names, max_length, batch_size, model_name, metric_scalars: as for ``AttentionCallback``.
       is_main_process: whether this process writes (default: rank 0 of ``torch.distributed`` if it is
         initialised, else True). Every process runs the probes: call ``maybe_log`` on all ranks.
     """
@@ -60,12 +60,13 @@ class AttentionLogger:
         max_length: int = 128,
         batch_size: int = 16,
         model_name: Optional[str] = None,
+        metric_scalars: bool = True,
         is_main_process: Optional[bool] = None,
     ):
         self.model = model
         self.runner = ProbeRunner(tokenizer, texts, names=names, tag=tag, max_length=max_length,
                                   batch_size=batch_size, model_name=model_name,
-                                  queries_keys_every=queries_keys_every)
+                                  queries_keys_every=queries_keys_every, metric_scalars=metric_scalars)
         self.schedule = Schedule(every_n_steps, steps)
         self.is_main_process = _is_main_process() if is_main_process is None else bool(is_main_process)
         self._own_writer = isinstance(logdir, (str, bytes)) or hasattr(logdir, "__fspath__")
@@ -81,7 +82,7 @@ class AttentionLogger:
         if self._writer is None:
             from ..summary import AttentionWriter
 
-            self._writer = AttentionWriter(self.logdir, filename_suffix=".attention")
+            self._writer = AttentionWriter(self.logdir, flush_secs=10, filename_suffix=".attention")
         return self._writer
 
     @property

@@ -102,7 +102,7 @@ def load_probes(path: str) -> list[Probe]:
 # ----------------------------------------------------------------------------------------- schedule
 def log_spaced_steps(last: int, n: int = 12, *, first: int = 1, include_zero: bool = True) -> list[int]:
     """About ``n`` steps from ``first`` to ``last`` spaced evenly in log scale (dense early, where attention
-    changes fastest), plus step 0: e.g. ``log_spaced_steps(200, 10)`` -> ``[0, 1, 2, 4, 6, 11, 20, 36, 63, 112, 200]``.
+    changes fastest), plus step 0: e.g. ``log_spaced_steps(200, 10)`` -> ``[0, 1, 2, 3, 6, 11, 19, 34, 62, 111, 200]``.
     """
     if last < first:
         return [0] if include_zero else []
@@ -203,13 +203,16 @@ class ProbeRunner:
       max_length: probes are truncated to this many tokens.
       batch_size: probes per forward pass.
       model_name: shown in the tab (default: from the model's config).
+      metric_scalars: also write each layer's strongest-head metrics as TensorBoard scalars (see
+        ``log_attention``).
       queries_keys_every: ``log_checkpoint`` keeps queries/keys on every N-th logged checkpoint (the first
         included); 0 or None: never.
     """
 
     def __init__(self, tokenizer: Any, texts: Iterable[ProbeLike], *, names: Optional[Sequence[str]] = None,
                  tag: str = "probes", max_length: int = 128, batch_size: int = 16,
-                 model_name: Optional[str] = None, queries_keys_every: Optional[int] = 1):
+                 model_name: Optional[str] = None, queries_keys_every: Optional[int] = 1,
+                 metric_scalars: bool = True):
         if tokenizer is None:
             raise ValueError("a tokenizer is needed to run the probes")
         if int(batch_size) < 1 or int(max_length) < 2:
@@ -220,6 +223,7 @@ class ProbeRunner:
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.model_name = model_name
+        self.metric_scalars = bool(metric_scalars)
         if queries_keys_every is not None and (isinstance(queries_keys_every, bool) or int(queries_keys_every) < 0):
             raise ValueError(f"queries_keys_every must be a non-negative integer, got {queries_keys_every!r}")
         self.queries_keys_every = int(queries_keys_every or 0)
@@ -315,28 +319,28 @@ class ProbeRunner:
                 out.extend((fwd, j) for j in range(len(chunk)))
         return out
 
-    def log(self, writer: Any, model: Any, step: int, *, queries_keys: bool = True) -> list[dict]:
+    def log(self, writer: Any, model: Any, step: int, *, queries_keys: bool = True) -> int:
         """Run the probes and log each as its own example at ``step`` (``writer=None``: run only).
 
-        ``writer`` is an ``AttentionWriter`` or a ``torch.utils.tensorboard.SummaryWriter``. Returns the
-        record headers written.
+        ``writer`` is an ``AttentionWriter`` (which encodes and writes in its background thread) or a
+        ``torch.utils.tensorboard.SummaryWriter`` (flushed after). Returns the number of examples logged.
         """
-        from ..summary import log_attention
+        from ..summary import AttentionWriter, log_attention
 
         results = self.run(model, queries_keys=queries_keys)
         self.logged_steps.append(int(step))
         if writer is None:
-            return []
+            return 0
         name = self.model_name or model_name_of(_unwrap(model))
-        headers = []
         for e, (fwd, j) in zip(self.encoded, results):
-            headers.append(log_attention(
+            log_attention(
                 writer, self.tag, fwd, e.tokens, int(step), example=e.probe.name, batch_index=j,
                 sentence_b_start=e.sentence_b_start, model_name=name, special_tokens={"input": e.special},
-            ))
-        if hasattr(writer, "flush"):
+                metric_scalars=self.metric_scalars,
+            )
+        if not isinstance(writer, AttentionWriter) and hasattr(writer, "flush"):
             writer.flush()
-        return headers
+        return len(results)
 
     def log_checkpoint(self, writer: Any, model: Any, step: int) -> bool:
         """``log`` for a training loop, queries/keys on every ``queries_keys_every``-th call; errors at the first checkpoint raise (set-up mistakes show at once);

@@ -48,6 +48,7 @@ class AttentionCallback(TrainerCallback):
       names: example names, one per probe (default ``"0"``, ``"1"``, ...).
       max_length, batch_size: truncation length and probes per forward pass.
       model_name: shown in the tab (default: from the model's config).
+      metric_scalars: also write each layer's strongest-head metrics (entropy, ...) as TensorBoard scalars.
 
     With several processes (DDP, FSDP, DeepSpeed) every rank runs the probes, since sharded models need
     all ranks in a forward pass, and only the world's process zero writes.
@@ -70,12 +71,14 @@ class AttentionCallback(TrainerCallback):
         max_length: int = 128,
         batch_size: int = 16,
         model_name: Optional[str] = None,
+        metric_scalars: bool = True,
     ):
         self.texts = list(texts)
         if not self.texts:
             raise ValueError("AttentionCallback needs probe texts: texts=['a sentence', ('sentence A', 'sentence B')]")
         self._runner_args = dict(names=names, tag=tag, max_length=max_length, batch_size=batch_size,
-                                 model_name=model_name, queries_keys_every=queries_keys_every)
+                                 model_name=model_name, queries_keys_every=queries_keys_every,
+                                 metric_scalars=metric_scalars)
         self.tokenizer = tokenizer
         self.runner: Optional[ProbeRunner] = None
         if tokenizer is not None:  # validate the probes now, not when training starts
@@ -152,7 +155,7 @@ class AttentionCallback(TrainerCallback):
             from ..summary import AttentionWriter
 
             self.logdir = self._resolve_logdir(args)
-            self.writer = AttentionWriter(self.logdir, filename_suffix=".attention")
+            self.writer = AttentionWriter(self.logdir, flush_secs=10, filename_suffix=".attention")
         return self.writer
 
     def _log(self, args: Any, state: Any, kwargs: dict) -> None:
