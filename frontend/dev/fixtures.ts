@@ -147,7 +147,7 @@ export const RUNS: RunSpec[] = [
   },
 ];
 
-function layerInfo(spec: NonNullable<ExampleSpec['kinds'][Kind]>, l: number): LayerInfo {
+function layerInfo(spec: NonNullable<ExampleSpec['kinds'][Kind]>, l: number): Required<Pick<LayerInfo, 'scaling' | 'causal' | 'position_bias' | 'softcap' | 'sliding_window'>> {
   return {scaling: 1 / Math.sqrt(spec.d), causal: spec.causal, position_bias: false, softcap: null, sliding_window: null, ...(spec.special?.(l) ?? {})};
 }
 
@@ -164,7 +164,8 @@ function headerOf(run: RunSpec, ex: ExampleSpec, step: number): Header {
       head_dim: s.d,
       has_qk: ex.qkSteps.length > 0,
       overview_shape: [Math.min(64, ql), Math.min(64, kl)],
-      layer_info: Array.from({length: s.layers}, (_, l) => layerInfo(s, l)),
+      // t5 is logged without a capture: no layer_info fields (the neuron view says what it assumes)
+      layer_info: Array.from({length: s.layers}, (_, l) => (run.run === 't5' ? {} : layerInfo(s, l))),
     };
   }
   const special: Record<string, number[]> | number[] = Object.keys(ex.sequences).length > 1 ? {input: ex.special} : ex.special;
@@ -315,7 +316,7 @@ export class FixtureSource implements DataSource {
         for (let h = 0; h < ks.heads; h++) {
           const {queries, keys} = this.qkArrays(run, ex, ref.step, kind, layer, h, progress);
           const s = data.subarray(h * ql * kl, (h + 1) * ql * kl);
-          const sc = layerInfo(ks, layer).scaling;
+          const sc = 1 / Math.sqrt(ks.d);
           for (let i = 0; i < ql; i++) for (let j = 0; j < kl; j++) {
             let dot = 0;
             for (let x = 0; x < ks.d; x++) dot += queries[i * ks.d + x] * keys[j * ks.d + x];

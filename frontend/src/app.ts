@@ -4,7 +4,7 @@ import {renderToCanvas} from './draw/canvas';
 import {DARK, LIGHT, headColor, layerColor, type Theme} from './draw/colors';
 import {SvgContext, type Ctx} from './draw/ctx';
 import type {Host} from './host';
-import {nearestStep} from './math';
+import {nearestStep, resolveLayerInfo} from './math';
 import {buildAxes, diffHeadData, diffModelData, headData, kindInfo, modelData, sameTokens} from './prepare';
 import {
   readSelectionFromHash,
@@ -570,7 +570,7 @@ export class App {
     }
     const notes: string[] = [];
     if (s.merge) notes.push('Word merging does not apply to the neuron view: it shows the model’s own tokens.');
-    const li = info.layer_info[layer] ?? {scaling: 1 / Math.sqrt(info.head_dim), causal: false, position_bias: false, softcap: null, sliding_window: null};
+    const li = resolveLayerInfo(info.layer_info?.[layer], qk?.d ?? info.head_dim ?? 64, x.kind === 'decoder');
     return {
       layer,
       head,

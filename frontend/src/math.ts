@@ -1,5 +1,5 @@
 // Numerics the views share: recomputing attention from q/k (neuron view) and picking steps.
-import type {LayerInfo} from './types';
+import type {LayerInfo, ResolvedLayerInfo} from './types';
 
 export interface Recomputed {
   /** q ⊙ k_j for every key j: (k × d) row-major. */
@@ -22,7 +22,7 @@ export function recompute(
   keys: Float32Array,
   d: number,
   i: number,
-  info: Pick<LayerInfo, 'scaling' | 'causal' | 'sliding_window'>,
+  info: Pick<ResolvedLayerInfo, 'scaling' | 'causal' | 'sliding_window'>,
   selfAttention = true,
 ): Recomputed {
   const k = keys.length / d;
@@ -71,4 +71,32 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let j = 0; j < Math.min(a.length, b.length); j++) m = Math.max(m, Math.abs(a[j] - b[j]));
   return m;
+}
+
+/**
+ * Fills in what a record's layer_info leaves out: scaling 1/√d (the usual softmax(q·k/√d)), no causal mask
+ * unless the query and key are the decoder's own tokens, no bias, no softcap, no window. `assumed` names the
+ * fields filled, so the view can say so.
+ */
+export function resolveLayerInfo(info: LayerInfo | undefined, headDim: number, decoderSelf: boolean): ResolvedLayerInfo {
+  const i = info ?? {};
+  const assumed: string[] = [];
+  let scaling = i.scaling;
+  if (typeof scaling !== 'number' || !Number.isFinite(scaling)) {
+    scaling = 1 / Math.sqrt(Math.max(1, headDim));
+    assumed.push('scaling');
+  }
+  let causal = i.causal;
+  if (typeof causal !== 'boolean') {
+    causal = decoderSelf;
+    assumed.push('causal');
+  }
+  return {
+    scaling,
+    causal,
+    position_bias: i.position_bias === true,
+    softcap: typeof i.softcap === 'number' ? i.softcap : null,
+    sliding_window: typeof i.sliding_window === 'number' ? i.sliding_window : null,
+    assumed,
+  };
 }

@@ -3,12 +3,25 @@
 export type Kind = 'encoder' | 'decoder' | 'cross';
 export const KINDS: readonly Kind[] = ['encoder', 'decoder', 'cross'];
 
+/** How a layer computed its scores. Records logged without a capture may leave any field out. */
 export interface LayerInfo {
+  scaling?: number | null;
+  causal?: boolean | null;
+  position_bias?: boolean | null;
+  softcap?: number | null;
+  sliding_window?: number | null;
+  module_name?: string | null;
+}
+
+/** LayerInfo with every field decided (what the neuron view computes with), and what was assumed. */
+export interface ResolvedLayerInfo {
   scaling: number;
   causal: boolean;
   position_bias: boolean;
   softcap: number | null;
   sliding_window: number | null;
+  /** Fields the record did not give, filled with defaults. */
+  assumed: string[];
 }
 
 export interface KindInfo {
@@ -16,7 +29,7 @@ export interface KindInfo {
   key: string;
   layers: number;
   heads: number;
-  head_dim: number;
+  head_dim: number | null;
   has_qk: boolean;
   overview_shape: [number, number];
   layer_info: LayerInfo[];

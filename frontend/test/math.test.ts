@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest';
-import {maxAbsDiff, nearestStep, recompute} from '../src/math';
+import {maxAbsDiff, nearestStep, recompute, resolveLayerInfo} from '../src/math';
 
 describe('recomputing attention from q/k', () => {
   const d = 2;
@@ -33,5 +33,15 @@ describe('steps', () => {
     expect(nearestStep([0, 20, 40], 31)).toBe(40);
     expect(nearestStep([], 3)).toBeNull();
     expect(maxAbsDiff([0.1, 0.5], [0.2, 0.2])).toBeCloseTo(0.3, 6);
+  });
+});
+
+describe('layer info', () => {
+  it('fills what a record leaves out and says so', () => {
+    const r = resolveLayerInfo({}, 16, false);
+    expect(r).toEqual({scaling: 0.25, causal: false, position_bias: false, softcap: null, sliding_window: null, assumed: ['scaling', 'causal']});
+    expect(resolveLayerInfo(undefined, 64, true).causal).toBe(true);
+    const full = resolveLayerInfo({scaling: 0.1, causal: false, position_bias: true, softcap: 30, sliding_window: 4096}, 64, true);
+    expect(full).toEqual({scaling: 0.1, causal: false, position_bias: true, softcap: 30, sliding_window: 4096, assumed: []});
   });
 });

@@ -10,7 +10,7 @@ import {drawHeatmap, paintSignedCells, pixelsToCanvas, type Bucketer} from '../d
 import {collectLines, drawLines} from '../draw/lines';
 import {columnWidth, drawTokenColumn, highlightRow, rowAt, type ColumnLayout} from '../draw/tokens';
 import {maxAbsDiff, recompute, type Recomputed} from '../math';
-import type {LayerInfo, QK} from '../types';
+import type {QK, ResolvedLayerInfo} from '../types';
 import {el, fontFor, rowHeightFor, type ViewBase} from './common';
 
 export interface NeuronData {
@@ -27,7 +27,7 @@ export interface NeuronData {
   q: number;
   k: number;
   qk: QK | null;
-  info: LayerInfo;
+  info: ResolvedLayerInfo;
   selfAttention: boolean;
   /** Set when q/k are not available at this step. */
   missing?: {message: string; nearestStep: number | null};
@@ -154,6 +154,13 @@ export class NeuronView implements ViewBase {
       .filter(Boolean)
       .join(', ');
     add(`Scores = q · k × ${fmt(info.scaling)}${masks ? `; ${masks} applied` : ''}. Filled bars: recomputed softmax; outlined: stored attention.`, 'note');
+    if (info.assumed.length) {
+      add(
+        `The record does not give this layer's ${info.assumed.join(' or ')}: assumed ${info.assumed.includes('scaling') ? '1/√d scaling' : ''}${info.assumed.length > 1 ? ' and ' : ''}${info.assumed.includes('causal') ? (info.causal ? 'a causal mask' : 'no causal mask') : ''}; the recomputed softmax may differ from the stored attention.`,
+        'note warn',
+        'neuron-assumed-note',
+      );
+    }
     for (const t of d.notes ?? []) add(t);
   }
 
