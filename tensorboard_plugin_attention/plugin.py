@@ -259,7 +259,8 @@ def _run_json(entries: dict) -> list:
     return tags
 
 
-def codec_json() -> dict:
+@functools.lru_cache(maxsize=1)
+def _codec_json() -> dict:
     # Shortest decimal that round-trips through float32, so Float32Array(lut) reproduces LUT exactly.
     return {"name": fmt.CODEC_NAME, "lut": [float(np.format_float_positional(v, unique=True)) for v in fmt.LUT]}
 
@@ -295,8 +296,12 @@ def _json_error(request: Any, code: int, message: str, headers: Optional[list] =
     return http_util.Respond(request, {"error": message}, "application/json", code=code, headers=headers)
 
 
+# The same test as tensorboard.backend.http_util (gzip, x-gzip or *, unless q=0).
+_ALLOWS_GZIP = re.compile(r"(?:^|,|\s)(?:(?:x-)?gzip|\*)(?!;q=0)(?:\s|,|$)")
+
+
 def _gzip_accepted(request: Any) -> bool:
-    return bool(http_util._ALLOWS_GZIP_PATTERN.search(request.headers.get("Accept-Encoding", "")))
+    return bool(_ALLOWS_GZIP.search(request.headers.get("Accept-Encoding", "")))
 
 
 def _gzip(body: bytes) -> bytes:
@@ -400,7 +405,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         runs = self._index.get(ctx, experiment, fresh=True)
         return {
             "version": FORMAT_VERSION,
-            "codec": codec_json(),
+            "codec": _codec_json(),
             "runs": [{"run": run, "tags": runs[run].json} for run in sorted(runs) if runs[run].json],
         }
 
