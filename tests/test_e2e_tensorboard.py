@@ -8,6 +8,7 @@ must be installed (``pip install -e .``).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -130,6 +131,15 @@ def test_every_checkpoint_kept_and_served(tensorboard, logs, load_fast):
         assert r.status == status and r.headers["Content-Type"].startswith("application/json") and r.json()["error"]
     r = tb.get("/data/plugin/attention/static/../../../etc/passwd")
     assert r.status in (400, 404)
+    # the module TensorBoard loads into the tab's iframe: the committed bundle, or a JSON 404 before it exists
+    bundle = os.path.join(os.path.dirname(fmt.__file__), "static", "index.js")
+    r = tb.get(listing["loading_mechanism"]["module_path"])
+    if os.path.isfile(bundle):
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/javascript")
+        with open(bundle, "rb") as f:
+            assert r.body == f.read()
+    else:
+        assert r.status == 404 and r.json()["error"]
 
 
 @pytest.mark.parametrize("load_fast", LOADERS)
