@@ -6,6 +6,7 @@
 //               softcap and a position bias (the neuron view's note)
 //   t5          encoder / decoder / cross (SentencePiece "▁"), 3 layers × 8 heads
 import {CodedAttention, FloatAttention, makeLut} from '../src/api';
+import {looksSpecial} from '../src/tokens';
 import type {
   AttentionLayer,
   DataSource,
@@ -168,7 +169,11 @@ function headerOf(run: RunSpec, ex: ExampleSpec, step: number): Header {
       layer_info: Array.from({length: s.layers}, (_, l) => (run.run === 't5' ? {} : layerInfo(s, l))),
     };
   }
-  const special: Record<string, number[]> | number[] = Object.keys(ex.sequences).length > 1 ? {input: ex.special} : ex.special;
+  // as the writer does: special tokens detected per sequence ("input" given explicitly)
+  const special: Record<string, number[]> = {};
+  for (const [name, toks] of Object.entries(ex.sequences)) {
+    special[name] = name === 'input' && ex.special.length ? ex.special : toks.flatMap((t, i) => (looksSpecial(t) ? [i] : []));
+  }
   return {
     version: 1,
     tag: 'probes',

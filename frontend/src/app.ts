@@ -77,6 +77,7 @@ export class App {
   private readonly topk: HTMLInputElement;
   private readonly viewBtns: Record<ViewName, HTMLButtonElement>;
   private readonly rows: Record<string, HTMLElement>;
+  private readonly layerRow: HTMLElement;
   private views: ViewBase[] = [];
   private viewKey = '';
   private gen = 0;
@@ -115,6 +116,7 @@ export class App {
     this.statusEl = el('div', {class: 'status', 'data-testid': 'status'});
     this.errorEl = el('div', {class: 'error', 'data-testid': 'error', role: 'alert'});
     this.errorEl.hidden = true;
+    this.layerRow = labelled('Layer', this.c.layer);
     this.rows = {
       filter: labelled('Attention', this.c.filter),
       head: labelled('Head', this.c.head),
@@ -132,7 +134,7 @@ export class App {
         labelled('Tag', this.c.tag),
         labelled('Example', this.c.example),
         labelled('Kind', this.c.kind),
-        labelled('Layer', this.c.layer),
+        this.layerRow,
         this.rows.head,
         el('div', {class: 'views', role: 'tablist'}, this.viewBtns.head, this.viewBtns.model, this.viewBtns.neuron),
       ),
@@ -327,6 +329,7 @@ export class App {
     setOptions(this.c.layer, nums(info?.layers ?? 0), String(s.layer));
     setOptions(this.c.head, nums(info?.heads ?? 0), String(s.neuronHead));
     this.rows.head.hidden = s.view !== 'neuron';
+    this.layerRow.hidden = s.view === 'model';
     this.rows.topk.hidden = s.view !== 'head';
     const hasPair = header?.sentence_b_start != null;
     setOptions(this.c.filter, SENTENCE_FILTERS.map((f) => [f, SENTENCE_FILTER_LABELS[f]]), s.filter);

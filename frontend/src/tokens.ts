@@ -13,7 +13,8 @@
 //   byte-level BPE (GPT-2/RoBERTa): a token starting with "Ġ" (space) or "Ċ" (newline) starts a word; any
 //                                other token continues the previous word (so "Hello" "," → "Hello,").
 //   SentencePiece (T5, Llama):   a token starting with "▁" starts a word.
-// Special tokens always stand alone, and the token after one starts a new word.
+// Special tokens (listed, or looking special such as </s>) always stand alone, and the token after one
+// starts a new word.
 
 export type SentenceFilter = 'all' | 'aa' | 'bb' | 'ab' | 'ba';
 export const SENTENCE_FILTERS: readonly SentenceFilter[] = ['all', 'aa', 'bb', 'ab', 'ba'];
@@ -143,7 +144,7 @@ export function buildAxis(tokens: readonly string[], opts: AxisOptions = {}): Ax
       continue;
     }
     const t = tokens[i];
-    const cont = scheme !== 'none' && !isSpecial && !prevSpecial && groups.length > 0 && !startsWord(t, scheme);
+    const cont = scheme !== 'none' && !isSpecial && !prevSpecial && groups.length > 0 && !startsWord(t, scheme) && !looksSpecial(t);
     if (cont) groups[groups.length - 1].push(i);
     else groups.push([i]);
     prevSpecial = isSpecial;

@@ -107,6 +107,10 @@ describe('word merging', () => {
     // a single-token row against merged columns: plain sum
     expect(p[1 * N + gj]).toBeCloseTo(m[1 * n + 8] + m[1 * n + 9], 6);
   });
+  it('never merges a token that looks special, even when the header does not list it', () => {
+    const t = ['▁The', '▁house', '▁is', '▁wonder', 'ful', '.', '</s>'];
+    expect(buildAxis(t, {merge: true}).labels).toEqual(['The', 'house', 'is', 'wonderful.', '</s>']);
+  });
   it('merges within a sentence filter range, and works with hiding', () => {
     const sp = specialIndices(null, 'input', BERT, true);
     const ax = buildAxis(BERT, {range: [4, 11], merge: true, hide: sp, special: sp});

@@ -353,7 +353,8 @@ export class NeuronView implements ViewBase {
     if (!this.rec || this.rec.row !== origRow) {
       const r = recompute(qk.queries, qk.keys, qk.d, origRow, d.info, d.selfAttention);
       const shown = new Float32Array(this.colsN * qk.d);
-      for (let c = 0; c < this.colsN; c++) shown.set(r.products.subarray(d.colIdx[c] * qk.d, (d.colIdx[c] + 1) * qk.d), c * qk.d);
+      // masked keys (after the query when causal) show no product, as BertViz
+      for (let c = 0; c < this.colsN; c++) if (!r.masked[d.colIdx[c]]) shown.set(r.products.subarray(d.colIdx[c] * qk.d, (d.colIdx[c] + 1) * qk.d), c * qk.d);
       this.rec = {row: origRow, r, img: this.cellsImage(shown, this.colsN, qk.d)};
     }
     const {r, img} = this.rec;
