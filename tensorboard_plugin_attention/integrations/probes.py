@@ -272,14 +272,16 @@ class ProbeRunner:
         if pad_id is None:
             pad_id = getattr(tok, "eos_token_id", None) or 0  # masked anyway
         n = max(len(e.input_ids) for e in items)
-        left = getattr(tok, "padding_side", "right") == "left"
+        # Always padded on the right, whatever the tokenizer's padding side: every probe's tokens then sit at
+        # positions 0..len-1 as in an unbatched forward (left padding shifts absolute position embeddings,
+        # e.g. BERT's), and causal models never attend to the padding after a token.
         ids = torch.full((len(items), n), int(pad_id), dtype=torch.long)
         mask = torch.zeros((len(items), n), dtype=torch.long)
         use_tt = all(e.token_type_ids is not None for e in items) and _accepts(model, "token_type_ids")
         tt = torch.zeros((len(items), n), dtype=torch.long) if use_tt else None
         for r, e in enumerate(items):
             m = len(e.input_ids)
-            sl = slice(n - m, n) if left else slice(0, m)
+            sl = slice(0, m)
             ids[r, sl] = torch.tensor(e.input_ids)
             mask[r, sl] = 1
             if tt is not None:
