@@ -261,7 +261,7 @@ export class HttpSource implements DataSource {
       p.catch(() => {
         if (this.indexPromise === p) this.indexPromise = null;
       });
-      if (force) this.cache.clear();
+      // records are immutable once written (a step's arrays never change), so cached arrays stay valid
       this.indexPromise = p;
     }
     return this.indexPromise;

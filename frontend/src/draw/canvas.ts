@@ -4,7 +4,8 @@
 // scrolling leaves that band. Drawing code always works in content coordinates.
 import type {Ctx} from './ctx';
 
-const MAX_CANVAS_PX = 16000;
+// 8192 device px: a 3-layer stack of full-size canvases stays under ~100 MB even on 2x displays.
+const MAX_CANVAS_PX = 8192;
 
 export function devicePixelRatioOf(): number {
   return typeof window !== 'undefined' && window.devicePixelRatio > 0 ? Math.min(window.devicePixelRatio, 3) : 1;

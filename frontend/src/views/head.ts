@@ -64,6 +64,7 @@ export class HeadView implements ViewBase {
     this.activeSel = opts.active;
     this.topk = opts.topk;
     this.stack = new CanvasStack(3, () => this.drawAll());
+    this.stack.root.setAttribute('data-testid', 'head-canvas');
     this.swatchBar = el('div', {class: 'swatches', 'data-testid': 'head-swatches'});
     this.legend = el('div', {class: 'legend'});
     this.el = el('div', {class: 'head-view', 'data-testid': opts.testid ?? 'head-view'}, this.swatchBar, this.legend, this.stack.root);
@@ -91,6 +92,7 @@ export class HeadView implements ViewBase {
   }
 
   setActive(active: number[] | null): void {
+    if (JSON.stringify(active) === JSON.stringify(this.activeSel)) return;
     this.activeSel = active;
     this.resolveActive();
     this.restCache.clear();
@@ -228,7 +230,7 @@ export class HeadView implements ViewBase {
     this.el.dataset.hover = hv ? `${hv.side}:${hv.index}` : '';
     if (!hv) {
       restLayer.style.visibility = '';
-      this.el.dataset.linesDrawn = String(this.linesDrawn);
+      this.el.dataset.linesDrawn = this.stack.root.dataset.linesDrawn = String(this.linesDrawn);
       return;
     }
     restLayer.style.visibility = 'hidden';
@@ -268,7 +270,7 @@ export class HeadView implements ViewBase {
         drawn += drawLines(ctx, collectLines(m, this.rows, this.cols, {scale, ...opt}), this.color(h), g, y0, y1);
       }
     });
-    this.el.dataset.linesDrawn = String(drawn);
+    this.el.dataset.linesDrawn = this.stack.root.dataset.linesDrawn = String(drawn);
     this.el.dataset.hoverMs = (performance.now() - t0).toFixed(1);
   }
 

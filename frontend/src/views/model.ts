@@ -87,6 +87,7 @@ export class ModelView implements ViewBase {
   }
 
   setStyle(s: ThumbStyle): void {
+    if (s === this.style) return;
     this.style = s;
     this.renderChips();
     this.draw();
@@ -158,6 +159,7 @@ export class ModelView implements ViewBase {
     const res = this.paintGrid(ctx, this.stack.y0, this.stack.y1);
     this.stack.ctx(1);
     this.el.dataset.cells = String(res.cells);
+    this.stack.root.parentElement?.setAttribute('data-cells', String(res.cells));
     this.el.dataset.linesDrawn = String(res.lines);
     this.el.dataset.style = res.style;
   }
