@@ -207,7 +207,10 @@ export class App {
         void this.renderView();
       }
     });
-    o.host.onDataReloaded(() => void this.reloadIndex());
+    o.host.onDataReloaded(() => {
+      this.root.dataset.reloads = String(Number(this.root.dataset.reloads ?? 0) + 1);
+      void this.reloadIndex();
+    });
   }
 
   /** Current selection (a copy). */
