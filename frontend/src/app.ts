@@ -207,6 +207,7 @@ export class App {
         void this.renderView();
       }
     });
+    document.addEventListener('keydown', (e) => this.onKey(e));
     o.host.onDataReloaded(() => {
       this.root.dataset.reloads = String(Number(this.root.dataset.reloads ?? 0) + 1);
       void this.reloadIndex();
@@ -234,6 +235,23 @@ export class App {
     this.writeUrl();
     this.renderControls();
     await this.renderView();
+  }
+
+  private hasData(): boolean {
+    return !!this.index?.runs.some((r) => r.tags.some((t) => t.examples.length));
+  }
+
+  /** Left/right arrows step through checkpoints (when no form field has the focus). */
+  private onKey(e: KeyboardEvent): void {
+    const t = e.target as HTMLElement | null;
+    if (e.altKey || e.ctrlKey || e.metaKey || (t && /^(INPUT|SELECT|TEXTAREA|BUTTON)$/.test(t.tagName))) return;
+    if (e.key !== 'ArrowLeft' && e.key !== 'ArrowRight') return;
+    const steps = this.current?.example.steps ?? [];
+    const i = steps.indexOf(this.sel.step ?? steps[steps.length - 1]);
+    const j = i + (e.key === 'ArrowRight' ? 1 : -1);
+    if (i < 0 || j < 0 || j >= steps.length) return;
+    e.preventDefault();
+    this.update({step: j === steps.length - 1 ? null : steps[j]});
   }
 
   private async reloadIndex(): Promise<void> {
@@ -409,6 +427,17 @@ export class App {
   private async renderView(): Promise<void> {
     if (!this.index) return;
     const my = ++this.gen;
+    if (!this.hasData()) {
+      for (const v of this.views) v.dispose();
+      this.views = [];
+      this.viewKey = '';
+      clear(this.main);
+      this.main.appendChild(
+        el('div', {class: 'empty', 'data-testid': 'empty'}, 'No attention data in this logdir yet. Log some with tensorboard_plugin_attention.log_attention (or AttentionCallback during training); this tab refreshes when TensorBoard reloads.'),
+      );
+      this.root.dataset.state = 'empty';
+      return;
+    }
     this.busy = true;
     this.root.dataset.state = 'loading';
     try {
