@@ -250,15 +250,63 @@ def index_payload(header: dict, file: str, offset: int, length: int) -> bytes:
     return json.dumps(index, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def parse_index_payload(payload: bytes) -> dict:
-    """Inverse of :func:`index_payload`; raises ``ValueError`` for unreadable or unsupported payloads."""
+def parse_index_payload(payload: bytes, *, validate: bool = False) -> dict:
+    """Inverse of :func:`index_payload`; raises ``ValueError`` for unreadable or unsupported payloads.
+
+    ``validate=True`` (what every reader uses, through ``reader.list_index``) also refuses a record that
+    lacks what the readers rely on (:func:`validate_index`). The default only checks JSON, the asset
+    location and the version, so a bare ``{"version", "asset"}`` payload still parses.
+    """
     try:
         index = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise FormatError(f"attention index record is not JSON: {e}") from e
     if not isinstance(index, dict) or not isinstance(index.get("asset"), dict):
         raise FormatError("attention index record lacks its asset location")
-    return upgrade_header(index)
+    index = upgrade_header(index)
+    if validate:
+        validate_index(index)
+    return index
+
+
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def index_problem(index: dict) -> Optional[str]:
+    """Why an index record (version already checked) cannot be served, or None.
+
+    Readers rely on these fields (kinds with their counts, the sequences, the asset location); a record
+    that lacks them is skipped like an unreadable one. Metrics are not checked here: a malformed
+    ``metrics`` entry only makes those values unavailable.
+    """
+    kinds = index.get("kinds")
+    if not isinstance(kinds, dict) or not kinds:
+        return "no kinds"
+    if not isinstance(index.get("sequences"), dict):
+        return "no sequences"
+    for name, k in kinds.items():
+        if name not in KINDS or not isinstance(k, dict):
+            return f"bad kind {str(name)[:40]!r}"
+        for field_ in ("layers", "heads", "q_len", "k_len"):
+            if not _is_count(k.get(field_)):
+                return f"{name}.{field_} is not a count"
+        if k.get("has_qk") and not _is_count(k.get("head_dim")):
+            return f"{name}.head_dim is not a count"
+        ov = k.get("overview_shape")
+        if not (isinstance(ov, list) and len(ov) == 2 and all(_is_count(x) for x in ov)):
+            return f"{name}.overview_shape is not two counts"
+    asset = index.get("asset")
+    if not isinstance(asset, dict) or not isinstance(asset.get("file"), str) or not _is_count(asset.get("offset")):
+        return "bad asset location"
+    return None
+
+
+def validate_index(index: dict) -> None:
+    """Raise :class:`FormatError` if an index record lacks what readers rely on (see :func:`index_problem`)."""
+    problem = index_problem(index)
+    if problem:
+        raise FormatError(f"malformed attention index record: {problem}")
 
 
 # ------------------------------------------------------------------------------------------------- I/O

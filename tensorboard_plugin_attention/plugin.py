@@ -185,48 +185,13 @@ class IndexCache:
                 entries: dict = {}
                 for e in list_index(self._provider, ctx, experiment_id, run=run):
                     if e.run != run:
-                        continue
-                    problem = _index_problem(e.index)
-                    if problem:
-                        _warn_once(("index", run, e.tag, e.example, e.step, problem),
-                                   "attention: skipping %s/%s/%s step %s: malformed index record (%s)",
-                                   run, e.tag, e.example, e.step, problem)
-                        continue
+                        continue  # (malformed records were skipped by list_index: format.validate_index)
                     k = (e.tag, e.example, e.step)
                     if k not in entries or entries[k].wall_time <= e.wall_time:
                         entries[k] = e  # a step logged twice (restarted training): the latest wins
                 runs[run] = _RunIndex(key, entries, _run_json(entries))
             self._snapshots[experiment_id] = _Snapshot(time.monotonic(), runs)
             return runs
-
-
-def _is_count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
-
-def _index_problem(index: dict) -> Optional[str]:
-    """Why an index record (version already checked) cannot be served, or None. The routes rely on these
-    fields; a record that lacks them is hidden like an unreadable one instead of failing /index."""
-    kinds = index.get("kinds")
-    if not isinstance(kinds, dict) or not kinds:
-        return "no kinds"
-    if not isinstance(index.get("sequences"), dict):
-        return "no sequences"
-    for name, k in kinds.items():
-        if name not in fmt.KINDS or not isinstance(k, dict):
-            return f"bad kind {str(name)[:40]!r}"
-        for field_ in ("layers", "heads", "q_len", "k_len"):
-            if not _is_count(k.get(field_)):
-                return f"{name}.{field_} is not a count"
-        if k.get("has_qk") and not _is_count(k.get("head_dim")):
-            return f"{name}.head_dim is not a count"
-        ov = k.get("overview_shape")
-        if not (isinstance(ov, list) and len(ov) == 2 and all(_is_count(x) for x in ov)):
-            return f"{name}.overview_shape is not two counts"
-    asset = index.get("asset")
-    if not isinstance(asset.get("file"), str) or not _is_count(asset.get("offset")):
-        return "bad asset location"
-    return None
 
 
 def _natural(name: str) -> tuple:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
@@ -79,7 +80,8 @@ def list_index(data_provider: Any, ctx: Any, experiment_id: str = "", run: Optio
             for d in datums:
                 try:
                     payload = d.numpy.item() if hasattr(d.numpy, "item") else d.numpy
-                    index = fmt.parse_index_payload(payload if isinstance(payload, bytes) else bytes(payload))
+                    index = fmt.parse_index_payload(payload if isinstance(payload, bytes) else bytes(payload),
+                                                     validate=True)
                 except (ValueError, TypeError) as e:
                     _once(_warned, (r, tb_tag, d.step), "attention: skipping %s/%s step %s: %s", r, tb_tag, d.step, e)
                     continue
@@ -207,19 +209,31 @@ def read_attention(
     example: Optional[str] = None,
     step: Optional[int] = None,
     queries_keys: bool = True,
+    strict: bool = False,
 ) -> list[AttentionExample]:
     """Read logged attention back as numpy arrays (the same decoding the TensorBoard plugin uses).
 
     Filters are optional: ``read_attention("runs/demo", tag="probes", step=100)``. Runs are named as in
     TensorBoard (sub-directory of ``logdir``, ``"."`` for the logdir itself). Values are decoded from the
-    stored 8-bit code (within the bounds in docs/format.md); q/k are float16 widened to float32.
+    stored 8-bit code (within the bounds in docs/format.md); q/k are float16 widened to float32;
+    ``queries_keys=False`` skips reading them.
+
+    Records that cannot be read are skipped with a warning (logged once), as the plugin hides them: index
+    records that are not JSON, of a newer format version or lacking fields (``format.validate_index``),
+    and records whose asset file is missing, truncated or corrupt. ``strict=True`` raises the error
+    instead for the latter (``format.FormatError``, ``OSError``, ...).
     """
-    return list(iter_attention(logdir, run=run, tag=tag, example=example, step=step, queries_keys=queries_keys))
+    return list(iter_attention(logdir, run=run, tag=tag, example=example, step=step, queries_keys=queries_keys,
+                               strict=strict))
+
+
+# What makes one record's arrays unreadable (as in the plugin): skip it, keep reading the others.
+_DATA_ERRORS = (fmt.FormatError, OSError, ValueError, KeyError, IndexError, TypeError, zlib.error)
 
 
 def iter_attention(logdir: str, *, run: Optional[str] = None, tag: Optional[str] = None,
                    example: Optional[str] = None, step: Optional[int] = None,
-                   queries_keys: bool = True) -> Iterator[AttentionExample]:
+                   queries_keys: bool = True, strict: bool = False) -> Iterator[AttentionExample]:
     """Like :func:`read_attention`, one example at a time."""
     from tensorboard import context
     from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
@@ -233,4 +247,13 @@ def iter_attention(logdir: str, *, run: Optional[str] = None, tag: Optional[str]
     for e in list_index(provider, context.RequestContext(), run=run):
         if (tag is None or e.tag == tag) and (example is None or e.example == str(example)) \
                 and (step is None or e.step == step):
-            yield _decode(store, e, queries_keys)
+            try:
+                ex = _decode(store, e, queries_keys)
+            except _DATA_ERRORS as err:
+                if strict:
+                    raise
+                _once(_warned, (e.run, e.tag, e.example, e.step, type(err).__name__),
+                      "attention: skipping %s/%s/%s step %s: %s: %s", e.run, e.tag, e.example, e.step,
+                      type(err).__name__, err)
+                continue
+            yield ex

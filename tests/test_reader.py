@@ -1,0 +1,219 @@
+"""``read_attention`` (reader.py): filters, decoded values, ``queries_keys=False``, and records it skips
+(malformed index records, via ``format.validate_index``, unknown versions, unreadable assets)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import ATTENTION_TOLERANCE, write_attention_run
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard_plugin_attention import format as fmt
+from tensorboard_plugin_attention import reader
+from tensorboard_plugin_attention.metadata import PLUGIN_NAME
+from tensorboard_plugin_attention.reader import read_attention
+
+STEPS = (0, 5, 10)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    """run1: examples "0", "2", "10" x steps 0/5/10 (q/k at 0 and 10); run2: tag "other", no q/k."""
+    root = tmp_path_factory.mktemp("reader")
+    run1 = write_attention_run(root / "run1", steps=STEPS, examples=("0", "2", "10"), layers=2, heads=3, tokens=6,
+                               qk_steps=(0, 10))
+    run2 = write_attention_run(root / "run2", steps=(3,), examples=("a",), tag="other", layers=1, heads=2, tokens=9,
+                               qk=False, seed=4)
+    return root, {"run1": run1, "run2": run2}
+
+
+def keys(examples):
+    return sorted((x.run, x.tag, x.example, x.step) for x in examples)
+
+
+def check_values(ex, logged_run, qk=True):
+    want = logged_run.examples[(ex.example, ex.step)]
+    assert ex.tokens("encoder") == (want.tokens, want.tokens)
+    got = ex.attention["encoder"]
+    assert got.dtype == np.float32 and got.shape == (len(want.attention), *want.attention[0].shape)
+    assert np.abs(got - np.stack(want.attention)).max() <= ATTENTION_TOLERANCE
+    if want.queries is None or not qk:
+        assert ex.queries == {} and ex.keys == {}
+    else:
+        np.testing.assert_array_equal(ex.queries["encoder"], np.stack(want.queries).astype(np.float16))
+        np.testing.assert_array_equal(ex.keys["encoder"], np.stack(want.keys).astype(np.float16))
+
+
+def test_everything_sorted_and_decoded(logs):
+    root, runs = logs
+    got = read_attention(str(root))
+    expected = sorted([("run1", "probes", x, s) for x in ("0", "2", "10") for s in STEPS]
+                      + [("run2", "other", "a", 3)])
+    assert keys(got) == expected
+    for ex in got:
+        check_values(ex, runs[ex.run])
+        assert ex.header["step"] == ex.step and ex.header["example"] == ex.example
+        assert ex.wall_time > 0
+
+
+@pytest.mark.parametrize("filters,expected", [
+    (dict(run="run2"), [("run2", "other", "a", 3)]),
+    (dict(tag="other"), [("run2", "other", "a", 3)]),
+    (dict(run="run1", tag="other"), []),
+    (dict(example="10"), [("run1", "probes", "10", s) for s in STEPS]),
+    (dict(example=10), [("run1", "probes", "10", s) for s in STEPS]),  # ints match example names
+    (dict(step=5), [("run1", "probes", x, 5) for x in ("0", "10", "2")]),
+    (dict(run="run1", tag="probes", example="2", step=10), [("run1", "probes", "2", 10)]),
+    (dict(step=4), []),
+    (dict(run="nope"), []),
+    (dict(example="1"), []),  # no prefix matching: "1" is not "10"
+])
+def test_filters(logs, filters, expected):
+    root, runs = logs
+    got = read_attention(root, **filters)  # a Path works as well as a str
+    assert keys(got) == sorted(expected)
+    for ex in got:
+        check_values(ex, runs[ex.run])
+
+
+def test_queries_keys_false_reads_attention_only(logs, monkeypatch):
+    root, runs = logs
+    calls = []
+    real = reader.RecordStore.qk
+    monkeypatch.setattr(reader.RecordStore, "qk", lambda *a, **k: calls.append(a) or real(*a, **k))
+    got = read_attention(root, run="run1", step=10, queries_keys=False)
+    assert len(got) == 3 and calls == []
+    for ex in got:
+        assert ex.queries == {} and ex.keys == {}
+        assert ex.header["kinds"]["encoder"]["has_qk"] is True  # logged, just not read
+        want = runs["run1"].examples[(ex.example, 10)]
+        assert np.abs(ex.attention["encoder"] - np.stack(want.attention)).max() <= ATTENTION_TOLERANCE
+
+
+def test_root_run_is_dot(tmp_path):
+    run = write_attention_run(tmp_path, steps=(7,), layers=1, heads=1, tokens=4)
+    (ex,) = read_attention(tmp_path)
+    assert ex.run == "."
+    check_values(ex, run)
+    assert keys(read_attention(tmp_path, run=".")) == [(".", "probes", "0", 7)]
+
+
+# --------------------------------------------------------------------------------------- bad records
+def write_index_record(run_dir, tag, example, step, payload: bytes, metadata_content: bytes = None):
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME,
+            content=metadata_content or json.dumps({"version": 1, "tag": tag, "example": example}).encode()),
+        data_class=summary_pb2.DATA_CLASS_TENSOR)
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+                                    string_val=[payload])
+    w = EventFileWriter(str(run_dir), filename_suffix=".crafted")
+    w.add_event(event_pb2.Event(step=step, wall_time=1e9 + step, summary=summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=f"{tag}/{example}", metadata=meta, tensor=tensor)])))
+    w.close()
+
+
+@pytest.fixture
+def damaged(logs, tmp_path):
+    """A copy of the logs plus crafted bad index records in run1 (and the good index it was built from)."""
+    root = tmp_path / "logs"
+    shutil.copytree(logs[0], root)
+    (good,) = read_attention(root, run="run1", example="0", step=10, queries_keys=False)
+    index = dict(good.header)
+    assert "asset" in index
+    bad = {
+        "garbage": b"\xff not json",
+        "noasset": json.dumps({"version": 1}).encode(),
+        "future": json.dumps(dict(index, version=99)).encode(),
+        "nokinds": json.dumps(dict(index, kinds={})).encode(),
+        "listkinds": json.dumps(dict(index, kinds=[1, 2])).encode(),
+        "bogus": json.dumps(dict(index, kinds={"bogus": index["kinds"]["encoder"]})).encode(),
+        "strlayers": json.dumps(dict(index, kinds={"encoder": dict(index["kinds"]["encoder"], layers="2")})).encode(),
+        "neg": json.dumps(dict(index, kinds={"encoder": dict(index["kinds"]["encoder"], heads=-1)})).encode(),
+        "boolq": json.dumps(dict(index, kinds={"encoder": dict(index["kinds"]["encoder"], q_len=True)})).encode(),
+        "noseq": json.dumps(dict(index, sequences=None)).encode(),
+        "badoffset": json.dumps(dict(index, asset=dict(index["asset"], offset="0"))).encode(),
+        "nofile": json.dumps(dict(index, asset=dict(index["asset"], file=None))).encode(),
+        "traversal": json.dumps(dict(index, asset=dict(index["asset"], file="../../x.attn"))).encode(),
+    }
+    for name, payload in bad.items():
+        write_index_record(root / "run1", "probes", name, 1, payload)
+    return root, index, bad
+
+
+def test_bad_records_are_skipped_and_logged_once(damaged, logs, caplog):
+    root, _, bad = damaged
+    reader._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="tensorboard_plugin_attention.reader"):
+        got = read_attention(root, run="run1", queries_keys=False)
+        again = read_attention(root, run="run1", queries_keys=False)
+    assert keys(got) == keys(again) == sorted(("run1", "probes", x, s) for x in ("0", "2", "10") for s in STEPS)
+    for ex in got:
+        check_values(ex, logs[1]["run1"], qk=False)
+    messages = [r.getMessage() for r in caplog.records]
+    # the traversal record passes validate_index (a string file name) and is refused when its asset is read
+    for name in bad:
+        assert sum(f"/{name} step 1" in m or f"/{name}/" in m for m in messages) == 1, (name, messages)
+    assert any("version 99" in m and "upgrade" in m for m in messages)
+    assert any("malformed attention index record: no kinds" in m for m in messages)
+    assert any("invalid asset file name" in m for m in messages)
+    with pytest.raises(fmt.FormatError, match="invalid asset file name"):
+        read_attention(root, run="run1", example="traversal", strict=True)
+
+
+def test_unreadable_assets_skip_only_their_records(logs, tmp_path, caplog):
+    root = tmp_path / "logs"
+    shutil.copytree(logs[0], root)
+    (ex,) = read_attention(root, run="run1", example="2", step=5, queries_keys=False)
+    path = reader.asset_path(str(root), "run1", ex.header)
+    rec = fmt.parse_record_header(path, ex.header["asset"]["offset"], fmt.read_range)
+    off, length, _ = rec.chunk("encoder", "attention", 1, 2)
+    with open(path, "r+b") as f:  # corrupt one chunk of that record: its CRC32C fails
+        f.seek(rec.data_offset + off + length // 2)
+        f.write(b"\xde\xad")
+    shutil.rmtree(root / "run2" / "plugins")  # and run2's asset file is gone
+    reader._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="tensorboard_plugin_attention.reader"):
+        got = read_attention(root, queries_keys=False)
+    assert keys(got) == sorted(("run1", "probes", x, s) for x in ("0", "2", "10") for s in STEPS
+                               if (x, s) != ("2", 5))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("run1/probes/2 step 5" in m and "checksum" in m for m in messages), messages
+    assert any("run2/other/a step 3" in m and "FileNotFoundError" in m for m in messages), messages
+    with pytest.raises(fmt.FormatError, match="checksum"):
+        read_attention(root, run="run1", example="2", step=5, strict=True)
+    with pytest.raises(FileNotFoundError):
+        read_attention(root, run="run2", strict=True)
+    # q/k of the damaged record are still intact, but the record is all or nothing
+    assert read_attention(root, run="run1", example="2", step=5) == []
+
+
+# ------------------------------------------------------------------------------------ validate_index
+def test_validate_index(logs):
+    (good,) = read_attention(logs[0], run="run1", example="0", step=0, queries_keys=False)
+    index = dict(good.header)
+    fmt.validate_index(index)
+    assert fmt.index_problem(index) is None
+    enc = index["kinds"]["encoder"]
+    cases = {
+        "no kinds": dict(index, kinds=None),
+        "no sequences": dict(index, sequences=[]),
+        "bad kind 'x'": dict(index, kinds={"x": enc}),
+        "encoder.k_len is not a count": dict(index, kinds={"encoder": dict(enc, k_len=1.0)}),
+        "encoder.head_dim is not a count": dict(index, kinds={"encoder": dict(enc, has_qk=True, head_dim=None)}),
+        "encoder.overview_shape is not two counts": dict(index, kinds={"encoder": dict(enc, overview_shape=[6])}),
+        "bad asset location": dict(index, asset={"file": "f"}),
+    }
+    for problem, bad in cases.items():
+        assert fmt.index_problem(bad) == problem
+        with pytest.raises(fmt.FormatError, match="malformed attention index record"):
+            fmt.validate_index(bad)
+        with pytest.raises(fmt.FormatError):
+            fmt.parse_index_payload(json.dumps(bad).encode(), validate=True)
+    fmt.validate_index(dict(index, kinds={"encoder": dict(enc, has_qk=False, head_dim=None)}))
+    fmt.validate_index(dict(index, metrics={"encoder": "not checked"}))  # metrics never hide a record
