@@ -133,7 +133,11 @@ export class ModelView implements ViewBase {
   private layout(): void {
     const d = this.data!;
     const nh = Math.max(1, d.heads.length);
-    const avail = Math.max(400, (this.el.clientWidth || 960) - (this.detail ? 460 : 0));
+    // width of this pane's share of the main area (panes shrink to their content, so not el.clientWidth)
+    const panes = this.el.closest('.panes');
+    const n = panes ? Math.max(1, panes.children.length) : 1;
+    const total = (panes as HTMLElement | null)?.clientWidth || document.documentElement.clientWidth || 960;
+    const avail = Math.max(400, total / n - (n > 1 ? 24 : 0) - (this.detail ? 460 : 0));
     this.tw = Math.max(24, Math.min(100, Math.floor((avail - AXIS_LEFT) / nh) - GAP));
     const aspect = d.cols > 0 ? d.rows / d.cols : 1;
     this.th = Math.max(24, Math.min(160, Math.round(this.tw * Math.max(0.5, Math.min(2, aspect)))));
@@ -287,7 +291,10 @@ export class ModelView implements ViewBase {
           text: String(i),
         });
         b.style.borderColor = c;
-        if (on.has(i) && kind === 'layer') b.style.backgroundColor = lighten(c, 0.55);
+        if (on.has(i) && kind === 'layer') {
+          b.style.backgroundColor = lighten(c, 0.55);
+          b.style.color = '#202020';
+        }
         b.addEventListener('click', () => {
           const next = new Set(on);
           if (next.has(i)) {
