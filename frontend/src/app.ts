@@ -574,8 +574,8 @@ export class App {
       if (dd && s.detail) {
         const detailColor = dd.signed ? headColor : () => layerColor(s.detail![0]);
         const hv = new HeadView({theme: this.theme, colorOf: detailColor, active: null, topk: s.topk, swatches: false, testid: `model-detail-head-${i}`});
+        v.setDetail(s.detail, hv.el); // attach first: a tall detail virtualises against its scrolling panel
         hv.setData(dd);
-        v.setDetail(s.detail, hv.el);
       } else v.setDetail(null, null);
       v.setData(datas[i]);
     });
