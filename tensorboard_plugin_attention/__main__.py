@@ -12,6 +12,7 @@ import argparse
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from typing import Optional, Sequence
@@ -57,10 +58,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     serve = [sys.executable, "-m", "tensorboard.main", "--logdir", args.logdir, "--port", str(args.port)]
     if args.bind_all:
         serve.append("--bind_all")
+    proc = subprocess.Popen(serve)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop TensorBoard with us
     try:
-        return subprocess.call(serve)
+        return proc.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:

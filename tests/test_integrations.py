@@ -191,7 +191,7 @@ def test_plain_loop_logger_through_summary_writer(tok, tmp_path):
             sw.add_scalar("loss", 1.0 / (step + 1), step)
             logger.maybe_log(step)
     assert sorted({e.step for e in read_attention(str(tmp_path))}) == [0, 3]
-    assert [f for f in os.listdir(tmp_path) if f.startswith("events")].__len__() == 1  # one event file
+    assert len([f for f in os.listdir(tmp_path) if f.startswith("events")]) == 1  # one event file
     assert _scalars(str(tmp_path))["loss"] == [0, 1, 2, 3]
 
 
@@ -239,7 +239,7 @@ def test_schedules():
     steps = log_spaced_steps(240, 15)
     assert steps[0] == 0 and steps[-1] == 240 and len(steps) == 16 and steps == sorted(set(steps))
     gaps = [b - a for a, b in zip(steps, steps[1:])]
-    assert gaps == sorted(gaps) or gaps[0] <= gaps[-1]  # dense early
+    assert gaps[0] == 1 and gaps[-1] > 40  # dense early, sparse late
     assert log_spaced_steps(12, 20) == list(range(13))
     s = Schedule(every_n_steps=5, steps=[2])
     assert [i for i in range(12) if s.due(i)] == [0, 2, 5, 10]

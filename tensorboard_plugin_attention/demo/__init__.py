@@ -38,7 +38,10 @@ def _fresh_run_dir(path: str) -> None:
                          "choose another --logdir")
     for e in entries:
         p = os.path.join(path, e)
-        shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        else:
+            os.remove(p)
 
 
 def run_demo(logdir: str, *, runs: Optional[Sequence[str]] = None, quick: bool = False, seed: int = 0) -> list[dict]:

@@ -3,7 +3,7 @@
 * ``trainer.AttentionCallback``: a ``transformers.TrainerCallback``.
 * ``loop.AttentionLogger``: the same for a plain PyTorch training loop.
 * ``probes``: what both share (tokenizing probes once, running them under ``capture_attention``, logging).
-* ``backfill``: log saved checkpoints after the fact (``python -m tensorboard_plugin_attention backfill``).
+* ``backfill.backfill``: log saved checkpoints after the fact (``python -m tensorboard_plugin_attention backfill``).
 * ``generation``: one causal matrix over prompt + generated tokens from a captured ``generate()``.
 
 Nothing here is imported by ``import tensorboard_plugin_attention``; torch and transformers are imported by
@@ -23,7 +23,6 @@ _LAZY = {
     "load_probes": "probes",
     "log_spaced_steps": "probes",
     "generation_attention": "generation",
-    "backfill": "backfill",
 }
 
 __all__ = sorted(_LAZY)
