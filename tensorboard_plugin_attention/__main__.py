@@ -34,6 +34,7 @@ def _tensorboard_command(logdir: str, port: Optional[int] = None) -> list[str]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo's model ships in a pip package: no downloads
     from .demo import RUNS, run_demo
 
     runs = args.runs or list(RUNS)
@@ -121,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tag", default="probes", help="tag of the probes (default: probes)")
     b.add_argument("--max-length", type=int, default=128, help="truncate probes to this many tokens")
     b.add_argument("--batch-size", type=int, default=16, help="probes per forward pass")
-    b.add_argument("--model-class", default="AutoModel",
-                   help="transformers Auto class to load with (default: AutoModel)")
+    b.add_argument("--model-class", default="auto",
+                   help="transformers class to load with, e.g. AutoModelForCausalLM (default: the architecture "
+                   "in the checkpoint's config.json, else AutoModel)")
     b.add_argument("--model-name", help="model name shown in the tab (default: from the checkpoints' path)")
     b.add_argument("--no-queries-keys", action="store_true", help="log attention only, no queries/keys")
     b.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")

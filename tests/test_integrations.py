@@ -216,6 +216,19 @@ def test_batches_equal_unbatched_whatever_the_padding_side(tok, tmp_path):
                 assert abs(la.attention - lb.attention).max() < 1e-5
 
 
+def test_encoder_decoder_probes_run_the_encoder(tok, tmp_path):
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    model = BartForConditionalGeneration(BartConfig(
+        vocab_size=tok.vocab_size, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64))
+    with AttentionLogger(model, tok, PROBES, str(tmp_path)) as logger:
+        assert logger.log(0)
+    got = read_attention(str(tmp_path), example="1")
+    assert list(got[0].attention) == ["encoder"] and got[0].attention["encoder"].shape[:2] == (2, 4)
+    assert got[0].header["sentence_b_start"] is not None
+
+
 def test_probe_inputs(tmp_path):
     probes = as_probes(["a", ("b", "c")], names=["x", "y"])
     assert [(p.text, p.text_pair, p.name) for p in probes] == [("a", None, "x"), ("b", "c", "y")]

@@ -9,10 +9,11 @@ other); its step is taken from ``--step`` (one per directory), else ``trainer_st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from .probes import ProbeLike, ProbeRunner, load_probes, model_name_of
 
@@ -47,14 +48,39 @@ def _find_tokenizer(paths: Sequence[str]) -> str:
     raise ValueError("none of the checkpoint directories holds a tokenizer: pass --tokenizer PATH")
 
 
-def _auto_class(name: str) -> Any:
+def _model_class(name: str, path: str) -> Any:
+    """The class to load ``path`` with: ``"auto"`` is the architecture its config names (what was saved,
+    head included: nothing unexpected in the weights), else ``AutoModel``; or a transformers class name."""
     import transformers
 
+    if name == "auto":
+        from transformers import AutoConfig
+
+        archs = getattr(AutoConfig.from_pretrained(path), "architectures", None) or []
+        cls = next((getattr(transformers, a) for a in archs if hasattr(transformers, a)), None)
+        return cls or transformers.AutoModel
     cls = getattr(transformers, name, None)
     if cls is None or not hasattr(cls, "from_pretrained"):
-        raise ValueError(f"unknown model class {name!r}: use a transformers Auto class, e.g. AutoModel or "
+        raise ValueError(f"unknown model class {name!r}: use a transformers model class, e.g. AutoModel or "
                          "AutoModelForCausalLM")
     return cls
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No per-checkpoint loading bars and load reports under our own progress bar."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def backfill(
@@ -69,7 +95,7 @@ def backfill(
     max_length: int = 128,
     batch_size: int = 16,
     model_name: Optional[str] = None,
-    model_class: str = "AutoModel",
+    model_class: str = "auto",
     queries_keys: bool = True,
     device: Optional[str] = None,
     progress: bool = True,
@@ -82,8 +108,8 @@ def backfill(
       logdir: the run directory to write to (e.g. the training run's, to see it next to the loss).
       tokenizer: a tokenizer or its path (default: the first checkpoint directory holding one).
       steps: one step per checkpoint (default: ``checkpoint_step`` of each).
-      model_class: the transformers Auto class to load with (``AutoModel`` loads the base model, which has
-        all the attention layers of any head-specific checkpoint).
+      model_class: the transformers class to load with: ``"auto"`` (default) the architecture the
+        checkpoint's config names, else ``AutoModel``; or a class name such as ``AutoModelForCausalLM``.
       queries_keys: log queries/keys too.
       device: where to run (default: ``cuda`` if available, else ``cpu``).
       progress: show a tqdm progress bar.
@@ -120,7 +146,8 @@ def backfill(
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
     runner = ProbeRunner(tokenizer, probes, names=names, tag=tag, max_length=max_length, batch_size=batch_size,
                          model_name=model_name)
-    cls = _auto_class(model_class)
+    if model_class != "auto":
+        _model_class(model_class, "")  # validate before loading anything
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     bar = None
@@ -133,7 +160,8 @@ def backfill(
         for step, path in order:
             if bar is not None:
                 bar.set_postfix_str(f"step {step}")
-            model = cls.from_pretrained(path).to(dev)
+            with _quiet_loading():
+                model = _model_class(model_class, path).from_pretrained(path).to(dev)
             if runner.model_name is None:
                 runner.model_name = model_name_of(model)
             runner.log(writer, model, step, queries_keys=queries_keys)

@@ -117,5 +117,5 @@ def generation_attention(capture: Any, batch_index: int = 0, *, forwards: Option
         enc = enc_fwds[0].example(batch_index)
         kinds = {"encoder": enc.kinds["encoder"], **kinds}
         positions["input"] = enc.positions["input"]
-    return ExampleAttention(kinds, positions, getattr(first, "model_name", ""),
-                            getattr(first, "is_encoder_decoder", False))
+    return ExampleAttention(kinds=kinds, positions=positions, model_name=getattr(first, "model_name", ""),
+                            is_encoder_decoder=getattr(first, "is_encoder_decoder", False))
