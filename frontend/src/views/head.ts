@@ -228,6 +228,8 @@ export class HeadView implements ViewBase {
     const restLayer = this.stack.layers[1];
     const hv = this.hover;
     this.el.dataset.hover = hv ? `${hv.side}:${hv.index}` : '';
+    // the hovered token as the tooltip: its full text (columns clip long tokens), as text, never markup
+    this.stack.top.title = hv ? ((hv.side === 'left' ? this.data.queryLabels : this.data.keyLabels)[hv.index] ?? '') : '';
     if (!hv) {
       restLayer.style.visibility = '';
       this.el.dataset.linesDrawn = this.stack.root.dataset.linesDrawn = String(this.linesDrawn);
