@@ -332,3 +332,34 @@ def check_minilm(fetch: Callable, expected: dict) -> None:
                 np.testing.assert_array_equal(data[: q_len * d].reshape(q_len, d),
                                               queries[layer][head].astype(np.float16))
                 np.testing.assert_array_equal(data[q_len * d:].reshape(k_len, d), keys[layer][head].astype(np.float16))
+
+
+# -------------------------------------------------------------------------------- the demo's logs, once
+def run_quick_demo(logdir: str, timeout: float = 900) -> "subprocess.CompletedProcess":
+    """``python -m tensorboard_plugin_attention demo --logdir LOGDIR --quick`` (the real MiniLM fine-tuned for
+    12 steps, attention + q/k of 5 probes incl. sentence pairs at every step: ~1 min on 2 CPU cores)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": root}
+    out = subprocess.run([sys.executable, "-m", "tensorboard_plugin_attention", "demo", "--logdir", logdir,
+                          "--quick"], capture_output=True, text=True, cwd=root, env=env, timeout=timeout)
+    assert out.returncode == 0, f"the quick demo failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def quick_demo_logs(tmp_path_factory) -> str:
+    """A logdir holding the quick demo's run ``minilm`` (generated once per session; treat as read-only:
+    copy the run elsewhere to add runs next to it). ``$ATTENTION_TEST_DEMO_LOGDIR``, if set, names an
+    existing quick-demo logdir to reuse instead (saves a minute per session while working on the tests)."""
+    reuse = os.environ.get("ATTENTION_TEST_DEMO_LOGDIR")
+    if reuse:
+        assert os.path.isdir(os.path.join(reuse, "minilm")), f"$ATTENTION_TEST_DEMO_LOGDIR={reuse} has no minilm run"
+        return reuse
+    logdir = str(tmp_path_factory.mktemp("quick_demo") / "demo")
+    run_quick_demo(logdir)
+    return logdir
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives headless chromium against a real tensorboard "
+                                       "(tests/test_browser.py)")

@@ -1,0 +1,360 @@
+"""Browser tests: headless chromium (Python playwright) on the Attention tab of a real ``tensorboard`` process.
+
+Data: the quick demo's run (the real all-MiniLM-L6-v2 fine-tuned for 12 steps; 5 probes, sentence pairs,
+attention + q/k at every step), a run whose token and example name are an HTML injection attempt, and a
+2048-token synthetic run (``bench/synthetic.py``). Every test also checks that the page logged no console
+error, raised nothing, opened no dialog and requested nothing outside localhost.
+
+What the views drew is read from the canvases' pixels (``canvas_digest``: drawn pixels and a hash) and from
+the drawn-data counters the frontend publishes (``frontend/README.md``, "Hooks for browser tests"): every
+interaction must change them, not merely not fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from browser_util import (ROOT, PageWatch, canvas_digest, chromium_path, dataset, hover_token, launch, open_tab,
+                          wait_attr, wait_idle, wait_ready)
+from conftest import TensorBoardProcess
+
+pytestmark = pytest.mark.browser
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+HOSTILE = "<img src=x onerror=alert(1)>"
+HEAD = '[data-testid="head-view"]'
+HEAD_B = '[data-testid="head-view-b"]'
+MODEL = '[data-testid="model-view"]'
+NEURON = '[data-testid="neuron-view"]'
+DEMO = {"run": "minilm", "tag": "probes"}
+STEPS = 13  # the quick demo logs steps 0..12
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:  # pragma: no cover - [test] extra installs it
+        pytest.fail(f"playwright is missing (pip install -e '.[test]'): {e}")
+    if chromium_path() is None:
+        pytest.fail("chromium not found at /usr/bin/chromium: `make test` installs it (apt-get install -y "
+                    "chromium); or point $CHROMIUM at a chromium binary")
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def logdir(quick_demo_logs, tmp_path_factory) -> str:
+    """The demo's ``minilm`` run, plus ``xss``: one small example whose name and a token are HTML."""
+    from tensorboard_plugin_attention.summary import AttentionWriter, log_attention
+
+    root = tmp_path_factory.mktemp("browser_logs")
+    shutil.copytree(os.path.join(quick_demo_logs, "minilm"), root / "minilm")
+    rng = np.random.default_rng(7)
+    tokens = ["[CLS]", "hello", HOSTILE, "world", "[SEP]"]
+    att = [rng.dirichlet(np.ones(len(tokens)), size=(2, len(tokens))).astype(np.float32) for _ in range(2)]
+    with AttentionWriter(str(root / "xss")) as w:
+        log_attention(w, "probes", att, tokens, 0, example=HOSTILE, model_name=HOSTILE, metric_scalars=False)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def long_logdir(tmp_path_factory) -> str:
+    """2 layers x 12 heads x 2048 tokens of structured synthetic attention (``bench/synthetic.py``)."""
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    from synthetic import structured_attention
+
+    from tensorboard_plugin_attention.summary import AttentionWriter, log_attention
+
+    root = tmp_path_factory.mktemp("browser_long")
+    n = 2048
+    tokens = ["[CLS]"] + [f"w{i}" for i in range(1, n - 1)] + ["[SEP]"]
+    with AttentionWriter(str(root / "long")) as w:
+        log_attention(w, "long", list(structured_attention(2, 12, n)), tokens, 0, example="2048",
+                      model_name="synthetic", metrics=False)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def servers(logdir):
+    """``servers(load_fast)``: one TensorBoard per loader on ``logdir``, started on first use."""
+    started: dict = {}
+
+    def get(load_fast: str = "false", path: str = logdir) -> TensorBoardProcess:
+        key = (load_fast, path)
+        if key not in started:
+            tb = started[key] = TensorBoardProcess(path, f"--load_fast={load_fast}").start(90)
+            # TensorBoard answers before it has read the logdir; the tab would first show "no data yet"
+            runs = sorted(os.listdir(path))
+            tb.wait_for(lambda: [r["run"] for r in tb.plugin("index").json()["runs"]] == runs, timeout=90,
+                        what=f"/index to list {runs}")
+        return started[key]
+
+    yield get
+    for tb in started.values():
+        tb.stop()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh light-theme page and its ``PageWatch`` (checked at the end of every test)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light",
+                                  service_workers="block")
+    watch = PageWatch()
+    pg = watch.attach(context.new_page())
+    pg.set_default_timeout(60_000)
+    yield pg, watch
+    context.close()
+
+
+def digest_changed(frame, selector: str, before: dict, what: str, timeout: float = 20_000) -> dict:
+    """Waits until the canvases under ``selector`` differ from ``before``; returns the new digest."""
+    waited = 0
+    while True:
+        now = canvas_digest(frame, selector)
+        if now["hash"] != before["hash"]:
+            return now
+        if waited > timeout:
+            raise AssertionError(f"{what}: the drawing did not change")
+        frame.wait_for_timeout(100)
+        waited += 100
+
+
+# -------------------------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("load_fast", ["false", "true"], ids=["python-loader", "rust-loader"])
+def test_tab_appears_and_head_view_draws(page, servers, load_fast):
+    pg, watch = page
+    tb = servers(load_fast)
+    pg.goto(tb.url + "/#attention")
+    # TensorBoard's header lists the plugin's tab (tab_name "Attention"), and #attention selected it
+    tab = pg.get_by_role("tab", name="Attention")
+    tab.wait_for()
+    assert tab.get_attribute("aria-selected") == "true"
+    frame = wait_ready(pg)
+    assert frame.get_attribute(ROOT, "data-view") == "head"
+    d = dataset(frame, HEAD)
+    assert int(d["rows"]) == int(d["cols"]) > 5  # MiniLM word pieces of the first probe, [CLS] ... [SEP]
+    assert int(d["linesRest"]) > 100 and d["linesDrawn"] == d["linesRest"]
+    assert d["activeHeads"] == ",".join(map(str, range(12)))
+    digest = canvas_digest(frame, HEAD)
+    assert len(digest["canvases"]) == 3 and all(c["drawn"] > 0 for c in digest["canvases"][1:]), digest  # lines, text
+    status = frame.locator('[data-testid="status"]').text_content()
+    assert "all-MiniLM-L6-v2" in status and "6 layers × 12 heads" in status
+    assert pg.url.split("#", 1)[1].startswith("attention&") and "p.attention.run=minilm" in pg.url
+    watch.check()
+
+
+def test_head_view_click_hover_step_and_compare_change_the_drawing(page, servers):
+    pg, watch = page
+    frame = open_tab(pg, servers().url, {**DEMO, "example": "swap"})
+    rest = canvas_digest(frame, HEAD)
+    d0 = dataset(frame, HEAD)
+    assert rest["drawn"] > 0
+
+    # clicking a head swatch turns that head off: fewer lines, other pixels
+    frame.locator('[data-testid="head-swatch-0"]').click()
+    wait_attr(frame, HEAD, "data-active-heads", lambda v: v == ",".join(map(str, range(1, 12))))
+    one_off = digest_changed(frame, HEAD, rest, "clicking head 0")
+    d1 = dataset(frame, HEAD)
+    assert int(d1["linesRest"]) < int(d0["linesRest"])
+    frame.locator('[data-testid="head-swatch-0"]').click()  # back on: the same drawing as before
+    wait_attr(frame, HEAD, "data-active-heads", lambda v: v == d0["activeHeads"])
+    assert canvas_digest(frame, HEAD)["hash"] == rest["hash"]
+    assert one_off["hash"] != rest["hash"]
+
+    # hovering a query token: only its lines (and bars on the keys); hovering a key: the transposed view
+    hover_token(frame, HEAD, 2, "left")
+    wait_attr(frame, HEAD, "data-hover", lambda v: v == "left:2")
+    hovered = digest_changed(frame, HEAD, rest, "hovering query token 2")
+    drawn = int(dataset(frame, HEAD)["linesDrawn"])
+    assert 0 < drawn < int(d0["linesRest"])
+    hover_token(frame, HEAD, 5, "right")
+    wait_attr(frame, HEAD, "data-hover", lambda v: v == "right:5")
+    digest_changed(frame, HEAD, hovered, "hovering key token 5")
+    pg.mouse.move(1, 1)  # leave: back to rest
+    wait_attr(frame, HEAD, "data-hover", lambda v: v == "")
+    assert canvas_digest(frame, HEAD)["hash"] == rest["hash"]
+
+    # the step slider: step 0 (before fine-tuning) draws other lines than the latest step
+    frame.locator('[data-testid="step-slider"]').fill("0")
+    frame.locator('[data-testid="step-label"]').filter(has_text="0 (1/13)").wait_for()
+    wait_idle(frame)
+    step0 = digest_changed(frame, HEAD, rest, "moving the step slider to step 0")
+    assert "p.attention.step=0" in pg.url
+
+    # compare with the latest step of the same run: side by side, then the difference B - A
+    frame.locator('[data-testid="compare-run"]').select_option("minilm")
+    frame.locator(HEAD_B).wait_for()
+    wait_idle(frame)
+    side_a, side_b = canvas_digest(frame, HEAD), canvas_digest(frame, HEAD_B)
+    assert side_a["hash"] == step0["hash"] and side_b["hash"] == rest["hash"]  # A: step 0, B: step 12
+    frame.locator('[data-testid="compare-mode"]').select_option("diff")
+    frame.locator(HEAD_B).wait_for(state="detached")
+    wait_idle(frame)
+    diff = digest_changed(frame, HEAD, side_a, "switching compare mode to B − A")
+    assert diff["hash"] not in (rest["hash"], step0["hash"]) and diff["drawn"] > 0
+    assert int(dataset(frame, HEAD)["linesRest"]) > 0
+    assert "B − A" in frame.locator(f"{HEAD} .legend").text_content()
+    assert "p.attention.cmode=diff" in pg.url
+    frame.locator('[data-testid="compare-mode"]').select_option("side")
+    frame.locator(HEAD_B).wait_for()
+    wait_idle(frame)
+    assert canvas_digest(frame, HEAD)["hash"] == side_a["hash"]
+    watch.check()
+
+
+def test_model_and_neuron_views_draw_and_answer(page, servers):
+    pg, watch = page
+    frame = open_tab(pg, servers().url, {**DEMO, "example": "passive"})
+
+    frame.locator('[data-testid="view-model"]').click()
+    frame.locator(MODEL).wait_for()
+    wait_idle(frame)
+    d = dataset(frame, MODEL)
+    assert d["cells"] == str(6 * 12) and int(d["linesDrawn"]) > 0
+    grid = canvas_digest(frame, '[data-testid="model-grid"]')
+    assert grid["drawn"] > 0
+    # click thumbnail (layer 2, head 3): its head detail opens beside the grid
+    tw, th, gap = int(d["thumbWidth"]), int(d["thumbHeight"]), int(d["gap"])
+    x = int(d["gridLeft"]) + 3 * (tw + gap) + tw // 2
+    y = int(d["gridTop"]) + 2 * (th + gap) + th // 2
+    frame.locator('[data-testid="model-grid"] .canvas-stack').click(position={"x": x, "y": y})
+    wait_attr(frame, MODEL, "data-detail", lambda v: v == "2.3")
+    detail = '[data-testid="model-detail-head-0"]'
+    frame.locator(detail).wait_for()
+    assert int(dataset(frame, detail)["linesRest"]) > 0 and canvas_digest(frame, detail)["drawn"] > 0
+    assert "p.attention.detail=2.3" in pg.url
+    # the thumbnail style: heatmaps instead of lines
+    grid_lines = canvas_digest(frame, '[data-testid="model-grid"]')
+    frame.locator('[data-testid="thumb-style"]').select_option("heat")
+    wait_attr(frame, MODEL, "data-style", lambda v: v == "heat")
+    digest_changed(frame, '[data-testid="model-grid"]', grid_lines, "heatmap thumbnails")
+
+    frame.locator('[data-testid="view-neuron"]').click()
+    frame.locator(NEURON).wait_for()
+    wait_idle(frame)
+    n = dataset(frame, NEURON)
+    assert int(n["rows"]) > 5 and n["selected"] == ""
+    before = canvas_digest(frame, NEURON)
+    assert before["drawn"] > 0
+    assert frame.locator('[data-testid="qk-missing"]').count() == 0  # q/k logged at every step
+    # hover query token 3: its q·k products and the recomputed softmax next to the stored attention
+    stack = frame.locator(f"{NEURON} .canvas-stack").first
+    stack.hover(position={"x": float(n["leftX"]), "y": float(n["top"]) + 3.5 * float(n["rowHeight"])})
+    wait_attr(frame, NEURON, "data-selected", lambda v: v == "3")
+    digest_changed(frame, NEURON, before, "hovering query token 3 in the neuron view")
+    assert int(dataset(frame, NEURON)["linesDrawn"]) > 0
+    # softmax(q·k × scaling) from the logged float16 q/k equals the stored attention (8-bit codec, fp16)
+    assert float(dataset(frame, NEURON)["recomputedMaxDiff"]) < 0.05
+    # another head redraws
+    hovered = canvas_digest(frame, NEURON)
+    frame.locator('[data-testid="neuron-head-select"]').select_option("7")
+    wait_idle(frame)
+    digest_changed(frame, NEURON, hovered, "choosing neuron head 7")
+    watch.check()
+
+
+def test_reload_restores_the_selection(page, servers):
+    pg, watch = page
+    frame = open_tab(pg, servers().url)
+    frame.locator('[data-testid="example-select"]').select_option("synonym")
+    wait_idle(frame)
+    frame.locator('[data-testid="layer-select"]').select_option("3")
+    wait_idle(frame)
+    frame.locator('[data-testid="head-swatch-5"]').dblclick()  # solo head 5
+    wait_attr(frame, HEAD, "data-active-heads", lambda v: v == "5")
+    frame.locator('[data-testid="step-slider"]').fill("4")
+    frame.locator('[data-testid="step-label"]').filter(has_text="4 (5/13)").wait_for()
+    wait_idle(frame)
+    head_before = canvas_digest(frame, HEAD)
+    frame.locator('[data-testid="view-neuron"]').click()
+    frame.locator(NEURON).wait_for()
+    wait_idle(frame)
+    frame.locator('[data-testid="neuron-head-select"]').select_option("7")
+    wait_idle(frame)
+    neuron_before = canvas_digest(frame, NEURON)
+    url = pg.url
+    for key in ("example=synonym", "layer=3", "heads=5", "step=4", "view=neuron", "nhead=7"):
+        assert f"p.attention.{key}" in url, (key, url)
+
+    pg.reload()
+    frame = wait_ready(pg)
+    assert pg.url == url
+    assert frame.get_attribute(ROOT, "data-view") == "neuron"
+    assert frame.locator('[data-testid="example-select"]').input_value() == "synonym"
+    assert frame.locator('[data-testid="layer-select"]').input_value() == "3"
+    assert frame.locator('[data-testid="neuron-head-select"]').input_value() == "7"
+    assert frame.locator('[data-testid="step-label"]').text_content().startswith("4 (5/13)")
+    assert canvas_digest(frame, NEURON)["hash"] == neuron_before["hash"]
+    frame.locator('[data-testid="view-head"]').click()
+    frame.locator(HEAD).wait_for()
+    wait_idle(frame)
+    assert dataset(frame, HEAD)["activeHeads"] == "5"
+    assert canvas_digest(frame, HEAD)["hash"] == head_before["hash"]
+
+    # a shared link (a new page opening the URL) reopens the same view too
+    pg.goto("about:blank")
+    pg.goto(url)
+    frame = wait_ready(pg)
+    assert frame.get_attribute(ROOT, "data-view") == "neuron"
+    assert canvas_digest(frame, NEURON)["hash"] == neuron_before["hash"]
+    watch.check()
+
+
+def test_html_in_tokens_and_names_is_shown_as_text(page, servers):
+    pg, watch = page
+    frame = open_tab(pg, servers().url, {"run": "xss", "tag": "probes", "example": HOSTILE})
+    # the example name is an <option>'s text, the model name part of the status line: text, not markup
+    options = frame.locator('[data-testid="example-select"] option').all_text_contents()
+    assert options == [HOSTILE]
+    assert frame.locator('[data-testid="example-select"]').input_value() == HOSTILE
+    status = frame.locator('[data-testid="status"]').text_content()
+    assert f"example {HOSTILE}" in status and status.count(HOSTILE) == 2  # example, model name
+    assert frame.get_by_text(HOSTILE, exact=False).count() >= 1
+    d = dataset(frame, HEAD)
+    assert d["rows"] == "5" and int(d["linesRest"]) > 0
+    # hovering the token shows it, literally, as the canvas's tooltip
+    hover_token(frame, HEAD, 2, "left")
+    wait_attr(frame, HEAD, "data-hover", lambda v: v == "left:2")
+    title = frame.locator(f'{HEAD} [data-testid="head-canvas"] canvas').last.get_attribute("title")
+    assert title == HOSTILE
+    for view in ("neuron", "model"):
+        frame.locator(f'[data-testid="view-{view}"]').click()
+        frame.locator(f'[data-testid="{view}-view"]').wait_for()
+        wait_idle(frame)
+    # nothing was parsed as HTML: no <img> anywhere (ours or TensorBoard's page), no alert
+    pg.wait_for_timeout(300)  # an onerror handler would have fired by now (src=x fails at once)
+    assert frame.locator("img").count() == 0
+    assert pg.locator("img[src=x]").count() == 0
+    assert watch.dialogs == []
+    watch.check()
+
+
+def test_2048_tokens_head_view_renders_and_answers_hover(page, servers, long_logdir):
+    pg, watch = page
+    tb = servers("true", long_logdir)
+    frame = open_tab(pg, tb.url, {"run": "long", "tag": "long", "example": "2048"}, timeout=150_000)
+    d = dataset(frame, HEAD)
+    assert d["rows"] == d["cols"] == "2048" and d["rowHeight"] == "12"
+    assert int(d["linesRest"]) > 0
+    rest = canvas_digest(frame, HEAD)
+    assert rest["drawn"] > 0
+    # virtualised: the canvases cover a band of the 24 k px tall view, not all of it
+    assert all(c["height"] < 2048 * 12 for c in rest["canvases"])
+    hover_token(frame, HEAD, 10, "left")
+    wait_attr(frame, HEAD, "data-hover", lambda v: v == "left:10")
+    digest_changed(frame, HEAD, rest, "hovering token 10 of 2048")
+    drawn = int(dataset(frame, HEAD)["linesDrawn"])
+    assert 0 < drawn != int(d["linesRest"])
+    hover_token(frame, HEAD, 20, "right")
+    wait_attr(frame, HEAD, "data-hover", lambda v: v == "right:20")
+    watch.check()
