@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 import gzip
 import io
+import json
 import logging
+import math
 import mimetypes
 import os
 import re
@@ -37,6 +39,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
 from . import format as fmt
+from . import metrics as metrics_mod
 from .metadata import FORMAT_VERSION, PLUGIN_NAME, UnsupportedVersionError
 from .reader import IndexEntry, RecordStore, list_index
 
@@ -47,7 +50,11 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 INDEX_TTL_S = 1.0  # within a burst of requests, reuse the index without asking the data provider again
 GZIP_MIN_BYTES = 1024  # binary responses at least this large are gzipped when the client accepts it
 GZIP_LEVEL = 1  # log8 codes compress ~10x even at level 1, and level 1 costs ~5 ms per MB
-GZIPPED_CACHE_FRACTION = 8  # gzipped bodies are cached in up to 1/8 of --attention_cache_mb (on top of it)
+GZIPPED_CACHE_FRACTION = 8  # compressed bodies are cached in up to 1/8 of --attention_cache_mb (on top of it)
+DERIVED_CACHE_FRACTION = 16  # rollout codes: up to 1/16 of --attention_cache_mb (on top of it)
+DIVERGENCE_CACHE_ITEMS = 256  # /divergence results (a few KB each)
+FUSIONS = ("mean", "max", "min")
+LN2 = math.log(2.0)
 
 _CONTENT_TYPES = {
     ".js": "text/javascript",
@@ -64,6 +71,7 @@ _CONTENT_TYPES = {
 }
 _UINT = re.compile(r"[0-9]{1,9}", re.ASCII)  # layer / head
 _INT = re.compile(r"-?[0-9]{1,19}", re.ASCII)  # step (int64)
+_DECIMAL = re.compile(r"[0-9]{1,6}(?:\.[0-9]{0,17})?|\.[0-9]{1,17}", re.ASCII)  # residual
 
 # Errors that mean "this record's data cannot be read" (missing, truncated or corrupt asset file, bad
 # chunk table, unknown version): the request for it is a 404, everything else keeps serving.
@@ -146,6 +154,7 @@ class _RunIndex:
     key: frozenset  # what the data provider's listing said about this run's tags when we read it
     entries: dict  # (tag, example, step) -> IndexEntry
     json: list = field(default_factory=list)  # this run's "tags" list for /index, built once
+    examples: dict = field(default_factory=dict)  # (tag, example) -> [IndexEntry] sorted by step
 
 
 @dataclass
@@ -189,7 +198,7 @@ class IndexCache:
                     k = (e.tag, e.example, e.step)
                     if k not in entries or entries[k].wall_time <= e.wall_time:
                         entries[k] = e  # a step logged twice (restarted training): the latest wins
-                runs[run] = _RunIndex(key, entries, _run_json(entries))
+                runs[run] = _RunIndex(key, entries, _run_json(entries), _by_example(entries))
             self._snapshots[experiment_id] = _Snapshot(time.monotonic(), runs)
             return runs
 
@@ -201,6 +210,15 @@ def _natural(name: str) -> tuple:
 def _public_header(index: dict) -> dict:
     """A record header as served: without the asset location (an implementation detail)."""
     return {k: v for k, v in index.items() if k not in ("asset", "chunks")}
+
+
+def _by_example(entries: dict) -> dict:
+    out: dict = {}
+    for (tag, example, _), e in entries.items():
+        out.setdefault((tag, example), []).append(e)
+    for es in out.values():
+        es.sort(key=lambda e: e.step)
+    return out
 
 
 def _run_json(entries: dict) -> list:
@@ -251,6 +269,25 @@ def _int_param(args: Any, name: str, pattern: re.Pattern = _UINT, required: bool
     return int(value)
 
 
+def _unit_param(args: Any, name: str, default: float) -> float:
+    """A decimal in [0, 1] (``0.5``, ``1``, ``.25``; no sign, exponent, nan or inf); ``default`` if absent."""
+    value = args.get(name)
+    if value is None or value == "":
+        return default
+    if not _DECIMAL.fullmatch(value) or not 0.0 <= float(value) <= 1.0:
+        raise errors.InvalidArgumentError(f"parameter {name!r} must be a decimal number in [0, 1], got {value[:40]!r}")
+    return float(value)
+
+
+def _choice_param(args: Any, name: str, choices: tuple) -> str:
+    value = args.get(name)
+    if value is None or value == "":
+        return choices[0]
+    if value not in choices:
+        raise errors.InvalidArgumentError(f"parameter {name!r} must be one of {', '.join(choices)}, got {value[:40]!r}")
+    return value
+
+
 def _check_range(name: str, value: Optional[int], limit: int) -> None:
     if value is not None and not 0 <= value < limit:
         raise errors.InvalidArgumentError(f"{name} {value} out of range: there are {limit} (0..{limit - 1})")
@@ -269,11 +306,49 @@ def _gzip_accepted(request: Any) -> bool:
     return bool(_ALLOWS_GZIP.search(request.headers.get("Accept-Encoding", "")))
 
 
+def _deflate_accepted(request: Any) -> bool:
+    """``deflate`` is listed in Accept-Encoding (not only through ``*``), without ``q=0``."""
+    for part in request.headers.get("Accept-Encoding", "").split(","):
+        name, _, params = part.partition(";")
+        if name.strip().lower() == "deflate":
+            q = params.strip().lower()
+            if q.startswith("q="):
+                try:
+                    return float(q[2:]) > 0
+                except ValueError:
+                    return False
+            return True
+    return False
+
+
 def _gzip(body: bytes) -> bytes:
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as f:
         f.write(body)
     return out.getvalue()
+
+
+class _ItemLRU:
+    """A small LRU of values, bounded in items."""
+
+    def __init__(self, max_items: int):
+        self.max_items = max_items
+        self._items: "OrderedDict[Any, Any]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
 
 
 class _BytesLRU:
@@ -335,8 +410,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
         if not isinstance(cache_mb, int) or cache_mb < 0:
             cache_mb = DEFAULT_CACHE_MB
         self._store = RecordStore(self._logdir, cache_bytes=cache_mb << 20)
-        # gzipped attention bodies (~10-25x smaller than the codes): a warm gzip request costs no compression
-        self._gzipped = _BytesLRU((cache_mb << 20) // GZIPPED_CACHE_FRACTION)
+        # compressed attention bodies (~10-25x smaller than the codes): a warm request costs no compression
+        self._encoded = _BytesLRU((cache_mb << 20) // GZIPPED_CACHE_FRACTION)
+        self._rollouts = _BytesLRU((cache_mb << 20) // DERIVED_CACHE_FRACTION)  # rollout codes
+        self._divergences = _ItemLRU(DIVERGENCE_CACHE_ITEMS if cache_mb else 0)
         self._index = IndexCache(self._data_provider)
         self._static_root = os.path.realpath(STATIC_DIR)
 
@@ -348,6 +425,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "/attention": self.attention_route,
             "/qk": self.qk_route,
             "/overview": self.overview_route,
+            "/metrics": self.metrics_route,
+            "/divergence": self.divergence_route,
+            "/rollout": self.rollout_route,
             "/index.js": self.index_js_route,
             "/static/*": self.static_route,
             "/*": self.not_found_route,
@@ -393,6 +473,20 @@ class AttentionPlugin(base_plugin.TBPlugin):
             raise errors.NotFoundError(f"tag {tag!r} of run {run!r} has no example {example!r}")
         raise errors.NotFoundError(f"example {example!r} of {run!r}/{tag!r} has no step {step}")
 
+    def example_entries(self, ctx: Any, experiment: str, run: str, tag: str, example: str) -> list:
+        """Every step's index entry of one example, by step; ``NotFoundError`` saying which part is unknown."""
+        for fresh in (False, True):
+            runs = self._index.get(ctx, experiment, fresh=fresh)
+            ri = runs.get(run)
+            es = ri.examples.get((tag, example)) if ri is not None else None
+            if es:
+                return es
+        if ri is None:
+            raise errors.NotFoundError(f"unknown run {run!r}")
+        if not any(t == tag for t, _ in ri.examples):
+            raise errors.NotFoundError(f"run {run!r} has no attention tag {tag!r}")
+        raise errors.NotFoundError(f"tag {tag!r} of run {run!r} has no example {example!r}")
+
     def header_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int) -> dict:
         return _public_header(self.entry(ctx, experiment, run, tag, example, step).index)
 
@@ -425,12 +519,29 @@ class AttentionPlugin(base_plugin.TBPlugin):
         k = self._kind(e, kind)
         _check_range("layer", layer, k["layers"])
         _check_range("head", head, k["heads"])
-        codes = self._read(e, "attention", lambda: self._store.attention_codes(e, kind, layer, head))
+        return self._layer_codes(e, kind, k, layer, head)
+
+    def _layer_codes(self, e: IndexEntry, kind: str, k: dict, layer: int, head: Optional[int] = None,
+                     cache: bool = True) -> np.ndarray:
+        def load() -> np.ndarray:
+            self._check_asset_kind(e, kind)
+            return self._store.attention_codes(e, kind, layer, head, cache=cache)
+
+        codes = self._read(e, "attention", load)
         expect = (1 if head is not None else k["heads"], k["q_len"], k["k_len"])
         if codes.shape != expect:  # asset record disagrees with its index record
             self._read(e, "attention", lambda: _raise(fmt.FormatError(
                 f"asset record shape {codes.shape} differs from its index record {expect}")))
         return codes
+
+    def _check_asset_kind(self, e: IndexEntry, kind: str) -> None:
+        """The asset record describes ``kind`` as its index record does (before serving its chunks as stored)."""
+        mine = e.index["kinds"][kind]
+        theirs = self._store.record(e).header["kinds"][kind]
+        fields = ("layers", "heads", "q_len", "k_len", "overview_shape")
+        if any(mine.get(f) != theirs.get(f) for f in fields):
+            raise fmt.FormatError(f"asset record shape {[theirs.get(f) for f in fields]} differs from its "
+                                  f"index record {[mine.get(f) for f in fields]}")
 
     def qk_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
                 layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
@@ -448,8 +559,84 @@ class AttentionPlugin(base_plugin.TBPlugin):
                       kind: str) -> np.ndarray:
         """uint8 log8 codes of the pooled overview, ``(layers, heads, pq, pk)``."""
         e = self.entry(ctx, experiment, run, tag, example, step)
-        self._kind(e, kind)
-        return self._read(e, "overview", lambda: self._store.overview_codes(e, kind))
+        k = self._kind(e, kind)
+        def load() -> np.ndarray:
+            self._check_asset_kind(e, kind)
+            return self._store.overview_codes(e, kind)
+
+        codes = self._read(e, "overview", load)
+        expect = (k["layers"], k["heads"], *k["overview_shape"])
+        if codes.shape != expect:
+            self._read(e, "overview", lambda: _raise(fmt.FormatError(
+                f"asset record overview shape {codes.shape} differs from its index record {expect}")))
+        return codes
+
+    def metrics_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str,
+                     kind: Optional[str] = None) -> dict:
+        """Per-head metrics of every step of one example, from the index records (no asset reads):
+        ``{"steps": [...], "kinds": {kind: {metric: [per step: [[per head] per layer] or null]}}}``."""
+        es = self.example_entries(ctx, experiment, run, tag, example)
+        logged = {name for e in es for name in e.index["kinds"]}
+        if kind is not None and kind not in logged:
+            have = ", ".join(sorted(logged))
+            raise errors.NotFoundError(f"no {kind!r} attention in {run!r}/{tag!r}/{example!r} (logged kinds: {have})")
+        kinds = [kind] if kind is not None else [k for k in fmt.KINDS if k in logged]
+        out = {}
+        for kd in kinds:
+            per_step = [_metrics_of(e, kd) for e in es]
+            names = {n for m in per_step for n in m}
+            ordered = [n for n in metrics_mod.METRIC_NAMES if n in names] + sorted(names - set(metrics_mod.METRIC_NAMES))
+            out[kd] = {n: [m.get(n) for m in per_step] for n in ordered}
+        return {"steps": [e.step for e in es], "kinds": out}
+
+    def divergence_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, kind: str,
+                        step_a: int, step_b: int) -> dict:
+        """Jensen-Shannon divergence (nats) per layer and head between two steps of one example (cached)."""
+        ea = self.entry(ctx, experiment, run, tag, example, step_a)
+        eb = self.entry(ctx, experiment, run, tag, example, step_b)
+        ka, kb = self._kind(ea, kind), self._kind(eb, kind)
+        sa, sb = _kind_shape(ka), _kind_shape(kb)
+        if sa != sb:
+            raise errors.InvalidArgumentError(
+                f"steps {step_a} and {step_b} of {run!r}/{tag!r}/{example!r} have different {kind} shapes "
+                f"(layers, heads, q_len, k_len) {sa} and {sb}: the tokens changed, so attention cannot be compared")
+        same_tokens = _kind_tokens(ea, ka) == _kind_tokens(eb, kb)
+        key = (run, tag, example, kind, *sorted([(step_a, *self._asset_key_of(ea)), (step_b, *self._asset_key_of(eb))]))
+        js = self._divergences.get(key)
+        if js is None:
+            js = []
+            for layer in range(sa[0]):
+                a = self._layer_codes(ea, kind, ka, layer, cache=False)
+                b = a if self._asset_key_of(ea) == self._asset_key_of(eb) else \
+                    self._layer_codes(eb, kind, kb, layer, cache=False)
+                js.append([_json_float(v) for v in _js_heads(a, b)])
+            self._divergences.put(key, js)
+        return {"js": js, "unit": "nats", "max": LN2, "same_tokens": same_tokens}
+
+    def rollout_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
+                     residual: float = 0.5, fusion: str = "mean") -> np.ndarray:
+        """Attention rollout over every layer of a self-attention kind: log8 codes ``(1, n, n)`` (cached)."""
+        if fusion not in FUSIONS:
+            raise errors.InvalidArgumentError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        if not 0.0 <= residual <= 1.0:
+            raise errors.InvalidArgumentError(f"residual must lie in [0, 1], got {residual}")
+        if kind == "cross":
+            raise errors.InvalidArgumentError("rollout needs self-attention; cross attention maps decoder "
+                                              "queries to encoder keys (use kind=encoder or kind=decoder)")
+        e = self.entry(ctx, experiment, run, tag, example, step)
+        k = self._kind(e, kind)
+        n = k["q_len"]
+        if k["k_len"] != n:
+            raise errors.InvalidArgumentError(f"rollout needs square self-attention; {kind} attention at step {step} "
+                                              f"is {n} queries x {k['k_len']} keys")
+        key = ("rollout", self._asset_key_of(e), kind, residual, fusion)
+        cached = self._rollouts.get(key)
+        if cached is not None:
+            return np.frombuffer(cached, np.uint8).reshape(1, n, n)
+        fused = [_fuse_heads(self._layer_codes(e, kind, k, layer, cache=False), fusion) for layer in range(k["layers"])]
+        codes = fmt.encode_attention(metrics_mod.rollout(fused, residual=residual, head_fusion=fusion)).reshape(1, n, n)
+        self._rollouts.put(key, codes.tobytes())
+        return codes
 
     def static_impl(self, relpath: str) -> tuple[bytes, str]:
         """(content, content type) of a file of the built frontend; ``NotFoundError`` for anything else."""
@@ -468,25 +655,66 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     # ---- routes
     def _binary(self, request: Any, key: Any, codes: np.ndarray, headers: list):
-        """uint8 codes as ``application/octet-stream``; gzipped (level 1, cached by ``key``) when the client
-        accepts it. q/k (float16) are not gzipped: they shrink by less than 10%."""
+        """Computed uint8 codes as ``application/octet-stream``; gzipped (level 1, cached by ``key``) when the
+        client accepts it. q/k (float16) are not compressed: they shrink by less than 10%."""
         body = None
         encoding = None
         if codes.nbytes >= GZIP_MIN_BYTES and _gzip_accepted(request):
-            body = self._gzipped.get(key)
+            body = self._encoded.get(key + ("gzip",))
             if body is None:
                 body = _gzip(np.ascontiguousarray(codes).tobytes())
-                self._gzipped.put(key, body)
+                self._encoded.put(key + ("gzip",), body)
             encoding = "gzip"
         else:
             body = np.ascontiguousarray(codes).tobytes()
-        return http_util.Respond(request, body, "application/octet-stream", content_encoding=encoding,
-                                 headers=headers)
+        return _respond_binary(request, body, encoding, headers)
+
+    def _stored(self, request: Any, e: IndexEntry, kind: str, key: tuple, what: str, shape: tuple,
+                chunks: Callable[[], list], codes: Callable[[], np.ndarray], headers: list):
+        """Log8 codes that are stored as zlib chunks (attention heads of a layer, the overview), served
+        without decompressing and compressing again when the client accepts it: ``deflate`` (every browser
+        sends it) is the chunks spliced into one zlib stream; ``gzip`` the same as a gzip member (the chunks
+        are decompressed, only for the CRC-32). Chunks written before compress_chunk (no sync flush) are
+        decoded and gzipped (level 1) instead. Bodies are cached by ``key``."""
+        size = int(np.prod(shape))
+        encodings = []
+        if size >= GZIP_MIN_BYTES:
+            if _deflate_accepted(request):
+                encodings.append("deflate")
+            if _gzip_accepted(request):
+                encodings.append("gzip")
+        for enc in encodings:
+            body = self._encoded.get(key + (enc,))
+            if body is not None:
+                return _respond_binary(request, body, enc, headers)
+        if encodings:
+            sizes = [size // shape[0]] * shape[0] if what == "attention" else [size]  # content of each chunk
+
+            def splice() -> tuple:
+                self._check_asset_kind(e, kind)
+                stored = chunks()
+                for enc in encodings:
+                    body = (fmt.splice_zlib if enc == "deflate" else fmt.splice_gzip)(stored, sizes)
+                    if body is not None:
+                        return body, enc
+                return None, None
+
+            body, enc = self._read(e, what, splice)
+            if body is None:  # chunks from before compress_chunk: compress the decoded codes
+                raw = np.ascontiguousarray(codes()).tobytes()
+                enc = "gzip" if "gzip" in encodings else "deflate"
+                body = _gzip(raw) if enc == "gzip" else zlib.compress(raw, GZIP_LEVEL)
+            self._encoded.put(key + (enc,), body)
+            return _respond_binary(request, body, enc, headers)
+        return _respond_binary(request, np.ascontiguousarray(codes()).tobytes(), None, headers)
+
+    def _asset_key_of(self, e: IndexEntry) -> tuple:
+        """Where a record's arrays are: a cache key that changes if the step is logged again."""
+        asset = e.index["asset"]
+        return e.run, asset.get("file"), asset.get("offset")
 
     def _asset_key(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int) -> tuple:
-        """Where a record's arrays are: a cache key that changes if the step is logged again."""
-        asset = self.entry(ctx, experiment, run, tag, example, step).index["asset"]
-        return run, asset.get("file"), asset.get("offset")
+        return self._asset_key_of(self.entry(ctx, experiment, run, tag, example, step))
 
     def _common(self, request: Any) -> tuple:
         args = request.args
@@ -510,12 +738,14 @@ class AttentionPlugin(base_plugin.TBPlugin):
         kind = _required(request.args, "kind")
         layer = _int_param(request.args, "layer")
         head = _int_param(request.args, "head", required=False)
-        codes = self.attention_impl(*common, kind, layer, head)
-        key = ("attention", self._asset_key(*common), kind, layer, head)
-        return self._binary(request, key, codes, [
-            ("X-Attention-Shape", ",".join(map(str, codes.shape))),
-            ("X-Attention-Codec", fmt.CODEC_NAME),
-        ])
+        e = self.entry(*common)
+        k = self._kind(e, kind)
+        _check_range("layer", layer, k["layers"])
+        _check_range("head", head, k["heads"])
+        shape = (1 if head is not None else k["heads"], k["q_len"], k["k_len"])
+        return self._stored(request, e, kind, ("attention", self._asset_key_of(e), kind, layer, head), "attention",
+                            shape, lambda: self._store.attention_chunks(e, kind, layer, head),
+                            lambda: self._layer_codes(e, kind, k, layer, head), _codes_headers(shape))
 
     @_route
     def qk_route(self, request):
@@ -532,12 +762,41 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def overview_route(self, request):
         common = self._common(request)
         kind = _required(request.args, "kind")
-        codes = self.overview_impl(*common, kind)
-        key = ("overview", self._asset_key(*common), kind)
-        return self._binary(request, key, codes, [
-            ("X-Attention-Shape", ",".join(map(str, codes.shape))),
-            ("X-Attention-Codec", fmt.CODEC_NAME),
-        ])
+        e = self.entry(*common)
+        k = self._kind(e, kind)
+        shape = (k["layers"], k["heads"], *k["overview_shape"])
+        return self._stored(request, e, kind, ("overview", self._asset_key_of(e), kind), "overview", shape,
+                            lambda: [self._store.overview_chunk(e, kind)],
+                            lambda: self.overview_impl(*common, kind), _codes_headers(shape))
+
+    @_route
+    def metrics_route(self, request):
+        args = request.args
+        run, tag, example = (_required(args, n) for n in ("run", "tag", "example"))
+        kind = args.get("kind") or None
+        body = self.metrics_impl(plugin_util.context(request.environ), plugin_util.experiment_id(request.environ),
+                                 run, tag, example, kind)
+        return http_util.Respond(request, json.dumps(body, separators=(",", ":"), allow_nan=False), "application/json")
+
+    @_route
+    def divergence_route(self, request):
+        args = request.args
+        run, tag, example, kind = (_required(args, n) for n in ("run", "tag", "example", "kind"))
+        step_a = _int_param(args, "step_a", _INT)
+        step_b = _int_param(args, "step_b", _INT)
+        body = self.divergence_impl(plugin_util.context(request.environ), plugin_util.experiment_id(request.environ),
+                                    run, tag, example, kind, step_a, step_b)
+        return http_util.Respond(request, json.dumps(body, separators=(",", ":"), allow_nan=False), "application/json")
+
+    @_route
+    def rollout_route(self, request):
+        common = self._common(request)
+        kind = _required(request.args, "kind")
+        residual = _unit_param(request.args, "residual", 0.5)
+        fusion = _choice_param(request.args, "fusion", FUSIONS)
+        codes = self.rollout_impl(*common, kind, residual, fusion)
+        key = ("rollout", self._asset_key(*common), kind, residual, fusion)
+        return self._binary(request, key, codes, _codes_headers(codes.shape))
 
     @_route
     def index_js_route(self, request):
@@ -564,3 +823,79 @@ def _lookup(runs: dict, run: str, tag: str, example: str, step: int) -> Optional
 
 def _raise(err: Exception) -> Any:
     raise err
+
+
+def _respond_binary(request: Any, body: bytes, encoding: Optional[str], headers: list):
+    headers = list(headers) + [("Vary", "Accept-Encoding")]
+    return http_util.Respond(request, body, "application/octet-stream", content_encoding=encoding, headers=headers)
+
+
+def _codes_headers(shape: tuple) -> list:
+    return [("X-Attention-Shape", ",".join(map(str, shape))), ("X-Attention-Codec", fmt.CODEC_NAME)]
+
+
+def _kind_shape(k: dict) -> tuple:
+    return k["layers"], k["heads"], k["q_len"], k["k_len"]
+
+
+def _kind_tokens(e: IndexEntry, k: dict) -> tuple:
+    seqs = e.index.get("sequences") or {}
+    return seqs.get(k.get("query")), seqs.get(k.get("key"))
+
+
+def _json_float(v: Any) -> Optional[float]:
+    """A finite float, or None (JSON null) for NaN, infinities and anything that is not a number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _metrics_of(e: IndexEntry, kind: str) -> dict:
+    """``{metric: [[per head] per layer]}`` of one record and kind, each grid checked against the kind's
+    layers x heads (a malformed grid is None: those values are unavailable, the rest still served)."""
+    k = e.index["kinds"].get(kind)
+    by_name = (e.index.get("metrics") or {}).get(kind) if isinstance(e.index.get("metrics"), dict) else None
+    if k is None or not isinstance(by_name, dict):
+        return {}
+    out = {}
+    for name, grid in by_name.items():
+        ok = (isinstance(grid, list) and len(grid) == k["layers"]
+              and all(isinstance(row, list) and len(row) == k["heads"] for row in grid))
+        out[str(name)] = [[_json_float(v) for v in row] for row in grid] if ok else None
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _js_table() -> np.ndarray:
+    """``T[a * 256 + b]``: the Jensen-Shannon term of one attention weight pair decoded from log8 codes
+    ``a`` and ``b`` (``metrics.jensen_shannon`` of one-element rows), so the divergence of two coded layers is
+    a table look-up and a sum instead of three logarithms per weight."""
+    lut = fmt.LUT.astype(np.float64)
+    return metrics_mod.jensen_shannon(np.repeat(lut, 256).reshape(-1, 1, 1), np.tile(lut, 256).reshape(-1, 1, 1))
+
+
+def _js_heads(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-head ``metrics.jensen_shannon(LUT[a], LUT[b])`` of two coded layers ``(heads, q, k)`` (same values up
+    to float rounding: the mean over rows of each row's sum of terms)."""
+    table = _js_table()
+    heads, q, _ = a.shape
+    out = np.empty(heads)
+    for h in range(heads):  # one head at a time: the index array is 8 bytes per weight
+        idx = (a[h].astype(np.intp) << 8) | b[h]
+        out[h] = table.take(idx).sum() / q
+    return np.clip(out, 0.0, LN2)
+
+
+def _fuse_heads(codes: np.ndarray, fusion: str) -> np.ndarray:
+    """One layer's heads ``(heads, n, n)`` of codes fused into decoded float64 ``(n, n)`` (as
+    ``metrics.rollout`` does with ``head_fusion``; max/min on codes is exact, the codec being monotonic)."""
+    if fusion == "max":
+        return fmt.LUT[codes.max(axis=0)].astype(np.float64)
+    if fusion == "min":
+        return fmt.LUT[codes.min(axis=0)].astype(np.float64)
+    lut = fmt.LUT.astype(np.float64)
+    acc = np.zeros(codes.shape[1:], np.float64)
+    for h in range(codes.shape[0]):
+        acc += lut[codes[h]]
+    return acc / codes.shape[0]

@@ -112,12 +112,14 @@ class RecordStore:
         self._size = 0
         self._lock = threading.Lock()
 
-    def _cached(self, key: Any, load: Callable[[], Any], nbytes: Callable[[Any], int]) -> Any:
+    def _cached(self, key: Any, load: Callable[[], Any], nbytes: Callable[[Any], int], store: bool = True) -> Any:
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key][0]
         value = load()
+        if not store:
+            return value
         n = nbytes(value)
         with self._lock:
             if key not in self._cache and n <= self.cache_bytes:
@@ -135,18 +137,33 @@ class RecordStore:
                             lambda: fmt.parse_record_header(path, offset, self.read_range),
                             lambda r: 4096 + 64 * len(str(r.header.get("chunks", ""))) // 8)
 
-    def attention_codes(self, entry: IndexEntry, kind: str, layer: int, head: Optional[int] = None) -> np.ndarray:
-        """uint8 log8 codes, ``(heads, q, k)`` (or ``(1, q, k)`` for one head)."""
+    def attention_codes(self, entry: IndexEntry, kind: str, layer: int, head: Optional[int] = None, *,
+                        cache: bool = True) -> np.ndarray:
+        """uint8 log8 codes, ``(heads, q, k)`` (or ``(1, q, k)`` for one head). ``cache=False`` uses a cached
+        layer but does not add one (for callers that cache what they compute from it)."""
         rec = self.record(entry)
         k = rec.header["kinds"][kind]
-        heads = range(k["heads"]) if head is None else [head]
+        shape = (k["q_len"], k["k_len"])
 
         def load() -> np.ndarray:
-            return np.stack([
-                fmt.decode_codes(fmt.read_chunk(rec, rec.chunk(kind, "attention", layer, h), self.read_range),
-                                 (k["q_len"], k["k_len"])) for h in heads])
+            chunks = self.attention_chunks(entry, kind, layer, head)
+            out = np.empty((len(chunks), *shape), np.uint8)
+            for i, data in enumerate(chunks):
+                out[i] = fmt.decode_codes(data, shape)
+            return out
 
-        return self._cached(("att", rec.path, rec.offset, kind, layer, head), load, lambda a: a.nbytes)
+        return self._cached(("att", rec.path, rec.offset, kind, layer, head), load, lambda a: a.nbytes, cache)
+
+    def attention_chunks(self, entry: IndexEntry, kind: str, layer: int, head: Optional[int] = None) -> list[bytes]:
+        """The stored zlib chunks of one layer (every head, or one), checksummed, as written (not decoded)."""
+        rec = self.record(entry)
+        heads = range(rec.header["kinds"][kind]["heads"]) if head is None else [head]
+        return fmt.read_chunks(rec, [rec.chunk(kind, "attention", layer, h) for h in heads], self.read_range)
+
+    def overview_chunk(self, entry: IndexEntry, kind: str) -> bytes:
+        """The stored zlib chunk of the overview, checksummed."""
+        rec = self.record(entry)
+        return fmt.read_chunk(rec, rec.chunk(kind, "overview"), self.read_range)
 
     def qk(self, entry: IndexEntry, kind: str, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
         """float16 queries ``(q, d)`` and keys ``(k, d)`` of one head; KeyError if not logged."""
