@@ -5,21 +5,32 @@
 //   gpt2        causal decoder (byte-level BPE "Ġ"), 4 layers × 16 heads, q/k everywhere; layer 3 has a
 //               softcap and a position bias (the neuron view's note)
 //   t5          encoder / decoder / cross (SentencePiece "▁"), 3 layers × 8 heads
+//   induction   2-layer causal model over "<s> segment segment" at 16 log-spaced steps 0..200: a
+//               previous-token head (L0 H0) forms by step ~40, an induction head (L1 H1) between ~60 and
+//               ~140 (the heads-over-training view's demo), a weaker one (L1 H2) later
+// /metrics, /divergence and /rollout are computed from the fixture attention (dev/fixture-metrics.ts).
 import {CodedAttention, FloatAttention, makeLut} from '../src/api';
+import {headMetrics, jensenShannon, rollout as computeRollout} from './fixture-metrics';
 import {looksSpecial} from '../src/tokens';
 import type {
   AttentionLayer,
   DataSource,
+  DivergenceResponse,
+  ExampleRef,
+  Fusion,
   Header,
   IndexExample,
   IndexResponse,
   Kind,
   KindInfo,
   LayerInfo,
+  MetricsResponse,
   Overview,
   QK,
   RecordRef,
+  Rollout,
 } from '../src/types';
+import {METRIC_NAMES} from '../src/types';
 
 function rng(seed: number): () => number {
   let a = seed >>> 0;
@@ -73,6 +84,53 @@ const PAIR_TOKENS = ['[CLS]', 'the', 'cat', 'sat', 'on', 'the', 'mat', '[SEP]', 
 const GPT_TOKENS = ['The', 'Ġquick', 'Ġbrown', 'Ġfox', 'Ġjump', 'ed', 'Ġover', 'Ġthe', 'Ġlazy', 'Ġdog', '.', 'ĠIt', 'Ġwas', 'Ġnot', 'Ġamused', '.'];
 const T5_ENC = ['▁translate', '▁English', '▁to', '▁German', ':', '▁The', '▁house', '▁is', '▁wonder', 'ful', '.', '</s>'];
 const T5_DEC = ['<pad>', '▁Das', '▁Haus', '▁ist', '▁wunder', 'bar', '.', '</s>'];
+const INDUCTION_SEGMENT = ['t17', 't42', 't5', 't33', 't8', 't61', 't29', 't14', 't50', 't3', 't38', 't22'];
+const INDUCTION_TOKENS = ['<s>', ...INDUCTION_SEGMENT, ...INDUCTION_SEGMENT];
+
+/** About `count` distinct steps from 0 to `total`, dense early (as the induction demo logs them). */
+function logSpacedSteps(total: number, count: number): number[] {
+  const steps = new Set([0, total]);
+  for (let i = 1; i < count; i++) steps.add(Math.round(Math.expm1((Math.log1p(total) * i) / (count - 1))));
+  return [...steps].filter((s) => s >= 0 && s <= total).sort((a, b) => a - b);
+}
+
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+/**
+ * One head of the induction run at `step` (causal rows): a mixture of uniform, sink, self, previous-token
+ * and induction (the successor of the earlier occurrence of the query's token) components whose weights
+ * move over training, with a little multiplicative noise.
+ */
+function inductionHead(tokens: readonly string[], layer: number, head: number, step: number, r: () => number, out: Float32Array): void {
+  const n = tokens.length;
+  const w = {uniform: 1, sink: 0, self: 0, prev: 0, ind: 0};
+  const key = `${layer}.${head}`;
+  if (key === '0.0') w.prev = 6 * sigmoid((step - 30) / 6);
+  else if (key === '0.1') w.sink = 1 + 4 * sigmoid((step - 15) / 8);
+  else if (key === '0.2') w.self = 2 + 2 * sigmoid((step - 50) / 20);
+  else if (key === '1.1') {
+    w.ind = 14 * sigmoid((step - 100) / 11);
+    w.sink = 1.5 * (1 - sigmoid((step - 100) / 11));
+  } else if (key === '1.2') w.ind = 3 * sigmoid((step - 150) / 10);
+  else if (key === '1.3') w.sink = 3;
+  for (let i = 0; i < n; i++) {
+    const row = i * n;
+    const lim = i + 1;
+    let targets: number[] = [];
+    for (let j = 0; j < i; j++) if (tokens[j] === tokens[i]) targets.push(j + 1);
+    targets = targets.filter((t) => t <= i);
+    for (let j = 0; j < lim; j++) out[row + j] = (w.uniform / lim) * (0.7 + 0.6 * r());
+    out[row] += w.sink;
+    out[row + i] += w.self;
+    if (i >= 1) out[row + i - 1] += w.prev;
+    else out[row] += w.prev;
+    if (targets.length) for (const t of targets) out[row + t] += w.ind / targets.length;
+    else out[row] += w.ind * 0.5; // no earlier occurrence: park on <s>
+    let s = 0;
+    for (let j = 0; j < lim; j++) s += out[row + j];
+    for (let j = 0; j < lim; j++) out[row + j] /= s;
+  }
+}
 
 interface ExampleSpec {
   example: string;
@@ -84,6 +142,8 @@ interface ExampleSpec {
   qkSteps: number[];
   /** Attention from q/k (consistent neuron view) instead of patterns. */
   fromQK: boolean;
+  /** Heads that form over training (the induction run) instead of patterns. */
+  induction?: boolean;
 }
 
 interface RunSpec {
@@ -123,6 +183,23 @@ export const RUNS: RunSpec[] = [
         steps: [0, 50, 100],
         qkSteps: [0, 50, 100],
         fromQK: true,
+      },
+    ],
+  },
+  {
+    run: 'induction',
+    seed: 5,
+    examples: [
+      {
+        example: '0',
+        sequences: {input: INDUCTION_TOKENS},
+        sentence_b_start: null,
+        special: [0],
+        kinds: {decoder: {layers: 2, heads: 4, d: 16, causal: true, query: 'input', key: 'input'}},
+        steps: logSpacedSteps(200, 16),
+        qkSteps: [],
+        fromQK: false,
+        induction: true,
       },
     ],
   },
@@ -180,7 +257,7 @@ function headerOf(run: RunSpec, ex: ExampleSpec, step: number): Header {
     example: ex.example,
     step,
     wall_time: 1764070000 + step,
-    model: run.run === 'gpt2' ? 'tiny-gpt2 (fixture)' : run.run === 't5' ? 't5-small (fixture)' : 'bert-mini (fixture)',
+    model: run.run === 'gpt2' ? 'tiny-gpt2 (fixture)' : run.run === 't5' ? 't5-small (fixture)' : run.run === 'induction' ? 'induction-2l4h (fixture)' : 'bert-mini (fixture)',
     sequences: ex.sequences,
     sentence_b_start: ex.sentence_b_start,
     special_tokens: special,
@@ -282,10 +359,10 @@ export class FixtureSource implements DataSource {
     return Promise.resolve({version: 1, codec: {name: 'log8', lut: FIXTURE_LUT}, runs});
   }
 
-  private spec(ref: RecordRef): {run: RunSpec; ex: ExampleSpec} {
+  private spec(ref: RecordRef, checkStep = true): {run: RunSpec; ex: ExampleSpec} {
     const run = RUNS.find((r) => r.run === ref.run);
     const ex = run?.examples.find((e) => e.example === ref.example);
-    if (!run || !ex || ref.tag !== 'probes' || !ex.steps.includes(ref.step)) throw new Error(`404: no record ${JSON.stringify(ref)}`);
+    if (!run || !ex || ref.tag !== 'probes' || (checkStep && !ex.steps.includes(ref.step))) throw new Error(`404: no record ${JSON.stringify(ref)}`);
     return {run, ex};
   }
 
@@ -334,12 +411,13 @@ export class FixtureSource implements DataSource {
         for (let i = 0; i < data.length; i++) codes[i] = encode(data[i]);
         return new CodedAttention(ks.heads, ql, kl, codes, this.lut);
       }
-      const r = rng(run.seed * 1000 + layer * 31 + hash(ex.example));
+      const r = rng(run.seed * 1000 + layer * 31 + hash(ex.example) + (ex.induction ? ref.step * 7 : 0));
       const codes = new Uint8Array(ks.heads * ql * kl);
       const tmp = new Float32Array(ql * kl);
       for (let h = 0; h < ks.heads; h++) {
         tmp.fill(0);
-        patternHead(ql, kl, ks.causal, h + run.seed, layer, progress, r, tmp);
+        if (ex.induction) inductionHead(ex.sequences[ks.query], layer, h, ref.step, r, tmp);
+        else patternHead(ql, kl, ks.causal, h + run.seed, layer, progress, r, tmp);
         const off = h * ql * kl;
         for (let i = 0; i < tmp.length; i++) codes[off + i] = encode(tmp[i]);
       }
@@ -415,6 +493,75 @@ export class FixtureSource implements DataSource {
       const progress = ex.steps.indexOf(ref.step) / Math.max(1, ex.steps.length - 1);
       const {queries, keys} = this.qkArrays(run, ex, ref.step, kind, layer, head, progress);
       return Promise.resolve({q: ex.sequences[ks.query].length, k: ex.sequences[ks.key].length, d: ks.d, queries, keys});
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private derived = new Map<string, unknown>();
+
+  private derive<T>(key: string, f: () => T): T {
+    if (!this.derived.has(key)) this.derived.set(key, f());
+    return this.derived.get(key) as T;
+  }
+
+  metrics(x: ExampleRef, kind?: Kind): Promise<MetricsResponse> {
+    this.log.push(`metrics ${x.run} ${x.example} ${kind ?? ''}`);
+    try {
+      const {ex} = this.spec({...x, step: NaN}, false);
+      const kinds: MetricsResponse['kinds'] = {};
+      for (const k of Object.keys(ex.kinds) as Kind[]) {
+        if (kind && k !== kind) continue;
+        const ks = ex.kinds[k]!;
+        kinds[k] = this.derive(`M ${x.run} ${x.example} ${k}`, () => {
+          const tokens = ks.query === ks.key ? ex.sequences[ks.query] : null;
+          const byMetric: Record<string, ((number | null)[][] | null)[]> = Object.fromEntries(METRIC_NAMES.map((m) => [m, []]));
+          for (const step of ex.steps) {
+            const perLayer = Array.from({length: ks.layers}, (_, l) => headMetrics(this.layer({...x, step}, k, l), tokens, ks.causal));
+            for (const m of METRIC_NAMES) byMetric[m].push(perLayer.map((pm) => pm[m].map((v) => (Number.isFinite(v) ? v : null))));
+          }
+          return byMetric;
+        });
+      }
+      if (kind && !kinds[kind]) throw new Error(`404: no ${kind}`);
+      return Promise.resolve({steps: ex.steps.slice(), kinds});
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  divergence(x: ExampleRef, kind: Kind, stepA: number, stepB: number): Promise<DivergenceResponse> {
+    this.log.push(`divergence ${x.run} ${x.example} ${kind} ${stepA} ${stepB}`);
+    try {
+      const {ex} = this.spec({...x, step: stepA});
+      this.spec({...x, step: stepB});
+      const ks = ex.kinds[kind];
+      if (!ks) throw new Error(`404: no ${kind}`);
+      const js = this.derive(`D ${x.run} ${x.example} ${kind} ${stepA} ${stepB}`, () =>
+        Array.from({length: ks.layers}, (_, l) => jensenShannon(this.layer({...x, step: stepA}, kind, l), this.layer({...x, step: stepB}, kind, l)).map((v) => (Number.isFinite(v) ? v : null))),
+      );
+      return Promise.resolve({js, unit: 'nats', max: Math.LN2});
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  rollout(ref: RecordRef, kind: Kind, residual: number, fusion: Fusion): Promise<Rollout> {
+    this.log.push(`rollout ${ref.run} ${ref.step} ${kind} ${residual} ${fusion}`);
+    try {
+      const {ex} = this.spec(ref);
+      const ks = ex.kinds[kind];
+      if (!ks) throw new Error(`404: no ${kind}`);
+      if (ks.query !== ks.key) throw new Error('400: rollout needs self-attention');
+      const n = ex.sequences[ks.query].length;
+      if (n > 1024) throw new Error(`fixture: the dev page does not compute the rollout of ${n} tokens in the browser (the server does)`);
+      const r = this.derive(`R ${ref.run} ${ref.example} ${ref.step} ${kind} ${residual} ${fusion}`, () => {
+        const R = computeRollout(Array.from({length: ks.layers}, (_, l) => this.layer(ref, kind, l)), residual, fusion);
+        const data = new Float32Array(R.length);
+        for (let i = 0; i < R.length; i++) data[i] = this.lut[encode(R[i])]; // through the codec, as served
+        return {n, data};
+      });
+      return Promise.resolve(r);
     } catch (e) {
       return Promise.reject(e);
     }

@@ -3,12 +3,17 @@
 import type {
   AttentionLayer,
   DataSource,
+  DivergenceResponse,
+  ExampleRef,
+  Fusion,
   Header,
   IndexResponse,
   Kind,
+  MetricsResponse,
   Overview,
   QK,
   RecordRef,
+  Rollout,
 } from './types';
 
 export class ApiError extends Error {
@@ -150,6 +155,34 @@ export function decodeQK(body: ArrayBuffer, shapeHeader: string | null): QK {
   return {q, k, d, queries: decodeFloat16(bytes, 0, q * d), keys: decodeFloat16(bytes, 2 * q * d, k * d)};
 }
 
+/** /rollout body: uint8 codes of shape (1, n, n) (X-Attention-Shape), decoded through the lut. */
+export function decodeRollout(body: ArrayBuffer, shapeHeader: string | null, lut: Float32Array): Rollout {
+  const [one, q, k] = parseShape(shapeHeader, 3, 'X-Attention-Shape');
+  if (one !== 1 || q !== k) throw new Error(`rollout shape ${shapeHeader} is not (1, n, n)`);
+  const codes = new Uint8Array(body);
+  if (codes.length !== q * k) throw new Error(`rollout has ${codes.length} bytes, shape 1x${q}x${k} needs ${q * k}`);
+  return {n: q, data: decodeCodes(codes, lut)};
+}
+
+/** Checks the shape of a /metrics response (values are checked where they are read). */
+export function checkMetrics(v: unknown): MetricsResponse {
+  const m = v as MetricsResponse;
+  if (!m || !Array.isArray(m.steps) || !m.kinds || typeof m.kinds !== 'object') throw new Error('malformed /metrics response');
+  return m;
+}
+
+export function checkDivergence(v: unknown): DivergenceResponse {
+  const d = v as DivergenceResponse;
+  if (!d || !Array.isArray(d.js)) throw new Error('malformed /divergence response');
+  return d;
+}
+
+/** A residual weight as the backend parses it: plain decimal, at most 3 places, clamped to [0, 1]. */
+export function formatResidual(r: number): string {
+  const v = Math.round(Math.min(1, Math.max(0, Number.isFinite(r) ? r : 0.5)) * 1000) / 1000;
+  return String(v);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Cache
 
@@ -217,6 +250,8 @@ export class HttpSource implements DataSource {
   private lut: Float32Array | null = null;
   private indexPromise: Promise<IndexResponse> | null = null;
   private cache = new LruCache<unknown>(512 * 1024 * 1024, sizeOfResult);
+  /** Results that change when checkpoints are added (/metrics): dropped on a forced index reload. */
+  private volatile = new Map<string, Promise<MetricsResponse>>();
 
   constructor(
     private base: URL,
@@ -252,6 +287,7 @@ export class HttpSource implements DataSource {
 
   index(force = false): Promise<IndexResponse> {
     if (!this.indexPromise || force) {
+      if (force) this.volatile.clear();
       const p = this.request('./index', {}).then(async (r) => {
         const idx = (await r.json()) as IndexResponse;
         if (!idx || !Array.isArray(idx.runs) || !idx.codec) throw new Error('malformed /index response');
@@ -307,6 +343,37 @@ export class HttpSource implements DataSource {
         throw e;
       }
     }) as Promise<QK | null>;
+  }
+
+  metrics(ex: ExampleRef, kind?: Kind): Promise<MetricsResponse> {
+    const params: Record<string, string> = {run: ex.run, tag: ex.tag, example: ex.example};
+    if (kind) params.kind = kind;
+    // grows with every checkpoint: kept until the next forced index reload, not in the LRU of immutable data
+    const key = new URLSearchParams(params).toString();
+    let p = this.volatile.get(key);
+    if (!p) {
+      const q = this.request('./metrics', params).then(async (r) => checkMetrics(await r.json()));
+      q.catch(() => {
+        if (this.volatile.get(key) === q) this.volatile.delete(key);
+      });
+      this.volatile.set(key, q);
+      p = q;
+    }
+    return p;
+  }
+
+  divergence(ex: ExampleRef, kind: Kind, stepA: number, stepB: number): Promise<DivergenceResponse> {
+    const params = {run: ex.run, tag: ex.tag, example: ex.example, kind, step_a: String(stepA), step_b: String(stepB)};
+    return this.cached('divergence', params, async () => checkDivergence(await (await this.request('./divergence', params)).json())) as Promise<DivergenceResponse>;
+  }
+
+  rollout(ref: RecordRef, kind: Kind, residual: number, fusion: Fusion): Promise<Rollout> {
+    const params = {...refParams(ref), kind, residual: formatResidual(residual), fusion};
+    return this.cached('rollout', params, async () => {
+      const lut = await this.getLut();
+      const res = await this.request('./rollout', params);
+      return decodeRollout(await res.arrayBuffer(), res.headers.get('X-Attention-Shape'), lut);
+    }) as Promise<Rollout>;
   }
 
   private cached(route: string, params: Record<string, string>, load: () => Promise<unknown>): Promise<unknown> {

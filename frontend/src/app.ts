@@ -5,7 +5,7 @@ import {DARK, LIGHT, headColor, layerColor, type Theme} from './draw/colors';
 import {SvgContext, type Ctx} from './draw/ctx';
 import type {Host} from './host';
 import {nearestStep, resolveLayerInfo} from './math';
-import {buildAxes, diffHeadData, diffModelData, headData, kindInfo, modelData, sameTokens} from './prepare';
+import {buildAxes, diffHeadData, diffModelData, headData, kindInfo, modelData, rolloutData, sameTokens} from './prepare';
 import {
   readSelectionFromHash,
   writeSelectionToHash,
@@ -14,11 +14,14 @@ import {
   type ViewName,
 } from './state';
 import {SENTENCE_FILTER_LABELS, SENTENCE_FILTERS, type SentenceFilter} from './tokens';
-import {KINDS, type DataSource, type Header, type IndexExample, type IndexResponse, type Kind, type RecordRef} from './types';
+import {trainingData} from './training';
+import {KINDS, type DataSource, type DivergenceResponse, type ExampleRef, type Header, type IndexExample, type IndexResponse, type Kind, type RecordRef} from './types';
 import {clear, el, type ViewBase} from './views/common';
 import {HeadView, type HeadData} from './views/head';
 import {ModelView} from './views/model';
 import {NeuronView, type NeuronData} from './views/neuron';
+import {RolloutView} from './views/rollout';
+import {TrainingView} from './views/training';
 
 export const SUPPORTED_FORMAT_VERSION = 1;
 
@@ -78,6 +81,8 @@ export class App {
   private readonly viewBtns: Record<ViewName, HTMLButtonElement>;
   private readonly rows: Record<string, HTMLElement>;
   private readonly layerRow: HTMLElement;
+  private readonly tokenOpts: HTMLElement[];
+  private readonly compareNote: HTMLElement;
   private views: ViewBase[] = [];
   private viewKey = '';
   private gen = 0;
@@ -110,7 +115,14 @@ export class App {
     this.merge = el('input', {type: 'checkbox', 'data-testid': 'merge-words'});
     this.topk = el('input', {type: 'number', min: 0, max: 4096, step: 1, value: 0, class: 'topk', 'data-testid': 'topk', title: 'Lines kept per query token and head at rest (0: all)'});
     const vb = (v: ViewName, label: string) => el('button', {type: 'button', class: 'view-btn', 'data-testid': `view-${v}`, 'data-view': v, text: label});
-    this.viewBtns = {head: vb('head', 'Head view'), model: vb('model', 'Model view'), neuron: vb('neuron', 'Neuron view')};
+    this.viewBtns = {
+      head: vb('head', 'Head view'),
+      model: vb('model', 'Model view'),
+      neuron: vb('neuron', 'Neuron view'),
+      training: vb('training', 'Heads over training'),
+      rollout: vb('rollout', 'Rollout'),
+    };
+    this.compareNote = el('span', {class: 'hint', 'data-testid': 'compare-unsupported', text: 'Comparison is not available in this view.'});
     const exportPng = el('button', {type: 'button', 'data-testid': 'export-png', text: 'PNG', title: 'Export the current view as PNG'});
     const exportSvg = el('button', {type: 'button', 'data-testid': 'export-svg', text: 'SVG', title: 'Export the current view as SVG'});
     this.statusEl = el('div', {class: 'status', 'data-testid': 'status'});
@@ -124,6 +136,10 @@ export class App {
       cstep: labelled('step', this.c.cstep),
       cmode: labelled('mode', this.c.cmode),
     };
+    this.tokenOpts = [
+      el('label', {class: 'ctl check'}, this.hideSpecial, el('span', {text: 'hide special tokens'})),
+      el('label', {class: 'ctl check'}, this.merge, el('span', {text: 'merge subwords into words'})),
+    ];
     const bar = el(
       'div',
       {class: 'controls', 'data-testid': 'controls'},
@@ -136,7 +152,7 @@ export class App {
         labelled('Kind', this.c.kind),
         this.layerRow,
         this.rows.head,
-        el('div', {class: 'views', role: 'tablist'}, this.viewBtns.head, this.viewBtns.model, this.viewBtns.neuron),
+        el('div', {class: 'views', role: 'tablist'}, this.viewBtns.head, this.viewBtns.model, this.viewBtns.neuron, this.viewBtns.training, this.viewBtns.rollout),
       ),
       el(
         'div',
@@ -145,13 +161,13 @@ export class App {
         labelled('Compare with', this.c.crun),
         this.rows.cstep,
         this.rows.cmode,
+        this.compareNote,
       ),
       el(
         'div',
         {class: 'row'},
         this.rows.filter,
-        el('label', {class: 'ctl check'}, this.hideSpecial, el('span', {text: 'hide special tokens'})),
-        el('label', {class: 'ctl check'}, this.merge, el('span', {text: 'merge subwords into words'})),
+        ...this.tokenOpts,
         this.rows.topk,
         el('span', {class: 'ctl export'}, el('span', {class: 'ctl-label', text: 'Export'}), exportPng, exportSvg),
       ),
@@ -350,11 +366,13 @@ export class App {
     setOptions(this.c.layer, nums(info?.layers ?? 0), String(s.layer));
     setOptions(this.c.head, nums(info?.heads ?? 0), String(s.neuronHead));
     this.rows.head.hidden = s.view !== 'neuron';
-    this.layerRow.hidden = s.view === 'model';
+    const perStep = s.view === 'training' || s.view === 'rollout';
+    this.layerRow.hidden = s.view === 'model' || perStep;
     this.rows.topk.hidden = s.view !== 'head';
     const hasPair = header?.sentence_b_start != null;
     setOptions(this.c.filter, SENTENCE_FILTERS.map((f) => [f, SENTENCE_FILTER_LABELS[f]]), s.filter);
-    this.rows.filter.hidden = !hasPair;
+    this.rows.filter.hidden = !hasPair || s.view === 'training';
+    for (const t of this.tokenOpts) t.hidden = s.view === 'training';
     this.hideSpecial.checked = s.hideSpecial;
     this.merge.checked = s.merge;
     this.topk.value = String(s.topk);
@@ -377,7 +395,9 @@ export class App {
     if (s.view !== 'neuron') modes.push(['diff', 'difference B − A']);
     setOptions(this.c.cmode, modes, s.view === 'neuron' ? 'side' : s.compareMode);
     this.c.cmode.disabled = !s.compareRun || modes.length < 2;
-    this.rows.cstep.hidden = this.rows.cmode.hidden = !s.compareRun;
+    this.rows.cstep.hidden = this.rows.cmode.hidden = !s.compareRun || perStep;
+    this.c.crun.disabled = perStep;
+    this.compareNote.hidden = !perStep;
     for (const [v, b] of Object.entries(this.viewBtns)) {
       const on = v === s.view;
       b.classList.toggle('on', on);
@@ -442,7 +462,8 @@ export class App {
     this.root.dataset.state = 'loading';
     try {
       const a = await this.load(this.sel.run, this.sel.step);
-      const b = this.sel.compareRun ? await this.load(this.sel.compareRun, this.sel.compareStep) : null;
+      const single = this.sel.view === 'training' || this.sel.view === 'rollout'; // no comparison there
+      const b = this.sel.compareRun && !single ? await this.load(this.sel.compareRun, this.sel.compareStep) : null;
       if (my !== this.gen) return;
       this.current = a;
       this.renderControls();
@@ -459,6 +480,8 @@ export class App {
       const diff = !!b && this.sel.compareMode === 'diff' && this.sel.view !== 'neuron';
       if (this.sel.view === 'head') await this.showHead(my, a, b, diff);
       else if (this.sel.view === 'model') await this.showModel(my, a, b, diff);
+      else if (this.sel.view === 'training') await this.showTraining(my, a);
+      else if (this.sel.view === 'rollout') await this.showRollout(my, a);
       else await this.showNeuron(my, a, b);
       if (my !== this.gen) return;
       this.errorEl.hidden = true;
@@ -656,6 +679,95 @@ export class App {
   }
 
   // ---------------------------------------------------------------------------------------------------
+  // Heads over training
+
+  private exampleRef(): ExampleRef {
+    return {run: this.sel.run, tag: this.sel.tag, example: this.sel.example};
+  }
+
+  /** Opens the head (or neuron) view of one head at a step (from the training view). */
+  private openHead(layer: number, head: number, step: number, view: 'head' | 'neuron'): void {
+    const steps = this.current?.example.steps ?? [];
+    const st = steps.includes(step) ? (step === steps[steps.length - 1] ? null : step) : this.sel.step;
+    const patch: Partial<Selection> = {view, layer, heads: [head], step: st, query: null, detail: null};
+    if (view === 'neuron') patch.neuronHead = head;
+    this.update(patch);
+  }
+
+  private makeTrainingView(): TrainingView {
+    return new TrainingView({
+      theme: this.theme,
+      openIn: this.sel.openIn,
+      logX: this.sel.logX,
+      onMetric: (m) => this.update({metric: m}),
+      onOpenIn: (v) => {
+        this.sel.openIn = v;
+        this.writeUrl();
+      },
+      onLogX: (on) => {
+        this.sel.logX = on;
+        this.writeUrl();
+      },
+      onDivSteps: (a, b) => {
+        const steps = this.current?.example.steps ?? [];
+        this.update({divA: a === steps[0] ? null : a, divB: b === (this.current?.ref.step ?? NaN) ? null : b});
+      },
+      onOpen: (l, h, step, view) => this.openHead(l, h, step, view),
+    });
+  }
+
+  private async showTraining(my: number, a: Loaded): Promise<void> {
+    const s = this.sel;
+    const ex = this.exampleRef();
+    const metrics = await this.o.source.metrics(ex, a.kind);
+    const steps = a.example.steps;
+    const stepA = s.divA !== null && steps.includes(s.divA) ? s.divA : steps[0];
+    const stepB = s.divB !== null && steps.includes(s.divB) ? s.divB : a.ref.step;
+    let divergence: DivergenceResponse | null = null;
+    let divMessage: string | undefined;
+    if (steps.length < 2) divMessage = 'Only one checkpoint: nothing to compare yet.';
+    else if (stepA === stepB) divMessage = `Both checkpoints are step ${stepA}: choose two different steps.`;
+    else {
+      try {
+        divergence = await this.o.source.divergence(ex, a.kind, stepA, stepB);
+        if (divergence.same_tokens === false) divMessage = `The tokens differ between steps ${stepA} and ${stepB}: position i is not the same token in both.`;
+      } catch (e) {
+        divMessage = `Divergence unavailable: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    }
+    if (my !== this.gen) return;
+    const selected: [number, number] | null = s.heads && s.heads.length === 1 ? [s.layer, s.heads[0]] : null;
+    const data = trainingData({metrics, kind: a.kind, metric: s.metric, step: a.ref.step, selected, divSteps: steps.length ? [stepA, stepB] : null, divergence, divMessage});
+    const views = this.ensureViews('training', () => [this.makeTrainingView()]) as TrainingView[];
+    views[0].setData(data);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Attention rollout
+
+  private makeRolloutView(): RolloutView {
+    return new RolloutView({
+      theme: this.theme,
+      residual: this.sel.residual,
+      fusion: this.sel.fusion,
+      onResidual: (r) => this.update({residual: r}),
+      onFusion: (f) => this.update({fusion: f}),
+    });
+  }
+
+  private async showRollout(my: number, a: Loaded): Promise<void> {
+    const s = this.sel;
+    const axes = buildAxes(a.header, a.kind, s);
+    if (!axes.self) throw new Error('Attention rollout needs self-attention (one sequence for queries and keys): choose the encoder or decoder kind.');
+    const r = await this.o.source.rollout(a.ref, a.kind, s.residual, s.fusion);
+    if (my !== this.gen) return;
+    const data = rolloutData(r, axes, s.residual, s.fusion);
+    if (a.kind === 'decoder' && a.header.kinds.cross) data.notes.push('Decoder self-attention only: what flows in through cross-attention from the encoder is not part of this rollout.');
+    const views = this.ensureViews('rollout', () => [this.makeRolloutView()]) as RolloutView[];
+    views[0].setData(data);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
   // Step playback and export
 
   private togglePlay(): void {
@@ -705,7 +817,8 @@ export class App {
 
   private exportView(format: 'png' | 'svg'): void {
     const s = this.sel;
-    const name = safeName(`attention_${s.view}_${s.run}_${this.current?.ref.step ?? ''}_L${s.layer}`) + '.' + format;
+    const what = s.view === 'training' ? `_${s.metric}` : s.view === 'rollout' ? `_r${s.residual}_${s.fusion}` : `_L${s.layer}`;
+    const name = safeName(`attention_${s.view}_${s.run}_${this.current?.ref.step ?? ''}${what}`) + '.' + format;
     const {width, height, draw} = this.exportDrawing();
     if (format === 'svg') {
       const svg = new SvgContext();

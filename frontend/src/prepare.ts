@@ -2,9 +2,10 @@
 import {difference, maxAbs} from './draw/lines';
 import type {Selection} from './state';
 import {buildAxis, project, sentenceRanges, specialIndices, type Axis} from './tokens';
-import type {AttentionLayer, Header, Kind, KindInfo, Overview} from './types';
+import type {AttentionLayer, Fusion, Header, Kind, KindInfo, Overview, Rollout} from './types';
 import type {HeadData} from './views/head';
 import type {ModelData} from './views/model';
+import type {RolloutData} from './views/rollout';
 
 export interface Axes {
   rows: Axis;
@@ -148,4 +149,17 @@ export function diffModelData(a: ModelData, b: ModelData): ModelData {
   let mx = 0;
   for (const l of a.layers) for (const h of a.heads) mx = Math.max(mx, maxAbs(cell(l * a.nHeads + h)));
   return {...a, cell: (l, h) => cell(l * a.nHeads + h), signed: true, maxAbs: mx};
+}
+
+/**
+ * Rollout (n × n over the model's tokens) under the selection's filters: rows are query tokens, columns the
+ * input tokens they draw on. Merged words: mean over their rows, sum over their columns (as the head view).
+ */
+export function rolloutData(r: Rollout, axes: Axes, residual: number, fusion: Fusion): RolloutData {
+  if (!axes.self) throw new Error('Attention rollout needs self-attention (queries and keys of one sequence); choose the encoder or decoder kind.');
+  if (axes.rows.length !== r.n) throw new Error(`the rollout covers ${r.n} tokens, the record ${axes.rows.length}`);
+  const matrix = project(r.data, r.n, r.n, axes.rows, axes.cols);
+  const notes: string[] = [];
+  if (!axes.rows.identity || !axes.cols.identity) notes.push('Filters apply to the finished rollout (computed over all tokens); hidden tokens keep their share, rows are not renormalised.');
+  return {rowLabels: axes.rows.labels, colLabels: axes.cols.labels, rows: axes.rows.labels.length, cols: axes.cols.labels.length, matrix, n: r.n, residual, fusion, notes};
 }

@@ -6,7 +6,7 @@
 // keys there, in TensorBoard's own page (the parent window, same origin), keeping the tab and every other
 // key as they are, so a shared link or a reload reopens the same view and TensorBoard still routes to
 // #attention. Only values that differ from the defaults are written.
-import {KINDS, type Kind} from './types';
+import {FUSIONS, KINDS, METRIC_NAMES, type Fusion, type Kind, type MetricName} from './types';
 import {SENTENCE_FILTERS, type SentenceFilter} from './tokens';
 
 export const PLUGIN_NAME = 'attention';
@@ -14,7 +14,7 @@ export const URL_PREFIX = `p.${PLUGIN_NAME}.`;
 
 export type CompareMode = 'side' | 'diff';
 export type ThumbStyle = 'auto' | 'lines' | 'heat';
-export const VIEWS = ['head', 'model', 'neuron'] as const;
+export const VIEWS = ['head', 'model', 'neuron', 'training', 'rollout'] as const;
 export type ViewName = (typeof VIEWS)[number];
 
 export interface Selection {
@@ -47,6 +47,16 @@ export interface Selection {
   /** Query token pinned in the neuron view (index into the shown rows). */
   query: number | null;
   collapsed: boolean;
+  /** Heads over training: the metric shown, the two checkpoints compared (null: first / selected step). */
+  metric: MetricName;
+  divA: number | null;
+  divB: number | null;
+  logX: boolean;
+  /** What clicking a head in the training view opens. */
+  openIn: 'head' | 'neuron';
+  /** Attention rollout: weight of the identity (residual) and how heads are fused. */
+  residual: number;
+  fusion: Fusion;
 }
 
 export const DEFAULT_SELECTION: Readonly<Selection> = Object.freeze({
@@ -72,6 +82,13 @@ export const DEFAULT_SELECTION: Readonly<Selection> = Object.freeze({
   neuronHead: 0,
   query: null,
   collapsed: false,
+  metric: 'entropy',
+  divA: null,
+  divB: null,
+  logX: false,
+  openIn: 'head',
+  residual: 0.5,
+  fusion: 'mean',
 }) as Selection;
 
 export function defaultSelection(): Selection {
@@ -144,6 +161,13 @@ export function toParams(sel: Selection): [string, string][] {
   if (sel.neuronHead !== d.neuronHead) put('nhead', String(sel.neuronHead));
   if (sel.query !== null) put('q', String(sel.query));
   if (sel.collapsed) put('collapsed', '1');
+  if (sel.metric !== d.metric) put('metric', sel.metric);
+  if (sel.divA !== null) put('sa', String(sel.divA));
+  if (sel.divB !== null) put('sb', String(sel.divB));
+  if (sel.logX) put('logx', '1');
+  if (sel.openIn !== d.openIn) put('open', sel.openIn);
+  if (sel.residual !== d.residual) put('residual', String(sel.residual));
+  if (sel.fusion !== d.fusion) put('fusion', sel.fusion);
   return out;
 }
 
@@ -184,6 +208,16 @@ export function fromParams(params: ReadonlyMap<string, string>): Selection {
   s.neuronHead = parseIntStrict(g('nhead')) ?? 0;
   s.query = parseIntStrict(g('q')) ?? null;
   s.collapsed = g('collapsed') === '1';
+  const metric = g('metric');
+  if (metric && (METRIC_NAMES as readonly string[]).includes(metric)) s.metric = metric as MetricName;
+  s.divA = parseIntStrict(g('sa'), -(2 ** 53)) ?? null;
+  s.divB = parseIntStrict(g('sb'), -(2 ** 53)) ?? null;
+  s.logX = g('logx') === '1';
+  if (g('open') === 'neuron') s.openIn = 'neuron';
+  const res = g('residual');
+  if (res !== undefined && /^(?:0(?:\.\d{1,3})?|1(?:\.0{1,3})?|\.\d{1,3})$/.test(res)) s.residual = Number(res);
+  const fusion = g('fusion');
+  if (fusion && (FUSIONS as readonly string[]).includes(fusion)) s.fusion = fusion as Fusion;
   return s;
 }
 

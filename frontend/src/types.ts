@@ -109,6 +109,44 @@ export interface RecordRef {
   step: number;
 }
 
+/** Address of one example across steps (what /metrics names). */
+export interface ExampleRef {
+  run: string;
+  tag: string;
+  example: string;
+}
+
+/** Per-head metric names, in display order (docs/metrics.md). */
+export const METRIC_NAMES = ['entropy', 'distance', 'sink', 'prev_token', 'induction'] as const;
+export type MetricName = (typeof METRIC_NAMES)[number];
+
+/**
+ * /metrics: every step of an example; `kinds[kind][metric][stepIndex][layer][head]`, null where the metric
+ * is undefined (NaN). A step may lack a kind or a metric (e.g. not logged there): then its entry is null.
+ */
+export interface MetricsResponse {
+  steps: number[];
+  kinds: Partial<Record<Kind, Record<string, ((number | null)[][] | null)[]>>>;
+}
+
+/** /divergence: Jensen-Shannon divergence per (layer, head) between two steps, in nats, in [0, max]. */
+export interface DivergenceResponse {
+  js: (number | null)[][];
+  unit: string;
+  max: number;
+  /** False when the two steps have the same shape but different tokens. */
+  same_tokens?: boolean;
+}
+
+export type Fusion = 'mean' | 'max' | 'min';
+export const FUSIONS: readonly Fusion[] = ['mean', 'max', 'min'];
+
+/** Attention rollout of one step: (n × n) row-major, rows sum to 1. */
+export interface Rollout {
+  readonly n: number;
+  readonly data: Float32Array;
+}
+
 /** The data layer the views' controller talks to; HttpSource (api.ts) and the dev fixtures implement it. */
 export interface DataSource {
   index(force?: boolean): Promise<IndexResponse>;
@@ -117,4 +155,10 @@ export interface DataSource {
   overview(ref: RecordRef, kind: Kind): Promise<Overview>;
   /** Resolves null when q/k were not logged at that step (HTTP 404). */
   qk(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<QK | null>;
+  /** Per-head metrics of every step (kind given: only that kind). Not cached across index reloads. */
+  metrics(ex: ExampleRef, kind?: Kind): Promise<MetricsResponse>;
+  /** JS divergence per head between two steps of one example. */
+  divergence(ex: ExampleRef, kind: Kind, stepA: number, stepB: number): Promise<DivergenceResponse>;
+  /** Attention rollout (Abnar & Zuidema 2020) of one step. */
+  rollout(ref: RecordRef, kind: Kind, residual: number, fusion: Fusion): Promise<Rollout>;
 }

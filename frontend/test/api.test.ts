@@ -8,6 +8,8 @@ import {
   decodeFloat16,
   decodeOverview,
   decodeQK,
+  decodeRollout,
+  formatResidual,
   halfToFloat,
   makeLut,
   parseShape,
@@ -169,5 +171,61 @@ describe('HttpSource', () => {
     const err = await src.overview(ref, 'encoder').catch((e) => e);
     expect(err).toBeInstanceOf(ApiError);
     expect(err.status).toBe(400);
+  });
+});
+
+describe('rollout, metrics and divergence', () => {
+  it('decodes a rollout (1, n, n) through the lut', () => {
+    const r = decodeRollout(Uint8Array.from([255, 0, 51, 204]).buffer, '1,2,2', makeLut(LUT));
+    expect(r.n).toBe(2);
+    expect(Array.from(r.data)).toEqual([1, 0, 0.2, 0.8].map(Math.fround));
+    expect(() => decodeRollout(new ArrayBuffer(6), '1,2,3', makeLut(LUT))).toThrow(/not \(1, n, n\)/);
+    expect(() => decodeRollout(new ArrayBuffer(3), '1,2,2', makeLut(LUT))).toThrow(/bytes/);
+    expect(() => decodeRollout(new ArrayBuffer(4), null, makeLut(LUT))).toThrow(/missing/);
+  });
+  it('writes residuals as plain decimals the server accepts', () => {
+    expect(formatResidual(0.5)).toBe('0.5');
+    expect(formatResidual(0.15000000000000002)).toBe('0.15');
+    expect(formatResidual(1e-7)).toBe('0');
+    expect(formatResidual(3)).toBe('1');
+    expect(formatResidual(NaN)).toBe('0.5');
+  });
+  it('requests /metrics, /divergence and /rollout; metrics are refetched after a forced index reload', async () => {
+    let metricsCalls = 0;
+    const {fn, calls} = fakeFetch({
+      index: () => new Response(JSON.stringify({version: 1, codec: {name: 'log8', lut: LUT}, runs: []})),
+      metrics: () => {
+        metricsCalls++;
+        return new Response(JSON.stringify({steps: [0, 10], kinds: {encoder: {entropy: [[[0.5, null]], [[0.25, 1]]]}}}));
+      },
+      divergence: () => new Response(JSON.stringify({js: [[0.1, null]], unit: 'nats', max: Math.LN2})),
+      rollout: () => new Response(Uint8Array.from([255, 0, 0, 255]), {headers: {'X-Attention-Shape': '1,2,2'}}),
+    });
+    const src = new HttpSource(new URL('http://h/p/data/plugin/attention/'), fn);
+    const ex = {run: 'r', tag: 't', example: '0'};
+    const m = await src.metrics(ex, 'encoder');
+    expect(m.steps).toEqual([0, 10]);
+    await src.metrics(ex, 'encoder');
+    expect(metricsCalls).toBe(1);
+    await src.index(true);
+    await src.metrics(ex, 'encoder');
+    expect(metricsCalls).toBe(2);
+    const d = await src.divergence(ex, 'encoder', 0, 10);
+    expect(d.js[0][1]).toBeNull();
+    const r = await src.rollout({...ex, step: 10}, 'encoder', 0.25, 'max');
+    expect(Array.from(r.data)).toEqual([1, 0, 0, 1]);
+    const q = (route: string) => Object.fromEntries(new URL(calls.find((c) => new URL(c).pathname.endsWith('/' + route))!).searchParams);
+    expect(q('metrics')).toEqual({run: 'r', tag: 't', example: '0', kind: 'encoder'});
+    expect(q('divergence')).toEqual({run: 'r', tag: 't', example: '0', kind: 'encoder', step_a: '0', step_b: '10'});
+    expect(q('rollout')).toEqual({run: 'r', tag: 't', example: '0', step: '10', kind: 'encoder', residual: '0.25', fusion: 'max'});
+  });
+  it('rejects malformed responses', async () => {
+    const {fn} = fakeFetch({
+      metrics: () => new Response(JSON.stringify({steps: 3})),
+      divergence: () => new Response(JSON.stringify({})),
+    });
+    const src = new HttpSource(new URL('http://h/data/plugin/attention/'), fn);
+    await expect(src.metrics({run: 'r', tag: 't', example: '0'})).rejects.toThrow(/malformed/);
+    await expect(src.divergence({run: 'r', tag: 't', example: '0'}, 'encoder', 0, 1)).rejects.toThrow(/malformed/);
   });
 });

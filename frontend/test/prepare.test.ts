@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest';
 import {FloatAttention} from '../src/api';
-import {binAxis, buildAxes, diffHeadData, diffModelData, headData, modelData} from '../src/prepare';
+import {binAxis, buildAxes, diffHeadData, diffModelData, headData, modelData, rolloutData} from '../src/prepare';
 import {defaultSelection} from '../src/state';
 import {buildAxis} from '../src/tokens';
 import type {Header, KindInfo, Overview} from '../src/types';
@@ -91,5 +91,25 @@ describe('model view data from the pooled overview', () => {
     const d = diffModelData(a, modelData(ovB, axes, null, null));
     expect(Array.from(d.cell(0, 0))).toEqual([-0.5, 0.5, 0, 0]);
     expect(d.maxAbs).toBe(0.5);
+  });
+});
+
+describe('rollout data', () => {
+  const r = {n: 4, data: Float32Array.from([1, 0, 0, 0, 0.5, 0.5, 0, 0, 0.25, 0.25, 0.5, 0, 0.1, 0.2, 0.3, 0.4])};
+  it('keeps the rollout as is without filters', () => {
+    const d = rolloutData(r, buildAxes(header, 'encoder', defaultSelection()), 0.5, 'mean');
+    expect([d.rows, d.cols, d.n]).toEqual([4, 4, 4]);
+    expect(d.matrix).toBe(r.data);
+    expect(d.notes).toEqual([]);
+  });
+  it('applies hidden special tokens to rows and columns, and says so', () => {
+    const d = rolloutData(r, buildAxes(header, 'encoder', {...defaultSelection(), hideSpecial: true}), 0.5, 'max');
+    expect(d.rowLabels).toEqual(['a', 'b']);
+    expect(Array.from(d.matrix)).toEqual([0.5, 0, 0.25, 0.5].map(Math.fround));
+    expect(d.notes.join(' ')).toMatch(/not renormalised/);
+  });
+  it('refuses cross attention and a size mismatch', () => {
+    expect(() => rolloutData(r, buildAxes(header, 'cross', defaultSelection()), 0.5, 'mean')).toThrow(/self-attention/);
+    expect(() => rolloutData({n: 3, data: new Float32Array(9)}, buildAxes(header, 'encoder', defaultSelection()), 0.5, 'mean')).toThrow(/covers 3/);
   });
 });

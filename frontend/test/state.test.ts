@@ -37,6 +37,13 @@ function full(): Selection {
     neuronHead: 6,
     query: 9,
     collapsed: true,
+    metric: 'induction',
+    divA: 0,
+    divB: 140,
+    logX: true,
+    openIn: 'neuron',
+    residual: 0.35,
+    fusion: 'max',
   };
 }
 
@@ -67,6 +74,15 @@ describe('selection ↔ URL', () => {
   it('falls back to defaults on malformed values', () => {
     const s = readSelectionFromHash('#attention&p.attention.layer=-3&p.attention.view=evil&p.attention.kind=foo&p.attention.heads=1,x&p.attention.step=1.5&p.attention.topk=abc&p.attention.detail=1&p.attention.cmode=zzz&p.attention.filter=<b>&p.attention.q=%ZZ');
     expect(s).toEqual(defaultSelection());
+  });
+  it('reads the training and rollout keys, rejecting malformed ones', () => {
+    const s = readSelectionFromHash('#attention&p.attention.view=rollout&p.attention.residual=0.25&p.attention.fusion=min&p.attention.metric=prev_token&p.attention.sa=-5');
+    expect([s.view, s.residual, s.fusion, s.metric, s.divA]).toEqual(['rollout', 0.25, 'min', 'prev_token', -5]);
+    for (const bad of ['1.5', '-0.1', '0.1234', 'NaN', '1e-3', '']) {
+      expect(readSelectionFromHash(`#p.attention.residual=${encodeURIComponent(bad)}`).residual).toBe(0.5);
+    }
+    const t = readSelectionFromHash('#p.attention.view=training&p.attention.metric=evil&p.attention.fusion=sum&p.attention.open=x&p.attention.sb=1.5');
+    expect([t.view, t.metric, t.fusion, t.openIn, t.divB]).toEqual(['training', 'entropy', 'mean', 'head', null]);
   });
   it('encodes integer lists as ranges', () => {
     expect(encodeIntList([7, 0, 1, 2, 3, 3, 9, 10])).toBe('0-3,7,9-10');

@@ -123,3 +123,41 @@ export const DARK: Theme = {
   neg: '#ff6318',
   attn: '#2994de',
 };
+
+/** Viridis (perceptually uniform, colour-blind safe) at 9 stops, for sequential scales (low → high). */
+export const VIRIDIS: RGB[] = [
+  [68, 1, 84],
+  [71, 44, 122],
+  [59, 81, 139],
+  [44, 113, 142],
+  [33, 144, 141],
+  [39, 173, 129],
+  [92, 200, 99],
+  [170, 220, 50],
+  [253, 231, 37],
+];
+
+/** Grey that stands for "undefined" (NaN) cells, with a hatch drawn over it. */
+export function nanColors(t: Theme): {fill: string; hatch: string} {
+  return t.dark ? {fill: '#3a3b3e', hatch: '#6b6e73'} : {fill: '#ececec', hatch: '#b5b5b5'};
+}
+
+/** A 256-entry opaque RGBA lookup interpolating `stops` linearly: bucket 0 = first stop, 255 = last. */
+export function sequentialRamp(stops: readonly RGB[] = VIRIDIS): Uint8ClampedArray {
+  const out = new Uint8ClampedArray(1024);
+  const n = stops.length - 1;
+  for (let b = 0; b < 256; b++) {
+    const t = (b / 255) * n;
+    const i = Math.min(n - 1, Math.floor(t));
+    const f = t - i;
+    for (let c = 0; c < 3; c++) out[4 * b + c] = Math.round(stops[i][c] + (stops[i + 1][c] - stops[i][c]) * f);
+    out[4 * b + 3] = 255;
+  }
+  return out;
+}
+
+/** CSS colour of bucket `b` of a ramp. */
+export function rampColor(ramp: Uint8ClampedArray, b: number): string {
+  const i = 4 * Math.max(0, Math.min(255, Math.round(b)));
+  return ramp[i + 3] === 255 ? rgbToHex([ramp[i], ramp[i + 1], ramp[i + 2]]) : `rgba(${ramp[i]},${ramp[i + 1]},${ramp[i + 2]},${(ramp[i + 3] / 255).toFixed(3)})`;
+}

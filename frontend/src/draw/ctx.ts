@@ -178,6 +178,14 @@ export class SvgContext implements Ctx {
       `<text x="${n2(x + this.s.tx)}" y="${n2(y + this.s.ty)}" style="font:${escapeXml(this.s.font)}" text-anchor="${anchor}" dominant-baseline="${base}" fill="${escapeXml(this.s.fillStyle)}"${this.opacity('fill-opacity')} xml:space="preserve">${escapeXml(text)}</text>`,
     );
   }
+  /** Text rotated by `degrees` (clockwise, as canvas) about its anchor (x, y). */
+  fillTextRotated(text: string, x: number, y: number, degrees: number): void {
+    const mark = this.parts.length;
+    this.fillText(text, x, y);
+    const X = n2(x + this.s.tx);
+    const Y = n2(y + this.s.ty);
+    this.parts[mark] = this.parts[mark].replace('<text ', `<text transform="rotate(${n2(degrees)} ${X} ${Y})" `);
+  }
   measureText(text: string): {width: number} {
     const m = measurer();
     if (m) {
@@ -218,4 +226,18 @@ export class SvgContext implements Ctx {
 
 function n2Alpha(a: number): string {
   return String(Math.round(a * 1000) / 1000);
+}
+
+/** fillText rotated by `degrees` about (x, y), on a canvas or into an SVG recording. */
+export function fillTextRotated(ctx: Ctx, text: string, x: number, y: number, degrees: number): void {
+  if (ctx instanceof SvgContext) {
+    ctx.fillTextRotated(text, x, y, degrees);
+    return;
+  }
+  const c = ctx as unknown as CanvasRenderingContext2D;
+  c.save();
+  c.translate(x, y);
+  c.rotate((degrees * Math.PI) / 180);
+  c.fillText(text, 0, 0);
+  c.restore();
 }

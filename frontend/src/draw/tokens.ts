@@ -1,5 +1,5 @@
 // Token columns drawn with fillText (tokens are untrusted text: never parsed as HTML), with row highlights.
-import type {Ctx} from './ctx';
+import {fillTextRotated, type Ctx} from './ctx';
 
 export interface ColumnLayout {
   /** Left edge and width of the column. */
@@ -41,9 +41,18 @@ export function fitText(ctx: Ctx, text: string, width: number): string {
   return text.slice(0, lo) + '…';
 }
 
-/** Rows of the column between y0 and y1 (content coordinates). */
-export function drawTokenColumn(ctx: Ctx, labels: readonly string[], L: ColumnLayout, y0 = -Infinity, y1 = Infinity): void {
-  const first = Math.max(0, Math.floor((y0 - L.top) / L.rowH));
+/** Every how many rows a label fits when rows are `rowH` px apart (labels need about `minPx`). */
+export function labelStride(rowH: number, minPx = 9): number {
+  return rowH >= minPx ? 1 : Math.ceil(minPx / Math.max(rowH, 1e-6));
+}
+
+/**
+ * Rows of the column between y0 and y1 (content coordinates). `stride` > 1 labels every stride-th row only
+ * (rows too thin for text), centred on its row.
+ */
+export function drawTokenColumn(ctx: Ctx, labels: readonly string[], L: ColumnLayout, y0 = -Infinity, y1 = Infinity, stride = 1): void {
+  let first = Math.max(0, Math.floor((y0 - L.top) / L.rowH));
+  if (stride > 1) first -= first % stride;
   const last = Math.min(labels.length - 1, Math.ceil((y1 - L.top) / L.rowH));
   ctx.font = L.font;
   ctx.fillStyle = L.color;
@@ -51,8 +60,30 @@ export function drawTokenColumn(ctx: Ctx, labels: readonly string[], L: ColumnLa
   ctx.textAlign = L.align;
   const pad = 6;
   const tx = L.align === 'right' ? L.x + L.width - pad : L.x + pad;
-  for (let i = first; i <= last; i++) {
+  for (let i = first; i <= last; i += stride) {
     ctx.fillText(fitText(ctx, labels[i], L.width - pad - 2), tx, L.top + (i + 0.5) * L.rowH);
+  }
+}
+
+export interface RowLayout {
+  /** x of the left edge of column 0 and the column width. */
+  left: number;
+  colW: number;
+  /** Baseline y the labels start from (they run upwards, rotated −90°) and their room. */
+  bottom: number;
+  height: number;
+  font: string;
+  color: string;
+}
+
+/** Labels over the columns of a matrix, written bottom-up (rotated −90°), every `stride`-th one. */
+export function drawTokenRow(ctx: Ctx, labels: readonly string[], L: RowLayout, stride = 1): void {
+  ctx.font = L.font;
+  ctx.fillStyle = L.color;
+  ctx.textBaseline = 'middle';
+  ctx.textAlign = 'left';
+  for (let j = 0; j < labels.length; j += stride) {
+    fillTextRotated(ctx, fitText(ctx, labels[j], L.height - 4), L.left + (j + 0.5) * L.colW, L.bottom, -90);
   }
 }
 
