@@ -373,9 +373,13 @@ export class TrainingView implements ViewBase {
     // a small tooltip next to the cell
     ctx.font = '12px Roboto, Arial, sans-serif';
     const w = ctx.measureText(text).width + 12;
+    // right of the cell if it fits, else under its row (over the cells below / the legend)
     let x = this.G.x + (h + 1) * this.G.cw + 6;
-    if (x + w > this.heat.width) x = Math.max(0, this.G.x + h * this.G.cw - w - 6);
-    const y = Math.max(0, this.G.y + l * this.G.ch + this.G.ch / 2 - 11);
+    let y = Math.max(0, this.G.y + l * this.G.ch + this.G.ch / 2 - 11);
+    if (x + w > this.heat.width) {
+      x = Math.max(0, Math.min(this.heat.width - w, this.G.x + h * this.G.cw));
+      y = this.G.y + (l + 1) * this.G.ch + 3;
+    }
     ctx.globalAlpha = 0.92;
     ctx.fillStyle = this.theme.dark ? '#111214' : '#ffffff';
     ctx.fillRect(x, y, w, 22);
