@@ -108,7 +108,7 @@ def run(run_dir: str, *, quick: bool = False, seed: int = 0) -> dict:
     path = _model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=2, id2label=dict(enumerate(data.LABELS)), label2id={l: i for i, l in enumerate(data.LABELS)})
+        path, dtype=torch.float32, num_labels=2, id2label=dict(enumerate(data.LABELS)), label2id={l: i for i, l in enumerate(data.LABELS)})
     model.config._name_or_path = "all-MiniLM-L6-v2"  # the name shown in the tab (not the site-packages path)
     # The word embeddings (half the parameters) stay frozen: the task needs no new vocabulary, and the
     # optimizer step is twice as fast on a CPU.
