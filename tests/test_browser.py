@@ -1,8 +1,10 @@
 """Browser tests: headless chromium (Python playwright) on the Attention tab of a real ``tensorboard`` process.
 
-Data: the quick demo's run (the real all-MiniLM-L6-v2 fine-tuned for 12 steps; 5 probes, sentence pairs,
-attention + q/k at every step), a run whose token and example name are an HTML injection attempt, and a
-2048-token synthetic run (``bench/synthetic.py``). Every test also checks that the page logged no console
+Data: the demo's MiniLM run in miniature (``conftest.write_minilm_training_run``: the real all-MiniLM-L6-v2
+fine-tuned on the demo's task, its 5 probes incl. 4 sentence pairs, attention + q/k at 5 steps; ``demo
+--quick`` itself took 67 s idle and 211 s on this shared 2-core machine, so the logs are written directly), a
+run whose token and example name are an HTML injection attempt, and a 2048-token synthetic run
+(``bench/synthetic.py``). Every test also checks that the page logged no console
 error, raised nothing, opened no dialog and requested nothing outside localhost.
 
 What the views drew is read from the canvases' pixels (``canvas_digest``: drawn pixels and a hash) and from
@@ -33,7 +35,11 @@ HEAD_B = '[data-testid="head-view-b"]'
 MODEL = '[data-testid="model-view"]'
 NEURON = '[data-testid="neuron-view"]'
 DEMO = {"run": "minilm", "tag": "probes"}
-STEPS = 13  # the quick demo logs steps 0..12
+STEPS = 5  # write_minilm_training_run logs steps 0..4
+
+
+def step_label(i: int) -> str:
+    return f"{i} ({i + 1}/{STEPS})"
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -53,12 +59,12 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def logdir(quick_demo_logs, tmp_path_factory) -> str:
-    """The demo's ``minilm`` run, plus ``xss``: one small example whose name and a token are HTML."""
+def logdir(minilm_training_logs, tmp_path_factory) -> str:
+    """The MiniLM run ``minilm``, plus ``xss``: one small example whose name and a token are HTML."""
     from tensorboard_plugin_attention.summary import AttentionWriter, log_attention
 
     root = tmp_path_factory.mktemp("browser_logs")
-    shutil.copytree(os.path.join(quick_demo_logs, "minilm"), root / "minilm")
+    shutil.copytree(os.path.join(minilm_training_logs, "minilm"), root / "minilm")
     rng = np.random.default_rng(7)
     tokens = ["[CLS]", "hello", HOSTILE, "world", "[SEP]"]
     att = [rng.dirichlet(np.ones(len(tokens)), size=(2, len(tokens))).astype(np.float32) for _ in range(2)]
@@ -186,7 +192,7 @@ def test_head_view_click_hover_step_and_compare_change_the_drawing(page, servers
 
     # the step slider: step 0 (before fine-tuning) draws other lines than the latest step
     frame.locator('[data-testid="step-slider"]').fill("0")
-    frame.locator('[data-testid="step-label"]').filter(has_text="0 (1/13)").wait_for()
+    frame.locator('[data-testid="step-label"]').filter(has_text=step_label(0)).wait_for()
     wait_idle(frame)
     step0 = digest_changed(frame, HEAD, rest, "moving the step slider to step 0")
     assert "p.attention.step=0" in pg.url
@@ -196,7 +202,7 @@ def test_head_view_click_hover_step_and_compare_change_the_drawing(page, servers
     frame.locator(HEAD_B).wait_for()
     wait_idle(frame)
     side_a, side_b = canvas_digest(frame, HEAD), canvas_digest(frame, HEAD_B)
-    assert side_a["hash"] == step0["hash"] and side_b["hash"] == rest["hash"]  # A: step 0, B: step 12
+    assert side_a["hash"] == step0["hash"] and side_b["hash"] == rest["hash"]  # A: step 0, B: the latest
     frame.locator('[data-testid="compare-mode"]').select_option("diff")
     frame.locator(HEAD_B).wait_for(state="detached")
     wait_idle(frame)
@@ -272,8 +278,8 @@ def test_reload_restores_the_selection(page, servers):
     wait_idle(frame)
     frame.locator('[data-testid="head-swatch-5"]').dblclick()  # solo head 5
     wait_attr(frame, HEAD, "data-active-heads", lambda v: v == "5")
-    frame.locator('[data-testid="step-slider"]').fill("4")
-    frame.locator('[data-testid="step-label"]').filter(has_text="4 (5/13)").wait_for()
+    frame.locator('[data-testid="step-slider"]').fill("2")
+    frame.locator('[data-testid="step-label"]').filter(has_text=step_label(2)).wait_for()
     wait_idle(frame)
     head_before = canvas_digest(frame, HEAD)
     frame.locator('[data-testid="view-neuron"]').click()
@@ -283,7 +289,7 @@ def test_reload_restores_the_selection(page, servers):
     wait_idle(frame)
     neuron_before = canvas_digest(frame, NEURON)
     url = pg.url
-    for key in ("example=synonym", "layer=3", "heads=5", "step=4", "view=neuron", "nhead=7"):
+    for key in ("example=synonym", "layer=3", "heads=5", "step=2", "view=neuron", "nhead=7"):
         assert f"p.attention.{key}" in url, (key, url)
 
     pg.reload()
@@ -293,7 +299,7 @@ def test_reload_restores_the_selection(page, servers):
     assert frame.locator('[data-testid="example-select"]').input_value() == "synonym"
     assert frame.locator('[data-testid="layer-select"]').input_value() == "3"
     assert frame.locator('[data-testid="neuron-head-select"]').input_value() == "7"
-    assert frame.locator('[data-testid="step-label"]').text_content().startswith("4 (5/13)")
+    assert frame.locator('[data-testid="step-label"]').text_content() == step_label(2)
     assert canvas_digest(frame, NEURON)["hash"] == neuron_before["hash"]
     frame.locator('[data-testid="view-head"]').click()
     frame.locator(HEAD).wait_for()
