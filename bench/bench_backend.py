@@ -3,12 +3,17 @@
     .venv/bin/python bench/bench_backend.py [--markdown]
 
 1. Per-request cost of one layer (12 heads) at 128 / 512 / 2048 tokens, through TensorBoard's WSGI app
-   (werkzeug test client, in process, MultiplexerDataProvider): response size (raw and gzipped) and server
-   time, cold (first request: read + zlib-decode the chunks from disk) and warm (LRU hit); also one head's
-   q/k and the overview.
-2. A real ``tensorboard`` process on 50 checkpoints x 8 probes at 512 tokens with q/k (6 layers x 12 heads,
-   MiniLM's shape) under both loaders: load time (spawn until ``/index`` lists all 400 records) and resident
-   memory of TensorBoard and its children (the Rust data server), after loading and after serving layers.
+   (werkzeug test client, in process, MultiplexerDataProvider): response size (raw and as sent) and server
+   time, cold (first request: read the chunks from disk) and warm (cache hit), for three clients: no
+   compression, ``Accept-Encoding: gzip`` (Python's urllib, curl) and a browser's
+   ``gzip, deflate, br, zstd``; also one head, one head's q/k and the overview.
+2. The routes computed from several layers or steps (``/metrics``, ``/divergence``, ``/rollout``), cold and
+   warm, on 6 layers x 12 heads x 512 tokens and 2 layers x 12 heads x 2048 tokens.
+3. A real ``tensorboard`` process on 50 checkpoints x 8 probes at 512 tokens with q/k (6 layers x 12 heads,
+   MiniLM's shape) under both loaders: time from spawning it until the tab is usable (``/data/plugins_listing``
+   lists attention as active, ``/index`` lists all 400 records, and one ``/attention`` layer was served) and
+   resident memory of TensorBoard and its children (the Rust data server), after loading and after serving
+   layers.
 
 Attention is structured, not noise (``bench/synthetic.py``, shared with bench_format): per head a local window,
 an attention sink on token 0, long-range links and a faint diffuse background. Writing 400 distinct 512-token records would take most of
@@ -32,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+import zlib
 
 import numpy as np
 
@@ -42,6 +49,8 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))  # synthetic.structured_attentio
 
 HEADS = 12
 PREFIX = "/data/plugin/attention"
+CLIENTS = (("none", {}), ("gzip", {"Accept-Encoding": "gzip"}),
+           ("browser", {"Accept-Encoding": "gzip, deflate, br, zstd"}))
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -84,34 +93,98 @@ class App:
         return self.client.get(PREFIX + route, query_string=params, headers=headers or {})
 
 
-def bench_layers(workdir: str, sizes=(128, 512, 2048), repeats: int = 5) -> list:
+def decoded_body(resp_headers, body: bytes) -> bytes:
+    enc = resp_headers.get("Content-Encoding")
+    return gzip.decompress(body) if enc == "gzip" else zlib.decompress(body) if enc == "deflate" else body
+
+
+def bench_layers(workdir: str, sizes=(128, 512, 2048), repeats: int = 5, cold_repeats: int = 3) -> list:
+    from tensorboard_plugin_attention import format as fmt
     from tensorboard_plugin_attention.summary import AttentionWriter
 
     logdir = os.path.join(workdir, "layers")
-    for n in sizes:
-        with AttentionWriter(os.path.join(logdir, f"n{n}")) as w:
+    runs = [(n, f"n{n}", "") for n in sizes]
+    for n, run, _ in runs:
+        with AttentionWriter(os.path.join(logdir, run)) as w:
             log_probe(w, "probes", "0", 0, n, layers=1, head_dim=64, seed=n)
+    if hasattr(fmt, "compress_chunk"):  # the same 2048 tokens as written before compress_chunk (plain zlib)
+        n = max(sizes)
+        real, fmt.compress_chunk = fmt.compress_chunk, lambda data, level=1: zlib.compress(data, level)
+        try:
+            with AttentionWriter(os.path.join(logdir, "old")) as w:
+                log_probe(w, "probes", "0", 0, n, layers=1, head_dim=64, seed=n)
+        finally:
+            fmt.compress_chunk = real
+        runs.append((n, "old", " (older chunks)"))
     rows = []
-    for n in sizes:
-        params = dict(run=f"n{n}", tag="probes", example="0", step="0", kind="encoder")
-        for route, extra in (("/attention", dict(layer="0")), ("/qk", dict(layer="0", head="0")), ("/overview", {})):
-            for gz in ((False,) if route == "/qk" else (False, True)):  # q/k are never gzipped
-                headers = {"Accept-Encoding": "gzip"} if gz else {}
-                app = App(logdir)  # fresh caches: the first request is cold
-                app.get("/index")  # the index is not part of the per-layer cost
-                times = []
-                for _ in range(repeats + 1):
-                    t = time.perf_counter()
-                    resp = app.get(route, headers=headers, **params, **extra)
-                    body = resp.get_data()
-                    times.append(time.perf_counter() - t)
-                    assert resp.status_code == 200, resp.get_data()[:200]
-                raw = len(gzip.decompress(body)) if resp.headers.get("Content-Encoding") == "gzip" else len(body)
-                rows.append(dict(tokens=n, route=route, gzip=gz, raw_bytes=raw, sent_bytes=len(body),
-                                 cold_ms=times[0] * 1e3, warm_ms=statistics.median(times[1:]) * 1e3))
+    for n, run, note in runs:
+        params = dict(run=run, tag="probes", example="0", step="0", kind="encoder")
+        cases = [("/attention", dict(layer="0"), CLIENTS), ("/attention (1 head)", dict(layer="0", head="0"),
+                                                            CLIENTS[1:]),
+                 ("/qk (1 head)", dict(layer="0", head="0"), CLIENTS[:1]),  # q/k are never compressed
+                 ("/overview", {}, CLIENTS[1:])]
+        if note:
+            cases = cases[:2]
+        for label, extra, clients in cases:
+            route = label.split()[0]
+            for client, headers in clients:
+                colds = []
+                for _ in range(cold_repeats):
+                    app = App(logdir)  # fresh caches: the first request is cold
+                    app.get("/index")  # the index is not part of the per-layer cost
+                    times = []
+                    for _ in range(repeats + 1):
+                        t = time.perf_counter()
+                        resp = app.get(route, headers=headers, **params, **extra)
+                        body = resp.get_data()
+                        times.append(time.perf_counter() - t)
+                        assert resp.status_code == 200, resp.get_data()[:200]
+                    colds.append(times[0])
+                raw = len(decoded_body(resp.headers, body))
+                rows.append(dict(tokens=f"{n}{note}", route=label, client=client,
+                                 encoding=resp.headers.get("Content-Encoding") or "-", raw_bytes=raw,
+                                 sent_bytes=len(body), cold_ms=statistics.median(colds) * 1e3,
+                                 warm_ms=statistics.median(times[1:]) * 1e3))
     asset = {n: sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in
                     os.walk(os.path.join(logdir, f"n{n}", "plugins")) for f in fs) for n in sizes}
     return rows, asset
+
+
+def bench_derived(workdir: str, cases=((512, 6), (2048, 2)), repeats: int = 3, cold_repeats: int = 3) -> list:
+    """/metrics, /divergence (steps 0 and 1) and /rollout on one example logged at two steps."""
+    from tensorboard_plugin_attention.summary import AttentionWriter
+
+    logdir = os.path.join(workdir, "derived")
+    rows = []
+    for n, layers in cases:
+        run = f"n{n}x{layers}"
+        with AttentionWriter(os.path.join(logdir, run)) as w:
+            for step in (0, 1):
+                log_probe(w, "probes", "0", step, n, layers=layers, head_dim=32, seed=n + step)
+    for n, layers in cases:
+        run = f"n{n}x{layers}"
+        base = dict(run=run, tag="probes", example="0")
+        for route, params in (("/metrics", base), ("/divergence", dict(base, kind="encoder", step_a="0", step_b="1")),
+                              ("/rollout", dict(base, kind="encoder", step="1"))):
+            colds = []
+            for _ in range(cold_repeats):
+                app = App(logdir)
+                app.get("/index")
+                times = []
+                for _ in range(repeats + 1):
+                    t = time.perf_counter()
+                    resp = app.get(route, headers=dict(CLIENTS)["browser"], **params)
+                    body = resp.get_data()
+                    times.append(time.perf_counter() - t)
+                    if resp.status_code == 404 and "error" in json.loads(decoded_body(resp.headers, body)):
+                        break  # a plugin without these routes (the baseline)
+                    assert resp.status_code == 200, body[:200]
+                else:
+                    colds.append(times[0])
+            if colds:
+                rows.append(dict(tokens=n, layers=layers, route=route, sent_bytes=len(body),
+                                 cold_ms=statistics.median(colds) * 1e3, warm_ms=statistics.median(times[1:]) * 1e3))
+    return rows
 
 
 # ------------------------------------------------------------------------------------ 2. tensorboard
@@ -185,13 +258,33 @@ def baseline_rss(logdir: str, load_fast: str) -> float:
         tb.stop()
 
 
+def browser_get(tb, route: str, **params) -> tuple:
+    """GET as a browser asks (gzip, deflate, br, zstd): (status, headers, decoded body)."""
+    import urllib.error
+    import urllib.parse
+
+    url = f"{tb.url}{PREFIX}/{route}?" + urllib.parse.urlencode(params)
+    req = urllib.request.Request(url, headers=dict(CLIENTS)["browser"])
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, dict(r.headers), decoded_body(r.headers, r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
 def bench_tensorboard(logdir: str, load_fast: str, steps: int, probes: int, layers: int) -> dict:
+    """Times from spawning the process (HTTP ready has a 0.2 s polling granularity, conftest's; the later
+    steps poll every 50 ms): "tab usable" = plugins_listing says active, /index lists every record, and the
+    first layer (example 0, latest step, layer 0) was served as a browser asks for it."""
     from conftest import TensorBoardProcess
 
     tb = TensorBoardProcess(logdir, f"--load_fast={load_fast}", "--reload_interval", "1")
     t0 = time.perf_counter()
     tb.start(timeout=120)
     ready_s = time.perf_counter() - t0
+
+    def active():
+        return tb.get("/data/plugins_listing").json().get("attention", {}).get("enabled")
 
     def complete():
         r = tb.plugin("index")
@@ -201,8 +294,15 @@ def bench_tensorboard(logdir: str, load_fast: str, steps: int, probes: int, laye
         return len(ex) == probes and all(len(e["steps"]) == steps for e in ex)
 
     try:
-        tb.wait_for(complete, timeout=300, interval=0.1, what=f"{steps * probes} records in /index")
+        tb.wait_for(active, timeout=300, interval=0.05, what="attention active in plugins_listing")
+        active_s = time.perf_counter() - t0
+        tb.wait_for(complete, timeout=300, interval=0.05, what=f"{steps * probes} records in /index")
         load_s = time.perf_counter() - t0
+        status, _, _ = browser_get(tb, "attention", run="minilm_shape", tag="probes", example="0", step=steps - 1,
+                                   kind="encoder", layer=0)
+        assert status == 200
+        usable_s = time.perf_counter() - t0
+        rss_usable = rss_tree(tb.proc.pid)
         index_times = []
         for _ in range(5):
             t = time.perf_counter()
@@ -211,15 +311,16 @@ def bench_tensorboard(logdir: str, load_fast: str, steps: int, probes: int, laye
         index_ms = statistics.median(index_times) * 1e3
         rss_loaded = rss_tree(tb.proc.pid)
         times = []
-        for i in range(24):  # distinct layers: fills the decoded-layer LRU a bit
+        for i in range(1, 25):  # distinct layers (distinct asset records x layers), cold
             t = time.perf_counter()
-            r = tb.plugin("attention", run="minilm_shape", tag="probes", example=str(i % probes), step=(i * 7) % steps,
-                          kind="encoder", layer=i % layers)
+            status, _, _ = browser_get(tb, "attention", run="minilm_shape", tag="probes", example=str(i % probes),
+                                       step=(i * 7) % steps, kind="encoder", layer=i % layers)
             times.append(time.perf_counter() - t)
-            assert r.status == 200
+            assert status == 200
         rss_served = rss_tree(tb.proc.pid)
         return dict(loader="rust (--load_fast=true)" if load_fast == "true" else "python (--load_fast=false)",
-                    ready_s=ready_s, load_s=load_s, index_ms=index_ms,
+                    ready_s=ready_s, active_s=active_s, load_s=load_s, usable_s=usable_s,
+                    rss_usable_mb=rss_usable / 2**20, index_ms=index_ms,
                     index_kb=len(gzip.compress(idx.body, 3)) / 1024, index_raw_kb=len(idx.body) / 1024,
                     rss_loaded_mb=rss_loaded / 2**20, rss_served_mb=rss_served / 2**20,
                     layer_ms=statistics.median(times) * 1e3)
@@ -247,6 +348,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--sizes", default="128,512,2048")
+    ap.add_argument("--tb-repeats", type=int, default=3, help="tensorboard processes per loader (median reported)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary logdir")
     args = ap.parse_args()
 
@@ -256,9 +358,17 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="bench_backend_")
     try:
         layer_rows, asset = bench_layers(work, tuple(int(s) for s in args.sizes.split(",")))
+        derived_rows = bench_derived(work)
         ckpt_dir = os.path.join(work, "ckpts")
         written = write_checkpoints(ckpt_dir, args.steps, args.probes, args.tokens, args.layers)
-        tb_rows = [bench_tensorboard(ckpt_dir, lf, args.steps, args.probes, args.layers) for lf in ("true", "false")]
+        tb_rows = []
+        for lf in ("true", "false"):  # median of --tb-repeats processes per loader
+            runs = [bench_tensorboard(ckpt_dir, lf, args.steps, args.probes, args.layers)
+                    for _ in range(args.tb_repeats)]
+            row = {k: (statistics.median(r[k] for r in runs) if isinstance(v, float) else v)
+                   for k, v in runs[0].items()}
+            row["usable_max_s"] = max(r["usable_s"] for r in runs)
+            tb_rows.append(row)
         os.makedirs(os.path.join(work, "empty", "run"))
         for r, lf in zip(tb_rows, ("true", "false")):
             r["rss_empty_mb"] = baseline_rss(os.path.join(work, "empty"), lf)
@@ -273,15 +383,26 @@ def main() -> None:
                f"total bench time {time.perf_counter() - started:.0f} s\n")
     out.append(machine() + "\n")
     out.append("RSS is TensorBoard's resident memory plus its children's (the Rust data server under "
-               "--load_fast=true), via psutil. 'layer ms': one /attention request over HTTP (gzip, cold).\n")
-    out.append("One request, 12 heads (werkzeug client in process; cold = fresh caches, read + decode from disk; "
-               "warm = median of 5 repeats, LRU hit):\n")
-    out.append("| tokens | route | gzip | response (raw) | sent | cold ms | warm ms |")
-    out.append("|---:|---|---|---:|---:|---:|---:|")
+               "--load_fast=true), via psutil. 'layer ms': one cold /attention request over HTTP as a browser "
+               "asks (Accept-Encoding: gzip, deflate, br, zstd), median of 24.\n")
+    out.append("One request, 12 heads unless said (werkzeug client in process; cold = fresh caches, read from "
+               "disk; warm = median of 5 repeats, cache hit). Clients: none = no Accept-Encoding; gzip = "
+               "'gzip' (urllib, curl); browser = 'gzip, deflate, br, zstd':\n")
+    out.append("| tokens | route | client | encoding | response (raw) | sent | cold ms | warm ms |")
+    out.append("|---:|---|---|---|---:|---:|---:|---:|")
     for r in layer_rows:
-        out.append(f"| {r['tokens']} | `{r['route']}` | {'yes' if r['gzip'] else 'no'} | {_size(r['raw_bytes'])} | "
+        out.append(f"| {r['tokens']} | `{r['route']}` | {r['client']} | {r['encoding']} | {_size(r['raw_bytes'])} | "
                    f"{_size(r['sent_bytes'])} | {r['cold_ms']:.1f} | {r['warm_ms']:.1f} |")
     out.append("")
+    if derived_rows:
+        out.append("Routes computed from several layers or steps (browser client; one example logged at steps 0 "
+                   "and 1; cold = fresh caches, warm = median of 3):\n")
+        out.append("| tokens | layers x heads | route | sent | cold ms | warm ms |")
+        out.append("|---:|---|---|---:|---:|---:|")
+        for r in derived_rows:
+            out.append(f"| {r['tokens']} | {r['layers']} x {HEADS} | `{r['route']}` | {_size(r['sent_bytes'])} | "
+                       f"{r['cold_ms']:.1f} | {r['warm_ms']:.1f} |")
+        out.append("")
     out.append("Asset bytes of one 1-layer x 12-head record with q/k (head_dim 64): "
                + ", ".join(f"{n} tokens {_size(b)}" for n, b in asset.items()) + "\n")
     out.append(f"TensorBoard on {args.steps} checkpoints x {args.probes} probes at {args.tokens} tokens with q/k, "
@@ -290,12 +411,13 @@ def main() -> None:
                f"{_size(written['asset_bytes_per_record'])} of asset per record, "
                f"{_size(written['index_bytes_per_record'])} index record, event files "
                f"{_size(written['event_bytes'])} in all:\n")
-    out.append("| loader | HTTP ready s | all indexed s | RSS, empty logdir | RSS after load | RSS after 24 layers "
-               "| /index ms (size gz/raw) | layer ms |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    out.append(f"Median of {args.tb_repeats} processes per loader (tab usable: median / worst).\n")
+    out.append("| loader | HTTP ready s | active s | all indexed s | **tab usable s** | RSS, empty logdir "
+               "| RSS tab usable | RSS after 24 more layers | /index ms (size gz/raw) | layer ms |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in tb_rows:
-        out.append(f"| {r['loader']} | {r['ready_s']:.1f} | {r['load_s']:.1f} | {r['rss_empty_mb']:.0f} MB | "
-                   f"{r['rss_loaded_mb']:.0f} MB | "
+        out.append(f"| {r['loader']} | {r['ready_s']:.1f} | {r['active_s']:.1f} | {r['load_s']:.1f} | "
+                   f"**{r['usable_s']:.1f}** / {r['usable_max_s']:.1f} | {r['rss_empty_mb']:.0f} MB | {r['rss_usable_mb']:.0f} MB | "
                    f"{r['rss_served_mb']:.0f} MB | {r['index_ms']:.0f} ({r['index_kb']:.0f} / {r['index_raw_kb']:.0f} KB) "
                    f"| {r['layer_ms']:.0f} |")
     text = "\n".join(out)

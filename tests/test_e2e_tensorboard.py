@@ -184,3 +184,91 @@ def test_minilm_round_trip_over_http(tensorboard, minilm_logs, load_fast):
         return r.status, r.headers, r.body
 
     check_minilm(fetch, expected)
+
+
+@pytest.mark.parametrize("load_fast", LOADERS)
+def test_across_training_routes(tensorboard, logs, load_fast):
+    """/metrics (every step, from the index records), /divergence and /rollout over real HTTP."""
+    from tensorboard_plugin_attention import metrics
+
+    root, ckpts = logs
+    tb = tensorboard(str(root), f"--load_fast={load_fast}", "--reload_interval", "1")
+    wait_active(tb)
+    everything = list(range(CHECKPOINTS))
+    tb.wait_for(lambda: index_steps(tb).get(("ckpts", "probes", "1")) == everything, what="all checkpoints")
+    base = dict(run="ckpts", tag="probes", example="1")
+    r = tb.plugin("metrics", **base)
+    assert r.status == 200 and r.headers["Content-Type"].startswith("application/json")
+    body = r.json()
+    assert body["steps"] == everything
+    for step in (0, 13, CHECKPOINTS - 1):
+        header = tb.plugin("header", **base, step=step).json()
+        for name, grids in body["kinds"]["encoder"].items():
+            assert grids[step] == header["metrics"]["encoder"][name]
+    want = metrics.layer_metrics(ckpts.examples[("1", 13)].attention)
+    np.testing.assert_allclose(body["kinds"]["encoder"]["sink"][13], want["sink"], atol=1e-6)
+
+    js = tb.plugin("divergence", **base, kind="encoder", step_a=3, step_b=20).json()
+    assert js["unit"] == "nats" and js["same_tokens"] is True
+    for layer in range(2):
+        a, b = (decoded(tb.plugin("attention", **base, step=s, kind="encoder", layer=layer)) for s in (3, 20))
+        np.testing.assert_allclose(js["js"][layer], [metrics.jensen_shannon(a[h], b[h]) for h in range(2)],
+                                   rtol=1e-9, atol=1e-12)
+    assert tb.plugin("divergence", **base, kind="encoder", step_a=3, step_b=99).status == 404
+
+    r = tb.plugin("rollout", **base, step=20, kind="encoder", residual="0.3", fusion="max")
+    got = decoded(r)
+    layers = [decoded(tb.plugin("attention", **base, step=20, kind="encoder", layer=l)) for l in range(2)]
+    assert got.shape == (1, 5, 5)
+    assert np.abs(got[0] - metrics.rollout(layers, residual=0.3, head_fusion="max")).max() <= ATTENTION_TOLERANCE
+    for params in (dict(kind="cross"), dict(kind="encoder", residual="2"), dict(kind="encoder", fusion="sum")):
+        r = tb.plugin("rollout", **base, step=20, **params)
+        assert r.status == 400 and r.json()["error"]
+
+
+def _chromium():
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: F401
+    except ImportError:
+        return None
+    return next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs playwright and a Chromium")
+def test_browser_decodes_stored_chunks(tensorboard, tmp_path):
+    """Chromium's fetch() decodes what the plugin sends it (Content-Encoding: deflate, the stored zlib chunks
+    spliced), for chunks written now and chunks written before compress_chunk (plain zlib.compress)."""
+    import zlib
+
+    from playwright.sync_api import sync_playwright
+
+    write_attention_run(tmp_path / "new", steps=(0,), layers=2, heads=12, tokens=120)
+    real = fmt.compress_chunk
+    fmt.compress_chunk = lambda data, level=1: zlib.compress(data, level)
+    try:
+        write_attention_run(tmp_path / "old", steps=(0,), layers=2, heads=12, tokens=120, seed=3)
+    finally:
+        fmt.compress_chunk = real
+    tb = tensorboard(str(tmp_path), "--load_fast=false")
+    wait_active(tb)
+    tb.wait_for(lambda: len(index_steps(tb)) == 2, what="both runs")
+    fetch = """async (url) => { const r = await fetch(url); const b = new Uint8Array(await r.arrayBuffer());
+        return {status: r.status, encoding: r.headers.get('content-encoding'), data: Array.from(b)}; }"""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(tb.url + "/data/plugins_listing")
+            for run, full in (("new", "deflate"), ("old", "gzip")):
+                base = dict(run=run, tag="probes", example="0", step="0", kind="encoder")
+                for route, extra, enc in (("attention", dict(layer="1"), full),
+                                          ("attention", dict(layer="1", head="7"), "deflate"),
+                                          ("overview", {}, "deflate")):
+                    params = dict(base, **extra)
+                    qs = "&".join(f"{k}={v}" for k, v in params.items())
+                    got = page.evaluate(fetch, f"{tb.url}/data/plugin/attention/{route}?{qs}")
+                    plain = tb.get(f"/data/plugin/attention/{route}", params, gzip_ok=False)
+                    assert got["status"] == 200 and got["encoding"] == enc, (run, route, extra, got["encoding"])
+                    assert bytes(got["data"]) == plain.body, (run, route, extra)
+        finally:
+            browser.close()
