@@ -54,7 +54,7 @@ def test_quick_demo_logs_attention_and_loss_in_one_run(demo_run):
 def test_demo_prints_the_tensorboard_command(demo_run):
     logdir, out = demo_run
     assert f"tensorboard --logdir {logdir}" in out.stdout
-    assert "5 probes" in out.stdout and "13 steps" in out.stdout
+    assert "5 probes" in out.stdout and "11 steps" in out.stdout
     assert "fine-tuning" in out.stderr  # the progress bar
 
 

@@ -115,7 +115,7 @@ def run(run_dir: str, *, quick: bool = False, seed: int = 0) -> dict:
     model.get_input_embeddings().weight.requires_grad_(False)
 
     if quick:
-        n_train, n_eval, batch, max_steps, eval_steps = 64, 32, 8, 12, 6
+        n_train, n_eval, batch, max_steps, eval_steps = 40, 16, 4, 10, 5
         log_steps = list(range(max_steps + 1))
     else:
         n_train, n_eval, batch, max_steps, eval_steps = 1280, 256, 16, 240, 20
