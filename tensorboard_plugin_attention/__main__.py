@@ -50,6 +50,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"    {extra}{s['seconds']:.0f} s, written to {s['run_dir']}")
         for name, (label, p) in (s.get("predictions") or {}).items():
             print(f"    probe {name!r}: {label} (p={p:.2f})")
+        for note in s.get("notes", []):
+            print(f"    {note}")
     cmd = _tensorboard_command(args.logdir, args.port if args.port != 6006 else None)
     if not args.serve:
         print("\nView it:\n\n    " + " ".join(shlex.quote(c) for c in cmd) +

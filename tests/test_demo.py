@@ -29,9 +29,8 @@ def demo_run(tmp_path_factory):
 
 def test_quick_demo_logs_attention_and_loss_in_one_run(demo_run):
     logdir, out = demo_run
-    assert os.listdir(logdir) == ["minilm"]  # one run per demo run; room for more
-    got = read_attention(logdir)
-    assert {e.run for e in got} == {"minilm"}
+    assert sorted(os.listdir(logdir)) == ["induction", "minilm"]  # one run per demo run
+    got = read_attention(logdir, run="minilm")
     by_probe = {}
     for e in got:
         by_probe.setdefault(e.example, set()).add(e.step)
@@ -49,6 +48,14 @@ def test_quick_demo_logs_attention_and_loss_in_one_run(demo_run):
     scalars = ea.Tags()["scalars"]
     assert "train/loss" in scalars and "eval/accuracy" in scalars
     assert len(ea.Scalars("train/loss")) >= 3
+
+
+def test_quick_demo_logs_the_induction_run(demo_run):
+    logdir, out = demo_run
+    got = read_attention(logdir, run="induction", queries_keys=False)
+    assert len({e.step for e in got}) >= 6 and {e.example for e in got} == {"repeat0", "repeat1"}
+    assert set(got[0].header["kinds"]) == {"decoder"}
+    assert "induction score" in out.stdout
 
 
 def test_demo_prints_the_tensorboard_command(demo_run):

@@ -6,18 +6,12 @@ import pytest
 pytest.importorskip("torch")
 
 from tensorboard_plugin_attention import read_attention  # noqa: E402
-from tensorboard_plugin_attention.demo.induction import log_spaced_steps, train_induction  # noqa: E402
+from tensorboard_plugin_attention.demo.induction import train_induction  # noqa: E402
 
 
 def best_induction(example) -> float:
     scores = example.header["metrics"]["decoder"]["induction"]
     return float(np.nanmax(np.array([[np.nan if v is None else v for v in layer] for layer in scores])))
-
-
-def test_log_spaced_steps_are_dense_early():
-    steps = log_spaced_steps(300, 16)
-    assert steps[0] == 0 and steps[-1] == 300 and len(steps) >= 12
-    assert steps[:5] == [0, 1, 2, 4, 6] and steps == sorted(set(steps))
 
 
 def test_an_induction_head_forms(tmp_path):

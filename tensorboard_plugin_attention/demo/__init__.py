@@ -4,6 +4,8 @@ Each run is a function ``run(run_dir, *, quick=False, seed=0) -> summary dict`` 
 writes one TensorBoard run, ``<logdir>/<name>``:
 
 * ``minilm``: all-MiniLM-L6-v2 fine-tuned on a built-in paraphrase task (sentence pairs) with the Trainer.
+* ``induction``: a 2-layer causal transformer trained from scratch on repeated random segments, until an
+  induction head forms (the "Heads over training" view shows when).
 
 ``--quick`` runs a few steps only (for tests).
 """
@@ -18,6 +20,7 @@ from typing import Callable, Optional, Sequence
 # run name -> "module:function" (imported only when the run is chosen)
 RUNS: dict[str, str] = {
     "minilm": "minilm:run",
+    "induction": "induction:run",
 }
 
 
