@@ -690,7 +690,7 @@ export class App {
     const steps = this.current?.example.steps ?? [];
     const st = steps.includes(step) ? (step === steps[steps.length - 1] ? null : step) : this.sel.step;
     const patch: Partial<Selection> = {view, layer, heads: [head], step: st, query: null, detail: null};
-    if (view === 'neuron') patch.neuronHead = head;
+    patch.neuronHead = head; // both views (README: heads=[h], nhead=h): switching to the neuron view keeps the head
     this.update(patch);
   }
 

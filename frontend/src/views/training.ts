@@ -275,6 +275,7 @@ export class TrainingView implements ViewBase {
       bar.style.background = rampColor(DIV_RAMP, (255 * r.value) / Math.max(d.divMax, 1e-9));
       btn.addEventListener('click', (e) => this.open(r.layer, r.head, d.divSteps?.[1] ?? d.steps[d.stepIndex], e));
       btn.addEventListener('mouseenter', () => this.setHover([r.layer, r.head]));
+      btn.addEventListener('mouseleave', () => this.setHover(null));
       this.rankList.appendChild(el('li', {}, btn, bar));
     });
     const top = d.ranking[0];
