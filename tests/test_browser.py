@@ -156,6 +156,7 @@ def test_tab_appears_and_head_view_draws(page, servers, load_fast):
     status = frame.locator('[data-testid="status"]').text_content()
     assert "all-MiniLM-L6-v2" in status and "6 layers × 12 heads" in status
     assert pg.url.split("#", 1)[1].startswith("attention&") and "p.attention.run=minilm" in pg.url
+    assert any("/data/plugin/attention/attention?" in u for u in watch.requests)  # the watch sees requests
     watch.check()
 
 
