@@ -101,6 +101,7 @@ class AttentionLoader(base_plugin.TBLoader):
 
     def fix_flags(self, flags):
         fix_samples_per_plugin(flags)
+        fix_reload_multifile(flags)
 
     def load(self, context):
         return AttentionPlugin(context)
@@ -127,6 +128,17 @@ def _parse_samples_per_plugin(value: str) -> dict:
             k, v = token.split("=")
             out[k.strip()] = int(v)
     return out
+
+
+def fix_reload_multifile(flags: Any) -> None:
+    """Poll every active event file of a run, unless the user chose (``--reload_multifile``).
+
+    Attention is often written by its own writer beside the training loop's (``AttentionWriter`` next to a
+    ``SummaryWriter``), so a run has two live event files; TensorBoard's Python loader otherwise polls only
+    the newest and would miss records appended to the other while it runs. (The Rust loader reads all.)
+    """
+    if hasattr(flags, "reload_multifile") and flags.reload_multifile is None:
+        flags.reload_multifile = True
 
 
 def fix_samples_per_plugin(flags: Any) -> None:

@@ -272,3 +272,29 @@ def test_browser_decodes_stored_chunks(tensorboard, tmp_path):
                     assert bytes(got["data"]) == plain.body, (run, route, extra)
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("load_fast", LOADERS)
+def test_attention_writer_beside_another_live_writer(tensorboard, tmp_path, load_fast):
+    """A run with two live event files (our writer + the training loop's): records appended to the OLDER
+    file while TensorBoard runs still appear (fix_flags turns on --reload_multifile for the Python loader)."""
+    from tensorboard_plugin_attention import AttentionWriter
+
+    run = tmp_path / "logs" / "train"
+    rng = np.random.default_rng(0)
+    att = [rng.dirichlet(np.ones(4), size=(2, 4)).astype(np.float32)]
+    ours = AttentionWriter(str(run), background=False)
+    ours.add_attention("probes", att, ["a", "b", "c", "d"], 0)
+    ours.flush()
+    loss = EventFileWriter(str(run))  # the loop's own writer: a newer event file in the same run
+    loss.add_event(event_pb2.Event(step=0, wall_time=1.0, file_version="brain.Event:2"))
+    loss.flush()
+    tb = tensorboard(str(tmp_path / "logs"), f"--load_fast={load_fast}", "--reload_interval", "1")
+    wait_active(tb)
+    tb.wait_for(lambda: index_steps(tb).get(("train", "probes", "0")) == [0], what="step 0")
+    ours.add_attention("probes", att, ["a", "b", "c", "d"], 1)  # into the older file
+    ours.flush()
+    tb.wait_for(lambda: index_steps(tb).get(("train", "probes", "0")) == [0, 1], timeout=60,
+                what="a record appended to the older event file")
+    ours.close()
+    loss.close()

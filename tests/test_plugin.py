@@ -1102,3 +1102,8 @@ def test_adler32_combine():
     for _ in range(200):
         x, y = (bytes(rng.integers(0, 256, size=int(rng.integers(0, 70000)), dtype=np.uint8)) for _ in range(2))
         assert fmt.adler32_combine(zlib.adler32(x), zlib.adler32(y), len(y)) == zlib.adler32(x + y)
+
+
+def test_fix_flags_polls_every_event_file_unless_user_chose():
+    assert configure().reload_multifile is True
+    assert configure("--reload_multifile=false").reload_multifile is False
