@@ -349,6 +349,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--sizes", default="128,512,2048")
     ap.add_argument("--tb-repeats", type=int, default=3, help="tensorboard processes per loader (median reported)")
+    ap.add_argument("--tensorboard-only", action="store_true", help="only part 3 (a real tensorboard)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary logdir")
     args = ap.parse_args()
 
@@ -357,8 +358,10 @@ def main() -> None:
     started = time.perf_counter()
     work = tempfile.mkdtemp(prefix="bench_backend_")
     try:
-        layer_rows, asset = bench_layers(work, tuple(int(s) for s in args.sizes.split(",")))
-        derived_rows = bench_derived(work)
+        layer_rows, asset, derived_rows = [], {}, []
+        if not args.tensorboard_only:
+            layer_rows, asset = bench_layers(work, tuple(int(s) for s in args.sizes.split(",")))
+            derived_rows = bench_derived(work)
         ckpt_dir = os.path.join(work, "ckpts")
         written = write_checkpoints(ckpt_dir, args.steps, args.probes, args.tokens, args.layers)
         tb_rows = []
@@ -385,26 +388,27 @@ def main() -> None:
     out.append("RSS is TensorBoard's resident memory plus its children's (the Rust data server under "
                "--load_fast=true), via psutil. 'layer ms': one cold /attention request over HTTP as a browser "
                "asks (Accept-Encoding: gzip, deflate, br, zstd), median of 24.\n")
-    out.append("One request, 12 heads unless said (werkzeug client in process; cold = fresh caches, read from "
-               "disk; warm = median of 5 repeats, cache hit). Clients: none = no Accept-Encoding; gzip = "
-               "'gzip' (urllib, curl); browser = 'gzip, deflate, br, zstd':\n")
-    out.append("| tokens | route | client | encoding | response (raw) | sent | cold ms | warm ms |")
-    out.append("|---:|---|---|---|---:|---:|---:|---:|")
-    for r in layer_rows:
-        out.append(f"| {r['tokens']} | `{r['route']}` | {r['client']} | {r['encoding']} | {_size(r['raw_bytes'])} | "
-                   f"{_size(r['sent_bytes'])} | {r['cold_ms']:.1f} | {r['warm_ms']:.1f} |")
-    out.append("")
-    if derived_rows:
-        out.append("Routes computed from several layers or steps (browser client; one example logged at steps 0 "
-                   "and 1; cold = fresh caches, warm = median of 3):\n")
-        out.append("| tokens | layers x heads | route | sent | cold ms | warm ms |")
-        out.append("|---:|---|---|---:|---:|---:|")
-        for r in derived_rows:
-            out.append(f"| {r['tokens']} | {r['layers']} x {HEADS} | `{r['route']}` | {_size(r['sent_bytes'])} | "
-                       f"{r['cold_ms']:.1f} | {r['warm_ms']:.1f} |")
+    if layer_rows:
+        out.append("One request, 12 heads unless said (werkzeug client in process; cold = fresh caches, read from "
+                   "disk; warm = median of 5 repeats, cache hit). Clients: none = no Accept-Encoding; gzip = "
+                   "'gzip' (urllib, curl); browser = 'gzip, deflate, br, zstd':\n")
+        out.append("| tokens | route | client | encoding | response (raw) | sent | cold ms | warm ms |")
+        out.append("|---:|---|---|---|---:|---:|---:|---:|")
+        for r in layer_rows:
+            out.append(f"| {r['tokens']} | `{r['route']}` | {r['client']} | {r['encoding']} | {_size(r['raw_bytes'])} | "
+                       f"{_size(r['sent_bytes'])} | {r['cold_ms']:.1f} | {r['warm_ms']:.1f} |")
         out.append("")
-    out.append("Asset bytes of one 1-layer x 12-head record with q/k (head_dim 64): "
-               + ", ".join(f"{n} tokens {_size(b)}" for n, b in asset.items()) + "\n")
+        if derived_rows:
+            out.append("Routes computed from several layers or steps (browser client; one example logged at steps 0 "
+                       "and 1; cold = fresh caches, warm = median of 3):\n")
+            out.append("| tokens | layers x heads | route | sent | cold ms | warm ms |")
+            out.append("|---:|---|---|---:|---:|---:|")
+            for r in derived_rows:
+                out.append(f"| {r['tokens']} | {r['layers']} x {HEADS} | `{r['route']}` | {_size(r['sent_bytes'])} | "
+                           f"{r['cold_ms']:.1f} | {r['warm_ms']:.1f} |")
+            out.append("")
+        out.append("Asset bytes of one 1-layer x 12-head record with q/k (head_dim 64): "
+                   + ", ".join(f"{n} tokens {_size(b)}" for n, b in asset.items()) + "\n")
     out.append(f"TensorBoard on {args.steps} checkpoints x {args.probes} probes at {args.tokens} tokens with q/k, "
                f"{args.layers} layers x {HEADS} heads (MiniLM's shape, head_dim 32); "
                f"writer: {written['write_s_per_probe']:.2f} s per probe (log_attention incl. metrics), "
