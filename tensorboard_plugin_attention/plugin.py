@@ -572,6 +572,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         """uint8 log8 codes of the pooled overview, ``(layers, heads, pq, pk)``."""
         e = self.entry(ctx, experiment, run, tag, example, step)
         k = self._kind(e, kind)
+
         def load() -> np.ndarray:
             self._check_asset_kind(e, kind)
             return self._store.overview_codes(e, kind)
