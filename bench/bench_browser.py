@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -521,6 +522,8 @@ def main() -> None:
             browser.close()
     finally:
         tb.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(f"Machine: {info}. TensorBoard: `tensorboard --logdir ...` (default flags, subprocess). "
           f"Whole bench {time.perf_counter() - t_start:.0f} s; {args.repeats} distinct records per case, "
