@@ -357,12 +357,9 @@ def index_payload(header: dict, file: str, offset: int, length: int) -> bytes:
     return json.dumps(index, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def parse_index_payload(payload: bytes, *, validate: bool = False) -> dict:
-    """Inverse of :func:`index_payload`; raises ``ValueError`` for unreadable or unsupported payloads.
-
-    ``validate=True`` (what every reader uses, through ``reader.list_index``) also refuses a record that
-    lacks what the readers rely on (:func:`validate_index`). The default only checks JSON, the asset
-    location and the version, so a bare ``{"version", "asset"}`` payload still parses.
+def parse_index_payload(payload: bytes) -> dict:
+    """Inverse of :func:`index_payload`: checks JSON, the version and everything readers rely on
+    (:func:`validate_index`); raises ``ValueError`` (``FormatError`` / ``UnsupportedVersionError``) otherwise.
     """
     try:
         index = json.loads(payload.decode("utf-8"))
@@ -371,8 +368,7 @@ def parse_index_payload(payload: bytes, *, validate: bool = False) -> dict:
     if not isinstance(index, dict) or not isinstance(index.get("asset"), dict):
         raise FormatError("attention index record lacks its asset location")
     index = upgrade_header(index)
-    if validate:
-        validate_index(index)
+    validate_index(index)
     return index
 
 

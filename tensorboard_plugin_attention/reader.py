@@ -80,8 +80,7 @@ def list_index(data_provider: Any, ctx: Any, experiment_id: str = "", run: Optio
             for d in datums:
                 try:
                     payload = d.numpy.item() if hasattr(d.numpy, "item") else d.numpy
-                    index = fmt.parse_index_payload(payload if isinstance(payload, bytes) else bytes(payload),
-                                                     validate=True)
+                    index = fmt.parse_index_payload(payload if isinstance(payload, bytes) else bytes(payload))
                 except (ValueError, TypeError) as e:
                     _once(_warned, (r, tb_tag, d.step), "attention: skipping %s/%s step %s: %s", r, tb_tag, d.step, e)
                     continue

@@ -118,5 +118,10 @@ def test_unknown_version_is_refused_with_a_clear_message():
         fmt.parse_index_payload(payload.encode())
     with pytest.raises(fmt.FormatError):
         fmt.parse_index_payload(b"\xff not json")
-    ok = fmt.parse_index_payload(json.dumps({"version": 1, "asset": {"file": "f", "offset": 0, "length": 1}}).encode())
-    assert ok["version"] == 1
+    layers = [fmt.LayerArrays(softmax_rows(np.random.default_rng(0), (2, 3, 3)), info={})]
+    header = {"version": FORMAT_VERSION, "sequences": {"input": ["a", "b", "c"]},
+              "kinds": {"encoder": fmt.describe_kind(layers, "input", "input")}}
+    ok = fmt.parse_index_payload(fmt.index_payload(header, "f.attn", 0, 1))
+    assert ok["version"] == 1 and ok["asset"] == {"file": "f.attn", "offset": 0, "length": 1}
+    with pytest.raises(fmt.FormatError, match="malformed"):  # a v1 payload without what readers need
+        fmt.parse_index_payload(json.dumps({"version": 1, "asset": {"file": "f", "offset": 0, "length": 1}}).encode())

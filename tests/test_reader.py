@@ -215,6 +215,6 @@ def test_validate_index(logs):
         with pytest.raises(fmt.FormatError, match="malformed attention index record"):
             fmt.validate_index(bad)
         with pytest.raises(fmt.FormatError):
-            fmt.parse_index_payload(json.dumps(bad).encode(), validate=True)
+            fmt.parse_index_payload(json.dumps(bad).encode())
     fmt.validate_index(dict(index, kinds={"encoder": dict(enc, has_qk=False, head_dim=None)}))
     fmt.validate_index(dict(index, metrics={"encoder": "not checked"}))  # metrics never hide a record
