@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
+from browser_util import launch as launch_chromium
 from conftest import ATTENTION_TOLERANCE, check_minilm, write_attention_run
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
@@ -226,15 +227,7 @@ def test_across_training_routes(tensorboard, logs, load_fast):
         assert r.status == 400 and r.json()["error"]
 
 
-def _chromium():
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: F401
-    except ImportError:
-        return None
-    return next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
-
-
-@pytest.mark.skipif(_chromium() is None, reason="needs playwright and a Chromium")
+@pytest.mark.browser
 def test_browser_decodes_stored_chunks(tensorboard, tmp_path):
     """Chromium's fetch() decodes what the plugin sends it (Content-Encoding: deflate, the stored zlib chunks
     spliced), for chunks written now and chunks written before compress_chunk (plain zlib.compress)."""
@@ -255,7 +248,7 @@ def test_browser_decodes_stored_chunks(tensorboard, tmp_path):
     fetch = """async (url) => { const r = await fetch(url); const b = new Uint8Array(await r.arrayBuffer());
         return {status: r.status, encoding: r.headers.get('content-encoding'), data: Array.from(b)}; }"""
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page()
             page.goto(tb.url + "/data/plugins_listing")
