@@ -317,10 +317,15 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_every_rank_runs_probes_only_rank0_writes(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(_WORKER)
-    port = _free_port()
+def _run_two_ranks(tmp_path, script):
+    """Both ranks' return codes and output; a new port once if the free one was taken in between."""
+    for attempt in range(2):
+        codes, outs = _start_two_ranks(tmp_path, script, _free_port())
+        if all(c == 0 for c in codes) or attempt or not any("ddress already in use" in o for o in outs):
+            return codes, outs
+
+
+def _start_two_ranks(tmp_path, script, port):
     procs = []
     for rank in range(2):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
@@ -336,7 +341,14 @@ def test_two_processes_every_rank_runs_probes_only_rank0_writes(tmp_path):
             for q in procs:
                 q.kill()
             raise
-    assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
+    return [p.returncode for p in procs], outs
+
+
+def test_two_processes_every_rank_runs_probes_only_rank0_writes(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    codes, outs = _run_two_ranks(tmp_path, script)
+    assert all(c == 0 for c in codes), "\n".join(o[-3000:] for o in outs)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["steps"] == ranks[1]["steps"] == [0, 2, 4]  # both ranks ran every probe pass
