@@ -414,10 +414,11 @@ def validate_index(index: dict) -> None:
 
 # ------------------------------------------------------------------------------------------------- I/O
 def asset_dir(run_dir: str) -> str:
-    return _join(run_dir, ASSET_SUBDIR)
+    return join_path(run_dir, ASSET_SUBDIR)
 
 
-def _join(a: str, b: str) -> str:
+def join_path(a: str, b: str) -> str:
+    """Join a path under a local or remote (``scheme://``) directory."""
     return a.rstrip("/") + "/" + b if "://" in a else os.path.join(a, b)
 
 
@@ -451,7 +452,7 @@ class AssetFile:
     def __init__(self, run_dir: str, name: str):
         self.dir = asset_dir(run_dir)
         self.name = name
-        self.path = _join(self.dir, name)
+        self.path = join_path(self.dir, name)
         self.size = 0
         if _is_local(self.path):
             os.makedirs(_local(self.dir), exist_ok=True)

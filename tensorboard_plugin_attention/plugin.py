@@ -25,7 +25,6 @@ import re
 import threading
 import time
 import zlib
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -41,7 +40,7 @@ from tensorboard.plugins import base_plugin
 from . import format as fmt
 from . import metrics as metrics_mod
 from .metadata import FORMAT_VERSION, PLUGIN_NAME, UnsupportedVersionError
-from .reader import IndexEntry, RecordStore, list_index
+from .reader import LRU, IndexEntry, RecordStore, list_index
 
 logger = logging.getLogger(__name__)
 
@@ -340,58 +339,6 @@ def _gzip(body: bytes) -> bytes:
     return out.getvalue()
 
 
-class _ItemLRU:
-    """A small LRU of values, bounded in items."""
-
-    def __init__(self, max_items: int):
-        self.max_items = max_items
-        self._items: "OrderedDict[Any, Any]" = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
-
-
-class _BytesLRU:
-    """A small LRU of response bodies, bounded in bytes."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self._items: "OrderedDict[Any, bytes]" = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Optional[bytes]:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: bytes) -> None:
-        if len(value) > self.max_bytes:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = value
-            self._size += len(value)
-            while self._size > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self._size -= len(old)
-
-
 def _route(fn: Callable) -> Callable:
     """Wrap a route: client errors (``tensorboard.errors.PublicError``) become JSON error bodies with their
     status (TensorBoard's own handler would answer text/plain)."""
@@ -423,9 +370,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
             cache_mb = DEFAULT_CACHE_MB
         self._store = RecordStore(self._logdir, cache_bytes=cache_mb << 20)
         # compressed attention bodies (~10-25x smaller than the codes): a warm request costs no compression
-        self._encoded = _BytesLRU((cache_mb << 20) // GZIPPED_CACHE_FRACTION)
-        self._rollouts = _BytesLRU((cache_mb << 20) // DERIVED_CACHE_FRACTION)  # rollout codes
-        self._divergences = _ItemLRU(DIVERGENCE_CACHE_ITEMS if cache_mb else 0)
+        self._encoded = LRU((cache_mb << 20) // GZIPPED_CACHE_FRACTION)  # encoded bodies, by bytes
+        self._rollouts = LRU((cache_mb << 20) // DERIVED_CACHE_FRACTION)  # rollout codes, by bytes
+        self._divergences = LRU(DIVERGENCE_CACHE_ITEMS if cache_mb else 0)  # by items
         self._index = IndexCache(self._data_provider)
         self._static_root = os.path.realpath(STATIC_DIR)
 
@@ -648,7 +595,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             return np.frombuffer(cached, np.uint8).reshape(1, n, n)
         fused = [_fuse_heads(self._layer_codes(e, kind, k, layer, cache=False), fusion) for layer in range(k["layers"])]
         codes = fmt.encode_attention(metrics_mod.rollout(fused, residual=residual, head_fusion=fusion)).reshape(1, n, n)
-        self._rollouts.put(key, codes.tobytes())
+        self._rollouts.put(key, codes.tobytes(), codes.nbytes)
         return codes
 
     def static_impl(self, relpath: str) -> tuple[bytes, str]:
@@ -676,7 +623,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             body = self._encoded.get(key + ("gzip",))
             if body is None:
                 body = _gzip(np.ascontiguousarray(codes).tobytes())
-                self._encoded.put(key + ("gzip",), body)
+                self._encoded.put(key + ("gzip",), body, len(body))
             encoding = "gzip"
         else:
             body = np.ascontiguousarray(codes).tobytes()
@@ -717,7 +664,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 raw = np.ascontiguousarray(codes()).tobytes()
                 enc = "gzip" if "gzip" in encodings else "deflate"
                 body = _gzip(raw) if enc == "gzip" else zlib.compress(raw, GZIP_LEVEL)
-            self._encoded.put(key + (enc,), body)
+            self._encoded.put(key + (enc,), body, len(body))
             return _respond_binary(request, body, enc, headers)
         return _respond_binary(request, np.ascontiguousarray(codes()).tobytes(), None, headers)
 

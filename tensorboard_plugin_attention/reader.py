@@ -20,7 +20,7 @@ from .metadata import PLUGIN_NAME, parse_plugin_metadata
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_attention", "AttentionExample", "IndexEntry", "RecordStore", "list_index"]
+__all__ = ["read_attention", "AttentionExample", "IndexEntry", "LRU", "RecordStore", "list_index"]
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,41 @@ def asset_path(logdir: str, run: str, entry_index: dict) -> str:
     name = entry_index["asset"]["file"]
     if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
         raise fmt.FormatError(f"invalid asset file name {name!r}")
-    run_dir = logdir if run in (".", "") else fmt._join(logdir, run)
-    return fmt._join(fmt.asset_dir(run_dir), name)
+    run_dir = logdir if run in (".", "") else fmt.join_path(logdir, run)
+    return fmt.join_path(fmt.asset_dir(run_dir), name)
+
+
+class LRU:
+    """A thread-safe LRU bounded by the total ``cost`` of its values (bytes, or 1 per item)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: "OrderedDict[Any, tuple[Any, int]]" = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        """The cached value, or None."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: Any, value: Any, cost: int = 1) -> None:
+        """Cache ``value`` unless it alone exceeds the capacity; evicts the least recently used."""
+        if cost > self.capacity:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._size -= old[1]
+            self._items[key] = (value, cost)
+            self._size += cost
+            while self._size > self.capacity:
+                _, (_, c) = self._items.popitem(last=False)
+                self._size -= c
 
 
 class RecordStore:
@@ -107,26 +140,14 @@ class RecordStore:
         self.logdir = logdir
         self.read_range = read_range
         self.cache_bytes = cache_bytes
-        self._cache: "OrderedDict[Any, Any]" = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
+        self._cache = LRU(cache_bytes)
 
     def _cached(self, key: Any, load: Callable[[], Any], nbytes: Callable[[Any], int], store: bool = True) -> Any:
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key][0]
-        value = load()
-        if not store:
-            return value
-        n = nbytes(value)
-        with self._lock:
-            if key not in self._cache and n <= self.cache_bytes:
-                self._cache[key] = (value, n)
-                self._size += n
-                while self._size > self.cache_bytes:
-                    _, (_, m) = self._cache.popitem(last=False)
-                    self._size -= m
+        value = self._cache.get(key)
+        if value is None:
+            value = load()
+            if store:
+                self._cache.put(key, value, nbytes(value))
         return value
 
     def record(self, entry: IndexEntry) -> fmt.AssetRecord:
@@ -134,7 +155,7 @@ class RecordStore:
         offset = int(entry.index["asset"]["offset"])
         return self._cached(("rec", path, offset),
                             lambda: fmt.parse_record_header(path, offset, self.read_range),
-                            lambda r: 4096 + 64 * len(str(r.header.get("chunks", ""))) // 8)
+                            lambda r: 8 * (r.data_offset - r.offset))  # parsed JSON ~ 8x its bytes
 
     def attention_codes(self, entry: IndexEntry, kind: str, layer: int, head: Optional[int] = None, *,
                         cache: bool = True) -> np.ndarray:

@@ -22,6 +22,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from . import format as fmt
+from . import metrics as m
 from .metadata import FORMAT_VERSION, create_summary_metadata
 
 MAX_TOKENS = 8192  # per sequence; 2048 is the design target, 8192 keeps single records < 1 GB
@@ -544,10 +545,6 @@ def _metric_scalars(tag: str, example: str, metrics: dict) -> summary_pb2.Summar
 
 def _metrics(ex: _Example) -> dict:
     """Per-head metrics per kind (``{kind: {name: [[per head] per layer]}}``), NaN as null."""
-    try:
-        from . import metrics as m
-    except ImportError:  # metrics module not available
-        return {}
     out: dict = {}
     for kind, layers in ex.kinds.items():
         qseq, _ = ex.kind_sequences[kind]

@@ -6,12 +6,7 @@ import pytest
 pytest.importorskip("torch")
 
 from tensorboard_plugin_attention import read_attention  # noqa: E402
-from tensorboard_plugin_attention.demo.induction import train_induction  # noqa: E402
-
-
-def best_induction(example) -> float:
-    scores = example.header["metrics"]["decoder"]["induction"]
-    return float(np.nanmax(np.array([[np.nan if v is None else v for v in layer] for layer in scores])))
+from tensorboard_plugin_attention.demo.induction import best_induction, train_induction  # noqa: E402
 
 
 def test_an_induction_head_forms(tmp_path):

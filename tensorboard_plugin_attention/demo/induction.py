@@ -85,10 +85,17 @@ def train_induction(logdir: str, *, steps: int = 300, checkpoints: int = 16, pro
     return sorted(log_at)
 
 
+def best_induction(example) -> float:
+    """The highest induction score over the heads of a logged example (``read_attention`` result)."""
+    import numpy as np
+
+    scores = example.header["metrics"]["decoder"]["induction"]
+    return float(np.nanmax(np.array([[np.nan if v is None else v for v in layer] for layer in scores], float)))
+
+
 def run(run_dir: str, *, quick: bool = False, seed: int = 0) -> dict:
     """The demo run (``demo`` CLI): train with a progress bar, return a summary."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import numpy as np
     from tqdm.auto import tqdm
 
     from ..reader import read_attention
@@ -98,11 +105,9 @@ def run(run_dir: str, *, quick: bool = False, seed: int = 0) -> dict:
     with tqdm(total=total, desc=f"{NAME}: training from scratch", unit="step", dynamic_ncols=True) as bar:
         steps = train_induction(run_dir, steps=total, checkpoints=8 if quick else 16, probes=probes, seed=seed,
                                 progress=lambda s: bar.update(1))
-    best = {}
+    best: dict = {}
     for ex in read_attention(run_dir, queries_keys=False):
-        scores = ex.header["metrics"]["decoder"]["induction"]
-        value = np.nanmax(np.array([[np.nan if v is None else v for v in layer] for layer in scores], float))
-        best[ex.step] = max(best.get(ex.step, 0.0), float(value))
+        best[ex.step] = max(best.get(ex.step, 0.0), best_induction(ex))
     return {
         "run": NAME,
         "run_dir": run_dir,
