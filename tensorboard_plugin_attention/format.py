@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ ASSET_SUFFIX = ".attn"
 # Asset record framing: magic, header length, header CRC32C, header JSON, chunks.
 MAGIC = b"TBATTN\x00\x00"
 _FRAME = struct.Struct("<8sII")
+
+# Bounds a reader trusts (a damaged or crafted record beyond them is refused, never allocated for).
+MAX_COUNTS = {"layers": 1024, "heads": 1024, "q_len": 1 << 21, "k_len": 1 << 21}
+MAX_HEAD_DIM = 1 << 14
+MAX_HEADER_BYTES = 1 << 30  # a record header (tokens, chunk table) is far smaller
 
 # ---------------------------------------------------------------------------------------------- codec
 # log8: code 0 is exactly 0; codes 1..LOG8_SPLIT_CODE-1 are log-spaced by LOG8_RATIO up to LOG8_SPLIT;
@@ -208,13 +214,38 @@ def parse_record_header(path: str, offset: int, read_range) -> AssetRecord:
     magic, n, crc = _FRAME.unpack(frame)
     if magic != MAGIC:
         raise FormatError(f"{path}@{offset}: not an attention record (bad magic)")
+    if n > MAX_HEADER_BYTES:
+        raise FormatError(f"{path}@{offset}: record header of {n} bytes is larger than any writer makes")
     head = read_range(path, offset + _FRAME.size, n)
     if len(head) < n:
         raise FormatError(f"{path}@{offset}: truncated record header")
     if crc32c(head) != crc:
         raise FormatError(f"{path}@{offset}: record header checksum mismatch")
-    header = upgrade_header(json.loads(head.decode("utf-8")))
-    return AssetRecord(path, offset, offset + _FRAME.size + n, header)
+    try:
+        header = json.loads(head.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"{path}@{offset}: record header is not JSON: {e}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("chunks"), dict):
+        raise FormatError(f"{path}@{offset}: record header lacks its chunk table")
+    return AssetRecord(path, offset, offset + _FRAME.size + n, upgrade_header(header))
+
+
+def record_mismatch(index: dict, header: dict) -> Optional[str]:
+    """Why the asset record ``header`` is not the record the index entry ``index`` points to, or None.
+
+    The index payload is the record header without its chunk table (plus its location and checksum), so
+    every field must be equal: tag, example, step, wall time, tokens and every kind's shapes. A torn or
+    misplaced write, or an index pointing at another step's bytes, is caught here before anything is served.
+    """
+    mine = {k: v for k, v in index.items() if k not in _INDEX_ONLY}
+    theirs = {k: v for k, v in header.items() if k != "chunks"}
+    if mine == theirs:
+        return None
+    for key in ("tag", "example", "step", "kinds", "sequences", "version"):
+        if mine.get(key) != theirs.get(key):
+            return f"the asset record's {key} differs from its index record's"
+    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    return f"the asset record differs from its index record in {', '.join(map(str, diff[:5]))}"
 
 
 def read_chunk(record: AssetRecord, entry: Sequence[int], read_range) -> bytes:
@@ -248,8 +279,15 @@ def read_chunks(record: AssetRecord, entries: Sequence[Sequence[int]], read_rang
 
 
 def decode_codes(data: bytes, shape: Iterable[int]) -> np.ndarray:
-    """A compressed log8 chunk -> uint8 codes of ``shape``."""
-    return np.frombuffer(zlib.decompress(data), dtype=np.uint8).reshape(tuple(shape))
+    """A compressed log8 chunk -> uint8 codes of ``shape``; never inflates more than ``shape`` holds
+    (``FormatError`` if the chunk's content has another size)."""
+    shape = tuple(shape)
+    size = int(np.prod(shape, dtype=np.int64))
+    d = zlib.decompressobj()
+    out = d.decompress(data, size + 1)  # bounded: a crafted chunk cannot inflate past what was asked for
+    if len(out) != size or d.unconsumed_tail:
+        raise FormatError(f"a chunk holds {len(out)}{'+' if d.unconsumed_tail else ''} bytes, expected {size}")
+    return np.frombuffer(out, dtype=np.uint8).reshape(shape)
 
 
 # --------------------------------------------------------------------------- chunks as HTTP bodies
@@ -329,7 +367,9 @@ def splice_gzip(chunks: Sequence[bytes], sizes: Sequence[int]) -> Optional[bytes
     crc = total = 0
     for i, (piece, n) in enumerate(zip(pieces, sizes)):
         d = zlib.decompressobj(-15)
-        out = d.decompress(piece)
+        out = d.decompress(piece, n + 1)  # bounded: never inflate past what the header promises
+        if len(out) > n or d.unconsumed_tail:
+            raise FormatError(f"a chunk holds more than the {n} bytes its header says")
         if d.eof != (i == len(pieces) - 1) or d.unused_data:
             return None  # a final block inside a piece: not a chunk we wrote, re-compress instead
         if len(out) != n:
@@ -344,22 +384,41 @@ def decode_f16(data: bytes, shape: Iterable[int]) -> np.ndarray:
 
 
 def upgrade_header(header: dict) -> dict:
-    """Check the version and migrate an older header to the current layout (v1 is the first)."""
+    """Check the version and migrate an older header to the current layout.
+
+    v1 -> v2 changed only the index payload (its checksum), not the header: nothing to migrate.
+    """
     check_version(header.get("version"))
     return header
 
 
 # ----------------------------------------------------------------------------------------- index record
+# The index payload ends with its own checksum (format v2): the Rust data server does not verify the CRCs of
+# events that parse, so a flipped bit in the index would otherwise be served as tokens or metadata.
+INDEX_CRC_KEY = "index_crc32c"
+_INDEX_ONLY = ("asset", INDEX_CRC_KEY)  # index payload fields that are not part of the record header
+_INDEX_CRC_TAIL = re.compile(rb',"' + INDEX_CRC_KEY.encode() + rb'":([0-9]{1,10})\}\Z')
+
+
 def index_payload(header: dict, file: str, offset: int, length: int) -> bytes:
-    """The JSON stored in the event file: the header without its chunk table, plus the record's location."""
+    """The JSON stored in the event file: the header without its chunk table, plus the record's location,
+    then ``"index_crc32c"``: the CRC32C of the same JSON without that last member (its exact bytes)."""
     index = {k: v for k, v in header.items() if k != "chunks"}
     index["asset"] = {"file": file, "offset": offset, "length": length}
-    return json.dumps(index, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return encode_index(index)
+
+
+def encode_index(index: dict) -> bytes:
+    """An index record (as :func:`parse_index_payload` returns it) as payload bytes, checksummed anew."""
+    body = json.dumps({k: v for k, v in index.items() if k != INDEX_CRC_KEY}, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+    return body[:-1] + b',"%s":%d}' % (INDEX_CRC_KEY.encode(), crc32c(body))
 
 
 def parse_index_payload(payload: bytes) -> dict:
-    """Inverse of :func:`index_payload`: checks JSON, the version and everything readers rely on
-    (:func:`validate_index`); raises ``ValueError`` (``FormatError`` / ``UnsupportedVersionError``) otherwise.
+    """Inverse of :func:`index_payload`: checks the checksum (v2 on), JSON, the version and everything
+    readers rely on (:func:`validate_index`); raises ``ValueError`` (``FormatError`` /
+    ``UnsupportedVersionError``) otherwise.
     """
     try:
         index = json.loads(payload.decode("utf-8"))
@@ -368,6 +427,12 @@ def parse_index_payload(payload: bytes) -> dict:
     if not isinstance(index, dict) or not isinstance(index.get("asset"), dict):
         raise FormatError("attention index record lacks its asset location")
     index = upgrade_header(index)
+    if index["version"] >= 2 or INDEX_CRC_KEY in index:
+        tail = _INDEX_CRC_TAIL.search(payload)
+        if tail is None:
+            raise FormatError("attention index record lacks its checksum")
+        if crc32c(payload[: tail.start()] + b"}") != int(tail.group(1)):
+            raise FormatError("attention index record checksum mismatch (the event file is damaged)")
     validate_index(index)
     return index
 
@@ -386,19 +451,25 @@ def index_problem(index: dict) -> Optional[str]:
     kinds = index.get("kinds")
     if not isinstance(kinds, dict) or not kinds:
         return "no kinds"
-    if not isinstance(index.get("sequences"), dict):
+    sequences = index.get("sequences")
+    if not isinstance(sequences, dict):
         return "no sequences"
     for name, k in kinds.items():
         if name not in KINDS or not isinstance(k, dict):
             return f"bad kind {str(name)[:40]!r}"
-        for field_ in ("layers", "heads", "q_len", "k_len"):  # the writer refuses empty attention
-            if not _is_count(k.get(field_)) or not k[field_]:
-                return f"{name}.{field_} is not a positive count"
-        if k.get("has_qk") and not _is_count(k.get("head_dim")):
-            return f"{name}.head_dim is not a count"
+        for field_, limit in MAX_COUNTS.items():  # the writer refuses empty attention
+            if not _is_count(k.get(field_)) or not 0 < k[field_] <= limit:
+                return f"{name}.{field_} is not a count in 1..{limit}"
+        for length, seq in (("q_len", k.get("query")), ("k_len", k.get("key"))):
+            tokens = sequences.get(seq) if isinstance(seq, str) else None
+            if not isinstance(tokens, list) or len(tokens) != k[length]:
+                return f"{name}.{length} is not the length of its token sequence {str(seq)[:40]!r}"
+        if k.get("has_qk") and not (_is_count(k.get("head_dim")) and 0 < k["head_dim"] <= MAX_HEAD_DIM):
+            return f"{name}.head_dim is not a count in 1..{MAX_HEAD_DIM}"
         ov = k.get("overview_shape")
-        if not (isinstance(ov, list) and len(ov) == 2 and all(_is_count(x) for x in ov)):
-            return f"{name}.overview_shape is not two counts"
+        if not (isinstance(ov, list) and len(ov) == 2 and all(_is_count(x) for x in ov)
+                and 0 < ov[0] <= k["q_len"] and 0 < ov[1] <= k["k_len"]):
+            return f"{name}.overview_shape is not two counts within the lengths"
     asset = index.get("asset")
     if not isinstance(asset, dict) or not isinstance(asset.get("file"), str) or not _is_count(asset.get("offset")):
         return "bad asset location"
@@ -431,13 +502,20 @@ def _local(path: str) -> str:
 
 
 def read_range(path: str, offset: int, size: int) -> bytes:
-    """Read ``size`` bytes at ``offset`` (local files directly, others through TensorBoard's gfile)."""
+    """Read up to ``size`` bytes at ``offset`` (local files directly, others through TensorBoard's gfile).
+
+    Never more than the file holds: a length read from a damaged or crafted record cannot make the reader
+    allocate past the end of the file (callers treat a short read as truncation)."""
+    if offset < 0 or size < 0:
+        raise FormatError(f"{path}: negative offset or length ({offset}, {size})")
     if _is_local(path):
         with open(_local(path), "rb") as f:
+            size = max(0, min(size, os.fstat(f.fileno()).st_size - offset))
             f.seek(offset)
             return f.read(size)
     from tensorboard.compat import tf
 
+    size = max(0, min(size, tf.io.gfile.stat(path).length - offset))
     with tf.io.gfile.GFile(path, "rb") as f:
         if hasattr(f, "seek"):
             f.seek(offset)
@@ -454,10 +532,12 @@ class AssetFile:
         self.name = name
         self.path = join_path(self.dir, name)
         self.size = 0
+        self._fd: Optional[int] = None
+        self._f: Any = None
         if _is_local(self.path):
             os.makedirs(_local(self.dir), exist_ok=True)
-            self._f = open(_local(self.path), "ab")
-            self.size = self._f.tell()
+            self._fd = os.open(_local(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self.size = os.fstat(self._fd).st_size
         else:
             from tensorboard.compat import tf
 
@@ -465,12 +545,35 @@ class AssetFile:
             self._f = tf.io.gfile.GFile(self.path, "wb")
 
     def append(self, record: bytes) -> int:
-        """Append one record, flushed to the file system; returns its offset."""
+        """Append one whole record, written through to the file system; returns its offset.
+
+        After a failed or short write (disk full, file-size limit) the torn bytes are cut off again and the
+        offset re-read from the file, so the next record is indexed where it really lands; the error is
+        raised (no index record may point at this one)."""
         offset = self.size
-        self._f.write(record)
-        self._f.flush()
-        self.size += len(record)
+        if self._fd is None:
+            self._f.write(record)
+            self._f.flush()
+            self.size += len(record)
+            return offset
+        view = memoryview(record)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except BaseException:
+            try:
+                os.ftruncate(self._fd, offset)
+            except OSError:
+                pass  # then the torn bytes stay, and the next record starts after them
+            self.size = os.fstat(self._fd).st_size
+            raise
+        self.size = offset + len(record)
         return offset
 
     def close(self) -> None:
-        self._f.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        elif self._f is not None:
+            self._f.close()
+            self._f = None

@@ -10,19 +10,24 @@ PLUGIN_NAME = "attention"
 
 # Version of the whole format (index record + asset record). Every change bumps it; readers keep
 # reading every older version (see format.py and docs/format.md).
-FORMAT_VERSION = 1
+# 1: first version. 2: the index payload carries its own CRC32C (``format.index_payload``).
+FORMAT_VERSION = 2
 
 
 class UnsupportedVersionError(ValueError):
-    """Raised for data written by a newer version of the plugin than this one."""
+    """Raised for data whose format version this reader does not understand."""
+
+
+class NewerVersionError(UnsupportedVersionError):
+    """Raised for data written by a newer version of the plugin than this one (upgrading reads it)."""
 
 
 def check_version(version: object, what: str = "record") -> int:
     """Return ``version`` if this reader understands it, else raise ``UnsupportedVersionError``."""
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:  # JSON true is not 1
         raise UnsupportedVersionError(f"attention {what} has an invalid format version {version!r}")
     if version > FORMAT_VERSION:
-        raise UnsupportedVersionError(
+        raise NewerVersionError(
             f"attention {what} has format version {version}, but this tensorboard-plugin-attention reads "
             f"versions 1..{FORMAT_VERSION}: upgrade the plugin (pip install -U tensorboard-plugin-attention)"
         )

@@ -7,6 +7,7 @@ tokens; only the layers are looped over. Formulas, rationale and NaN conventions
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -19,7 +20,10 @@ __all__ = [
     "layer_metrics",
     "is_causal",
     "jensen_shannon",
+    "jensen_shannon_codes",
+    "fuse_heads_codes",
     "rollout",
+    "FUSIONS",
 ]
 
 # Keys of the dicts returned by head_metrics / layer_metrics, in display order.
@@ -28,7 +32,7 @@ METRIC_NAMES = ("entropy", "distance", "sink", "prev_token", "induction")
 # A square attention counts as causal when every weight above the diagonal is at most this.
 CAUSAL_TOLERANCE = 1e-6
 
-_FUSIONS = ("mean", "max", "min")
+FUSIONS = ("mean", "max", "min")  # head fusions of rollout
 
 
 def _as_attention(attention: np.ndarray, ndim: int, name: str = "attention") -> np.ndarray:
@@ -215,8 +219,8 @@ def rollout(layers: Sequence[np.ndarray], *, residual: float = 0.5, head_fusion:
     multiplied with the last layer on the left: ``R = Â_L … Â_2 Â_1``. ``R[i, j]`` is how much input
     token ``j`` flows into output position ``i``. Returns float64 ``(n, n)``; rows sum to 1.
     """
-    if head_fusion not in _FUSIONS:
-        raise ValueError(f"head_fusion must be one of {_FUSIONS}, got {head_fusion!r}")
+    if head_fusion not in FUSIONS:
+        raise ValueError(f"head_fusion must be one of {FUSIONS}, got {head_fusion!r}")
     if not 0.0 <= residual <= 1.0:
         raise ValueError(f"residual must lie in [0, 1], got {residual}")
     result: np.ndarray | None = None
@@ -236,3 +240,44 @@ def rollout(layers: Sequence[np.ndarray], *, residual: float = 0.5, head_fusion:
     if result is None:
         raise ValueError("rollout needs at least one layer")
     return result
+
+
+# ---------------------------------------------------------------------- on 8-bit codes (the stored form)
+# The backend works on stored log8 codes (``format.LUT`` decodes them); these kernels take the table as an
+# argument so this module stays free of the format.
+
+@functools.lru_cache(maxsize=4)
+def _js_table(lut: bytes) -> np.ndarray:
+    """``T[a * 256 + b]``: the Jensen-Shannon term of one weight pair decoded from codes ``a`` and ``b``
+    (``jensen_shannon`` of one-element rows), so the divergence of two coded layers is a table look-up and a
+    sum instead of three logarithms per weight."""
+    values = np.frombuffer(lut, np.float32).astype(np.float64)
+    return jensen_shannon(np.repeat(values, 256).reshape(-1, 1, 1), np.tile(values, 256).reshape(-1, 1, 1))
+
+
+def jensen_shannon_codes(a: np.ndarray, b: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Per-head ``jensen_shannon(lut[a], lut[b])`` of two coded layers ``(heads, q, k)`` of uint8 codes (the
+    same values up to float rounding: the mean over rows of each row's sum of terms), clipped to [0, ln 2]."""
+    table = _js_table(np.asarray(lut, np.float32).tobytes())
+    heads, q, _ = a.shape
+    out = np.empty(heads)
+    for h in range(heads):  # one head at a time: the index array is 8 bytes per weight
+        idx = (a[h].astype(np.intp) << 8) | b[h]
+        out[h] = table.take(idx).sum() / q
+    return np.clip(out, 0.0, np.log(2.0))
+
+
+def fuse_heads_codes(codes: np.ndarray, fusion: str, lut: np.ndarray) -> np.ndarray:
+    """One layer's heads ``(heads, n, n)`` of uint8 codes fused into decoded float64 ``(n, n)``, as ``rollout``
+    does with ``head_fusion`` (max/min on codes is exact, the code being monotonic)."""
+    if fusion not in FUSIONS:
+        raise ValueError(f"head_fusion must be one of {FUSIONS}, got {fusion!r}")
+    values = np.asarray(lut, np.float64)
+    if fusion == "max":
+        return values[codes.max(axis=0)]
+    if fusion == "min":
+        return values[codes.min(axis=0)]
+    acc = np.zeros(codes.shape[1:], np.float64)
+    for h in range(codes.shape[0]):
+        acc += values[codes[h]]
+    return acc / codes.shape[0]

@@ -6,21 +6,30 @@ The plugin backend and ``read_attention`` (for notebooks and scripts) share ever
 from __future__ import annotations
 
 import logging
-import os
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
 from . import format as fmt
-from .metadata import PLUGIN_NAME, parse_plugin_metadata
+from .metadata import PLUGIN_NAME, NewerVersionError, parse_plugin_metadata
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_attention", "AttentionExample", "IndexEntry", "LRU", "RecordStore", "list_index"]
+__all__ = ["read_attention", "iter_attention", "AttentionExample", "IndexEntry", "IndexCache", "LRU", "RecordStore",
+           "RunDirs", "list_index"]
+
+
+# What makes one record's arrays unreadable (missing, truncated or corrupt asset file, a chunk table or
+# header that disagrees with its index record, a newer version): skip or 404 that record, keep the others.
+DATA_ERRORS = (fmt.FormatError, OSError, ValueError, KeyError, IndexError, TypeError, zlib.error)
+
+INDEX_TTL_S = 1.0  # within a burst of requests, reuse the index without asking the data provider again
+MAX_EXPERIMENTS = 8  # index snapshots kept (clients choose experiment ids; the local providers ignore them)
 
 
 @dataclass(frozen=True)
@@ -34,23 +43,54 @@ class IndexEntry:
     wall_time: float
     index: dict  # the record header without its chunk table, plus "asset": {file, offset, length}
 
+    @property
+    def asset_key(self) -> tuple:
+        """Where the record's arrays are: changes whenever the step is logged again (a cache key)."""
+        asset = self.index["asset"]
+        return self.run, asset.get("file"), asset.get("offset")
 
-def _once(cache: set, key: Any, msg: str, *args: Any) -> None:
-    if key not in cache:
-        cache.add(key)
-        logger.warning(msg, *args)
+    @property
+    def revision(self) -> str:
+        """A short opaque name of :attr:`asset_key`, served so that clients can key their caches by it."""
+        return "%08x" % fmt.crc32c(repr(self.asset_key).encode("utf-8", "backslashreplace"))
 
 
 _warned: set = set()
 
 
-def list_index(data_provider: Any, ctx: Any, experiment_id: str = "", run: Optional[str] = None) -> list[IndexEntry]:
+def warn_once(key: Any, msg: str, *args: Any) -> None:
+    """``logger.warning`` once per ``key`` (damaged records are reported once, not per request)."""
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(msg, *args)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A TensorBoard tag (or some of its records) that was skipped, and why."""
+
+    run: str
+    tb_tag: str
+    reason: str
+    newer_version: bool  # written by a newer plugin: upgrading the plugin would read it
+
+
+def list_index(data_provider: Any, ctx: Any, experiment_id: str = "", run: Optional[str] = None,
+               unreadable: Optional[list] = None) -> list[IndexEntry]:
     """Every readable index record (all steps), through the data-provider API only.
 
-    Unreadable tags or records (unknown version, corrupt payload) are skipped and logged once.
+    Unreadable tags or records (unknown version, corrupt payload or checksum, missing fields) are skipped,
+    logged once and, when ``unreadable`` is a list, reported into it (one :class:`Unreadable` per tag).
     """
     runs = None if run is None else [run]
     from tensorboard.data import provider as dp
+
+    skipped: dict = {}
+
+    def skip(r: str, tb_tag: str, step: Optional[int], err: Exception) -> None:
+        where = f"{r}/{tb_tag}" + ("" if step is None else f" step {step}")
+        warn_once((r, tb_tag, step, str(err)), "attention: skipping %s: %s", where, err)
+        skipped.setdefault((r, tb_tag), Unreadable(r, tb_tag, str(err), isinstance(err, NewerVersionError)))
 
     listing = data_provider.list_tensors(ctx, experiment_id=experiment_id, plugin_name=PLUGIN_NAME,
                                          run_tag_filter=dp.RunTagFilter(runs=runs))
@@ -61,40 +101,136 @@ def list_index(data_provider: Any, ctx: Any, experiment_id: str = "", run: Optio
             try:
                 meta[(r, tb_tag)] = parse_plugin_metadata(ts.plugin_content)
             except ValueError as e:
-                _once(_warned, (r, tb_tag, str(e)), "attention: skipping %s/%s: %s", r, tb_tag, e)
+                skip(r, tb_tag, None, e)
                 continue
             wanted.setdefault(r, []).append(tb_tag)
-    if not wanted:
-        return []
-    data = data_provider.read_tensors(
-        ctx, experiment_id=experiment_id, plugin_name=PLUGIN_NAME,
-        run_tag_filter=dp.RunTagFilter(runs=list(wanted), tags=sorted({t for ts in wanted.values() for t in ts})),
-        downsample=2**31 - 1,
-    )
     out = []
-    for r, tags in data.items():
-        for tb_tag, datums in tags.items():
-            m = meta.get((r, tb_tag))
-            if m is None:
-                continue
-            for d in datums:
-                try:
-                    payload = d.numpy.item() if hasattr(d.numpy, "item") else d.numpy
-                    index = fmt.parse_index_payload(payload if isinstance(payload, bytes) else bytes(payload))
-                except (ValueError, TypeError) as e:
-                    _once(_warned, (r, tb_tag, d.step), "attention: skipping %s/%s step %s: %s", r, tb_tag, d.step, e)
+    if wanted:
+        data = data_provider.read_tensors(
+            ctx, experiment_id=experiment_id, plugin_name=PLUGIN_NAME,
+            run_tag_filter=dp.RunTagFilter(runs=list(wanted),
+                                           tags=sorted({t for ts in wanted.values() for t in ts})),
+            downsample=2**31 - 1,
+        )
+        for r, tags in data.items():
+            for tb_tag, datums in tags.items():
+                m = meta.get((r, tb_tag))
+                if m is None:
                     continue
-                out.append(IndexEntry(r, m["tag"], m["example"], int(d.step), float(d.wall_time), index))
+                for d in datums:
+                    try:
+                        payload = d.numpy.item() if hasattr(d.numpy, "item") else d.numpy
+                        index = fmt.parse_index_payload(payload if isinstance(payload, bytes) else bytes(payload))
+                        if (index.get("tag"), index.get("example")) != (m["tag"], m["example"]):
+                            raise fmt.FormatError("index record names another tag/example than its metadata")
+                    except (ValueError, TypeError) as e:
+                        skip(r, tb_tag, int(d.step), e)
+                        continue
+                    out.append(IndexEntry(r, m["tag"], m["example"], int(d.step), float(d.wall_time), index))
     out.sort(key=lambda e: (e.run, e.tag, e.example, e.step))
+    if unreadable is not None:
+        unreadable.extend(skipped[k] for k in sorted(skipped))
     return out
 
 
-def asset_path(logdir: str, run: str, entry_index: dict) -> str:
-    """Absolute path of the asset file an index record points to (the file name is checked, not trusted)."""
+# ---------------------------------------------------------------------------------------------- index
+@dataclass
+class RunIndex:
+    """One run's readable records (a step logged twice: the latest write wins) and what was skipped."""
+
+    key: frozenset  # what the data provider's listing said about this run's tags when we read it
+    entries: dict  # (tag, example, step) -> IndexEntry
+    examples: dict  # (tag, example) -> [IndexEntry] sorted by step
+    unreadable: list  # [Unreadable]
+
+
+def latest_entries(entries: Iterable[IndexEntry]) -> dict:
+    """(tag, example, step) -> the entry written last (a step logged twice, e.g. by restarted training)."""
+    out: dict = {}
+    for e in entries:
+        k = (e.tag, e.example, e.step)
+        if k not in out or out[k].wall_time <= e.wall_time:
+            out[k] = e
+    return out
+
+
+def _by_example(entries: dict) -> dict:
+    out: dict = {}
+    for (tag, example, _), e in entries.items():
+        out.setdefault((tag, example), []).append(e)
+    for es in out.values():
+        es.sort(key=lambda e: e.step)
+    return out
+
+
+class IndexCache:
+    """``list_index`` results per run, re-read only when the data provider's listing of that run changes
+    (max step, max wall time or metadata of any tag), and not asked again within ``ttl`` seconds.
+
+    Snapshots are kept per experiment id for at most ``MAX_EXPERIMENTS`` ids (least recently used first
+    out): any client can name an id, so memory must not grow with them.
+    """
+
+    def __init__(self, data_provider: Any, ttl: float = INDEX_TTL_S, max_experiments: int = MAX_EXPERIMENTS):
+        self._provider = data_provider
+        self._ttl = ttl
+        self._snapshots = LRU(max_experiments)  # experiment id -> (monotonic time, {run: RunIndex})
+        self._lock = threading.Lock()
+
+    def get(self, ctx: Any, experiment_id: str = "", *, fresh: bool = False) -> dict:
+        """run -> :class:`RunIndex`. ``fresh`` asks the data provider even within the TTL."""
+        snap = self._snapshots.get(experiment_id)
+        if snap is not None and not fresh and time.monotonic() - snap[0] < self._ttl:
+            return snap[1]  # no lock: snapshots are replaced, never mutated
+        with self._lock:
+            snap = self._snapshots.get(experiment_id)
+            if snap is not None and not fresh and time.monotonic() - snap[0] < self._ttl:
+                return snap[1]  # refreshed by another request while this one waited
+            listing = self._provider.list_tensors(ctx, experiment_id=experiment_id, plugin_name=PLUGIN_NAME)
+            old = snap[1] if snap is not None else {}
+            runs = {}
+            for run, tags in listing.items():
+                key = frozenset((t, ts.max_step, ts.max_wall_time, ts.plugin_content) for t, ts in tags.items())
+                prev = old.get(run)
+                if prev is not None and prev.key == key:
+                    runs[run] = prev
+                    continue
+                unreadable: list = []
+                entries = latest_entries(e for e in list_index(self._provider, ctx, experiment_id, run=run,
+                                                               unreadable=unreadable) if e.run == run)
+                runs[run] = RunIndex(key, entries, _by_example(entries), unreadable)
+            self._snapshots.put(experiment_id, (time.monotonic(), runs))
+            return runs
+
+
+# -------------------------------------------------------------------------------------- run directories
+class RunDirs:
+    """Where a run's files are, as TensorBoard resolved them.
+
+    Under the Python loader the multiplexer knows each run's directory (also under ``--logdir_spec``, where
+    run names are not paths); under the Rust data server (``--logdir`` only) a run is its path relative to
+    the logdir, ``"."`` being the logdir itself.
+    """
+
+    def __init__(self, logdir: str, multiplexer: Any = None):
+        self.logdir = logdir
+        self._multiplexer = multiplexer
+
+    def __call__(self, run: str) -> str:
+        if self._multiplexer is not None:
+            path = self._multiplexer.RunPaths().get(run)
+            if path:
+                return str(path)
+        if not self.logdir:
+            raise fmt.FormatError(f"the directory of run {run!r} is unknown (no --logdir)")
+        return self.logdir if run in (".", "") else fmt.join_path(self.logdir, run)
+
+
+def asset_path(run_dir: str, entry_index: dict) -> str:
+    """Path of the asset file an index record points to (the file name is checked, not trusted)."""
     name = entry_index["asset"]["file"]
     if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
         raise fmt.FormatError(f"invalid asset file name {name!r}")
-    run_dir = logdir if run in (".", "") else fmt.join_path(logdir, run)
     return fmt.join_path(fmt.asset_dir(run_dir), name)
 
 
@@ -131,30 +267,76 @@ class LRU:
                 self._size -= c
 
 
+class _Flight:
+    """One load in progress that other threads asking for the same key wait for."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: Optional[BaseException] = None
+
+
 class RecordStore:
     """Decodes layers, q/k and overviews from asset files, with a bounded LRU of parsed record headers
-    and decoded layers (memory bounded by ``cache_bytes``, never by how much was logged)."""
+    and decoded layers (memory bounded by ``cache_bytes``, never by how much was logged).
 
-    def __init__(self, logdir: str, cache_bytes: int = 256 << 20,
+    Every record is checked against its index entry before anything of it is served (``record``), and
+    concurrent first reads of the same layer are decoded once (the others wait for it).
+    """
+
+    def __init__(self, run_dir: Callable[[str], str], cache_bytes: int = 256 << 20,
                  read_range: Callable[[str, int, int], bytes] = fmt.read_range):
-        self.logdir = logdir
+        self.run_dir = run_dir if callable(run_dir) else RunDirs(str(run_dir))
         self.read_range = read_range
         self.cache_bytes = cache_bytes
         self._cache = LRU(cache_bytes)
+        self._flights: dict = {}
+        self._flights_lock = threading.Lock()
 
     def _cached(self, key: Any, load: Callable[[], Any], nbytes: Callable[[Any], int], store: bool = True) -> Any:
         value = self._cache.get(key)
-        if value is None:
-            value = load()
+        if value is not None:
+            return value
+        with self._flights_lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.value
+        try:
+            flight.value = value = load()
             if store:
                 self._cache.put(key, value, nbytes(value))
-        return value
+            return value
+        except BaseException as e:
+            flight.error = e
+            raise
+        finally:
+            with self._flights_lock:
+                del self._flights[key]
+            flight.done.set()
+
+    def asset_path(self, entry: IndexEntry) -> str:
+        return asset_path(self.run_dir(entry.run), entry.index)
 
     def record(self, entry: IndexEntry) -> fmt.AssetRecord:
-        path = asset_path(self.logdir, entry.run, entry.index)
+        """The parsed asset record of ``entry``, checked to be the record the entry describes
+        (``format.record_mismatch``); ``FormatError`` otherwise."""
+        path = self.asset_path(entry)
         offset = int(entry.index["asset"]["offset"])
-        return self._cached(("rec", path, offset),
-                            lambda: fmt.parse_record_header(path, offset, self.read_range),
+
+        def load() -> fmt.AssetRecord:
+            rec = fmt.parse_record_header(path, offset, self.read_range)
+            problem = fmt.record_mismatch(entry.index, rec.header)
+            if problem:
+                raise fmt.FormatError(f"{path}@{offset}: {problem} (not the record of step {entry.step})")
+            return rec
+
+        return self._cached(("rec", path, offset, entry.step, entry.tag, entry.example), load,
                             lambda r: 8 * (r.data_offset - r.offset))  # parsed JSON ~ 8x its bytes
 
     def attention_codes(self, entry: IndexEntry, kind: str, layer: int, head: Optional[int] = None, *,
@@ -202,8 +384,7 @@ class RecordStore:
         k = rec.header["kinds"][kind]
         shape = (k["layers"], k["heads"], *k["overview_shape"])
         return self._cached(("ov", rec.path, rec.offset, kind),
-                            lambda: fmt.decode_codes(fmt.read_chunk(rec, rec.chunk(kind, "overview"), self.read_range), shape),
-                            lambda a: a.nbytes)
+                            lambda: fmt.decode_codes(self.overview_chunk(entry, kind), shape), lambda a: a.nbytes)
 
 
 @dataclass
@@ -264,10 +445,6 @@ def read_attention(
                                strict=strict))
 
 
-# What makes one record's arrays unreadable (as in the plugin): skip it, keep reading the others.
-_DATA_ERRORS = (fmt.FormatError, OSError, ValueError, KeyError, IndexError, TypeError, zlib.error)
-
-
 def iter_attention(logdir: str, *, run: Optional[str] = None, tag: Optional[str] = None,
                    example: Optional[str] = None, step: Optional[int] = None,
                    queries_keys: bool = True, strict: bool = False) -> Iterator[AttentionExample]:
@@ -280,17 +457,22 @@ def iter_attention(logdir: str, *, run: Optional[str] = None, tag: Optional[str]
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
     provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
-    store = RecordStore(logdir, cache_bytes=0)
-    for e in list_index(provider, context.RequestContext(), run=run):
-        if (tag is None or e.tag == tag) and (example is None or e.example == str(example)) \
-                and (step is None or e.step == step):
+    store = RecordStore(RunDirs(logdir, multiplexer), cache_bytes=0)
+    runs = IndexCache(provider).get(context.RequestContext())  # the plugin's index: the latest write wins
+    for r in sorted(runs):
+        if run is not None and r != run:
+            continue
+        for (t, x, s), e in sorted(runs[r].entries.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+            if (tag is not None and t != tag) or (example is not None and x != str(example)) \
+                    or (step is not None and s != step):
+                continue
             try:
                 ex = _decode(store, e, queries_keys)
-            except _DATA_ERRORS as err:
+            except DATA_ERRORS as err:
                 if strict:
                     raise
-                _once(_warned, (e.run, e.tag, e.example, e.step, type(err).__name__),
-                      "attention: skipping %s/%s/%s step %s: %s: %s", e.run, e.tag, e.example, e.step,
-                      type(err).__name__, err)
+                warn_once((e.run, e.tag, e.example, e.step, type(err).__name__),
+                          "attention: skipping %s/%s/%s step %s: %s: %s", e.run, e.tag, e.example, e.step,
+                          type(err).__name__, err)
                 continue
             yield ex

@@ -122,6 +122,117 @@ def test_unknown_version_is_refused_with_a_clear_message():
     header = {"version": FORMAT_VERSION, "sequences": {"input": ["a", "b", "c"]},
               "kinds": {"encoder": fmt.describe_kind(layers, "input", "input")}}
     ok = fmt.parse_index_payload(fmt.index_payload(header, "f.attn", 0, 1))
-    assert ok["version"] == 1 and ok["asset"] == {"file": "f.attn", "offset": 0, "length": 1}
+    assert ok["version"] == FORMAT_VERSION and ok["asset"] == {"file": "f.attn", "offset": 0, "length": 1}
     with pytest.raises(fmt.FormatError, match="malformed"):  # a v1 payload without what readers need
         fmt.parse_index_payload(json.dumps({"version": 1, "asset": {"file": "f", "offset": 0, "length": 1}}).encode())
+
+
+# ------------------------------------------------------------------------------- hardening (issue 10)
+def _index_of(tmp_path) -> tuple:
+    layers = [fmt.LayerArrays(softmax_rows(np.random.default_rng(0), (2, 3, 3)), info={})]
+    header = {"version": FORMAT_VERSION, "tag": "t", "example": "0", "step": 1,
+              "sequences": {"input": ["a", "b", "c"]}, "kinds": {"encoder": fmt.describe_kind(layers, "input", "input")}}
+    return header, fmt.index_payload(header, "f.attn", 0, 1)
+
+
+def test_index_payload_checksum_catches_bit_flips(tmp_path):
+    """The Rust data server does not check event CRCs of records that parse: our own checksum must."""
+    _, payload = _index_of(tmp_path)
+    assert fmt.parse_index_payload(payload)["sequences"]["input"] == ["a", "b", "c"]
+    at = payload.index(b'"b"') + 1
+    flipped = payload[:at] + bytes([payload[at] ^ 0x01]) + payload[at + 1:]  # "b" -> "c": still valid JSON
+    assert json.loads(flipped)["sequences"]["input"] == ["a", "c", "c"]
+    with pytest.raises(fmt.FormatError, match="checksum mismatch"):
+        fmt.parse_index_payload(flipped)
+    unsigned = json.dumps(json.loads(payload)).encode()  # v2 without its checksum where it belongs
+    with pytest.raises(fmt.FormatError, match="checksum"):
+        fmt.parse_index_payload(unsigned.replace(b', "index_crc32c"', b', "x"'))
+    # a version 1 payload (written before the checksum) is still read
+    v1 = {k: v for k, v in json.loads(payload).items() if k != fmt.INDEX_CRC_KEY}
+    v1["version"] = 1
+    assert fmt.parse_index_payload(json.dumps(v1).encode())["version"] == 1
+
+
+def test_version_true_is_not_version_1():
+    for bad in (True, False, 1.0, "1", None, 0):
+        with pytest.raises(UnsupportedVersionError, match="invalid format version"):
+            fmt.upgrade_header({"version": bad})
+
+
+def test_counts_are_bounded(tmp_path):
+    header, payload = _index_of(tmp_path)
+    index = fmt.parse_index_payload(payload)
+    enc = index["kinds"]["encoder"]
+    for field_, value in (("layers", 10**9), ("heads", 10**9), ("q_len", 4), ("k_len", 2**40)):
+        bad = dict(index, kinds={"encoder": dict(enc, **{field_: value})})
+        with pytest.raises(fmt.FormatError, match=field_):
+            fmt.parse_index_payload(fmt.encode_index(bad))
+
+
+def test_crafted_lengths_are_bounded_by_the_file(tmp_path):
+    """A chunk length of 2**40 with a valid CRC (a crafted header) is refused as truncation, not allocated;
+    a chunk that inflates past its shape (a zlib bomb) is refused without inflating it."""
+    path, _ = _record(tmp_path)
+    rec = fmt.parse_record_header(path, 4, fmt.read_range)
+    off, length, crc = rec.chunk("encoder", "attention", 0, 0)
+    rec.header["chunks"]["encoder"]["attention"][0][0] = [off, 2**40, crc]
+    with pytest.raises(fmt.FormatError, match="truncated"):
+        fmt.read_chunk(rec, rec.chunk("encoder", "attention", 0, 0), fmt.read_range)
+    assert fmt.read_range(path, 2**40, 2**40) == b""
+    bomb = fmt.compress_chunk(bytes(1 << 24))
+    with pytest.raises(fmt.FormatError, match="expected 16"):
+        fmt.decode_codes(bomb, (4, 4))
+    with pytest.raises(fmt.FormatError):
+        fmt.splice_gzip([bomb], [16])
+    raw = bytearray(open(path, "rb").read())  # a header length of 2**31 with a valid frame
+    raw[4 + 8:4 + 12] = (2**31).to_bytes(4, "little")
+    open(path, "wb").write(bytes(raw))
+    with pytest.raises(fmt.FormatError, match="larger than any writer makes"):
+        fmt.parse_record_header(path, 4, fmt.read_range)
+
+
+def test_record_mismatch_names_the_difference(tmp_path):
+    header, payload = _index_of(tmp_path)
+    index = fmt.parse_index_payload(payload)
+    assert fmt.record_mismatch(index, dict(header, chunks={})) is None
+    assert "step" in fmt.record_mismatch(index, dict(header, step=2, chunks={}))
+    assert "sequences" in fmt.record_mismatch(index, dict(header, sequences={"input": ["a", "b", "x"]}, chunks={}))
+
+
+_SHORT_WRITE = r'''
+import os, resource, signal, sys
+import numpy as np
+from tensorboard_plugin_attention import format as fmt
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past RLIMIT_FSIZE fails with EFBIG instead
+run = sys.argv[1]
+f = fmt.AssetFile(run, "a.attn")
+records = [bytes([i]) * 3000 for i in range(4)]
+assert f.append(records[0]) == 0
+resource.setrlimit(resource.RLIMIT_FSIZE, (4000, resource.RLIM_INFINITY))  # the next record is cut short
+try:
+    f.append(records[1])
+    raise SystemExit("no error")
+except OSError as e:
+    print("error", e.errno)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+offsets = [f.append(records[2]), f.append(records[3])]
+f.close()
+data = open(f.path, "rb").read()
+print("offsets", *offsets, "size", len(data))
+for off, rec in zip(offsets, records[2:]):
+    assert data[off:off + len(rec)] == rec, off
+'''
+
+
+def test_asset_file_resyncs_after_a_short_write(tmp_path):
+    """After a write that fails half-way (file-size limit, disk full), the torn bytes are cut off and the
+    next records are at the offsets returned for them (before the fix: 3000 bytes off, serving another
+    record's bytes)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _SHORT_WRITE, str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "error 27" in out.stdout  # EFBIG
+    assert "offsets 3000 6000 size 9000" in out.stdout

@@ -31,7 +31,8 @@ from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard_plugin_attention import format as fmt
 from tensorboard_plugin_attention import plugin as plugin_mod
-from tensorboard_plugin_attention.metadata import PLUGIN_NAME
+from tensorboard_plugin_attention import reader
+from tensorboard_plugin_attention.metadata import FORMAT_VERSION, PLUGIN_NAME
 from tensorboard_plugin_attention.plugin import AttentionLoader, AttentionPlugin
 
 PREFIX = "/data/plugin/attention"
@@ -148,7 +149,7 @@ def test_inactive_without_attention(tmp_path):
     assert a.plugin.is_active() is False
     assert body_json(a.raw("/data/plugins_listing"))[PLUGIN_NAME]["enabled"] is False
     index = body_json(a.get("/index"))
-    assert index["runs"] == [] and index["version"] == 1
+    assert index["runs"] == [] and index["version"] == FORMAT_VERSION
 
 
 # ---------------------------------------------------------------------------------------------- index
@@ -156,7 +157,7 @@ def test_index_lists_everything(app, logged):
     resp = app.get("/index")
     assert resp.status_code == 200 and resp.mimetype == "application/json"
     index = body_json(resp)
-    assert index["version"] == 1
+    assert index["version"] == FORMAT_VERSION
     assert index["codec"]["name"] == "log8"
     np.testing.assert_array_equal(np.asarray(index["codec"]["lut"], dtype=np.float32), fmt.LUT)
     runs = {r["run"]: r for r in index["runs"]}
@@ -199,7 +200,7 @@ def test_header_every_step(app, logged):
     run1 = logged[1]["run1"]
     for (example, step), ex in run1.examples.items():
         h = body_json(app.get("/header", **base_params(example=example, step=str(step))))
-        assert h["step"] == step and h["example"] == example and h["version"] == 1
+        assert h["step"] == step and h["example"] == example and h["version"] == FORMAT_VERSION
         assert h["sequences"]["input"] == ex.tokens
         assert h["kinds"]["encoder"]["has_qk"] is (step in QK_STEPS)
         assert "asset" not in h
@@ -501,8 +502,8 @@ def test_unknown_versions_and_garbage_hide_only_themselves(logged, tmp_path, cap
     logdir = copy_logs(logged, tmp_path)
     good = App(logdir).plugin.entry(RequestContext(), "", "run1", "probes", "0", 10).index
     future = dict(good, version=99, step=99)
-    _write_index_record(logdir / "run1", "probes", "0", 99, json.dumps(future).encode())
-    _write_index_record(logdir / "run1", "probes", "v99", 1, json.dumps(dict(good, version=99)).encode(),
+    _write_index_record(logdir / "run1", "probes", "0", 99, fmt.encode_index(future))
+    _write_index_record(logdir / "run1", "probes", "v99", 1, fmt.encode_index(dict(good, version=99)),
                         json.dumps({"version": 99, "tag": "probes", "example": "v99"}).encode())
     _write_index_record(logdir / "run1", "probes", "garbage", 2, b"\xff not json")
     _write_index_record(logdir / "run1", "probes", "noasset", 3, json.dumps({"version": 1}).encode())
@@ -512,7 +513,7 @@ def test_unknown_versions_and_garbage_hide_only_themselves(logged, tmp_path, cap
                                 dict(good, kinds={"encoder": dict(good["kinds"]["encoder"], heads=-1)}),
                                 dict(good, kinds={"bogus": good["kinds"]["encoder"]}),
                                 dict(good, asset=dict(good["asset"], offset="0"))]):
-        _write_index_record(logdir / "run1", "probes", f"broken{i}", 4, json.dumps(broken).encode())
+        _write_index_record(logdir / "run1", "probes", f"broken{i}", 4, fmt.encode_index(broken))
     reader._warned.clear()
     with caplog.at_level(logging.WARNING):
         a = App(logdir)
@@ -570,7 +571,7 @@ def test_truncated_event_file_serves_what_was_read(tmp_path):
 def test_logdir_without_assets(logged):
     """A plugin whose logdir has no asset files (e.g. --logdir_spec) still lists, and 404s array requests."""
     a = App(logged[0])
-    a.plugin._store.logdir = "/nonexistent-logdir"
+    a.plugin._store.run_dir = reader.RunDirs("/nonexistent-logdir")
     assert a.get("/index").status_code == 200
     assert_json_error(a.get("/attention", **base_params(head=None)), 404)
 
@@ -807,8 +808,8 @@ def test_metrics_missing_kind_and_malformed_grids(logged, tmp_path):
     m = good["metrics"]["encoder"]
     bad = dict(good, step=20, metrics={"encoder": dict(m, entropy="bad", sink=m["sink"][:1],
                                                        distance=[[1.0, "x", True]] * LAYERS, extra=m["prev_token"])})
-    _write_index_record(logdir / "run1", "probes", "0", 20, json.dumps(bad).encode())
-    _write_index_record(logdir / "run1", "probes", "0", 30, json.dumps(dict(good, step=30, metrics=[1])).encode())
+    _write_index_record(logdir / "run1", "probes", "0", 20, fmt.encode_index(bad))
+    _write_index_record(logdir / "run1", "probes", "0", 30, fmt.encode_index(dict(good, step=30, metrics=[1])))
     a = App(logdir)
     body = body_json(a.get("/metrics", run="run1", tag="probes", example="0"))
     assert body["steps"] == [*STEPS, 20, 30]
@@ -873,8 +874,8 @@ def test_divergence_values(app, logged):
 def test_divergence_symmetric_cached_and_zero_for_one_step(logged, monkeypatch):
     a = App(logged[0])
     calls = []
-    real = plugin_mod._js_heads
-    monkeypatch.setattr(plugin_mod, "_js_heads", lambda x, y: calls.append(1) or real(x, y))
+    real = metrics_mod.jensen_shannon_codes
+    monkeypatch.setattr(metrics_mod, "jensen_shannon_codes", lambda x, y, lut: calls.append(1) or real(x, y, lut))
     first = body_json(a.get("/divergence", **div_params()))
     assert len(calls) == LAYERS
     swapped = body_json(a.get("/divergence", **div_params(step_a="10", step_b="0")))
@@ -1086,7 +1087,7 @@ def test_damage_under_every_encoding(logged, tmp_path, accept):
     flip(rec.path, rec.data_offset + off + length // 2)
     good = a.plugin.entry(RequestContext(), "", "run1", "probes", "0", 10).index
     shape_lie = dict(good, step=20, kinds={"encoder": dict(good["kinds"]["encoder"], heads=HEADS - 1)})
-    _write_index_record(logdir / "run1", "probes", "0", 20, json.dumps(shape_lie).encode())
+    _write_index_record(logdir / "run1", "probes", "0", 20, fmt.encode_index(shape_lie))
     a = App(logdir)
     h = {"Accept-Encoding": accept}
     assert "checksum" in assert_json_error(a.get("/attention", headers=h, **base_params(head=None)), 404)

@@ -129,17 +129,17 @@ def damaged(logs, tmp_path):
     bad = {
         "garbage": b"\xff not json",
         "noasset": json.dumps({"version": 1}).encode(),
-        "future": json.dumps(dict(index, version=99)).encode(),
-        "nokinds": json.dumps(dict(index, kinds={})).encode(),
-        "listkinds": json.dumps(dict(index, kinds=[1, 2])).encode(),
-        "bogus": json.dumps(dict(index, kinds={"bogus": index["kinds"]["encoder"]})).encode(),
-        "strlayers": json.dumps(dict(index, kinds={"encoder": dict(index["kinds"]["encoder"], layers="2")})).encode(),
-        "neg": json.dumps(dict(index, kinds={"encoder": dict(index["kinds"]["encoder"], heads=-1)})).encode(),
-        "boolq": json.dumps(dict(index, kinds={"encoder": dict(index["kinds"]["encoder"], q_len=True)})).encode(),
-        "noseq": json.dumps(dict(index, sequences=None)).encode(),
-        "badoffset": json.dumps(dict(index, asset=dict(index["asset"], offset="0"))).encode(),
-        "nofile": json.dumps(dict(index, asset=dict(index["asset"], file=None))).encode(),
-        "traversal": json.dumps(dict(index, asset=dict(index["asset"], file="../../x.attn"))).encode(),
+        "future": fmt.encode_index(dict(index, version=99)),
+        "nokinds": fmt.encode_index(dict(index, kinds={})),
+        "listkinds": fmt.encode_index(dict(index, kinds=[1, 2])),
+        "bogus": fmt.encode_index(dict(index, kinds={"bogus": index["kinds"]["encoder"]})),
+        "strlayers": fmt.encode_index(dict(index, kinds={"encoder": dict(index["kinds"]["encoder"], layers="2")})),
+        "neg": fmt.encode_index(dict(index, kinds={"encoder": dict(index["kinds"]["encoder"], heads=-1)})),
+        "boolq": fmt.encode_index(dict(index, kinds={"encoder": dict(index["kinds"]["encoder"], q_len=True)})),
+        "noseq": fmt.encode_index(dict(index, sequences=None)),
+        "badoffset": fmt.encode_index(dict(index, asset=dict(index["asset"], offset="0"))),
+        "nofile": fmt.encode_index(dict(index, asset=dict(index["asset"], file=None))),
+        "traversal": fmt.encode_index(dict(index, example="traversal", asset=dict(index["asset"], file="../../x.attn"))),
     }
     for name, payload in bad.items():
         write_index_record(root / "run1", "probes", name, 1, payload)
@@ -170,7 +170,7 @@ def test_unreadable_assets_skip_only_their_records(logs, tmp_path, caplog):
     root = tmp_path / "logs"
     shutil.copytree(logs[0], root)
     (ex,) = read_attention(root, run="run1", example="2", step=5, queries_keys=False)
-    path = reader.asset_path(str(root), "run1", ex.header)
+    path = reader.asset_path(str(root / "run1"), ex.header)
     rec = fmt.parse_record_header(path, ex.header["asset"]["offset"], fmt.read_range)
     off, length, _ = rec.chunk("encoder", "attention", 1, 2)
     with open(path, "r+b") as f:  # corrupt one chunk of that record: its CRC32C fails
@@ -204,10 +204,10 @@ def test_validate_index(logs):
         "no kinds": dict(index, kinds=None),
         "no sequences": dict(index, sequences=[]),
         "bad kind 'x'": dict(index, kinds={"x": enc}),
-        "encoder.k_len is not a positive count": dict(index, kinds={"encoder": dict(enc, k_len=1.0)}),
-        "encoder.layers is not a positive count": dict(index, kinds={"encoder": dict(enc, layers=0)}),
-        "encoder.head_dim is not a count": dict(index, kinds={"encoder": dict(enc, has_qk=True, head_dim=None)}),
-        "encoder.overview_shape is not two counts": dict(index, kinds={"encoder": dict(enc, overview_shape=[6])}),
+        "encoder.k_len is not a count in 1..2097152": dict(index, kinds={"encoder": dict(enc, k_len=1.0)}),
+        "encoder.layers is not a count in 1..1024": dict(index, kinds={"encoder": dict(enc, layers=0)}),
+        "encoder.head_dim is not a count in 1..16384": dict(index, kinds={"encoder": dict(enc, has_qk=True, head_dim=None)}),
+        "encoder.overview_shape is not two counts within the lengths": dict(index, kinds={"encoder": dict(enc, overview_shape=[6])}),
         "bad asset location": dict(index, asset={"file": "f"}),
     }
     for problem, bad in cases.items():
@@ -215,6 +215,6 @@ def test_validate_index(logs):
         with pytest.raises(fmt.FormatError, match="malformed attention index record"):
             fmt.validate_index(bad)
         with pytest.raises(fmt.FormatError):
-            fmt.parse_index_payload(json.dumps(bad).encode())
+            fmt.parse_index_payload(fmt.encode_index(bad))
     fmt.validate_index(dict(index, kinds={"encoder": dict(enc, has_qk=False, head_dim=None)}))
     fmt.validate_index(dict(index, metrics={"encoder": "not checked"}))  # metrics never hide a record

@@ -1,0 +1,172 @@
+"""HTTP concerns of the plugin's routes: parameter parsing, content negotiation, binary and JSON bodies.
+
+Nothing here knows about attention records; ``plugin.py`` parses with these, calls an ``*_impl`` and
+responds with these. Client mistakes are raised as ``tensorboard.errors`` and become JSON error bodies with
+their 4xx status in one place (:func:`route`).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import io
+import json
+import math
+import re
+from typing import Any, Callable, Optional
+
+import numpy as np
+from werkzeug import wrappers
+
+from tensorboard import errors
+from tensorboard import plugin_util
+from tensorboard.backend import http_util
+
+GZIP_MIN_BYTES = 1024  # binary responses at least this large are compressed when the client accepts it
+GZIP_LEVEL = 1  # log8 codes compress ~10x even at level 1, and level 1 costs ~5 ms per MB
+
+_UINT = re.compile(r"[0-9]{1,9}", re.ASCII)  # layer / head
+_INT = re.compile(r"-?[0-9]{1,19}", re.ASCII)  # step (int64)
+_DECIMAL = re.compile(r"[0-9]{1,6}(?:\.[0-9]{0,17})?|\.[0-9]{1,17}", re.ASCII)  # residual
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+# ----------------------------------------------------------------------------------------- parameters
+def required(args: Any, name: str) -> str:
+    """A non-empty parameter; ``InvalidArgumentError`` if absent."""
+    value = args.get(name)
+    if value is None or value == "":
+        raise errors.InvalidArgumentError(f"missing parameter {name!r}")
+    return value
+
+
+def uint_param(args: Any, name: str, required: bool = True) -> Optional[int]:
+    """A non-negative integer (layer, head); None if absent and not required."""
+    return _int(args, name, _UINT, "a non-negative integer", required)
+
+
+def step_param(args: Any, name: str = "step") -> int:
+    """A step: an int64."""
+    value = _int(args, name, _INT, "an integer", True)
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise errors.InvalidArgumentError(f"parameter {name!r} is out of the int64 range")
+    return value
+
+
+def _int(args: Any, name: str, pattern: re.Pattern, what: str, required_: bool) -> Optional[int]:
+    value = args.get(name)
+    if value is None or value == "":
+        if required_:
+            raise errors.InvalidArgumentError(f"missing parameter {name!r}")
+        return None
+    if not pattern.fullmatch(value):
+        raise errors.InvalidArgumentError(f"parameter {name!r} must be {what}, got {value[:40]!r}")
+    return int(value)
+
+
+def unit_param(args: Any, name: str, default: float) -> float:
+    """A decimal in [0, 1] (``0.5``, ``1``, ``.25``; no sign, exponent, nan or inf); ``default`` if absent."""
+    value = args.get(name)
+    if value is None or value == "":
+        return default
+    if not _DECIMAL.fullmatch(value) or not 0.0 <= float(value) <= 1.0:
+        raise errors.InvalidArgumentError(f"parameter {name!r} must be a decimal number in [0, 1], got {value[:40]!r}")
+    return float(value)
+
+
+def choice_param(args: Any, name: str, choices: tuple) -> str:
+    """One of ``choices``; the first if absent."""
+    value = args.get(name)
+    if value is None or value == "":
+        return choices[0]
+    if value not in choices:
+        raise errors.InvalidArgumentError(f"parameter {name!r} must be one of {', '.join(choices)}, got {value[:40]!r}")
+    return value
+
+
+def check_range(name: str, value: Optional[int], limit: int) -> None:
+    """``InvalidArgumentError`` unless ``value`` is None or in ``0..limit-1``."""
+    if value is not None and not 0 <= value < limit:
+        raise errors.InvalidArgumentError(f"{name} {value} out of range: there are {limit} (0..{limit - 1})")
+
+
+def request_context(request: Any) -> tuple:
+    """(TensorBoard request context, experiment id) of a request."""
+    return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+
+
+# -------------------------------------------------------------------------------------- content coding
+# The same test as tensorboard.backend.http_util (gzip, x-gzip or *, unless q=0).
+_ALLOWS_GZIP = re.compile(r"(?:^|,|\s)(?:(?:x-)?gzip|\*)(?!;q=0)(?:\s|,|$)")
+
+
+def gzip_accepted(request: Any) -> bool:
+    return bool(_ALLOWS_GZIP.search(request.headers.get("Accept-Encoding", "")))
+
+
+def deflate_accepted(request: Any) -> bool:
+    """``deflate`` is listed in Accept-Encoding (not only through ``*``), without ``q=0``."""
+    for part in request.headers.get("Accept-Encoding", "").split(","):
+        name, _, params = part.partition(";")
+        if name.strip().lower() == "deflate":
+            q = params.strip().lower()
+            if q.startswith("q="):
+                try:
+                    return float(q[2:]) > 0
+                except ValueError:
+                    return False
+            return True
+    return False
+
+
+def gzip_bytes(body: bytes) -> bytes:
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as f:
+        f.write(body)
+    return out.getvalue()
+
+
+# ------------------------------------------------------------------------------------------- responses
+def respond_json(request: Any, body: Any, code: int = 200, headers: Optional[list] = None):
+    """A JSON body (NaN and infinities are refused: callers map them to null first)."""
+    text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    return http_util.Respond(request, text, "application/json", code=code, headers=headers)
+
+
+def respond_binary(request: Any, body: bytes, encoding: Optional[str], headers: list):
+    """``application/octet-stream``, with the content coding already applied to ``body``."""
+    headers = list(headers) + [("Vary", "Accept-Encoding")]
+    return http_util.Respond(request, body, "application/octet-stream", content_encoding=encoding, headers=headers)
+
+
+def respond_static(request: Any, content: bytes, content_type: str):
+    """A file of the built frontend."""
+    return http_util.Respond(request, content, content_type)
+
+
+def codes_headers(shape: tuple, codec: str) -> list:
+    """Headers of a body of uint8 attention codes."""
+    return [("X-Attention-Shape", ",".join(map(str, shape))), ("X-Attention-Codec", codec)]
+
+
+def json_float(v: Any) -> Optional[float]:
+    """A finite float, or None (JSON null) for NaN, infinities and anything that is not a number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def route(fn: Callable) -> Callable:
+    """Wrap a route: client errors (``tensorboard.errors.PublicError``) become JSON ``{"error": ...}`` bodies
+    with their status (TensorBoard's own handler would answer text/plain)."""
+
+    @wrappers.Request.application
+    @functools.wraps(fn)
+    def wrapper(self, request):
+        try:
+            return fn(self, request)
+        except errors.PublicError as e:
+            return respond_json(request, {"error": str(e)}, e.http_code, e.headers)
+
+    return wrapper
