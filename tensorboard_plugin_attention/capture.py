@@ -93,6 +93,8 @@ from transformers import PreTrainedModel
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.modeling_utils import AttentionInterface
 
+from .format import KINDS, LayerArrays  # noqa: F401 - one definition of each, re-exported here
+
 __all__ = [
     "AttentionCapture",
     "CapturedForward",
@@ -104,7 +106,6 @@ __all__ = [
 
 # Private implementation name; must not contain "sdpa", "flash", "flex" or "paged" (transformers branches on them).
 _IMPL_NAME = "tb_attention_capture"
-KINDS = ("encoder", "decoder", "cross")
 
 # keyword arguments of an attention function that carry an additive score bias
 _BIAS_KWARGS = ("position_bias", "alibi", "attention_bias", "relative_position_bias", "rel_pos_bias")
@@ -143,16 +144,6 @@ class LayerRecord:
             "sliding_window": self.sliding_window,
             "module_name": self.module_name,
         }
-
-
-@dataclass
-class LayerArrays:
-    """One layer of one example, padding trimmed (float32 numpy)."""
-
-    attention: np.ndarray  # (H, q, k)
-    queries: np.ndarray | None  # (H, q, d)
-    keys: np.ndarray | None  # (H, k, d)
-    info: dict[str, Any]  # scaling, causal, position_bias, softcap, sliding_window, module_name
 
 
 @dataclass

@@ -6,9 +6,14 @@ imported here.
 
 from __future__ import annotations
 
+import glob
+import logging
+import math
+import operator
 import os
 import queue
 import re
+import struct
 import socket
 import threading
 import time
@@ -23,15 +28,24 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from . import format as fmt
 from . import metrics as m
-from .metadata import FORMAT_VERSION, create_summary_metadata
+from .metadata import FORMAT_VERSION, PLUGIN_NAME, create_summary_metadata
+
+logger = logging.getLogger(__name__)
 
 MAX_TOKENS = 8192  # per sequence; 2048 is the design target, 8192 keeps single records < 1 GB
 MAX_VALUES = 2**31 - 1  # attention values per example and kind
 ROW_SUM_TOLERANCE = 0.01
+MAX_STEP = 2**63 - 1  # Event.step is an int64
 _TAG_RE = re.compile(r"^[^\x00-\x1f]+$")
 _SPECIAL_RE = re.compile(r"^(\[[A-Z]+\]|<\|?[A-Za-z_]+\|?>|</?s>|<unk>|<pad>|<mask>)$")
 
-__all__ = ["AttentionWriter", "log_attention"]
+__all__ = ["AttentionWriter", "BackgroundWriteError", "log_attention"]
+
+
+class BackgroundWriteError(RuntimeError):
+    """Writing an earlier record failed in an ``AttentionWriter``'s background thread (an I/O error: input
+    errors are raised at the call). Raised at the next call, ``flush()`` or ``close()``; a record passed to
+    the call that raises it was accepted all the same and is written."""
 
 
 # ------------------------------------------------------------------------------------ normalisation
@@ -46,7 +60,13 @@ class _Example:
 
 def _np(x: Any, what: str) -> np.ndarray:
     if hasattr(x, "detach"):  # torch.Tensor without importing torch
-        x = x.detach().float().cpu().numpy()
+        if getattr(x, "is_meta", False):
+            raise ValueError(f"{what} is a tensor on the meta device: it has a shape but no values (was the "
+                             "model loaded with device_map='meta' / init_empty_weights?)")
+        try:
+            x = x.detach().float().cpu().numpy()
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            raise ValueError(f"{what} cannot be converted to numpy ({type(x).__name__}): {e}") from None
     try:  # a copy: the caller may reuse its buffers while the background thread encodes
         return np.array(x, dtype=np.float32)
     except (TypeError, ValueError) as e:
@@ -105,10 +125,14 @@ def _layer_info(info: Mapping) -> dict:
     out = {}
     for k in keep:
         v = info.get(k)
-        if isinstance(v, (np.generic,)):
+        if hasattr(v, "item") and not isinstance(v, str):  # numpy or torch scalar
             v = v.item()
         if isinstance(v, float) and not np.isfinite(v):
             v = None
+        if v is not None and not isinstance(v, (bool, int, float, str)):
+            raise ValueError(f"layer info {k!r} must be a number, a string or None, got {type(v).__name__}")
+        if isinstance(v, str):
+            _check_text(v, f"layer info {k!r}")
         out[k] = v
     return out
 
@@ -126,10 +150,10 @@ def _normalise(
 ) -> _Example:
     """Turn any accepted ``attention`` input into an ``_Example`` (kinds -> layers, sequences)."""
     positions: Mapping[str, Any] = {}
-    if hasattr(attention, "last") and hasattr(attention, "forwards"):  # AttentionCapture
-        if attention.last is None:
+    if hasattr(attention, "forwards") and not isinstance(attention, Mapping):  # AttentionCapture
+        if not attention.forwards:  # (its ``last`` raises IndexError then)
             raise ValueError("the capture recorded no forward pass: run the model inside `with capture_attention(model)`")
-        attention = attention.last
+        attention = attention.forwards[-1]
     if hasattr(attention, "example") and callable(attention.example):  # CapturedForward
         n = getattr(attention, "batch_size", None)
         if n is not None and not 0 <= batch_index < n:
@@ -206,6 +230,12 @@ def _tokens(tokens: Any, what: str) -> list[str]:
     return out
 
 
+def _length_message(qseq: str, nq: int, kseq: str, nk: int) -> str:
+    if qseq == kseq:
+        return f"there are {nq} {qseq} tokens"
+    return f"there are {nq} {qseq} tokens and {nk} {kseq} tokens"
+
+
 def _validate(ex: _Example, sentence_b_start: Optional[int]) -> None:
     """Check shapes, token counts and values; raises ValueError saying what is wrong and how to fix it."""
     for kind, layers in ex.kinds.items():
@@ -224,8 +254,8 @@ def _validate(ex: _Example, sentence_b_start: Optional[int]) -> None:
                 raise ValueError(f"{where} is empty (shape {a.shape})")
             if q != nq or k != nk:
                 raise ValueError(
-                    f"{where} is {q}x{k} (queries x keys) but there are {nq} {qseq} tokens and {nk} {kseq} "
-                    "tokens: pass one token per position (padding included, or trim padding with the capture)"
+                    f"{where} is {q}x{k} (queries x keys) but {_length_message(qseq, nq, kseq, nk)}: pass one "
+                    "token per position (padding included, or trim padding with the capture)"
                 )
             if h * q * k > MAX_VALUES:
                 raise ValueError(f"{where} has {h * q * k} values; at most {MAX_VALUES} per layer are supported")
@@ -266,13 +296,76 @@ def _validate(ex: _Example, sentence_b_start: Optional[int]) -> None:
                              f"got {sentence_b_start!r}")
 
 
+def _check_text(s: str, what: str) -> None:
+    """Event files and the asset header hold UTF-8: a lone surrogate (e.g. from a bad decode) cannot be written."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what} {s!r} is not valid Unicode (a lone surrogate at index {e.start}): it cannot be "
+                         "written as UTF-8") from None
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
 def _check_names(tag: Any, example: Any, step: Any) -> None:
     if not isinstance(tag, str) or not tag or not _TAG_RE.match(tag):
         raise ValueError(f"tag must be a non-empty string without control characters, got {tag!r}")
+    _check_text(tag, "tag")
     if not isinstance(example, str) or not example or "/" in example or not _TAG_RE.match(example):
         raise ValueError(f"example must be a non-empty name without '/' or control characters, got {example!r}")
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise ValueError(f"step must be a non-negative integer, got {step!r}")
+    _check_text(example, "example")
+    if not _is_int(step) or not 0 <= step <= MAX_STEP:
+        raise ValueError(f"step must be an integer in 0..2**63-1 (TensorBoard's int64 step), got {step!r}")
+
+
+def _check_wall_time(wall_time: Any) -> float:
+    if wall_time is None:
+        return time.time()
+    if isinstance(wall_time, (bool, np.bool_)) or not isinstance(wall_time, (int, float, np.integer, np.floating)):
+        raise ValueError(f"wall_time must be seconds since the epoch (a number), got {wall_time!r}")
+    if not math.isfinite(float(wall_time)):
+        raise ValueError(f"wall_time must be finite, got {wall_time!r}")
+    return float(wall_time)
+
+
+def _check_model_name(model_name: Any) -> Optional[str]:
+    if model_name is None:
+        return None
+    if not isinstance(model_name, str):
+        raise ValueError(f"model_name must be a string or None, got {type(model_name).__name__} {model_name!r}")
+    _check_text(model_name, "model_name")
+    return str(model_name)
+
+
+def _special_tokens(special_tokens: Any, sequences: Mapping[str, list[str]]) -> dict[str, list[int]]:
+    """``special_tokens`` checked against the sequences (or detected from the tokens when None)."""
+    if special_tokens is None:
+        return {name: [i for i, t in enumerate(seq) if _SPECIAL_RE.match(t)] for name, seq in sequences.items()}
+    if not isinstance(special_tokens, Mapping):
+        raise ValueError(f"special_tokens must map a sequence name ({', '.join(map(repr, sequences))}) to token "
+                         f"indices, e.g. {{'input': [0, 5]}}; got {type(special_tokens).__name__}")
+    out = {}
+    for name, indices in special_tokens.items():
+        if name not in sequences:
+            raise ValueError(f"special_tokens: unknown sequence {name!r}; this example has "
+                             f"{', '.join(map(repr, sequences))}")
+        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
+            raise ValueError(f"special_tokens[{name!r}] must be a list of token indices, got {indices!r}")
+        n = len(sequences[name])
+        out[name] = []
+        for i in indices:
+            try:
+                if isinstance(i, (bool, np.bool_)):
+                    raise TypeError
+                j = operator.index(i)  # ints, numpy and torch integer scalars; not floats
+            except TypeError:
+                raise ValueError(f"special_tokens[{name!r}] must hold integer indices, got {i!r}") from None
+            if not 0 <= j < n:
+                raise ValueError(f"special_tokens[{name!r}]: index {j} out of range for {n} {name} tokens")
+            out[name].append(j)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -289,10 +382,7 @@ def build_record(
     metrics: Optional[dict],
 ) -> tuple[dict, bytes]:
     """The record header and the encoded asset record for a validated example."""
-    if special_tokens is None:
-        special_tokens = {
-            name: [i for i, t in enumerate(seq) if _SPECIAL_RE.match(t)] for name, seq in ex.sequences.items()
-        }
+    special_tokens = _special_tokens(special_tokens, ex.sequences)
     header = {
         "version": FORMAT_VERSION,
         "tag": tag,
@@ -302,7 +392,7 @@ def build_record(
         "model": model_name,
         "sequences": ex.sequences,
         "sentence_b_start": None if sentence_b_start is None else int(sentence_b_start),
-        "special_tokens": {k: [int(i) for i in v] for k, v in special_tokens.items()},
+        "special_tokens": special_tokens,
         "kinds": {k: fmt.describe_kind(layers, *ex.kind_sequences[k]) for k, layers in ex.kinds.items()},
         "metrics": metrics or {},
     }
@@ -323,11 +413,89 @@ def _new_asset_name() -> str:
     return f"{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}{fmt.ASSET_SUFFIX}"
 
 
+# --------------------------------------------------------------------------- steps going backwards
+_RECORD_HEAD = struct.Struct("<QI")  # TFRecord: length, masked CRC of the length; then data, masked CRC
+_PLUGIN_NAME_BYTES = PLUGIN_NAME.encode()
+
+
+class _StepGuard:
+    """The highest step of each attention tag in a run's event files, to warn before a lower one is written.
+
+    TensorBoard's fast loader (``--load_fast=true``, the Rust data server) keeps one reservoir per run and tag,
+    and every record it reads at step s drops the records of that tag with step >= s read before it (it takes
+    steps going backwards for a restart from a checkpoint). Files are read in name order, so which records are
+    lost depends on file names and timing; a write below a step already in the run is when it can happen.
+    The run's local event files are read incrementally (only what was appended since the last check), so a
+    second writer on the same run is seen too; remote logdirs are not read (only this writer's steps count).
+    """
+
+    def __init__(self, logdir: str):
+        self.logdir = logdir
+        self.max_steps: dict[str, int] = {}
+        self._offsets: dict[str, int] = {}
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def scan(self) -> dict[str, int]:
+        """Read what was appended to the run's event files; returns the highest step per attention tag."""
+        if not fmt._is_local(self.logdir):
+            return self.max_steps
+        pattern = os.path.join(glob.escape(fmt._local(self.logdir)), "*tfevents*")
+        for path in sorted(glob.glob(pattern)):
+            try:
+                self._scan_file(path)
+            except OSError:
+                continue  # removed or unreadable: TensorBoard cannot read it either
+        return self.max_steps
+
+    def _scan_file(self, path: str) -> None:
+        offset = self._offsets.get(path, 0)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        pos = 0
+        while pos + _RECORD_HEAD.size <= len(data):
+            n, _ = _RECORD_HEAD.unpack_from(data, pos)
+            end = pos + _RECORD_HEAD.size + n + 4
+            if end > len(data):
+                break  # the writer is still appending this record
+            body = data[pos + _RECORD_HEAD.size: end - 4]
+            pos = end
+            if _PLUGIN_NAME_BYTES not in body:  # cheap: only events of our plugin are parsed
+                continue
+            try:
+                event = event_pb2.Event.FromString(body)
+            except Exception:  # noqa: BLE001 - a damaged record: TensorBoard skips it too
+                continue
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == PLUGIN_NAME:
+                    self.max_steps[value.tag] = max(self.max_steps.get(value.tag, event.step), event.step)
+        self._offsets[path] = offset + pos
+
+    def check(self, index_tag: str, step: int) -> None:
+        """Note that ``step`` of ``index_tag`` (``<tag>/<example>``) is about to be written; warn (once) if
+        the run already holds a higher step of it."""
+        with self._lock:
+            top = self.scan().get(index_tag)
+            self.max_steps[index_tag] = step if top is None else max(top, step)
+            if top is None or top <= step or self._warned:
+                return
+            self._warned = True
+        logger.warning(
+            "attention %r at step %d is written after step %d of the same tag in run %s: TensorBoard's default "
+            "loader (--load_fast=true) takes steps going backwards for a restart and drops every step >= %d of "
+            "that tag it has read before (--load_fast=false keeps them). Expected when training resumed from a "
+            "checkpoint; otherwise log into another run directory or under another tag (docs/writers.md). "
+            "Warned once per writer.", index_tag, step, top, self.logdir, step)
+
+
+# ------------------------------------------------------------------------------------------ writer
 class AttentionWriter:
     """Writes attention records into a TensorBoard run directory.
 
     Index records go to the run's event files (through TensorBoard's own ``EventFileWriter``), arrays to
-    an append-only file in ``<logdir>/plugins/attention/``. Use as a context manager or call ``close()``.
+    an append-only file in ``<logdir>/plugins/attention/``. Use as a context manager or call ``close()``;
+    a closed writer refuses further writes (``ValueError``).
     """
 
     def __init__(self, logdir: str, *, background: bool = True, max_pending: int = 4, max_queue: int = 10,
@@ -335,15 +503,19 @@ class AttentionWriter:
         """Args:
           logdir: the run directory.
           background: encode and write in a background thread, so ``add_attention`` returns once the input
-            is validated (errors in input are still raised at the call; I/O errors at the next call, at
-            ``flush()`` or ``close()``). At most ``max_pending`` examples wait; more block the caller.
+            is validated (errors in input are still raised at the call; I/O errors in the thread at the next
+            call, at ``flush()`` or ``close()``, as ``BackgroundWriteError``; every accepted record is still
+            attempted). At most ``max_pending`` examples wait; more block the caller.
         """
         self.logdir = str(logdir)
         self._events = EventFileWriter(self.logdir, max_queue, flush_secs, filename_suffix)
         self._asset: Optional[fmt.AssetFile] = None
         self._lock = threading.Lock()
-        self._jobs: Optional["queue.Queue[Optional[Callable[[], None]]]"] = None
-        self._error: Optional[BaseException] = None
+        self._state_lock = threading.Lock()  # closing vs. submitting
+        self._closed = False
+        self._steps = _StepGuard(self.logdir)
+        self._jobs: Optional["queue.Queue[Optional[tuple[Callable[[], None], str]]]"] = None
+        self._failed: list[tuple[str, BaseException]] = []  # (what, error) of background jobs, oldest first
         if background:
             self._jobs = queue.Queue(maxsize=max_pending)
             self._thread = threading.Thread(target=self._work, name="attention-writer", daemon=True)
@@ -352,28 +524,42 @@ class AttentionWriter:
     def _work(self) -> None:
         assert self._jobs is not None
         while True:
-            job = self._jobs.get()
+            item = self._jobs.get()
             try:
-                if job is None:
+                if item is None:
                     return
-                if self._error is None:
-                    job()
+                job, what = item
+                job()  # every job runs, also after an earlier one failed: a failure costs only its own record
             except BaseException as e:  # kept and re-raised in the caller's thread
-                self._error = e
+                with self._lock:
+                    self._failed.append((what, e))
             finally:
                 self._jobs.task_done()
 
-    def _raise_pending_error(self) -> None:
-        if self._error is not None:
-            e, self._error = self._error, None
-            raise RuntimeError(f"writing attention to {self.logdir} failed: {e}") from e
+    def _raise_pending_error(self, accepted: Optional[str] = None) -> None:
+        with self._lock:
+            failed, self._failed = self._failed, []
+        if failed:
+            what, e = failed[0]
+            more = f" (and {len(failed) - 1} later records)" if len(failed) > 1 else ""
+            msg = f"writing attention to {self.logdir} failed for {what}{more}: {type(e).__name__}: {e}"
+            if accepted:
+                msg += f" ({accepted} of this call was accepted and will be written)"
+            raise BackgroundWriteError(msg) from e
 
-    def _submit(self, job: Callable[[], None]) -> None:
-        self._raise_pending_error()
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"this AttentionWriter ({self.logdir}) is closed: create a new one to write more")
+
+    def _submit(self, job: Callable[[], None], what: str = "a record") -> None:
         if self._jobs is None:
+            self._check_open()
             job()
-        else:
-            self._jobs.put(job)
+            return
+        with self._state_lock:  # no job may land behind close()'s end marker
+            self._check_open()
+            self._jobs.put((job, what))
+        self._raise_pending_error(accepted=what)
 
     # the two operations log_attention needs from any writer
     def _append_asset(self, record: bytes) -> tuple[str, int]:
@@ -393,19 +579,29 @@ class AttentionWriter:
         """A plain TensorBoard scalar in the same run (e.g. the loss of a plain training loop)."""
         from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 
+        self._check_open()
+        _check_names(tag, "scalar", step)
         pb = scalar_summary.scalar_pb(tag, float(value))
-        self._add_summary(pb, step, time.time() if wall_time is None else wall_time)
+        self._add_summary(pb, step, _check_wall_time(wall_time))
 
     def flush(self) -> None:
         """Wait until every pending example is written, then flush the event file."""
+        self._check_open()
         if self._jobs is not None:
             self._jobs.join()
         self._events.flush()
         self._raise_pending_error()
 
     def close(self) -> None:
-        if self._jobs is not None and self._thread.is_alive():
-            self._jobs.put(None)
+        """Write what is pending and close the files; raises ``BackgroundWriteError`` if a background write
+        failed since the last call. Closing again does nothing."""
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._jobs is not None:
+                self._jobs.put(None)
+        if self._jobs is not None:
             self._thread.join()
         self._events.close()
         with self._lock:
@@ -425,11 +621,20 @@ class _SummaryWriterAdapter:
     """Lets ``log_attention`` write through a ``torch.utils.tensorboard.SummaryWriter`` (duck-typed)."""
 
     _assets: "weakref.WeakKeyDictionary[Any, fmt.AssetFile]" = weakref.WeakKeyDictionary()
+    _guards: "weakref.WeakKeyDictionary[Any, _StepGuard]" = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
     def __init__(self, writer: Any):
         self.writer = writer
         self.logdir = writer.get_logdir() if hasattr(writer, "get_logdir") else writer.log_dir
+        with self._lock:
+            guard = self._guards.get(writer)
+            if guard is None:
+                guard = self._guards[writer] = _StepGuard(str(self.logdir))
+        self._steps = guard
+
+    def _check_open(self) -> None:
+        pass  # a closed SummaryWriter reopens its file on the next write
 
     def _append_asset(self, record: bytes) -> tuple[str, int]:
         with self._lock:
@@ -438,7 +643,7 @@ class _SummaryWriterAdapter:
                 asset = self._assets[self.writer] = fmt.AssetFile(self.logdir, _new_asset_name())
             return asset.name, asset.append(record)
 
-    def _submit(self, job: Callable[[], None]) -> None:
+    def _submit(self, job: Callable[[], None], what: str = "a record") -> None:
         job()  # SummaryWriter users get synchronous writes: their writer has no background thread of ours
 
     def _add_summary(self, summary: summary_pb2.Summary, step: int, wall_time: float) -> None:
@@ -501,30 +706,45 @@ def log_attention(
         (tag ``attention_metrics/<tag>/<example>/<metric>/<kind>_layer<l>``, max over heads; for entropy
         the min), so the Scalars tab plots them.
 
-    Raises ``ValueError`` for bad input before anything is written. With an ``AttentionWriter`` (in its
-    default background mode) encoding and writing happen in its writer thread: ``flush()`` waits for them.
+    Raises ``ValueError`` for bad input, and for a closed writer, before anything is written. With an
+    ``AttentionWriter`` (in its default background mode) encoding and writing happen in its writer thread:
+    ``flush()`` waits for them; an I/O error there is raised as ``BackgroundWriteError`` at the next call (whose
+    own record is still written), ``flush()`` or ``close()``.
+
+    Steps of one ``tag``/``example`` should not go backwards within a run: TensorBoard's default loader
+    (``--load_fast=true``) treats a lower step as a restart and drops the higher ones it read before (see
+    docs/writers.md). The writer warns once when it is about to.
     """
+    # Everything that can be wrong with the input is checked here, in the caller's thread, before anything is
+    # written: the background job can then only fail on I/O, and never leaves a half-written record behind.
     sink = _sink(writer)
+    sink._check_open()
+    if not _is_int(batch_index):
+        raise ValueError(f"batch_index must be an integer, got {batch_index!r}")
     example = str(batch_index) if example is None else example
     _check_names(tag, example, step)
-    ex = _normalise(attention, tokens, batch_index=batch_index, queries=queries, keys=keys,
+    step = int(step)
+    wall_time = _check_wall_time(wall_time)
+    model_name = _check_model_name(model_name)
+    ex = _normalise(attention, tokens, batch_index=int(batch_index), queries=queries, keys=keys,
                     key_tokens=key_tokens, decoder_tokens=decoder_tokens, kind=kind)
     _validate(ex, sentence_b_start)
-    wall_time = time.time() if wall_time is None else float(wall_time)
+    special = _special_tokens(special_tokens, ex.sequences)
 
     def write() -> None:
         header, record = build_record(
-            tag, example, ex, step=int(step), wall_time=wall_time, model_name=model_name,
-            sentence_b_start=sentence_b_start, special_tokens=special_tokens,
+            tag, example, ex, step=step, wall_time=wall_time, model_name=model_name,
+            sentence_b_start=sentence_b_start, special_tokens=special,
             metrics=_metrics(ex) if metrics else None,
         )
         name, offset = sink._append_asset(record)  # the bytes first, then the index record pointing to them
         sink._add_summary(_index_summary(tag, example, fmt.index_payload(header, name, offset, len(record))),
-                          int(step), wall_time)
+                          step, wall_time)
         if metrics and metric_scalars and header["metrics"]:
-            sink._add_summary(_metric_scalars(tag, example, header["metrics"]), int(step), wall_time)
+            sink._add_summary(_metric_scalars(tag, example, header["metrics"]), step, wall_time)
 
-    sink._submit(write)
+    sink._steps.check(f"{tag}/{example}", step)
+    sink._submit(write, f"{tag}/{example} at step {step}")
 
 
 def _metric_scalars(tag: str, example: str, metrics: dict) -> summary_pb2.Summary:

@@ -166,3 +166,201 @@ def test_background_io_error_is_raised_at_flush(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         w.flush()
     w.close()
+
+
+# ------------------------------------------------------------------ validated in the caller's thread
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _meta_attention():
+    return dict(attention=[_torch().empty((2, 3, 5, 5), device="meta") for _ in range(2)])
+
+
+def _empty_capture():
+    from tensorboard_plugin_attention.capture import AttentionCapture
+
+    return dict(attention=AttentionCapture(_torch().nn.Linear(2, 2)))
+
+
+# Inputs that used to pass the checks and then fail in the writer thread (or with another exception type).
+BAD_LATE = {
+    "step 2**63": (lambda: dict(step=2**63), "step"),
+    "tag with a lone surrogate": (lambda: dict(tag="probes\udc80"), "surrogate"),
+    "example with a lone surrogate": (lambda: dict(example="x\ud800"), "surrogate"),
+    "special tokens not integers": (lambda: dict(special_tokens={"input": [0.5]}), "integer"),
+    "special tokens strings": (lambda: dict(special_tokens={"input": ["[CLS]"]}), "integer"),
+    "special tokens out of range": (lambda: dict(special_tokens={"input": [0, 7]}), "out of range"),
+    "special tokens unknown sequence": (lambda: dict(special_tokens={"output": [0]}), "unknown sequence"),
+    "special tokens not a mapping": (lambda: dict(special_tokens=[0, 4]), "map"),
+    "NaN wall_time": (lambda: dict(wall_time=float("nan")), "wall_time"),
+    "inf wall_time": (lambda: dict(wall_time=float("inf")), "wall_time"),
+    "wall_time not a number": (lambda: dict(wall_time="now"), "wall_time"),
+    "model_name bytes": (lambda: dict(model_name=b"toy"), "model_name"),
+    "model_name object": (lambda: dict(model_name=object()), "model_name"),
+    "batch_index 1.5": (lambda: dict(batch_index=1.5), "batch_index"),
+    "meta tensors": (_meta_attention, "meta device"),
+    "empty capture": (_empty_capture, "no forward pass"),
+}
+
+
+def _events(logdir):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    out = []
+    for name in sorted(os.listdir(logdir)):
+        if "tfevents" in name:
+            out.extend(e for e in EventFileLoader(os.path.join(logdir, name)).Load() if e.HasField("summary"))
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LATE) + sorted(BAD))
+def test_bad_input_writes_nothing_and_the_next_example_lands(tmp_path, case):
+    """Every bad input is refused at the call with ValueError: no asset bytes, no index event; the next valid
+    example is written whole, and nothing else fails later (in the writer thread, at close)."""
+    if case in BAD_LATE:
+        make, message = BAD_LATE[case]
+        kwargs = make()
+    else:
+        kwargs, message = BAD[case]
+    args = dict(tag="probes", attention=GOOD, tokens=TOKENS, step=3)
+    args.update(kwargs)
+    w = AttentionWriter(str(tmp_path))
+    with pytest.raises(ValueError, match=message):
+        log_attention(w, args.pop("tag"), args.pop("attention"), args.pop("tokens"), args.pop("step"), **args)
+    w.flush()
+    assert not os.path.exists(tmp_path / "plugins") and _events(str(tmp_path)) == []
+    w.add_attention("probes", GOOD, TOKENS, 4, example="good")
+    w.close()
+    [ex] = read_attention(str(tmp_path))
+    assert (ex.tag, ex.example, ex.step) == ("probes", "good", 4)
+    [asset] = os.listdir(tmp_path / "plugins" / "attention")
+    assert os.path.getsize(tmp_path / "plugins" / "attention" / asset) == ex.header["asset"]["length"]
+    assert {e.step for e in _events(str(tmp_path))} == {4}
+
+
+def test_one_message_for_one_sequence(tmp_path):
+    with AttentionWriter(str(tmp_path)) as w, pytest.raises(ValueError) as e:
+        log_attention(w, "t", GOOD, TOKENS[:4], 0)
+    assert "there are 4 input tokens:" in str(e.value) and "and 4" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------ closing, failures
+def test_closed_writer_refuses_writes_and_flush_does_not_hang(tmp_path):
+    import threading
+
+    w = AttentionWriter(str(tmp_path))
+    w.add_attention("probes", GOOD, TOKENS, 0)
+    w.close()
+    w.close()  # twice is fine
+    with pytest.raises(ValueError, match="closed"):
+        w.add_attention("probes", GOOD, TOKENS, 1)
+    with pytest.raises(ValueError, match="closed"):
+        log_attention(w, "probes", GOOD, TOKENS, 1)
+    with pytest.raises(ValueError, match="closed"):
+        w.add_scalar("loss", 1.0, 1)
+    outcome = []
+
+    def flush():
+        try:
+            w.flush()
+        except ValueError as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=flush, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "flush() after close() hangs"
+    assert outcome and "closed" in str(outcome[0])
+    assert [e.step for e in read_attention(str(tmp_path))] == [0]
+
+
+def test_closed_synchronous_writer_refuses_writes(tmp_path):
+    w = AttentionWriter(str(tmp_path), background=False)
+    w.close()
+    with pytest.raises(ValueError, match="closed"):
+        w.add_attention("probes", GOOD, TOKENS, 1)
+    assert read_attention(str(tmp_path)) == []
+
+
+def test_a_failed_background_write_costs_no_other_example(tmp_path, monkeypatch):
+    """The first record's write fails in the writer thread: the error is raised once, at the next call (whose
+    own example is accepted) or at close, naming the lost record; every later example is written."""
+    from tensorboard_plugin_attention import format as fmt
+
+    real = fmt.AssetFile.append
+    calls = []
+
+    def first_fails(self, record):
+        calls.append(len(record))
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return real(self, record)
+
+    monkeypatch.setattr(fmt.AssetFile, "append", first_fails)
+    w = AttentionWriter(str(tmp_path))
+    errors = []
+    for step in range(4):
+        try:
+            w.add_attention("probes", GOOD, TOKENS, step)
+        except RuntimeError as e:
+            errors.append(e)
+    try:
+        w.close()
+    except RuntimeError as e:
+        errors.append(e)
+    assert [e.step for e in read_attention(str(tmp_path))] == [1, 2, 3]
+    assert len(errors) == 1, errors
+    assert type(errors[0]).__name__ == "BackgroundWriteError"
+    assert "probes/0 at step 0" in str(errors[0]) and "disk full" in str(errors[0])
+
+
+# ------------------------------------------------------------------------------ steps going backwards
+def test_warns_once_before_a_step_below_one_already_in_the_run(tmp_path, caplog):
+    """TensorBoard's fast loader drops the higher steps of a tag when a lower one follows (docs/writers.md):
+    the writer warns once, whether the higher step is its own or another writer's in the same run."""
+    run = str(tmp_path)
+    with caplog.at_level("WARNING", logger="tensorboard_plugin_attention.summary"):
+        with AttentionWriter(run) as other:
+            other.add_attention("probes", GOOD, TOKENS, 10)
+            other.add_attention("probes", GOOD, TOKENS, 2, example="b")
+        with AttentionWriter(run) as w:
+            w.add_attention("probes", GOOD, TOKENS, 3, example="b")  # per example: 3 < 10 of another one is fine
+            w.add_attention("probes", GOOD, TOKENS, 10)  # the same step again: replaces it, no loss
+            w.add_attention("generate", GOOD, TOKENS, 1)  # another tag
+            assert not caplog.records
+            w.add_attention("probes", GOOD, TOKENS, 5)  # below step 10 of probes/0 (the other writer's)
+            w.add_attention("probes", GOOD, TOKENS, 3)  # warned once per writer
+    [rec] = caplog.records
+    assert "'probes/0' at step 5" in rec.getMessage() and "step 10" in rec.getMessage()
+    assert "--load_fast=true" in rec.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tensorboard_plugin_attention.summary"):
+        with AttentionWriter(str(tmp_path / "own")) as w:
+            w.add_attention("probes", GOOD, TOKENS, 7)
+            w.add_attention("probes", GOOD, TOKENS, 6)  # its own higher step counts too
+    assert len(caplog.records) == 1 and "step 7" in caplog.records[0].getMessage()
+
+
+def test_step_guard_reads_only_what_was_appended_and_skips_a_torn_tail(tmp_path):
+    from tensorboard_plugin_attention.summary import _StepGuard
+
+    run = str(tmp_path)
+    guard = _StepGuard(run)
+    assert guard.scan() == {}
+    with AttentionWriter(run) as w:
+        w.add_attention("probes", GOOD, TOKENS, 4)
+        w.add_scalar("loss", 1.0, 99)  # not attention: not tracked
+    assert guard.scan() == {"probes/0": 4}
+    [path] = [os.path.join(run, f) for f in os.listdir(run) if "tfevents" in f]
+    size = os.path.getsize(path)
+    with AttentionWriter(run) as w:
+        w.add_attention("probes", GOOD, TOKENS, 8, metric_scalars=False)  # the index record is last
+    [path2] = [os.path.join(run, f) for f in os.listdir(run) if "tfevents" in f and os.path.join(run, f) != path]
+    data = open(path2, "rb").read()
+    with open(path2, "wb") as f:  # a record still being written
+        f.write(data[:-10])
+    assert guard.scan() == {"probes/0": 4} and guard._offsets[path] == size
+    with open(path2, "wb") as f:
+        f.write(data)
+    assert guard.scan() == {"probes/0": 8}

@@ -327,21 +327,27 @@ class ProbeRunner:
         ``writer`` is an ``AttentionWriter`` (which encodes and writes in its background thread) or a
         ``torch.utils.tensorboard.SummaryWriter`` (flushed after). Returns the number of examples logged.
         """
-        from ..summary import AttentionWriter, log_attention
+        from ..summary import AttentionWriter, BackgroundWriteError, log_attention
 
         results = self.run(model, queries_keys=queries_keys)
         self.logged_steps.append(int(step))
         if writer is None:
             return 0
         name = self.model_name or model_name_of(_unwrap(model))
+        earlier: Optional[BackgroundWriteError] = None
         for e, (fwd, j) in zip(self.encoded, results):
-            log_attention(
-                writer, self.tag, fwd, e.tokens, int(step), example=e.probe.name, batch_index=j,
-                sentence_b_start=e.sentence_b_start, model_name=name, special_tokens={"input": e.special},
-                metric_scalars=self.metric_scalars,
-            )
+            try:
+                log_attention(
+                    writer, self.tag, fwd, e.tokens, int(step), example=e.probe.name, batch_index=j,
+                    sentence_b_start=e.sentence_b_start, model_name=name, special_tokens={"input": e.special},
+                    metric_scalars=self.metric_scalars,
+                )
+            except BackgroundWriteError as err:  # an earlier record's I/O error: this one was accepted
+                earlier = earlier or err
         if not isinstance(writer, AttentionWriter) and hasattr(writer, "flush"):
             writer.flush()
+        if earlier is not None:
+            raise earlier
         return len(results)
 
     def log_checkpoint(self, writer: Any, model: Any, step: int) -> bool:
@@ -351,8 +357,14 @@ class ProbeRunner:
         every = self.queries_keys_every
         queries_keys = bool(every) and self._checkpoints % every == 0
         self._checkpoints += 1
+        from ..summary import BackgroundWriteError
+
         try:
             self.log(writer, model, step, queries_keys=queries_keys)
+        except BackgroundWriteError as e:  # this step's probes were accepted; an earlier record was lost
+            if not self._first_done:
+                raise
+            logger.warning("attention probes: %s", e)
         except Exception as e:  # noqa: BLE001
             if not self._first_done:
                 raise
