@@ -152,12 +152,14 @@ class ExampleAttention:
 
     ``positions["input"]`` are the kept positions of the encoder / single-stack input, ``positions["output"]``
     those of the decoder input of an encoder-decoder model; ``trim_tokens`` applies them to a token list.
+    ``batch_index`` is the example's index in its batch (``log_attention`` names the example after it).
     """
 
     kinds: dict[str, list[LayerArrays]]
     positions: dict[str, np.ndarray]
     model_name: str = ""
     is_encoder_decoder: bool = False
+    batch_index: int | None = None
 
     def trim_tokens(self, sequence_name: str, tokens: Sequence[Any]) -> list[Any]:
         """Keep the tokens of ``sequence_name`` ("input" / "output") at the kept positions.
@@ -234,7 +236,7 @@ class CapturedForward:
         positions = {"input": _positions(in_mask, self._seq_len("input"))}
         if self.is_encoder_decoder:
             positions["output"] = _positions(out_mask, self._seq_len("output"))
-        return ExampleAttention(kinds, positions, self.model_name, self.is_encoder_decoder)
+        return ExampleAttention(kinds, positions, self.model_name, self.is_encoder_decoder, i)
 
     def _seq_len(self, which: str) -> int:
         """Sequence length seen by the layers, for when no mask was given."""

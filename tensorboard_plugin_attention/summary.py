@@ -433,7 +433,8 @@ class _StepGuard:
         self.logdir = logdir
         self.max_steps: dict[str, int] = {}
         self._offsets: dict[str, int] = {}
-        self._warned = False
+        self._written: set[tuple[str, int]] = set()  # (tag, step) this writer wrote
+        self._warned = self._warned_twice = False
         self._lock = threading.Lock()
 
     def scan(self) -> dict[str, int]:
@@ -476,11 +477,19 @@ class _StepGuard:
         """Note that ``step`` of ``index_tag`` (``<tag>/<example>``) is about to be written; warn (once) if
         the run already holds a higher step of it."""
         with self._lock:
+            twice = (index_tag, step) in self._written and not self._warned_twice
+            self._written.add((index_tag, step))
+            self._warned_twice |= twice
             top = self.scan().get(index_tag)
             self.max_steps[index_tag] = step if top is None else max(top, step)
-            if top is None or top <= step or self._warned:
-                return
-            self._warned = True
+            backwards = top is not None and top > step and not self._warned
+            self._warned |= backwards
+        if twice:
+            logger.warning("attention %r is logged twice at step %d by one writer: readers show the later record "
+                           "only (give each example its own name with example=). Warned once per writer.",
+                           index_tag, step)
+        if not backwards:
+            return
         logger.warning(
             "attention %r at step %d is written after step %d of the same tag in run %s: TensorBoard's default "
             "loader (--load_fast=true) takes steps going backwards for a restart and drops every step >= %d of "
@@ -692,7 +701,8 @@ def log_attention(
         ``{"encoder"|"decoder"|"cross": per-layer tensors}`` for encoder-decoder models.
       tokens: token strings of the (encoder) input, one per position.
       step: the training step (checkpoint) this attention belongs to.
-      example: the example's name (default: ``str(batch_index)``).
+      example: the example's name (default: ``str(batch_index)``; for one example taken from a batch, such
+        as ``cap.last.example(i)`` or ``generation_attention(cap, i)``, its index ``i``).
       batch_index: which example of a batched input to log.
       queries, keys: per-layer ``(batch, heads, len, head_dim)`` tensors, for raw attention input only.
       sentence_b_start: index of the first token of sentence B, for sentence pairs.
@@ -721,6 +731,12 @@ def log_attention(
     sink._check_open()
     if not _is_int(batch_index):
         raise ValueError(f"batch_index must be an integer, got {batch_index!r}")
+    own_index = getattr(attention, "batch_index", None) if hasattr(attention, "kinds") else None
+    if own_index is not None:  # one example already taken from its batch (cap.last.example(i), generation_attention)
+        if batch_index not in (0, own_index):
+            raise ValueError(f"batch_index={batch_index} but the attention given is example {own_index} of its "
+                             "batch: leave batch_index out")
+        batch_index = own_index
     example = str(batch_index) if example is None else example
     _check_names(tag, example, step)
     step = int(step)

@@ -154,3 +154,52 @@ def test_encoder_decoder():
             np.testing.assert_allclose(got.attention, want.attention, atol=1e-5)
             np.testing.assert_allclose(got.queries, want.queries, atol=1e-5)
             np.testing.assert_allclose(got.keys, want.keys, atol=1e-5)
+
+
+def test_batch_sequences_are_logged_as_their_own_examples(tmp_path, caplog):
+    """Without example=, each sequence of a batched generate() is named after its batch index (it used to be
+    "0" for all: one survived, silently)."""
+    model = gpt2()
+    ids = torch.tensor([[5, 9, 11, 7], [0, 4, 6, 8], [3, 3, 5, 7]])
+    mask = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]])
+    cap, out = _generate(model, ids, mask, new=3)
+    with caplog.at_level("WARNING"), AttentionWriter(str(tmp_path)) as w:
+        for b in range(3):
+            log_attention(w, "generate", generation_attention(cap, batch_index=b),
+                          [f"t{int(i)}" for i in out[b]], step=0)
+        with pytest.raises(ValueError, match="leave batch_index out"):
+            log_attention(w, "generate", generation_attention(cap, batch_index=2), ["t"] * 7, step=0, batch_index=1)
+        log_attention(w, "generate", cap.forwards[0].example(1), ["t"] * 4, step=1)  # one forward's example too
+    got = read_attention(str(tmp_path))
+    assert sorted((e.example, e.step) for e in got) == [("0", 0), ("1", 0), ("1", 1), ("2", 0)]
+    [one] = [e for e in got if (e.example, e.step) == ("1", 0)]
+    assert one.header["sequences"]["input"] == [f"t{int(i)}" for i in out[1, 1:-1]]
+    assert not [r for r in caplog.records if "twice" in r.getMessage()]
+
+
+def test_one_writer_logging_one_example_twice_at_a_step_warns(tmp_path, caplog):
+    model = gpt2()
+    ids = torch.tensor([[5, 9, 11, 7], [4, 4, 6, 8]])
+    cap, out = _generate(model, ids, torch.ones_like(ids), new=2)
+    with caplog.at_level("WARNING"), AttentionWriter(str(tmp_path)) as w:
+        for b in range(2):
+            log_attention(w, "generate", generation_attention(cap, batch_index=b), ["t"] * 6, step=0, example="x")
+    [rec] = [r for r in caplog.records if "twice" in r.getMessage()]
+    assert "'generate/x'" in rec.getMessage()
+
+
+def test_the_last_generated_token_is_left_out_and_says_so(monkeypatch):
+    from tensorboard_plugin_attention.integrations import generation
+
+    monkeypatch.setattr(generation, "_warned", False)
+    model = gpt2()
+    prompt = torch.tensor([[5, 9, 11]])
+    cap, out = _generate(model, prompt, torch.ones_like(prompt), new=3)
+    with pytest.warns(generation.LastTokenWarning, match="last generated token"):
+        ex = generation_attention(cap)
+    assert list(ex.positions["input"]) == list(range(out.shape[1] - 1))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        generation_attention(cap)  # once per process

@@ -27,11 +27,12 @@ both raise ``ValueError``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["generation_attention"]
+__all__ = ["LastTokenWarning", "generation_attention"]
 
 
 def _forwards(capture: Any) -> list:
@@ -56,7 +57,14 @@ def generation_attention(capture: Any, batch_index: int = 0, *, forwards: Option
       forwards: the forwards to use instead of ``capture.forwards``.
 
     Returns an ``ExampleAttention`` (``kinds``, ``positions``; numpy, padding trimmed), accepted by
-    ``log_attention`` / ``AttentionWriter.add_attention`` like ``cap.last.example(i)``.
+    ``log_attention`` / ``AttentionWriter.add_attention`` like ``cap.last.example(i)``; logged without
+    ``example=``, it is named after ``batch_index`` (``"0"``, ``"1"``, ...), so each sequence of a batch is its
+    own example.
+
+    The last generated token is **not** included: ``generate`` never runs the model on it, so there is no
+    query row and no key for it. ``positions`` stop one token before the end of the output (``out[i]``);
+    ``log_attention`` trims a full-length token list to them. A ``LastTokenWarning`` says so once per
+    process. To cover a token, generate one more (``max_new_tokens + 1``).
     """
     from ..capture import ExampleAttention, LayerArrays
 
@@ -117,5 +125,24 @@ def generation_attention(capture: Any, batch_index: int = 0, *, forwards: Option
         enc = enc_fwds[0].example(batch_index)
         kinds = {"encoder": enc.kinds["encoder"], **kinds}
         positions["input"] = enc.positions["input"]
+    _warn_last_token_once()
     return ExampleAttention(kinds=kinds, positions=positions, model_name=getattr(first, "model_name", ""),
-                            is_encoder_decoder=getattr(first, "is_encoder_decoder", False))
+                            is_encoder_decoder=getattr(first, "is_encoder_decoder", False), batch_index=batch_index)
+
+
+class LastTokenWarning(UserWarning):
+    """``generation_attention`` leaves out the last generated token (no forward pass ran on it)."""
+
+
+_warned = False
+
+
+def _warn_last_token_once() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            "generation_attention: the last generated token has no attention (generate() never runs the model on "
+            "it: its logits would only choose the token after it), so the matrix ends one token earlier and "
+            "log_attention trims the token list to ex.positions. To include it, generate one token more. "
+            "(Warned once per process; filter LastTokenWarning to silence.)", LastTokenWarning, stacklevel=3)
