@@ -432,6 +432,7 @@ class _StepGuard:
     def __init__(self, logdir: str):
         self.logdir = logdir
         self.max_steps: dict[str, int] = {}
+        self.steps: dict[str, set[int]] = {}  # every step of each attention tag found in the files
         self._offsets: dict[str, int] = {}
         self._written: set[tuple[str, int]] = set()  # (tag, step) this writer wrote
         self._warned = self._warned_twice = False
@@ -471,6 +472,7 @@ class _StepGuard:
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == PLUGIN_NAME:
                     self.max_steps[value.tag] = max(self.max_steps.get(value.tag, event.step), event.step)
+                    self.steps.setdefault(value.tag, set()).add(event.step)
         self._offsets[path] = offset + pos
 
     def check(self, index_tag: str, step: int) -> None:

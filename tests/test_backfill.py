@@ -108,3 +108,33 @@ def test_backfill_errors(checkpoints, tmp_path, capsys):
     assert main(["backfill", dirs[0], dirs[1], "--texts", texts, "--logdir", logdir, "--step", "3", "--step", "3"]) == 2
     assert "step 3" in capsys.readouterr().err
     assert not os.path.exists(logdir)  # nothing written on bad input
+
+
+def test_backfill_into_a_live_run_never_hides_its_records(checkpoints, tmp_path, capsys, monkeypatch):
+    """A run whose training already logged tag "probes" up to step 40: backfilling steps 5..15 into the same tag
+    would make TensorBoard's fast loader drop steps 20..40 (a lower step read after them, docs/writers.md), so it
+    is refused before any checkpoint is loaded; under another tag it lands beside them; re-running a backfill
+    (the same steps) is fine."""
+    import numpy as np
+
+    from tensorboard_plugin_attention import AttentionWriter
+    from tensorboard_plugin_attention.integrations import backfill as bf
+
+    dirs, texts, _ = checkpoints
+    logdir = str(tmp_path / "live")
+    att = [np.full((1, 2, 3, 3), 1 / 3, np.float32)]
+    with AttentionWriter(logdir) as w:
+        for step in (0, 20, 40):
+            w.add_attention("probes", att, ["a", "b", "c"], step)
+    loaded = []
+    monkeypatch.setattr(bf, "_model_class", lambda *a: loaded.append(a) or pytest.fail("a checkpoint was loaded"))
+    assert main(["backfill", *dirs, "--texts", texts, "--logdir", logdir, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "steps 20, 40" in err and "--tag" in err and "--load_fast=true" in err
+    assert sorted(e.step for e in read_attention(logdir)) == [0, 20, 40] and not loaded
+    monkeypatch.undo()
+    assert main(["backfill", *dirs, "--texts", texts, "--logdir", logdir, "--no-progress", "--tag", "old"]) == 0
+    assert main(["backfill", *dirs, "--texts", texts, "--logdir", logdir, "--no-progress", "--tag", "old"]) == 0
+    got = read_attention(logdir)
+    assert sorted(e.step for e in got if e.tag == "probes") == [0, 20, 40]
+    assert sorted({e.step for e in got if e.tag == "old"}) == [5, 10, 15]

@@ -41,6 +41,30 @@ def checkpoint_step(path: str) -> int:
                      "the folder name): pass --step, one per checkpoint directory")
 
 
+def _check_no_purge(logdir: str, tag: str, steps: Sequence[int]) -> None:
+    """Refuse a backfill that would hide records already in the run.
+
+    TensorBoard's default loader (``--load_fast=true``) drops, per tag, every record with a step >= s read
+    before a record at step s (docs/writers.md). Our event file sorts after the run's existing ones, so the
+    first backfilled step would hide every existing record of the same tag above it that we do not write
+    again. Re-running a backfill (the same steps) is fine.
+    """
+    from ..summary import _StepGuard
+
+    guard = _StepGuard(logdir)
+    guard.scan()
+    first, ours = min(steps), set(steps)
+    hidden = sorted({s for name, found in guard.steps.items() if name.startswith(tag + "/")
+                     for s in found if s > first and s not in ours})
+    if hidden:
+        shown = ", ".join(map(str, hidden[:8])) + (", ..." if len(hidden) > 8 else "")
+        raise ValueError(
+            f"{logdir} already has attention under tag {tag!r} at steps {shown}: backfilling step {first} into the "
+            "same tag would make TensorBoard's default loader (--load_fast=true) drop them (it takes steps going "
+            "backwards for a restart; docs/writers.md). Backfill under another tag (--tag, e.g. "
+            f"{tag + '_backfill'!r}) or into another run directory.")
+
+
 def _find_tokenizer(paths: Sequence[str]) -> str:
     for p in paths:
         if any(os.path.isfile(os.path.join(p, f)) for f in _TOKENIZER_FILES):
@@ -146,6 +170,7 @@ def backfill(
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
     runner = ProbeRunner(tokenizer, probes, names=names, tag=tag, max_length=max_length, batch_size=batch_size,
                          model_name=model_name)
+    _check_no_purge(logdir, tag, [s for s, _ in order])
     if model_class != "auto":
         _model_class(model_class, "")  # validate before loading anything
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
