@@ -32,6 +32,9 @@ from .metadata import FORMAT_VERSION, PLUGIN_NAME
 from .reader import DATA_ERRORS, LRU, IndexCache, IndexEntry, RecordStore, RunDirs, warn_once
 
 DEFAULT_CACHE_MB = 256
+# Version of the HTTP API (docs/http-api.md) that /index announces to the frontend; it changes only when the
+# served JSON or binary layouts change incompatibly (not with the storage format, which the backend reads).
+API_VERSION = 1
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 GZIPPED_CACHE_FRACTION = 8  # compressed bodies are cached in up to 1/8 of --attention_cache_mb (on top of it)
 DERIVED_CACHE_FRACTION = 16  # rollout codes: up to 1/16 of --attention_cache_mb (on top of it)
@@ -280,7 +283,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         """Every run's tags, examples and steps (with each step's revision), and what could not be read."""
         runs = self._index.get(ctx, experiment, fresh=True)
         return {
-            "version": FORMAT_VERSION,
+            "version": API_VERSION,
+            "format_version": FORMAT_VERSION,
             "codec": _codec_json(),
             "runs": [{"run": run, "tags": self._run_json(runs[run])} for run in sorted(runs) if runs[run].examples],
             "unreadable": [{"run": u.run, "tag": u.tb_tag, "reason": u.reason, "newer_version": u.newer_version}

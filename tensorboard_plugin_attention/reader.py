@@ -420,8 +420,9 @@ def _decode(store: RecordStore, entry: IndexEntry, with_qk: bool) -> AttentionEx
 
 
 def read_attention(
-    logdir: str,
+    logdir: Optional[str] = None,
     *,
+    logdir_spec: Optional[str] = None,
     run: Optional[str] = None,
     tag: Optional[str] = None,
     example: Optional[str] = None,
@@ -429,35 +430,44 @@ def read_attention(
     queries_keys: bool = True,
     strict: bool = False,
 ) -> list[AttentionExample]:
-    """Read logged attention back as numpy arrays (the same decoding the TensorBoard plugin uses).
+    """Read logged attention back as numpy arrays (the same reading path as the TensorBoard plugin).
 
     Filters are optional: ``read_attention("runs/demo", tag="probes", step=100)``. Runs are named as in
-    TensorBoard (sub-directory of ``logdir``, ``"."`` for the logdir itself). Values are decoded from the
-    stored 8-bit code (within the bounds in docs/format.md); q/k are float16 widened to float32;
-    ``queries_keys=False`` skips reading them.
+    TensorBoard: a sub-directory of ``logdir`` (``"."`` for the logdir itself), or, with
+    ``logdir_spec="a:/path/one,b:/path/two"`` (TensorBoard's ``--logdir_spec``), ``a/<sub-directory>``.
+    A step logged twice reads as its latest write, as in the tab. Values are decoded from the stored 8-bit
+    code (within the bounds in docs/format.md); q/k are float16 widened to float32; ``queries_keys=False``
+    skips reading them.
 
     Records that cannot be read are skipped with a warning (logged once), as the plugin hides them: index
-    records that are not JSON, of a newer format version or lacking fields (``format.validate_index``),
-    and records whose asset file is missing, truncated or corrupt. ``strict=True`` raises the error
-    instead for the latter (``format.FormatError``, ``OSError``, ...).
+    records that are not JSON, fail their checksum, are of a newer format version or lack fields
+    (``format.validate_index``), and records whose asset file is missing, truncated, corrupt or not the
+    record its index entry describes. ``strict=True`` raises the error instead for the latter
+    (``format.FormatError``, ``OSError``, ...).
     """
-    return list(iter_attention(logdir, run=run, tag=tag, example=example, step=step, queries_keys=queries_keys,
-                               strict=strict))
+    return list(iter_attention(logdir, logdir_spec=logdir_spec, run=run, tag=tag, example=example, step=step,
+                               queries_keys=queries_keys, strict=strict))
 
 
-def iter_attention(logdir: str, *, run: Optional[str] = None, tag: Optional[str] = None,
-                   example: Optional[str] = None, step: Optional[int] = None,
+def iter_attention(logdir: Optional[str] = None, *, logdir_spec: Optional[str] = None, run: Optional[str] = None,
+                   tag: Optional[str] = None, example: Optional[str] = None, step: Optional[int] = None,
                    queries_keys: bool = True, strict: bool = False) -> Iterator[AttentionExample]:
     """Like :func:`read_attention`, one example at a time."""
     from tensorboard import context
-    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.backend.event_processing import data_ingester, data_provider, plugin_event_multiplexer
 
-    logdir = str(logdir)
+    if (logdir is None) == (logdir_spec is None):
+        raise ValueError("pass either logdir or logdir_spec")
     multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={PLUGIN_NAME: 0})
-    multiplexer.AddRunsFromDirectory(logdir)
+    if logdir is not None:
+        logdir = str(logdir)
+        multiplexer.AddRunsFromDirectory(logdir)
+    else:  # as TensorBoard reads --logdir_spec (its own parser)
+        for path, name in data_ingester._parse_event_files_spec(logdir_spec).items():
+            multiplexer.AddRunsFromDirectory(path, name)
     multiplexer.Reload()
-    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
-    store = RecordStore(RunDirs(logdir, multiplexer), cache_bytes=0)
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir or "")
+    store = RecordStore(RunDirs(logdir or "", multiplexer), cache_bytes=0)
     runs = IndexCache(provider).get(context.RequestContext())  # the plugin's index: the latest write wins
     for r in sorted(runs):
         if run is not None and r != run:

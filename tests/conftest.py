@@ -122,8 +122,8 @@ class Response:
 class TensorBoardProcess:
     """``tensorboard --logdir LOGDIR --host 127.0.0.1 --port <free> FLAGS...`` in its own process group."""
 
-    def __init__(self, logdir: str, *flags: str, env: Optional[dict] = None):
-        self.logdir = str(logdir)
+    def __init__(self, logdir: Optional[str], *flags: str, env: Optional[dict] = None):
+        self.logdir = str(logdir) if logdir else ""
         self.flags = list(flags)
         self.env = env
         self.proc: Optional[subprocess.Popen] = None
@@ -139,7 +139,8 @@ class TensorBoardProcess:
         for _ in range(attempts):
             self.port = free_port()
             self._stderr = tempfile.TemporaryFile()
-            cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", self.logdir, "--host", "127.0.0.1",
+            logdir = ["--logdir", self.logdir] if self.logdir else []  # none: the flags give --logdir_spec
+            cmd = [sys.executable, "-m", "tensorboard.main", *logdir, "--host", "127.0.0.1",
                    "--port", str(self.port), *self.flags]
             env = dict(os.environ, **(self.env or {}))
             env.setdefault("PYTHONUNBUFFERED", "1")
@@ -232,7 +233,8 @@ def tensorboard():
     """``start(logdir, *flags, timeout=60)``: a ready TensorBoard on a free port, stopped after the test."""
     started: list = []
 
-    def start(logdir: str, *flags: str, timeout: float = 60.0, env: Optional[dict] = None) -> TensorBoardProcess:
+    def start(logdir: Optional[str], *flags: str, timeout: float = 60.0,
+              env: Optional[dict] = None) -> TensorBoardProcess:
         tb = TensorBoardProcess(logdir, *flags, env=env)
         started.append(tb)
         return tb.start(timeout)

@@ -291,3 +291,61 @@ def test_attention_writer_beside_another_live_writer(tensorboard, tmp_path, load
                 what="a record appended to the older event file")
     ours.close()
     loss.close()
+
+
+# ------------------------------------------------------------------------------- hardening (issue 10)
+def _flip_in_index_payload(events_path, step: int, old: bytes, new: bytes) -> None:
+    """Change ``old`` to ``new`` (same length) inside the index payload of ``step``, leaving the event's
+    TFRecord CRCs as they were (a bit flip on disk): the Rust loader parses such events anyway."""
+    data = bytearray(open(events_path, "rb").read())
+    pos = 0
+    for raw in event_file_loader.RawEventFileLoader(str(events_path)).Load():
+        ev = event_pb2.Event.FromString(raw)
+        if ev.step == step and any(v.metadata.plugin_data.plugin_name == PLUGIN_NAME for v in ev.summary.value):
+            at = data.index(old, pos + 12)
+            data[at:at + len(old)] = new
+            open(events_path, "wb").write(bytes(data))
+            return
+        pos += len(raw) + 16
+    raise AssertionError(f"no index record of step {step}")
+
+
+@pytest.mark.parametrize("load_fast", LOADERS)
+def test_flipped_index_record_is_never_served(tensorboard, tmp_path, load_fast):
+    """A token changed on disk inside an index record: the Python loader drops the event (TFRecord CRC), the
+    Rust loader parses it anyway; our own index checksum hides it there. Before format v2 the Rust loader
+    served the changed token."""
+    run = write_attention_run(tmp_path / "r", steps=(0, 1, 2), layers=1, heads=1, tokens=5)
+    (events,) = [p for p in (tmp_path / "r").iterdir() if p.name.startswith("events")]
+    _flip_in_index_payload(events, 1, b'"tok2"', b'"tok7"')
+    tb = tensorboard(str(tmp_path), f"--load_fast={load_fast}", "--reload_interval", "1")
+    wait_active(tb)
+    # The Python loader stops reading a file at a failed CRC (TensorBoard's behaviour: step 2 is lost too).
+    expect = [0, 2] if load_fast == "true" else [0]
+    tb.wait_for(lambda: index_steps(tb).get(("r", "probes", "0")) == expect, what=f"steps {expect} only")
+    assert tb.plugin("header", run="r", tag="probes", example="0", step=1).status == 404
+    for step in expect:
+        h = tb.plugin("header", run="r", tag="probes", example="0", step=step).json()
+        assert h["sequences"]["input"] == run.examples[("0", step)].tokens
+    if load_fast == "true":
+        (bad,) = tb.plugin("index").json()["unreadable"]
+        assert bad["run"] == "r" and bad["tag"] == "probes/0" and "checksum" in bad["reason"]
+
+
+def test_logdir_spec_serves_every_view(tensorboard, tmp_path):
+    """Under --logdir_spec run names are not paths (``a/r``, ``b/r``): arrays are found through the
+    multiplexer's run paths (before: every /attention was a 404). The spec forces the Python loader."""
+    a = write_attention_run(tmp_path / "first" / "r", steps=(0, 1), layers=1, heads=2, tokens=5, seed=1)
+    b = write_attention_run(tmp_path / "second" / "r", steps=(0,), layers=1, heads=2, tokens=5, seed=2)
+    spec = f"a:{tmp_path / 'first'},b:{tmp_path / 'second'}"
+    tb = tensorboard(None, "--logdir_spec", spec, "--reload_interval", "1")
+    wait_active(tb)
+    tb.wait_for(lambda: index_steps(tb).get(("a/r", "probes", "0")) == [0, 1] and ("b/r", "probes", "0") in index_steps(tb),
+                what="both spec runs listed")
+    for run, logged, step in (("a/r", a, 1), ("b/r", b, 0)):
+        got = decoded(tb.plugin("attention", run=run, tag="probes", example="0", step=step, kind="encoder", layer=0))
+        assert np.abs(got - logged.examples[("0", step)].attention[0]).max() <= ATTENTION_TOLERANCE
+        assert tb.plugin("overview", run=run, tag="probes", example="0", step=step, kind="encoder").status == 200
+        assert tb.plugin("qk", run=run, tag="probes", example="0", step=step, kind="encoder", layer=0, head=1).status == 200
+        assert tb.plugin("rollout", run=run, tag="probes", example="0", step=step, kind="encoder").status == 200
+    assert tb.plugin("divergence", run="a/r", tag="probes", example="0", kind="encoder", step_a=0, step_b=1).status == 200

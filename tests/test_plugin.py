@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -149,7 +150,7 @@ def test_inactive_without_attention(tmp_path):
     assert a.plugin.is_active() is False
     assert body_json(a.raw("/data/plugins_listing"))[PLUGIN_NAME]["enabled"] is False
     index = body_json(a.get("/index"))
-    assert index["runs"] == [] and index["version"] == FORMAT_VERSION
+    assert index["runs"] == [] and index["version"] == plugin_mod.API_VERSION == 1
 
 
 # ---------------------------------------------------------------------------------------------- index
@@ -157,7 +158,7 @@ def test_index_lists_everything(app, logged):
     resp = app.get("/index")
     assert resp.status_code == 200 and resp.mimetype == "application/json"
     index = body_json(resp)
-    assert index["version"] == FORMAT_VERSION
+    assert index["version"] == 1 and index["format_version"] == FORMAT_VERSION
     assert index["codec"]["name"] == "log8"
     np.testing.assert_array_equal(np.asarray(index["codec"]["lut"], dtype=np.float32), fmt.LUT)
     runs = {r["run"]: r for r in index["runs"]}
@@ -1108,3 +1109,143 @@ def test_adler32_combine():
 def test_fix_flags_polls_every_event_file_unless_user_chose():
     assert configure().reload_multifile is True
     assert configure("--reload_multifile=false").reload_multifile is False
+
+
+# ------------------------------------------------------------------------------- hardening (issue 10)
+def test_experiment_ids_do_not_grow_memory(logged):
+    """Any client names an experiment id (URL or header): index snapshots are bounded (before: one per id,
+    60 ids took TensorBoard from 111 to 542 MB)."""
+    a = App(logged[0])
+    for i in range(60):
+        resp = a.raw(f"/experiment/exp{i}{PREFIX}/index")
+        assert resp.status_code == 200 and len(body_json(resp)["runs"]) == 2
+    assert len(a.plugin._index._snapshots._items) == reader.MAX_EXPERIMENTS < 60
+
+
+def test_concurrent_first_reads_of_a_layer_decode_it_once(logged, monkeypatch):
+    """20 clients asking for the same cold layer at once: one read and one decode, the others wait for it
+    (before: each decoded it, 1.3 GB peak for a large layer)."""
+    a = App(logged[0])
+    decodes, start = [], threading.Barrier(20)
+    real = fmt.decode_codes
+
+    def slow_decode(data, shape):
+        decodes.append(1)
+        time.sleep(0.01)
+        return real(data, shape)
+
+    monkeypatch.setattr(fmt, "decode_codes", slow_decode)
+    results = []
+
+    def client():
+        start.wait()
+        results.append(a.plugin.attention_impl(RequestContext(), "", "run1", "probes", "0", 5, "encoder", 1))
+
+    threads = [threading.Thread(target=client) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 20 and all(r is results[0] for r in results)
+    assert len(decodes) == HEADS  # one layer of HEADS chunks, decoded once
+
+
+_SHORT_WRITE_RUN = r'''
+import os, resource, signal, sys
+sys.path.insert(0, sys.argv[2])
+from conftest import make_example
+from tensorboard_plugin_attention import AttentionWriter
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+run = sys.argv[1]
+with AttentionWriter(run, background=False) as w:
+    for step in range(5):
+        ex = make_example((step,), layers=2, heads=2, tokens=6 + step)
+        if step == 2:  # the asset file may grow by 100 bytes only: this record is cut short
+            (asset,) = os.listdir(os.path.join(run, "plugins", "attention"))
+            size = os.path.getsize(os.path.join(run, "plugins", "attention", asset))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, resource.RLIM_INFINITY))
+        try:
+            w.add_attention("probes", ex.attention, ex.tokens, step)
+        except (OSError, RuntimeError) as e:
+            print("step", step, "failed:", e)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+'''
+
+
+def test_failed_write_never_serves_another_steps_data(tmp_path):
+    """A record cut short by a full disk / file-size limit: the writer says so, and every later step is
+    served with its own values (before: later records were indexed at offsets inside the torn one)."""
+    import subprocess
+    import sys
+    from conftest import make_example
+    from tensorboard_plugin_attention.reader import read_attention
+
+    run = tmp_path / "logs" / "r"
+    out = subprocess.run([sys.executable, "-c", _SHORT_WRITE_RUN, str(run), os.path.dirname(__file__)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "step 2 failed" in out.stdout and "File too large" in out.stdout
+    a = App(tmp_path / "logs")
+    assert body_json(a.get("/index"))["runs"][0]["tags"][0]["examples"][0]["steps"] == [0, 1, 3, 4]
+    for step in (0, 1, 3, 4):
+        want = make_example((step,), layers=2, heads=2, tokens=6 + step).attention
+        for layer in range(2):
+            got = decode_layer(a.get("/attention", **base_params(run="r", step=str(step), layer=str(layer), head=None)))
+            assert np.abs(got - want[layer]).max() <= ATTENTION_TOLERANCE
+    assert [e.step for e in read_attention(tmp_path / "logs", queries_keys=False)] == [0, 1, 3, 4]
+
+
+def test_index_reports_unreadable_records_and_newer_versions(logged, tmp_path):
+    logdir = copy_logs(logged, tmp_path)
+    good = App(logdir).plugin.entry(RequestContext(), "", "run1", "probes", "0", 10).index
+    _write_index_record(logdir / "run1", "probes", "v99", 1, fmt.encode_index(dict(good, example="v99", version=99)),
+                        json.dumps({"version": 99, "tag": "probes", "example": "v99"}).encode())
+    huge = dict(good, step=11, kinds={"encoder": dict(good["kinds"]["encoder"], layers=10**9)})
+    _write_index_record(logdir / "run1", "probes", "0", 11, fmt.encode_index(huge))
+    _write_index_record(logdir / "run1", "probes", "0", 12, fmt.encode_index(dict(good, version=True, step=12)))
+    index = body_json(App(logdir).get("/index"))
+    by_tag = {(u["run"], u["tag"]): u for u in index["unreadable"]}
+    assert by_tag[("run1", "probes/v99")]["newer_version"] is True
+    assert "upgrade the plugin" in by_tag[("run1", "probes/v99")]["reason"]
+    assert by_tag[("run1", "probes/0")]["newer_version"] is False
+    assert "layers is not a count" in by_tag[("run1", "probes/0")]["reason"]
+    steps = {e["example"]: e["steps"] for e in index["runs"][0]["tags"][0]["examples"]}
+    assert steps == {"0": list(STEPS), "1": list(STEPS)}  # 11 (layers 10**9) and 12 (version true) hidden
+
+
+def test_crafted_chunk_length_is_404_not_500(logged, tmp_path):
+    """A chunk table entry of 2**40 bytes with a valid header CRC (crafted): 404, nothing allocated."""
+    logdir = copy_logs(logged, tmp_path)
+    rec = record_of(App(logdir), "run1", "0", 5)
+    header = dict(rec.header)
+    header["chunks"]["encoder"]["attention"][1][2][1] = 2**40
+    head = json.dumps(header, separators=(",", ":")).encode()
+    with open(rec.path, "r+b") as f:
+        raw = bytearray(f.read())
+    start, end = rec.offset, rec.data_offset
+    frame = fmt._FRAME.pack(fmt.MAGIC, len(head), fmt.crc32c(head))
+    raw[start:end] = frame + head  # same chunks after it; the chunk offsets are relative to the header's end
+    with open(rec.path, "wb") as f:
+        f.write(bytes(raw))
+    a = App(logdir)
+    for h in ({}, {"Accept-Encoding": "deflate"}):
+        assert "truncated" in assert_json_error(a.get("/attention", headers=h, **base_params(head="2")), 404)
+        assert_json_error(a.get("/attention", headers=h, **base_params(head=None)), 404)
+    assert a.get("/attention", **base_params(head="1")).status_code == 200
+
+
+def test_relogged_step_gets_a_new_revision(tmp_path):
+    """/index names each step's revision; re-logging a step (restarted training) changes it, so the tab's
+    caches keyed by it never show the old arrays."""
+    logdir = tmp_path / "logs"
+    write_attention_run(logdir / "r", steps=(0, 1), layers=1, heads=1, tokens=4, seed=1)
+    provider = make_provider(logdir)
+    a = App(logdir, provider=provider)
+    (ex,) = body_json(a.get("/index"))["runs"][0]["tags"][0]["examples"]
+    assert len(ex["revisions"]) == 2 and len(set(ex["revisions"])) == 2
+    again = write_attention_run(logdir / "r", steps=(1,), layers=1, heads=1, tokens=4, seed=9)
+    provider._multiplexer.Reload()
+    (ex2,) = body_json(a.get("/index"))["runs"][0]["tags"][0]["examples"]
+    assert ex2["steps"] == [0, 1] and ex2["revisions"][0] == ex["revisions"][0] != ex2["revisions"][1] != ex["revisions"][1]
+    got = decode_layer(a.get("/attention", **base_params(run="r", step="1", layer="0", head=None)))
+    assert np.abs(got - again.examples[("0", 1)].attention[0]).max() <= ATTENTION_TOLERANCE

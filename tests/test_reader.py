@@ -218,3 +218,24 @@ def test_validate_index(logs):
             fmt.parse_index_payload(fmt.encode_index(bad))
     fmt.validate_index(dict(index, kinds={"encoder": dict(enc, has_qk=False, head_dim=None)}))
     fmt.validate_index(dict(index, metrics={"encoder": "not checked"}))  # metrics never hide a record
+
+
+# ------------------------------------------------------------------------------- hardening (issue 10)
+def test_logdir_spec_names_runs_as_tensorboard_does(tmp_path):
+    a = write_attention_run(tmp_path / "first" / "r", steps=(0,), layers=1, heads=1, tokens=4, seed=1)
+    b = write_attention_run(tmp_path / "second", steps=(3,), layers=1, heads=1, tokens=4, seed=2)
+    got = read_attention(logdir_spec=f"a:{tmp_path / 'first'},b:{tmp_path / 'second'}", queries_keys=False)
+    assert [(e.run, e.step) for e in got] == [("a/r", 0), ("b/.", 3)]  # TensorBoard's own names
+    for e, logged, step in ((got[0], a, 0), (got[1], b, 3)):
+        assert np.abs(e.attention["encoder"][0] - logged.examples[("0", step)].attention[0]).max() <= ATTENTION_TOLERANCE
+    with pytest.raises(ValueError, match="either logdir or logdir_spec"):
+        read_attention()
+
+
+def test_relogged_step_reads_its_latest_write_like_the_tab(tmp_path):
+    """read_attention and the plugin agree: a step logged twice (restarted training) is its latest write."""
+    write_attention_run(tmp_path / "r", steps=(0, 1), layers=1, heads=1, tokens=4, seed=1)
+    again = write_attention_run(tmp_path / "r", steps=(1,), layers=1, heads=1, tokens=4, seed=9)
+    got = read_attention(tmp_path, queries_keys=False)
+    assert [e.step for e in got] == [0, 1]
+    assert np.abs(got[1].attention["encoder"][0] - again.examples[("0", 1)].attention[0]).max() <= ATTENTION_TOLERANCE
