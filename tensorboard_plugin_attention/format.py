@@ -26,7 +26,7 @@ from typing import Any, Iterable, Optional, Sequence
 import google_crc32c
 import numpy as np
 
-from .metadata import FORMAT_VERSION, check_version
+from .metadata import check_version
 
 KINDS = ("encoder", "decoder", "cross")
 ASSET_SUBDIR = os.path.join("plugins", "attention")

@@ -97,6 +97,26 @@ def write_attention_run(logdir: str, *, steps: Iterable[int] = (0,), examples: S
     return out
 
 
+def write_index_record(run_dir, tag: str, example: str, step: int, payload: bytes,
+                       metadata_content: Optional[bytes] = None) -> None:
+    """One crafted index record (``payload`` as the event's string tensor) in a new event file of ``run_dir``:
+    how tests fake damaged, tampered or future-version records."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name="attention",
+            content=metadata_content or json.dumps({"version": 1, "tag": tag, "example": example}).encode()),
+        data_class=summary_pb2.DATA_CLASS_TENSOR)
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+                                    string_val=[payload])
+    w = EventFileWriter(str(run_dir), filename_suffix=".crafted")
+    w.add_event(event_pb2.Event(step=step, wall_time=1e9 + step, summary=summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=f"{tag}/{example}", metadata=meta, tensor=tensor)])))
+    w.close()
+
+
 @pytest.fixture
 def attention_logs() -> Callable[..., LoggedRun]:
     return write_attention_run

@@ -22,14 +22,13 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
-from conftest import ATTENTION_TOLERANCE, check_minilm, write_attention_run
+from conftest import ATTENTION_TOLERANCE, check_minilm, write_attention_run, write_index_record
 from tensorboard.backend import application
 from tensorboard.context import RequestContext
 from tensorboard.backend.event_processing import data_provider as mdp
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
-from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.compat.proto import event_pb2
 from tensorboard_plugin_attention import format as fmt
 from tensorboard_plugin_attention import plugin as plugin_mod
 from tensorboard_plugin_attention import reader
@@ -483,18 +482,6 @@ def test_truncated_asset_file(logged, tmp_path):
     assert a.get("/attention", **base_params(example="0", step="10", head=None)).status_code == 200
 
 
-def _write_index_record(logdir, tag, example, step, payload: bytes, metadata_content: bytes = None):
-    meta = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(
-            plugin_name=PLUGIN_NAME,
-            content=metadata_content or json.dumps({"version": 1, "tag": tag, "example": example}).encode()),
-        data_class=summary_pb2.DATA_CLASS_TENSOR)
-    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(),
-                                    string_val=[payload])
-    w = EventFileWriter(str(logdir), filename_suffix=".crafted")
-    w.add_event(event_pb2.Event(step=step, wall_time=1e9 + step, summary=summary_pb2.Summary(
-        value=[summary_pb2.Summary.Value(tag=f"{tag}/{example}", metadata=meta, tensor=tensor)])))
-    w.close()
 
 
 def test_unknown_versions_and_garbage_hide_only_themselves(logged, tmp_path, caplog):
@@ -503,18 +490,18 @@ def test_unknown_versions_and_garbage_hide_only_themselves(logged, tmp_path, cap
     logdir = copy_logs(logged, tmp_path)
     good = App(logdir).plugin.entry(RequestContext(), "", "run1", "probes", "0", 10).index
     future = dict(good, version=99, step=99)
-    _write_index_record(logdir / "run1", "probes", "0", 99, fmt.encode_index(future))
-    _write_index_record(logdir / "run1", "probes", "v99", 1, fmt.encode_index(dict(good, version=99)),
+    write_index_record(logdir / "run1", "probes", "0", 99, fmt.encode_index(future))
+    write_index_record(logdir / "run1", "probes", "v99", 1, fmt.encode_index(dict(good, version=99)),
                         json.dumps({"version": 99, "tag": "probes", "example": "v99"}).encode())
-    _write_index_record(logdir / "run1", "probes", "garbage", 2, b"\xff not json")
-    _write_index_record(logdir / "run1", "probes", "noasset", 3, json.dumps({"version": 1}).encode())
+    write_index_record(logdir / "run1", "probes", "garbage", 2, b"\xff not json")
+    write_index_record(logdir / "run1", "probes", "noasset", 3, json.dumps({"version": 1}).encode())
     # version 1 and an asset location, but not the fields the routes rely on
     for i, broken in enumerate([dict(good, kinds=[1, 2]), dict(good, kinds={}), dict(good, sequences=None),
                                 dict(good, kinds={"encoder": dict(good["kinds"]["encoder"], layers="2")}),
                                 dict(good, kinds={"encoder": dict(good["kinds"]["encoder"], heads=-1)}),
                                 dict(good, kinds={"bogus": good["kinds"]["encoder"]}),
                                 dict(good, asset=dict(good["asset"], offset="0"))]):
-        _write_index_record(logdir / "run1", "probes", f"broken{i}", 4, fmt.encode_index(broken))
+        write_index_record(logdir / "run1", "probes", f"broken{i}", 4, fmt.encode_index(broken))
     reader._warned.clear()
     with caplog.at_level(logging.WARNING):
         a = App(logdir)
@@ -809,8 +796,8 @@ def test_metrics_missing_kind_and_malformed_grids(logged, tmp_path):
     m = good["metrics"]["encoder"]
     bad = dict(good, step=20, metrics={"encoder": dict(m, entropy="bad", sink=m["sink"][:1],
                                                        distance=[[1.0, "x", True]] * LAYERS, extra=m["prev_token"])})
-    _write_index_record(logdir / "run1", "probes", "0", 20, fmt.encode_index(bad))
-    _write_index_record(logdir / "run1", "probes", "0", 30, fmt.encode_index(dict(good, step=30, metrics=[1])))
+    write_index_record(logdir / "run1", "probes", "0", 20, fmt.encode_index(bad))
+    write_index_record(logdir / "run1", "probes", "0", 30, fmt.encode_index(dict(good, step=30, metrics=[1])))
     a = App(logdir)
     body = body_json(a.get("/metrics", run="run1", tag="probes", example="0"))
     assert body["steps"] == [*STEPS, 20, 30]
@@ -1088,7 +1075,7 @@ def test_damage_under_every_encoding(logged, tmp_path, accept):
     flip(rec.path, rec.data_offset + off + length // 2)
     good = a.plugin.entry(RequestContext(), "", "run1", "probes", "0", 10).index
     shape_lie = dict(good, step=20, kinds={"encoder": dict(good["kinds"]["encoder"], heads=HEADS - 1)})
-    _write_index_record(logdir / "run1", "probes", "0", 20, fmt.encode_index(shape_lie))
+    write_index_record(logdir / "run1", "probes", "0", 20, fmt.encode_index(shape_lie))
     a = App(logdir)
     h = {"Accept-Encoding": accept}
     assert "checksum" in assert_json_error(a.get("/attention", headers=h, **base_params(head=None)), 404)
@@ -1198,11 +1185,11 @@ def test_failed_write_never_serves_another_steps_data(tmp_path):
 def test_index_reports_unreadable_records_and_newer_versions(logged, tmp_path):
     logdir = copy_logs(logged, tmp_path)
     good = App(logdir).plugin.entry(RequestContext(), "", "run1", "probes", "0", 10).index
-    _write_index_record(logdir / "run1", "probes", "v99", 1, fmt.encode_index(dict(good, example="v99", version=99)),
+    write_index_record(logdir / "run1", "probes", "v99", 1, fmt.encode_index(dict(good, example="v99", version=99)),
                         json.dumps({"version": 99, "tag": "probes", "example": "v99"}).encode())
     huge = dict(good, step=11, kinds={"encoder": dict(good["kinds"]["encoder"], layers=10**9)})
-    _write_index_record(logdir / "run1", "probes", "0", 11, fmt.encode_index(huge))
-    _write_index_record(logdir / "run1", "probes", "0", 12, fmt.encode_index(dict(good, version=True, step=12)))
+    write_index_record(logdir / "run1", "probes", "0", 11, fmt.encode_index(huge))
+    write_index_record(logdir / "run1", "probes", "0", 12, fmt.encode_index(dict(good, version=True, step=12)))
     index = body_json(App(logdir).get("/index"))
     by_tag = {(u["run"], u["tag"]): u for u in index["unreadable"]}
     assert by_tag[("run1", "probes/v99")]["newer_version"] is True

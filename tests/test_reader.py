@@ -10,12 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import ATTENTION_TOLERANCE, write_attention_run
-from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from conftest import ATTENTION_TOLERANCE, write_attention_run, write_index_record
 from tensorboard_plugin_attention import format as fmt
 from tensorboard_plugin_attention import reader
-from tensorboard_plugin_attention.metadata import PLUGIN_NAME
 from tensorboard_plugin_attention.reader import read_attention
 
 STEPS = (0, 5, 10)
@@ -104,18 +101,6 @@ def test_root_run_is_dot(tmp_path):
 
 
 # --------------------------------------------------------------------------------------- bad records
-def write_index_record(run_dir, tag, example, step, payload: bytes, metadata_content: bytes = None):
-    meta = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(
-            plugin_name=PLUGIN_NAME,
-            content=metadata_content or json.dumps({"version": 1, "tag": tag, "example": example}).encode()),
-        data_class=summary_pb2.DATA_CLASS_TENSOR)
-    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(),
-                                    string_val=[payload])
-    w = EventFileWriter(str(run_dir), filename_suffix=".crafted")
-    w.add_event(event_pb2.Event(step=step, wall_time=1e9 + step, summary=summary_pb2.Summary(
-        value=[summary_pb2.Summary.Value(tag=f"{tag}/{example}", metadata=meta, tensor=tensor)])))
-    w.close()
 
 
 @pytest.fixture
