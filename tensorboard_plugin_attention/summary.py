@@ -419,42 +419,50 @@ _PLUGIN_NAME_BYTES = PLUGIN_NAME.encode()
 
 
 class _StepGuard:
-    """The highest step of each attention tag in a run's event files, to warn before a lower one is written.
+    """Where each attention tag's steps are in a run's event files, to warn before a write that TensorBoard's
+    fast loader would take for a restart (docs/writers.md).
 
-    TensorBoard's fast loader (``--load_fast=true``, the Rust data server) keeps one reservoir per run and tag,
-    and every record it reads at step s drops the records of that tag with step >= s read before it (it takes
-    steps going backwards for a restart from a checkpoint). Files are read in name order, so which records are
-    lost depends on file names and timing; a write below a step already in the run is when it can happen.
-    The run's local event files are read incrementally (only what was appended since the last check), so a
-    second writer on the same run is seen too; remote logdirs are not read (only this writer's steps count).
+    ``--load_fast=true`` (the Rust data server) keeps one reservoir per run and tag, and a record it reads at
+    step s drops that tag's records with step >= s read before it. It reads a run's event files in name order,
+    each to its end, every reload. So writing step s to file F loses data (now or at the next cold start) when
+    the tag already has a step > s anywhere (read before s, at least on a live reload), or a step < s in a
+    file named after F (read after s at a cold start). The run's local event files are read incrementally
+    (only what was appended since the last check), so another writer on the same run is seen too; remote
+    logdirs are not read (only this writer's own steps count).
     """
 
-    def __init__(self, logdir: str):
+    def __init__(self, logdir: str, own_file: Callable[[], Optional[str]] = lambda: None):
         self.logdir = logdir
-        self.max_steps: dict[str, int] = {}
+        self._own_file = own_file  # this writer's event file, if known
+        self.ranges: dict[str, dict[str, list[int]]] = {}  # tag -> event file name -> [min step, max step]
         self.steps: dict[str, set[int]] = {}  # every step of each attention tag found in the files
         self._offsets: dict[str, int] = {}
         self._written: set[tuple[str, int]] = set()  # (tag, step) this writer wrote
         self._warned = self._warned_twice = False
         self._lock = threading.Lock()
 
-    def scan(self) -> dict[str, int]:
-        """Read what was appended to the run's event files; returns the highest step per attention tag."""
+    def scan(self) -> dict[str, dict[str, list[int]]]:
+        """Read what was appended to the run's event files; returns ``ranges``."""
         if not fmt._is_local(self.logdir):
-            return self.max_steps
+            return self.ranges
         pattern = os.path.join(glob.escape(fmt._local(self.logdir)), "*tfevents*")
         for path in sorted(glob.glob(pattern)):
             try:
                 self._scan_file(path)
             except OSError:
                 continue  # removed or unreadable: TensorBoard cannot read it either
-        return self.max_steps
+        return self.ranges
+
+    def _note(self, tag: str, file: str, step: int) -> None:
+        r = self.ranges.setdefault(tag, {}).setdefault(file, [step, step])
+        r[0], r[1] = min(r[0], step), max(r[1], step)
 
     def _scan_file(self, path: str) -> None:
         offset = self._offsets.get(path, 0)
         with open(path, "rb") as f:
             f.seek(offset)
             data = f.read()
+        name = os.path.basename(path)
         pos = 0
         while pos + _RECORD_HEAD.size <= len(data):
             n, _ = _RECORD_HEAD.unpack_from(data, pos)
@@ -471,33 +479,42 @@ class _StepGuard:
                 continue
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == PLUGIN_NAME:
-                    self.max_steps[value.tag] = max(self.max_steps.get(value.tag, event.step), event.step)
+                    self._note(value.tag, name, event.step)
                     self.steps.setdefault(value.tag, set()).add(event.step)
         self._offsets[path] = offset + pos
 
     def check(self, index_tag: str, step: int) -> None:
-        """Note that ``step`` of ``index_tag`` (``<tag>/<example>``) is about to be written; warn (once) if
-        the run already holds a higher step of it."""
+        """Note that ``step`` of ``index_tag`` (``<tag>/<example>``) is about to be written by this writer;
+        warn (once per writer) if the fast loader would drop records of that tag because of it."""
+        own = self._own_file() or ""
         with self._lock:
             twice = (index_tag, step) in self._written and not self._warned_twice
             self._written.add((index_tag, step))
             self._warned_twice |= twice
-            top = self.scan().get(index_tag)
-            self.max_steps[index_tag] = step if top is None else max(top, step)
-            backwards = top is not None and top > step and not self._warned
-            self._warned |= backwards
+            files = self.scan().get(index_tag, {})
+            higher = max((r[1] for r in files.values() if r[1] > step), default=None)
+            lower_after = min((r[0] for f, r in files.items() if own and f > own and r[0] < step), default=None)
+            self._note(index_tag, own, step)
+            warn = (higher is not None or lower_after is not None) and not self._warned
+            self._warned |= warn
         if twice:
             logger.warning("attention %r is logged twice at step %d by one writer: readers show the later record "
                            "only (give each example its own name with example=). Warned once per writer.",
                            index_tag, step)
-        if not backwards:
+        if not warn:
             return
+        if higher is not None:
+            why = (f"step {higher} of the same tag is already in run {self.logdir}: when it reads step {step} "
+                   f"after it, TensorBoard's default loader (--load_fast=true) drops every step >= {step} of that "
+                   "tag it has read before")
+        else:
+            why = (f"another writer's event file in run {self.logdir}, named after this writer's, holds step "
+                   f"{lower_after} of the same tag: TensorBoard's default loader (--load_fast=true) reads files in "
+                   f"name order, so at its next start that step will drop this step {step} and everything above it")
         logger.warning(
-            "attention %r at step %d is written after step %d of the same tag in run %s: TensorBoard's default "
-            "loader (--load_fast=true) takes steps going backwards for a restart and drops every step >= %d of "
-            "that tag it has read before (--load_fast=false keeps them). Expected when training resumed from a "
-            "checkpoint; otherwise log into another run directory or under another tag (docs/writers.md). "
-            "Warned once per writer.", index_tag, step, top, self.logdir, step)
+            "attention %r at step %d: %s (it takes steps going backwards for a restart; --load_fast=false keeps "
+            "them). Expected when training resumed from a checkpoint; otherwise give each writer its own tag or "
+            "run directory (docs/writers.md). Warned once per writer.", index_tag, step, why)
 
 
 # ------------------------------------------------------------------------------------------ writer
@@ -524,7 +541,7 @@ class AttentionWriter:
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()  # closing vs. submitting
         self._closed = False
-        self._steps = _StepGuard(self.logdir)
+        self._steps = _StepGuard(self.logdir, lambda: _event_file_name(self._events))
         self._jobs: Optional["queue.Queue[Optional[tuple[Callable[[], None], str]]]"] = None
         self._failed: list[tuple[str, BaseException]] = []  # (what, error) of background jobs, oldest first
         if background:
@@ -641,7 +658,8 @@ class _SummaryWriterAdapter:
         with self._lock:
             guard = self._guards.get(writer)
             if guard is None:
-                guard = self._guards[writer] = _StepGuard(str(self.logdir))
+                guard = self._guards[writer] = _StepGuard(
+                    str(self.logdir), lambda: _event_file_name(getattr(writer._get_file_writer(), "event_writer", None)))
         self._steps = guard
 
     def _check_open(self) -> None:
@@ -659,6 +677,12 @@ class _SummaryWriterAdapter:
 
     def _add_summary(self, summary: summary_pb2.Summary, step: int, wall_time: float) -> None:
         self.writer._get_file_writer().add_summary(summary, int(step), wall_time)
+
+
+def _event_file_name(events: Any) -> Optional[str]:
+    """The file name of a TensorBoard ``EventFileWriter`` (a private attribute: None if it is not there)."""
+    name = getattr(events, "_file_name", None)
+    return os.path.basename(name) if isinstance(name, str) else None
 
 
 def _sink(writer: Any):

@@ -353,3 +353,51 @@ def test_two_processes_every_rank_runs_probes_only_rank0_writes(tmp_path):
     assert files and all(f".{ranks[0]['pid']}." in os.path.basename(f) for f in files), files
     got = read_attention(str(tmp_path / "trainer"))
     assert sorted({e.step for e in got}) == [0, 2, 4] and len(got) == 6
+
+
+# ------------------------------------------------------------------ TensorBoard's loaders and step order
+def _runs_for_loaders(tok, root):
+    """``loop``: AttentionLogger beside the loop's own SummaryWriter (loss every step, attention every 3rd,
+    interleaved, two event files, two tags). ``shared``: two AttentionWriters on ONE tag, steps interleaved."""
+    import numpy as np
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tensorboard_plugin_attention import AttentionWriter
+
+    sw = SummaryWriter(str(root / "loop"))
+    with AttentionLogger(tiny_bert(tok), tok, PROBES[:1], str(root / "loop"), every_n_steps=3) as logger:
+        for step in range(12):
+            logger.maybe_log(step)
+            sw.add_scalar("loss", 1.0 / (step + 1), step)
+    sw.close()
+    att = [np.full((1, 2, 3, 3), 1 / 3, np.float32)]
+    a, b = AttentionWriter(str(root / "shared")), AttentionWriter(str(root / "shared"))
+    for step in range(12):
+        (a if step % 2 == 0 else b).add_attention("probes", att, ["x", "y", "z"], step, metric_scalars=False)
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("load_fast", ["true", "false"])
+def test_step_order_under_both_tensorboard_loaders(tok, tmp_path, tensorboard, load_fast):
+    """What docs/writers.md says about TensorBoard's purge of "orphaned" steps, on real TensorBoards: our
+    integrations' own files never lose a step (tags are per writer); two writers sharing one tag lose steps
+    under --load_fast=true only, exactly those the rule predicts (the earlier-named file is read first)."""
+    _runs_for_loaders(tok, tmp_path)
+    tb = tensorboard(str(tmp_path), f"--load_fast={load_fast}", "--reload_interval", "1")
+
+    def ready():
+        r = tb.plugin("index")
+        steps = {(run["run"], t["tag"], e["example"]): e["steps"]
+                 for run in r.json()["runs"] for t in run["tags"] for e in t["examples"]}
+        return steps if ("loop", "probes", "0") in steps and ("shared", "probes", "0") in steps else None
+
+    steps = tb.wait_for(ready, what="both runs in /index")
+    assert steps[("loop", "probes", "0")] == [0, 3, 6, 9]
+    loss = tb.get("/data/plugin/scalars/scalars", {"run": "loop", "tag": "loss"}).json()
+    assert [s for _, s, _ in loss] == list(range(12))
+    shared = steps[("shared", "probes", "0")]
+    if load_fast == "true":  # a's file (even steps) is read first, then b's step 1 drops 2..10
+        assert shared == [0, 1, 3, 5, 7, 9, 11]
+    else:  # the Python loader purges only at a second SessionLog.START, which no writer of ours writes
+        assert shared == list(range(12))

@@ -342,16 +342,38 @@ def test_warns_once_before_a_step_below_one_already_in_the_run(tmp_path, caplog)
     assert len(caplog.records) == 1 and "step 7" in caplog.records[0].getMessage()
 
 
+def test_interleaved_writers_on_one_tag_warn(tmp_path, caplog):
+    """Two writers, one tag, steps interleaved in time: no step ever goes backwards as written, but the fast
+    loader reads the first file to its end before the second, so the second file's lower steps drop the first
+    file's higher ones: the first writer warns when it writes above a step in the later-named file."""
+    a = AttentionWriter(str(tmp_path))
+    b = AttentionWriter(str(tmp_path))
+    with caplog.at_level("WARNING", logger="tensorboard_plugin_attention.summary"):
+        a.add_attention("probes", GOOD, TOKENS, 0)
+        b.add_attention("probes", GOOD, TOKENS, 1)
+        b.flush()
+        assert not caplog.records
+        a.add_attention("probes", GOOD, TOKENS, 2)
+    a.close()
+    b.close()
+    [rec] = caplog.records
+    assert "named after this writer's" in rec.getMessage() and "step 1" in rec.getMessage()
+
+
+def _max_steps(guard):
+    return {tag: max(r[1] for r in files.values()) for tag, files in guard.scan().items()}
+
+
 def test_step_guard_reads_only_what_was_appended_and_skips_a_torn_tail(tmp_path):
     from tensorboard_plugin_attention.summary import _StepGuard
 
     run = str(tmp_path)
     guard = _StepGuard(run)
-    assert guard.scan() == {}
+    assert _max_steps(guard) == {}
     with AttentionWriter(run) as w:
         w.add_attention("probes", GOOD, TOKENS, 4)
         w.add_scalar("loss", 1.0, 99)  # not attention: not tracked
-    assert guard.scan() == {"probes/0": 4}
+    assert _max_steps(guard) == {"probes/0": 4}
     [path] = [os.path.join(run, f) for f in os.listdir(run) if "tfevents" in f]
     size = os.path.getsize(path)
     with AttentionWriter(run) as w:
@@ -360,7 +382,7 @@ def test_step_guard_reads_only_what_was_appended_and_skips_a_torn_tail(tmp_path)
     data = open(path2, "rb").read()
     with open(path2, "wb") as f:  # a record still being written
         f.write(data[:-10])
-    assert guard.scan() == {"probes/0": 4} and guard._offsets[path] == size
+    assert _max_steps(guard) == {"probes/0": 4} and guard._offsets[path] == size
     with open(path2, "wb") as f:
         f.write(data)
-    assert guard.scan() == {"probes/0": 8}
+    assert _max_steps(guard) == {"probes/0": 8}
