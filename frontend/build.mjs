@@ -1,5 +1,6 @@
 // Builds the plugin bundle (tensorboard_plugin_attention/static/index.js + index.css) or, with --dev,
-// the fixture-backed dev page bundle (dev/dist/dev.js, loadable from file://).
+// the fixture-backed dev pages (dev/dist/dev.js: the whole app; dev/dist/stories.js: one view alone per
+// story), loadable from file://.
 // Output is deterministic: no timestamps, no source maps with absolute paths, fixed banner.
 import * as esbuild from 'esbuild';
 import {fileURLToPath} from 'node:url';
@@ -26,6 +27,7 @@ if (dev) {
     sourcemap: 'inline',
   });
   await esbuild.build({...common, entryPoints: ['dev/bench.ts'], outfile: 'dev/dist/bench.js', format: 'iife'});
+  await esbuild.build({...common, entryPoints: ['dev/stories/main.ts'], outfile: 'dev/dist/stories.js', format: 'iife', sourcemap: 'inline'});
   await esbuild.build({...common, entryPoints: ['src/styles.css'], outfile: 'dev/dist/dev.css'});
 } else {
   const outdir = resolve(here, '../tensorboard_plugin_attention/static');

@@ -2,7 +2,8 @@
 // draw the view at rest (collecting + stroking lines) and to hover a token. Results go to
 // document.body.dataset.bench as JSON (read by frontend/dev/bench.py).
 import {LIGHT, headColor} from '../src/draw/colors';
-import {HeadView, type HeadData} from '../src/views/head';
+import type {HeadData} from '../src/views/head/data';
+import {HeadView} from '../src/views/head/view';
 
 function rng(seed: number): () => number {
   let a = seed >>> 0;

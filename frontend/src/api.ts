@@ -164,6 +164,37 @@ export function decodeRollout(body: ArrayBuffer, shapeHeader: string | null, lut
   return {n: q, data: decodeCodes(codes, lut)};
 }
 
+/**
+ * Counts past which a record is refused instead of drawn: the largest models have ~128 layers and heads; a header claiming more (tampered, or a bug) would otherwise
+ * allocate or loop for its claimed size and freeze the tab.
+ */
+export const LIMITS = {layers: 1024, heads: 1024, tokens: 1 << 21, headDim: 1 << 14, overview: 4096}; // as format.MAX_COUNTS, MAX_HEAD_DIM
+
+const countOk = (v: unknown, max: number, min = 1): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
+
+/** Why a record's header is not drawn (counts out of bounds or malformed), or null when it is fine. */
+export function headerProblem(h: Header): string | null {
+  if (!h || typeof h !== 'object' || !h.kinds || typeof h.kinds !== 'object' || !h.sequences || typeof h.sequences !== 'object') return 'its header is malformed.';
+  for (const [name, toks] of Object.entries(h.sequences)) {
+    if (!Array.isArray(toks)) return `its sequence ${JSON.stringify(name)} is not a token list.`;
+    if (toks.length > LIMITS.tokens) return `it claims ${toks.length} ${name} tokens (at most ${LIMITS.tokens} are drawn).`;
+  }
+  for (const [kind, k] of Object.entries(h.kinds)) {
+    if (!k) continue;
+    if (!countOk(k.layers, LIMITS.layers)) return `its ${kind} attention claims ${String(k.layers)} layers (at most ${LIMITS.layers}).`;
+    if (!countOk(k.heads, LIMITS.heads)) return `its ${kind} attention claims ${String(k.heads)} heads (at most ${LIMITS.heads}).`;
+    if (k.head_dim != null && !countOk(k.head_dim, LIMITS.headDim)) return `its ${kind} attention claims a head size of ${String(k.head_dim)} (at most ${LIMITS.headDim}).`;
+    const ov = k.overview_shape;
+    if (ov != null && (!Array.isArray(ov) || ov.length !== 2 || !ov.every((x) => countOk(x, LIMITS.overview, 0)))) return `its ${kind} overview shape ${JSON.stringify(ov)} is out of bounds.`;
+    for (const [side, seq] of [['query', k.query], ['key', k.key]] as const) {
+      const n = side === 'query' ? k.q_len : k.k_len;
+      if (n != null && !countOk(n, LIMITS.tokens, 0)) return `its ${kind} attention claims ${String(n)} ${side} tokens (at most ${LIMITS.tokens}).`;
+      if (typeof seq !== 'string' || !Array.isArray(h.sequences[seq])) return `its ${kind} attention names no ${side} sequence.`;
+    }
+  }
+  return null;
+}
+
 /** Checks the shape of a /metrics response (values are checked where they are read). */
 export function checkMetrics(v: unknown): MetricsResponse {
   const m = v as MetricsResponse;
@@ -186,9 +217,12 @@ export function formatResidual(r: number): string {
 // ---------------------------------------------------------------------------------------------------------
 // Cache
 
-/** LRU of promises, bounded by an estimate of the bytes each result holds. Failed requests are dropped. */
-export class LruCache<V> {
-  private map = new Map<string, {value: Promise<V>; bytes: number}>();
+/**
+ * LRU of promises, bounded by an estimate of the bytes each result holds. Failed requests are dropped. An
+ * entry may carry a tag (what it was loaded from), for `retain`.
+ */
+export class LruCache<V, T = unknown> {
+  private map = new Map<string, {value: Promise<V>; bytes: number; tag?: T}>();
   private total = 0;
   constructor(
     readonly maxBytes: number,
@@ -200,14 +234,14 @@ export class LruCache<V> {
   get bytes(): number {
     return this.total;
   }
-  get(key: string, load: () => Promise<V>): Promise<V> {
+  get(key: string, load: () => Promise<V>, tag?: T): Promise<V> {
     const hit = this.map.get(key);
     if (hit) {
       this.map.delete(key);
       this.map.set(key, hit);
       return hit.value;
     }
-    const entry = {value: load(), bytes: 0};
+    const entry = {value: load(), bytes: 0, tag};
     this.map.set(key, entry);
     entry.value.then(
       (v) => {
@@ -225,6 +259,14 @@ export class LruCache<V> {
   clear(): void {
     this.map.clear();
     this.total = 0;
+  }
+  /** Drops every entry whose tag fails `keep` (pending ones too: they will not be stored). */
+  retain(keep: (tag: T | undefined, key: string) => boolean): void {
+    for (const [k, e] of [...this.map]) {
+      if (keep(e.tag, k)) continue;
+      this.map.delete(k);
+      this.total -= e.bytes;
+    }
   }
   private evict(keep: string): void {
     for (const [k, e] of this.map) {
@@ -245,11 +287,36 @@ function refParams(ref: RecordRef): Record<string, string> {
   return {run: ref.run, tag: ref.tag, example: ref.example, step: String(ref.step)};
 }
 
+/** One record's identity (not its content: a re-logged step keeps its id and gets a new revision). */
+function recordId(run: string, tag: string, example: string, step: number): string {
+  return JSON.stringify([run, tag, example, step]);
+}
+
+/** record id → revision for every step of an index (revisions absent, as from older backends: ''). */
+export function revisionsOf(idx: IndexResponse): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const r of idx.runs)
+    for (const t of r.tags)
+      for (const e of t.examples) {
+        const revs = Array.isArray(e.revisions) ? e.revisions : [];
+        e.steps.forEach((st, i) => out.set(recordId(r.run, t.tag, e.example, st), typeof revs[i] === 'string' ? revs[i] : ''));
+      }
+  return out;
+}
+
+/** The records a cached result was computed from, with their revisions then. */
+type Deps = [id: string, rev: string][];
+
 /** Talks to data/plugin/attention/* through URLs relative to `base` (the module's own URL). */
 export class HttpSource implements DataSource {
   private lut: Float32Array | null = null;
   private indexPromise: Promise<IndexResponse> | null = null;
-  private cache = new LruCache<unknown>(512 * 1024 * 1024, sizeOfResult);
+  /**
+   * Decoded results keyed by request and by the revisions of the records they came from: a step logged
+   * again gets a new revision in /index, so its old arrays are neither served nor kept.
+   */
+  private cache = new LruCache<unknown, Deps>(512 * 1024 * 1024, sizeOfResult);
+  private revs = new Map<string, string>();
   /** Results that change when checkpoints are added (/metrics): dropped on a forced index reload. */
   private volatile = new Map<string, Promise<MetricsResponse>>();
 
@@ -292,15 +359,29 @@ export class HttpSource implements DataSource {
         const idx = (await r.json()) as IndexResponse;
         if (!idx || !Array.isArray(idx.runs) || !idx.codec) throw new Error('malformed /index response');
         this.lut = makeLut(idx.codec.lut);
+        if (this.indexPromise === p) this.setRevisions(revisionsOf(idx));
         return idx;
       });
       p.catch(() => {
         if (this.indexPromise === p) this.indexPromise = null;
       });
-      // records are immutable once written (a step's arrays never change), so cached arrays stay valid
+      // a step can be logged again (the latest write wins): cached arrays are keyed by revision
       this.indexPromise = p;
     }
     return this.indexPromise;
+  }
+
+  /** Takes an index's revisions and drops every cached result of a record that changed or is gone. */
+  private setRevisions(revs: Map<string, string>): void {
+    this.revs = revs;
+    this.cache.retain((deps) => !!deps && deps.every(([id, rev]) => (revs.get(id) ?? '') === rev));
+  }
+
+  private deps(...refs: RecordRef[]): Deps {
+    return refs.map((r) => {
+      const id = recordId(r.run, r.tag, r.example, r.step);
+      return [id, this.revs.get(id) ?? ''];
+    });
   }
 
   private async getLut(): Promise<Float32Array> {
@@ -310,13 +391,13 @@ export class HttpSource implements DataSource {
 
   header(ref: RecordRef): Promise<Header> {
     const params = refParams(ref);
-    return this.cached('header', params, async () => (await this.request('./header', params)).json()) as Promise<Header>;
+    return this.cached('header', params, this.deps(ref), async () => (await this.request('./header', params)).json()) as Promise<Header>;
   }
 
   attention(ref: RecordRef, kind: Kind, layer: number, head?: number): Promise<AttentionLayer> {
     const params: Record<string, string> = {...refParams(ref), kind, layer: String(layer)};
     if (head !== undefined) params.head = String(head);
-    return this.cached('attention', params, async () => {
+    return this.cached('attention', params, this.deps(ref), async () => {
       const lut = await this.getLut();
       const res = await this.request('./attention', params);
       return decodeAttention(await res.arrayBuffer(), res.headers.get('X-Attention-Shape'), lut, head ?? 0);
@@ -325,7 +406,7 @@ export class HttpSource implements DataSource {
 
   overview(ref: RecordRef, kind: Kind): Promise<Overview> {
     const params = {...refParams(ref), kind};
-    return this.cached('overview', params, async () => {
+    return this.cached('overview', params, this.deps(ref), async () => {
       const lut = await this.getLut();
       const res = await this.request('./overview', params);
       return decodeOverview(await res.arrayBuffer(), res.headers.get('X-Attention-Shape'), lut);
@@ -334,7 +415,7 @@ export class HttpSource implements DataSource {
 
   qk(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<QK | null> {
     const params = {...refParams(ref), kind, layer: String(layer), head: String(head)};
-    return this.cached('qk', params, async () => {
+    return this.cached('qk', params, this.deps(ref), async () => {
       try {
         const res = await this.request('./qk', params);
         return decodeQK(await res.arrayBuffer(), res.headers.get('X-QK-Shape'));
@@ -364,20 +445,22 @@ export class HttpSource implements DataSource {
 
   divergence(ex: ExampleRef, kind: Kind, stepA: number, stepB: number): Promise<DivergenceResponse> {
     const params = {run: ex.run, tag: ex.tag, example: ex.example, kind, step_a: String(stepA), step_b: String(stepB)};
-    return this.cached('divergence', params, async () => checkDivergence(await (await this.request('./divergence', params)).json())) as Promise<DivergenceResponse>;
+    const at = (step: number): RecordRef => ({...ex, step});
+    return this.cached('divergence', params, this.deps(at(stepA), at(stepB)), async () => checkDivergence(await (await this.request('./divergence', params)).json())) as Promise<DivergenceResponse>;
   }
 
   rollout(ref: RecordRef, kind: Kind, residual: number, fusion: Fusion): Promise<Rollout> {
     const params = {...refParams(ref), kind, residual: formatResidual(residual), fusion};
-    return this.cached('rollout', params, async () => {
+    return this.cached('rollout', params, this.deps(ref), async () => {
       const lut = await this.getLut();
       const res = await this.request('./rollout', params);
       return decodeRollout(await res.arrayBuffer(), res.headers.get('X-Attention-Shape'), lut);
     }) as Promise<Rollout>;
   }
 
-  private cached(route: string, params: Record<string, string>, load: () => Promise<unknown>): Promise<unknown> {
-    return this.cache.get(route + '?' + new URLSearchParams(params).toString(), load);
+  private cached(route: string, params: Record<string, string>, deps: Deps, load: () => Promise<unknown>): Promise<unknown> {
+    const key = route + '?' + new URLSearchParams(params).toString() + '#' + deps.map(([, rev]) => rev).join(',');
+    return this.cache.get(key, load, deps);
   }
 }
 

@@ -1,41 +1,28 @@
-// The controller: selectors, the selection <-> URL, loading what the current view needs from the data
-// source, and handing it to the views. Views know nothing about HTTP; the data source nothing about pixels.
+// The shell: loads the index and the selected records, keeps the selection valid and in the URL, lays out
+// the toolbar and the panes, plays through steps and exports. It knows views only through the registry
+// (views/registry.ts): each view's spec says its label, its controls, its comparison modes and how it
+// loads and draws. Views know nothing about HTTP; the data source nothing about pixels.
+import {headerProblem} from './api';
+import {kindInfo} from './axes';
 import {renderToCanvas} from './draw/canvas';
-import {DARK, LIGHT, headColor, layerColor, type Theme} from './draw/colors';
+import {DARK, LIGHT, type Theme} from './draw/colors';
 import {SvgContext, type Ctx} from './draw/ctx';
 import type {Host} from './host';
-import {nearestStep, resolveLayerInfo} from './math';
-import {buildAxes, diffHeadData, diffModelData, headData, kindInfo, modelData, rolloutData, sameTokens} from './prepare';
-import {
-  readSelectionFromHash,
-  writeSelectionToHash,
-  type CompareMode,
-  type Selection,
-  type ViewName,
-} from './state';
+import {latestStep, resolveStep, stepKey} from './math';
+import {readSelectionFromHash, writeSelectionToHash, type CompareMode, type Selection} from './state';
 import {SENTENCE_FILTER_LABELS, SENTENCE_FILTERS, type SentenceFilter} from './tokens';
-import {trainingData} from './training';
-import {KINDS, type DataSource, type DivergenceResponse, type ExampleRef, type Header, type IndexExample, type IndexResponse, type Kind, type RecordRef} from './types';
+import {KINDS, type DataSource, type IndexExample, type IndexResponse, type Kind, type RecordRef} from './types';
 import {clear, el, type ViewBase} from './views/common';
-import {HeadView, type HeadData} from './views/head';
-import {ModelView} from './views/model';
-import {NeuronView, type NeuronData} from './views/neuron';
-import {RolloutView} from './views/rollout';
-import {TrainingView} from './views/training';
+import {VIEW_SPECS, viewSpec} from './views/registry';
+import type {Control, Loaded, ViewHost, ViewSpec} from './views/spec';
 
 export const SUPPORTED_FORMAT_VERSION = 1;
+const UPGRADE = 'pip install -U tensorboard-plugin-attention';
 
 export interface AppOptions {
   source: DataSource;
   host: Host;
   root: HTMLElement;
-}
-
-interface Loaded {
-  ref: RecordRef;
-  header: Header;
-  example: IndexExample;
-  kind: Kind;
 }
 
 type Opt = [value: string, label: string];
@@ -63,6 +50,8 @@ function safeName(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60);
 }
 
+const COMPARE_LABELS: Record<CompareMode, string> = {side: 'side by side', diff: 'difference B − A'};
+
 export class App {
   private sel: Selection;
   private index: IndexResponse | null = null;
@@ -70,6 +59,7 @@ export class App {
   private readonly root: HTMLElement;
   private readonly main: HTMLElement;
   private readonly statusEl: HTMLElement;
+  private readonly noticeEl: HTMLElement;
   private readonly errorEl: HTMLElement;
   private readonly c: Record<string, HTMLSelectElement>;
   private readonly stepSlider: HTMLInputElement;
@@ -78,17 +68,20 @@ export class App {
   private readonly hideSpecial: HTMLInputElement;
   private readonly merge: HTMLInputElement;
   private readonly topk: HTMLInputElement;
-  private readonly viewBtns: Record<ViewName, HTMLButtonElement>;
-  private readonly rows: Record<string, HTMLElement>;
-  private readonly layerRow: HTMLElement;
-  private readonly tokenOpts: HTMLElement[];
+  private readonly viewBtns = new Map<string, HTMLButtonElement>();
+  /** The rows a view may show or hide (its spec's `controls`). */
+  private readonly controlRows: Record<Control, HTMLElement[]>;
+  private readonly cstepRow: HTMLElement;
+  private readonly cmodeRow: HTMLElement;
   private readonly compareNote: HTMLElement;
   private views: ViewBase[] = [];
   private viewKey = '';
   private gen = 0;
   private busy = false;
+  private reloading: Promise<void> | null = null;
   private playTimer: ReturnType<typeof setInterval> | null = null;
   private current: Loaded | null = null;
+  private readonly viewHost: ViewHost;
 
   constructor(private o: AppOptions) {
     this.root = o.root;
@@ -114,32 +107,32 @@ export class App {
     this.hideSpecial = el('input', {type: 'checkbox', 'data-testid': 'hide-special'});
     this.merge = el('input', {type: 'checkbox', 'data-testid': 'merge-words'});
     this.topk = el('input', {type: 'number', min: 0, max: 4096, step: 1, value: 0, class: 'topk', 'data-testid': 'topk', title: 'Lines kept per query token and head at rest (0: all)'});
-    const vb = (v: ViewName, label: string) => el('button', {type: 'button', class: 'view-btn', 'data-testid': `view-${v}`, 'data-view': v, text: label});
-    this.viewBtns = {
-      head: vb('head', 'Head view'),
-      model: vb('model', 'Model view'),
-      neuron: vb('neuron', 'Neuron view'),
-      training: vb('training', 'Heads over training'),
-      rollout: vb('rollout', 'Rollout'),
-    };
+    for (const spec of VIEW_SPECS) {
+      const b = el('button', {type: 'button', class: 'view-btn', 'data-testid': `view-${spec.name}`, 'data-view': spec.name, text: spec.label});
+      b.addEventListener('click', () => this.update({view: spec.name}));
+      this.viewBtns.set(spec.name, b);
+    }
     this.compareNote = el('span', {class: 'hint', 'data-testid': 'compare-unsupported', text: 'Comparison is not available in this view.'});
     const exportPng = el('button', {type: 'button', 'data-testid': 'export-png', text: 'PNG', title: 'Export the current view as PNG'});
     const exportSvg = el('button', {type: 'button', 'data-testid': 'export-svg', text: 'SVG', title: 'Export the current view as SVG'});
     this.statusEl = el('div', {class: 'status', 'data-testid': 'status'});
+    this.noticeEl = el('div', {class: 'status notice', 'data-testid': 'unreadable-notice'});
+    this.noticeEl.hidden = true;
     this.errorEl = el('div', {class: 'error', 'data-testid': 'error', role: 'alert'});
     this.errorEl.hidden = true;
-    this.layerRow = labelled('Layer', this.c.layer);
-    this.rows = {
-      filter: labelled('Attention', this.c.filter),
-      head: labelled('Head', this.c.head),
-      topk: labelled('Top-k', this.topk),
-      cstep: labelled('step', this.c.cstep),
-      cmode: labelled('mode', this.c.cmode),
-    };
-    this.tokenOpts = [
+    this.cstepRow = labelled('step', this.c.cstep);
+    this.cmodeRow = labelled('mode', this.c.cmode);
+    const tokenOpts = [
       el('label', {class: 'ctl check'}, this.hideSpecial, el('span', {text: 'hide special tokens'})),
       el('label', {class: 'ctl check'}, this.merge, el('span', {text: 'merge subwords into words'})),
     ];
+    this.controlRows = {
+      layer: [labelled('Layer', this.c.layer)],
+      neuronHead: [labelled('Head', this.c.head)],
+      topk: [labelled('Top-k', this.topk)],
+      filter: [labelled('Attention', this.c.filter)],
+      tokens: tokenOpts,
+    };
     const bar = el(
       'div',
       {class: 'controls', 'data-testid': 'controls'},
@@ -150,36 +143,54 @@ export class App {
         labelled('Tag', this.c.tag),
         labelled('Example', this.c.example),
         labelled('Kind', this.c.kind),
-        this.layerRow,
-        this.rows.head,
-        el('div', {class: 'views', role: 'tablist'}, this.viewBtns.head, this.viewBtns.model, this.viewBtns.neuron, this.viewBtns.training, this.viewBtns.rollout),
+        ...this.controlRows.layer,
+        ...this.controlRows.neuronHead,
+        el('div', {class: 'views', role: 'tablist'}, ...this.viewBtns.values()),
       ),
       el(
         'div',
         {class: 'row'},
         el('span', {class: 'ctl'}, el('span', {class: 'ctl-label', text: 'Step'}), this.playBtn, this.stepSlider, this.stepLabel),
         labelled('Compare with', this.c.crun),
-        this.rows.cstep,
-        this.rows.cmode,
+        this.cstepRow,
+        this.cmodeRow,
         this.compareNote,
       ),
       el(
         'div',
         {class: 'row'},
-        this.rows.filter,
-        ...this.tokenOpts,
-        this.rows.topk,
+        ...this.controlRows.filter,
+        ...this.controlRows.tokens,
+        ...this.controlRows.topk,
         el('span', {class: 'ctl export'}, el('span', {class: 'ctl-label', text: 'Export'}), exportPng, exportSvg),
       ),
     );
     this.main = el('div', {class: 'main', 'data-testid': 'main'});
     clear(this.root);
     this.root.classList.add('attention-app');
-    this.root.appendChild(bar);
-    this.root.appendChild(this.errorEl);
-    this.root.appendChild(this.statusEl);
-    this.root.appendChild(this.main);
+    this.root.append(bar, this.errorEl, this.noticeEl, this.statusEl, this.main);
     this.applyTheme();
+
+    const app = this; // eslint-disable-line @typescript-eslint/no-this-alias
+    this.viewHost = {
+      source: o.source,
+      get sel() {
+        return app.sel;
+      },
+      get theme() {
+        return app.theme;
+      },
+      current: () => true, // bound to each render in renderView
+      record: () => this.current,
+      panes: (key, make, titles) => this.panes(key, make, titles),
+      shown: () => this.views,
+      update: (patch) => this.update(patch),
+      remember: (patch) => {
+        Object.assign(this.sel, patch);
+        this.writeUrl();
+      },
+      redraw: () => void this.renderView(),
+    };
 
     // wiring
     this.c.run.addEventListener('change', () => this.update({run: this.c.run.value, step: null, compareRun: ''}));
@@ -198,15 +209,14 @@ export class App {
       const k = Math.max(0, Math.floor(Number(this.topk.value) || 0));
       this.sel.topk = k;
       this.writeUrl();
-      for (const v of this.views) if (v instanceof HeadView) v.setTopk(k);
+      for (const v of this.views) v.setTopk?.(k);
     });
     this.stepSlider.addEventListener('input', () => {
-      const steps = this.current?.example.steps ?? [];
+      const steps = this.steps();
       const s = steps[Number(this.stepSlider.value)];
-      if (s !== undefined) this.update({step: s === steps[steps.length - 1] ? null : s});
+      if (s !== undefined) this.update({step: stepKey(steps, s)});
     });
     this.playBtn.addEventListener('click', () => this.togglePlay());
-    for (const [v, b] of Object.entries(this.viewBtns)) b.addEventListener('click', () => this.update({view: v as ViewName}));
     exportPng.addEventListener('click', () => this.exportView('png'));
     exportSvg.addEventListener('click', () => this.exportView('svg'));
     o.host.onThemeChange((dark) => {
@@ -228,6 +238,10 @@ export class App {
       this.root.dataset.reloads = String(Number(this.root.dataset.reloads ?? 0) + 1);
       void this.reloadIndex();
     });
+    o.host.onPoll?.(() => {
+      this.root.dataset.polls = String(Number(this.root.dataset.polls ?? 0) + 1);
+      return this.reloadIndex();
+    });
   }
 
   /** Current selection (a copy). */
@@ -244,7 +258,7 @@ export class App {
       return;
     }
     if (this.index.version > SUPPORTED_FORMAT_VERSION) {
-      this.fail(new Error(`The data is in format version ${this.index.version}; this plugin reads up to ${SUPPORTED_FORMAT_VERSION}. Upgrade tensorboard-plugin-attention.`));
+      this.fail(new Error(`The data is in format version ${this.index.version}; this plugin reads up to ${SUPPORTED_FORMAT_VERSION}. Upgrade tensorboard-plugin-attention (${UPGRADE}).`));
       return;
     }
     this.reconcile();
@@ -257,27 +271,38 @@ export class App {
     return !!this.index?.runs.some((r) => r.tags.some((t) => t.examples.length));
   }
 
+  /** The steps of the shown example (empty before one is loaded). */
+  private steps(): number[] {
+    return this.current?.example.steps ?? [];
+  }
+
   /** Left/right arrows step through checkpoints (when no form field has the focus). */
   private onKey(e: KeyboardEvent): void {
     const t = e.target as HTMLElement | null;
     if (e.altKey || e.ctrlKey || e.metaKey || (t && /^(INPUT|SELECT|TEXTAREA|BUTTON)$/.test(t.tagName))) return;
     if (e.key !== 'ArrowLeft' && e.key !== 'ArrowRight') return;
-    const steps = this.current?.example.steps ?? [];
-    const i = steps.indexOf(this.sel.step ?? steps[steps.length - 1]);
+    const steps = this.steps();
+    const i = steps.indexOf(resolveStep(steps, this.sel.step) ?? NaN);
     const j = i + (e.key === 'ArrowRight' ? 1 : -1);
     if (i < 0 || j < 0 || j >= steps.length) return;
     e.preventDefault();
-    this.update({step: j === steps.length - 1 ? null : steps[j]});
+    this.update({step: stepKey(steps, steps[j])});
   }
 
-  private async reloadIndex(): Promise<void> {
+  /** Refetches /index (one request at a time) and redraws if anything in it changed. */
+  private reloadIndex(): Promise<void> {
+    this.reloading ??= this.doReloadIndex().finally(() => (this.reloading = null));
+    return this.reloading;
+  }
+
+  private async doReloadIndex(): Promise<void> {
     let idx: IndexResponse;
     try {
       idx = await this.o.source.index(true);
     } catch {
       return;
     }
-    const changed = JSON.stringify(idx.runs) !== JSON.stringify(this.index?.runs);
+    const changed = JSON.stringify([idx.runs, idx.unreadable]) !== JSON.stringify([this.index?.runs, this.index?.unreadable]);
     this.index = idx;
     if (!changed) return;
     this.reconcile();
@@ -313,6 +338,7 @@ export class App {
     const idx = this.index;
     if (!idx) return;
     const s = this.sel;
+    s.view = viewSpec(s.view).name;
     const runs = idx.runs.filter((r) => r.tags.some((t) => t.examples.length));
     const run = runs.find((r) => r.run === s.run) ?? runs[0];
     if (!run) return;
@@ -352,6 +378,7 @@ export class App {
     const idx = this.index;
     if (!idx) return;
     const s = this.sel;
+    const spec = viewSpec(s.view);
     const run = idx.runs.find((r) => r.run === s.run);
     const tag = run?.tags.find((t) => t.tag === s.tag);
     const ex = tag?.examples.find((e) => e.example === s.example);
@@ -362,48 +389,53 @@ export class App {
     const kinds = header ? KINDS.filter((k) => header.kinds[k]) : [];
     setOptions(this.c.kind, kinds.map((k) => [k, k]), s.kind ?? '');
     const info = header && s.kind ? header.kinds[s.kind] : undefined;
-    const nums = (n: number): Opt[] => Array.from({length: n}, (_, i) => [String(i), String(i)]);
+    // a record claiming absurd counts is refused when loaded; its selectors stay small meanwhile
+    const nums = (n: number): Opt[] => Array.from({length: Math.min(Number.isSafeInteger(n) ? Math.max(0, n) : 0, 4096)}, (_, i) => [String(i), String(i)]);
     setOptions(this.c.layer, nums(info?.layers ?? 0), String(s.layer));
     setOptions(this.c.head, nums(info?.heads ?? 0), String(s.neuronHead));
-    this.rows.head.hidden = s.view !== 'neuron';
-    const perStep = s.view === 'training' || s.view === 'rollout';
-    this.layerRow.hidden = s.view === 'model' || perStep;
-    this.rows.topk.hidden = s.view !== 'head';
     const hasPair = header?.sentence_b_start != null;
     setOptions(this.c.filter, SENTENCE_FILTERS.map((f) => [f, SENTENCE_FILTER_LABELS[f]]), s.filter);
-    this.rows.filter.hidden = !hasPair || s.view === 'training';
-    for (const t of this.tokenOpts) t.hidden = s.view === 'training';
+    for (const [ctl, rows] of Object.entries(this.controlRows) as [Control, HTMLElement[]][]) {
+      const shown = spec.controls.includes(ctl) && (ctl !== 'filter' || hasPair);
+      for (const r of rows) r.hidden = !shown;
+    }
     this.hideSpecial.checked = s.hideSpecial;
     this.merge.checked = s.merge;
     this.topk.value = String(s.topk);
     const steps = ex?.steps ?? [];
     this.stepSlider.max = String(Math.max(0, steps.length - 1));
-    const step = s.step ?? steps[steps.length - 1];
+    const step = resolveStep(steps, s.step) ?? NaN;
     this.stepSlider.value = String(Math.max(0, steps.indexOf(step)));
     this.stepSlider.disabled = steps.length <= 1;
     this.playBtn.disabled = steps.length <= 1;
     this.stepLabel.textContent = steps.length ? `${step} (${steps.indexOf(step) + 1}/${steps.length})` : '';
-    // comparison: runs holding the same tag and example
+    // comparison: runs holding the same tag and example, in the modes the view's spec offers
     const cruns: Opt[] = [['', '(none)']];
     for (const r of idx.runs) if (findExample(idx, r.run, s.tag, s.example)) cruns.push([r.run, r.run]);
     setOptions(this.c.crun, cruns, s.compareRun);
     const cex = s.compareRun ? findExample(idx, s.compareRun, s.tag, s.example) : undefined;
     const csteps = cex?.steps ?? [];
-    setOptions(this.c.cstep, [['', `latest${csteps.length ? ` (${csteps[csteps.length - 1]})` : ''}`], ...csteps.map((x): Opt => [String(x), String(x)])], s.compareStep === null ? '' : String(s.compareStep));
+    const clatest = latestStep(csteps);
+    setOptions(this.c.cstep, [['', `latest${clatest !== undefined ? ` (${clatest})` : ''}`], ...csteps.map((x): Opt => [String(x), String(x)])], s.compareStep === null ? '' : String(s.compareStep));
     this.c.cstep.disabled = !s.compareRun;
-    const modes: Opt[] = [['side', 'side by side']];
-    if (s.view !== 'neuron') modes.push(['diff', 'difference B − A']);
-    setOptions(this.c.cmode, modes, s.view === 'neuron' ? 'side' : s.compareMode);
+    const modes = spec.compare;
+    const canCompare = modes.length > 0;
+    setOptions(this.c.cmode, (canCompare ? modes : ['side' as const]).map((m): Opt => [m, COMPARE_LABELS[m]]), this.compareMode(spec));
     this.c.cmode.disabled = !s.compareRun || modes.length < 2;
-    this.rows.cstep.hidden = this.rows.cmode.hidden = !s.compareRun || perStep;
-    this.c.crun.disabled = perStep;
-    this.compareNote.hidden = !perStep;
-    for (const [v, b] of Object.entries(this.viewBtns)) {
-      const on = v === s.view;
+    this.cstepRow.hidden = this.cmodeRow.hidden = !s.compareRun || !canCompare;
+    this.c.crun.disabled = !canCompare;
+    this.compareNote.hidden = canCompare;
+    for (const [v, b] of this.viewBtns) {
+      const on = v === spec.name;
       b.classList.toggle('on', on);
       b.setAttribute('aria-selected', on ? 'true' : 'false');
     }
-    this.root.dataset.view = s.view;
+    this.root.dataset.view = spec.name;
+  }
+
+  /** The selection's comparison mode if the view offers it, else the view's first. */
+  private compareMode(spec: ViewSpec): CompareMode {
+    return spec.compare.includes(this.sel.compareMode) ? this.sel.compareMode : (spec.compare[0] ?? 'side');
   }
 
   private exampleOf(run: string): IndexExample {
@@ -414,18 +446,20 @@ export class App {
 
   private async load(run: string, step: number | null): Promise<Loaded> {
     const example = this.exampleOf(run);
-    const st = step ?? example.steps[example.steps.length - 1];
+    const st = resolveStep(example.steps, step)!;
     const ref: RecordRef = {run, tag: this.sel.tag, example: this.sel.example, step: st};
     const header = example.header.step === st ? example.header : await this.o.source.header(ref);
     const kind = this.sel.kind;
     if (!kind || !header.kinds[kind]) throw new Error(`step ${st} of run ${run} has no ${kind ?? ''} attention`);
+    const problem = headerProblem(header);
+    if (problem) throw new Error(`Step ${st} of ${run} is not drawn: ${problem}`);
     return {ref, header, example, kind};
   }
 
-  private ensureViews(key: string, make: () => ViewBase[]): ViewBase[] {
+  /** The panes of layout `key`: kept while the key stays, else disposed and made anew with `make`. */
+  private panes<V extends ViewBase>(key: string, make: () => V[], titles?: string[]): V[] {
     if (key !== this.viewKey) {
-      for (const v of this.views) v.dispose();
-      clear(this.main);
+      this.clearPanes();
       this.views = make();
       this.viewKey = key;
       const wrap = el('div', {class: this.views.length > 1 ? 'panes side' : 'panes'});
@@ -437,33 +471,67 @@ export class App {
       });
       this.main.appendChild(wrap);
     }
-    return this.views;
+    if (titles) this.main.querySelectorAll('.pane-title').forEach((t, i) => (t.textContent = titles[i] ?? ''));
+    return this.views as V[];
   }
 
-  private setPaneTitles(titles: string[]): void {
-    this.main.querySelectorAll('.pane-title').forEach((t, i) => (t.textContent = titles[i] ?? ''));
+  private clearPanes(): void {
+    for (const v of this.views) v.dispose();
+    this.views = [];
+    this.viewKey = '';
+    clear(this.main);
+  }
+
+  /** What to say about tags the backend could not read: a page when nothing is readable, else a note. */
+  private renderNotice(): void {
+    const bad = this.index?.unreadable ?? [];
+    const newer = bad.filter((u) => u.newer_version);
+    const what = (list: typeof bad) =>
+      list
+        .slice(0, 3)
+        .map((u) => `${u.run} / ${u.tag}`)
+        .join(', ') + (list.length > 3 ? ` and ${list.length - 3} more` : '');
+    let text = '';
+    if (newer.length) text = `Some records (${what(newer)}) were written by a newer tensorboard-plugin-attention; upgrade the plugin (${UPGRADE}) to see them.`;
+    const other = bad.filter((u) => !u.newer_version);
+    if (other.length) text += `${text ? ' ' : ''}Records that could not be read: ${what(other)} (${other[0].reason}).`;
+    this.noticeEl.textContent = this.hasData() ? text : '';
+    this.noticeEl.hidden = !this.hasData() || !text;
+  }
+
+  private renderEmpty(): void {
+    const bad = this.index?.unreadable ?? [];
+    let text =
+      'No attention data in this logdir yet. Log some with tensorboard_plugin_attention.log_attention (or AttentionCallback during training); this tab refreshes when TensorBoard reloads.';
+    let reason = 'none';
+    if (bad.some((u) => u.newer_version)) {
+      text = `The attention records in this logdir were written by a newer version of tensorboard-plugin-attention than this one. Upgrade the plugin to view them: ${UPGRADE} (then restart TensorBoard).`;
+      reason = 'upgrade';
+    } else if (bad.length) {
+      text = `No readable attention data: ${bad.length} tag${bad.length > 1 ? 's' : ''} could not be read (${bad[0].run} / ${bad[0].tag}: ${bad[0].reason}).`;
+      reason = 'unreadable';
+    }
+    this.main.appendChild(el('div', {class: 'empty', 'data-testid': 'empty', 'data-reason': reason}, text));
   }
 
   private async renderView(): Promise<void> {
     if (!this.index) return;
     const my = ++this.gen;
+    this.renderNotice();
     if (!this.hasData()) {
-      for (const v of this.views) v.dispose();
-      this.views = [];
-      this.viewKey = '';
-      clear(this.main);
-      this.main.appendChild(
-        el('div', {class: 'empty', 'data-testid': 'empty'}, 'No attention data in this logdir yet. Log some with tensorboard_plugin_attention.log_attention (or AttentionCallback during training); this tab refreshes when TensorBoard reloads.'),
-      );
+      this.clearPanes();
+      this.renderEmpty();
+      this.statusEl.textContent = '';
+      this.errorEl.hidden = true;
       this.root.dataset.state = 'empty';
       return;
     }
     this.busy = true;
     this.root.dataset.state = 'loading';
+    const spec = viewSpec(this.sel.view);
     try {
       const a = await this.load(this.sel.run, this.sel.step);
-      const single = this.sel.view === 'training' || this.sel.view === 'rollout'; // no comparison there
-      const b = this.sel.compareRun && !single ? await this.load(this.sel.compareRun, this.sel.compareStep) : null;
+      const b = this.sel.compareRun && spec.compare.length ? await this.load(this.sel.compareRun, this.sel.compareStep) : null;
       if (my !== this.gen) return;
       this.current = a;
       this.renderControls();
@@ -477,294 +545,20 @@ export class App {
       ]
         .filter(Boolean)
         .join('  ·  ');
-      const diff = !!b && this.sel.compareMode === 'diff' && this.sel.view !== 'neuron';
-      if (this.sel.view === 'head') await this.showHead(my, a, b, diff);
-      else if (this.sel.view === 'model') await this.showModel(my, a, b, diff);
-      else if (this.sel.view === 'training') await this.showTraining(my, a);
-      else if (this.sel.view === 'rollout') await this.showRollout(my, a);
-      else await this.showNeuron(my, a, b);
+      // the shared host (live selection and theme), with `current` bound to this render
+      const host: ViewHost = Object.assign(Object.create(this.viewHost) as ViewHost, {current: () => my === this.gen});
+      await spec.show(host, a, b, this.compareMode(spec));
       if (my !== this.gen) return;
       this.errorEl.hidden = true;
       this.root.dataset.state = 'ready';
     } catch (e) {
-      if (my === this.gen) this.fail(e);
+      if (my !== this.gen) return;
+      // nothing of the previous selection stays drawn under the message
+      this.clearPanes();
+      this.fail(e);
     } finally {
       if (my === this.gen) this.busy = false;
     }
-  }
-
-  // ---------------------------------------------------------------------------------------------------
-  // Head view
-
-  private async headDataFor(x: Loaded, layer: number, head?: number): Promise<HeadData> {
-    const att = await this.o.source.attention(x.ref, x.kind, layer, head);
-    const axes = buildAxes(x.header, x.kind, this.sel);
-    return headData(att, axes, kindInfo(x.header, x.kind).heads);
-  }
-
-  private makeHeadView(testid: string, swatches = true): HeadView {
-    return new HeadView({
-      theme: this.theme,
-      colorOf: headColor,
-      active: this.sel.heads,
-      topk: this.sel.topk,
-      swatches,
-      testid,
-      onActiveChange: (active) => {
-        this.sel.heads = active;
-        this.writeUrl();
-        for (const v of this.views) if (v instanceof HeadView) v.setActive(active);
-      },
-      onHover: (side, i) => {
-        for (const v of this.views) if (v instanceof HeadView && v.el.dataset.testid !== testid) v.setHover(side, i);
-      },
-    });
-  }
-
-  private async showHead(my: number, a: Loaded, b: Loaded | null, diff: boolean): Promise<void> {
-    const layer = this.sel.layer;
-    const da = await this.headDataFor(a, layer);
-    const db = b ? await this.headDataFor(b, layer) : null;
-    if (my !== this.gen) return;
-    if (db && diff) {
-      if (!sameTokens(a.header, b!.header)) throw new Error('Cannot show B − A: the two records have different tokens.');
-      const views = this.ensureViews('head-diff', () => [this.makeHeadView('head-view')]) as HeadView[];
-      views[0].setActive(this.sel.heads);
-      views[0].setData(diffHeadData(da, db));
-      return;
-    }
-    if (db) {
-      const views = this.ensureViews('head-side', () => [this.makeHeadView('head-view'), this.makeHeadView('head-view-b')]) as HeadView[];
-      this.setPaneTitles([`A: ${a.ref.run} @ ${a.ref.step}`, `B: ${b!.ref.run} @ ${b!.ref.step}`]);
-      views[0].setActive(this.sel.heads);
-      views[1].setActive(this.sel.heads);
-      views[0].setData(da);
-      views[1].setData(db);
-      return;
-    }
-    const views = this.ensureViews('head', () => [this.makeHeadView('head-view')]) as HeadView[];
-    views[0].setActive(this.sel.heads);
-    views[0].setTopk(this.sel.topk);
-    views[0].setData(da);
-  }
-
-  // ---------------------------------------------------------------------------------------------------
-  // Model view
-
-  private makeModelView(): ModelView {
-    return new ModelView({
-      theme: this.theme,
-      style: this.sel.thumbs,
-      detail: this.sel.detail,
-      onDetail: (d) => {
-        this.sel.detail = d;
-        this.writeUrl();
-        void this.renderView();
-      },
-      onInclude: (layers, heads) => this.update({modelLayers: layers, modelHeads: heads}),
-      onStyle: (s) => {
-        this.sel.thumbs = s;
-        this.writeUrl();
-        for (const v of this.views) if (v instanceof ModelView) v.setStyle(s);
-      },
-    });
-  }
-
-  private async showModel(my: number, a: Loaded, b: Loaded | null, diff: boolean): Promise<void> {
-    const s = this.sel;
-    const axesA = buildAxes(a.header, a.kind, s);
-    const ma = modelData(await this.o.source.overview(a.ref, a.kind), axesA, s.modelLayers, s.modelHeads);
-    const mb = b ? modelData(await this.o.source.overview(b.ref, b.kind), buildAxes(b.header, b.kind, s), s.modelLayers, s.modelHeads) : null;
-    const info = kindInfo(a.header, a.kind);
-    // the head detail of the clicked thumbnail: a head view of that layer and head
-    const detailFor = async (x: Loaded): Promise<HeadData | null> => (s.detail ? this.headDataFor(x, s.detail[0], s.detail[1]) : null);
-    let details: (HeadData | null)[];
-    if (mb && diff) {
-      const [d1, d2] = await Promise.all([detailFor(a), detailFor(b!)]);
-      details = [d1 && d2 ? diffHeadData(d1, d2) : null];
-    } else {
-      details = await Promise.all([detailFor(a), ...(b ? [detailFor(b)] : [])]);
-    }
-    if (my !== this.gen) return;
-    const datas = mb && diff ? [diffModelData(ma, mb)] : mb ? [ma, mb] : [ma];
-    const key = `model-${datas.length}`;
-    const views = this.ensureViews(key, () => datas.map(() => this.makeModelView())) as ModelView[];
-    if (mb && !diff) this.setPaneTitles([`A: ${a.ref.run} @ ${a.ref.step}`, `B: ${b!.ref.run} @ ${b!.ref.step}`]);
-    views.forEach((v, i) => {
-      v.setStyle(s.thumbs);
-      v.setInclude(info.layers, info.heads, s.modelLayers, s.modelHeads);
-      const dd = details[i];
-      if (dd && s.detail) {
-        const detailColor = dd.signed ? headColor : () => layerColor(s.detail![0]);
-        const hv = new HeadView({theme: this.theme, colorOf: detailColor, active: null, topk: s.topk, swatches: false, testid: `model-detail-head-${i}`});
-        v.setDetail(s.detail, hv.el); // attach first: a tall detail virtualises against its scrolling panel
-        hv.setData(dd);
-      } else v.setDetail(null, null);
-      v.setData(datas[i]);
-    });
-  }
-
-  // ---------------------------------------------------------------------------------------------------
-  // Neuron view
-
-  private async neuronData(x: Loaded): Promise<NeuronData> {
-    const s = this.sel;
-    const info = kindInfo(x.header, x.kind);
-    const layer = s.layer;
-    const head = s.neuronHead;
-    const axes = buildAxes(x.header, x.kind, s, false);
-    const att = await this.o.source.attention(x.ref, x.kind, layer, head);
-    const logged = info.has_qk && x.example.qk_steps.includes(x.ref.step);
-    const qk = logged ? await this.o.source.qk(x.ref, x.kind, layer, head) : null;
-    let missing: NeuronData['missing'];
-    if (!qk) {
-      const near = nearestStep(x.example.qk_steps, x.ref.step);
-      missing = {
-        message: x.example.qk_steps.length
-          ? `Queries and keys were not logged at step ${x.ref.step} of ${x.ref.run}.`
-          : `Queries and keys were not logged for this example of ${x.ref.run}: only the attention lines can be shown.`,
-        nearestStep: near,
-      };
-    }
-    const notes: string[] = [];
-    if (s.merge) notes.push('Word merging does not apply to the neuron view: it shows the model’s own tokens.');
-    const li = resolveLayerInfo(info.layer_info?.[layer], qk?.d ?? info.head_dim ?? 64, x.kind === 'decoder');
-    return {
-      layer,
-      head,
-      nHeads: info.heads,
-      queryLabels: axes.rows.labels,
-      keyLabels: axes.cols.labels,
-      rowIdx: axes.rows.idx,
-      colIdx: axes.cols.idx,
-      attention: att.head(head),
-      q: att.q,
-      k: att.k,
-      qk,
-      info: li,
-      selfAttention: axes.self,
-      missing,
-      notes,
-    };
-  }
-
-  private makeNeuronView(): NeuronView {
-    return new NeuronView({
-      theme: this.theme,
-      collapsed: this.sel.collapsed,
-      query: this.sel.query,
-      onPin: (r) => {
-        this.sel.query = r;
-        this.writeUrl();
-      },
-      onCollapsed: (c) => {
-        this.sel.collapsed = c;
-        this.writeUrl();
-      },
-      onGoToStep: (step) => {
-        const ex = this.current?.example;
-        this.update({step: ex && step === ex.steps[ex.steps.length - 1] ? null : step});
-      },
-    });
-  }
-
-  private async showNeuron(my: number, a: Loaded, b: Loaded | null): Promise<void> {
-    const na = await this.neuronData(a);
-    const nb = b ? await this.neuronData(b) : null;
-    if (my !== this.gen) return;
-    const datas = nb ? [na, nb] : [na];
-    const views = this.ensureViews(`neuron-${datas.length}`, () => datas.map(() => this.makeNeuronView())) as NeuronView[];
-    if (nb) this.setPaneTitles([`A: ${a.ref.run} @ ${a.ref.step}`, `B: ${b!.ref.run} @ ${b!.ref.step}`]);
-    views.forEach((v, i) => v.setData(datas[i]));
-  }
-
-  // ---------------------------------------------------------------------------------------------------
-  // Heads over training
-
-  private exampleRef(): ExampleRef {
-    return {run: this.sel.run, tag: this.sel.tag, example: this.sel.example};
-  }
-
-  /** Opens the head (or neuron) view of one head at a step (from the training view). */
-  private openHead(layer: number, head: number, step: number, view: 'head' | 'neuron'): void {
-    const steps = this.current?.example.steps ?? [];
-    const st = steps.includes(step) ? (step === steps[steps.length - 1] ? null : step) : this.sel.step;
-    const patch: Partial<Selection> = {view, layer, heads: [head], step: st, query: null, detail: null};
-    patch.neuronHead = head; // both views (README: heads=[h], nhead=h): switching to the neuron view keeps the head
-    this.update(patch);
-  }
-
-  private makeTrainingView(): TrainingView {
-    return new TrainingView({
-      theme: this.theme,
-      openIn: this.sel.openIn,
-      logX: this.sel.logX,
-      onMetric: (m) => this.update({metric: m}),
-      onOpenIn: (v) => {
-        this.sel.openIn = v;
-        this.writeUrl();
-      },
-      onLogX: (on) => {
-        this.sel.logX = on;
-        this.writeUrl();
-      },
-      onDivSteps: (a, b) => {
-        const steps = this.current?.example.steps ?? [];
-        this.update({divA: a === steps[0] ? null : a, divB: b === (this.current?.ref.step ?? NaN) ? null : b});
-      },
-      onOpen: (l, h, step, view) => this.openHead(l, h, step, view),
-    });
-  }
-
-  private async showTraining(my: number, a: Loaded): Promise<void> {
-    const s = this.sel;
-    const ex = this.exampleRef();
-    const metrics = await this.o.source.metrics(ex, a.kind);
-    const steps = a.example.steps;
-    const stepA = s.divA !== null && steps.includes(s.divA) ? s.divA : steps[0];
-    const stepB = s.divB !== null && steps.includes(s.divB) ? s.divB : a.ref.step;
-    let divergence: DivergenceResponse | null = null;
-    let divMessage: string | undefined;
-    if (steps.length < 2) divMessage = 'Only one checkpoint: nothing to compare yet.';
-    else if (stepA === stepB) divMessage = `Both checkpoints are step ${stepA}: choose two different steps.`;
-    else {
-      try {
-        divergence = await this.o.source.divergence(ex, a.kind, stepA, stepB);
-        if (divergence.same_tokens === false) divMessage = `The tokens differ between steps ${stepA} and ${stepB}: position i is not the same token in both.`;
-      } catch (e) {
-        divMessage = `Divergence unavailable: ${e instanceof Error ? e.message : String(e)}`;
-      }
-    }
-    if (my !== this.gen) return;
-    const selected: [number, number] | null = s.heads && s.heads.length === 1 ? [s.layer, s.heads[0]] : null;
-    const data = trainingData({metrics, kind: a.kind, metric: s.metric, step: a.ref.step, selected, divSteps: steps.length ? [stepA, stepB] : null, divergence, divMessage});
-    const views = this.ensureViews('training', () => [this.makeTrainingView()]) as TrainingView[];
-    views[0].setData(data);
-  }
-
-  // ---------------------------------------------------------------------------------------------------
-  // Attention rollout
-
-  private makeRolloutView(): RolloutView {
-    return new RolloutView({
-      theme: this.theme,
-      residual: this.sel.residual,
-      fusion: this.sel.fusion,
-      onResidual: (r) => this.update({residual: r}),
-      onFusion: (f) => this.update({fusion: f}),
-    });
-  }
-
-  private async showRollout(my: number, a: Loaded): Promise<void> {
-    const s = this.sel;
-    const axes = buildAxes(a.header, a.kind, s);
-    if (!axes.self) throw new Error('Attention rollout needs self-attention (one sequence for queries and keys): choose the encoder or decoder kind.');
-    const r = await this.o.source.rollout(a.ref, a.kind, s.residual, s.fusion);
-    if (my !== this.gen) return;
-    const data = rolloutData(r, axes, s.residual, s.fusion);
-    if (a.kind === 'decoder' && a.header.kinds.cross) data.notes.push('Decoder self-attention only: what flows in through cross-attention from the encoder is not part of this rollout.');
-    const views = this.ensureViews('rollout', () => [this.makeRolloutView()]) as RolloutView[];
-    views[0].setData(data);
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -778,21 +572,20 @@ export class App {
       this.root.dataset.playing = '';
       return;
     }
-    const steps = this.current?.example.steps ?? [];
+    const steps = this.steps();
     if (steps.length < 2) return;
-    const cur = this.sel.step ?? steps[steps.length - 1];
-    if (cur === steps[steps.length - 1]) this.update({step: steps[0]});
+    if (resolveStep(steps, this.sel.step) === latestStep(steps)) this.update({step: steps[0]});
     this.playBtn.textContent = '⏸';
     this.root.dataset.playing = '1';
     this.playTimer = setInterval(() => {
       if (this.busy) return;
-      const st = this.current?.example.steps ?? [];
-      const i = st.indexOf(this.sel.step ?? st[st.length - 1]);
+      const st = this.steps();
+      const i = st.indexOf(resolveStep(st, this.sel.step) ?? NaN);
       if (i < 0 || i >= st.length - 1) {
         this.togglePlay();
         return;
       }
-      this.update({step: i + 1 === st.length - 1 ? null : st[i + 1]});
+      this.update({step: stepKey(st, st[i + 1])});
     }, 900);
   }
 
@@ -817,8 +610,9 @@ export class App {
 
   private exportView(format: 'png' | 'svg'): void {
     const s = this.sel;
-    const what = s.view === 'training' ? `_${s.metric}` : s.view === 'rollout' ? `_r${s.residual}_${s.fusion}` : `_L${s.layer}`;
-    const name = safeName(`attention_${s.view}_${s.run}_${this.current?.ref.step ?? ''}${what}`) + '.' + format;
+    const spec = viewSpec(s.view);
+    const what = spec.exportName ? spec.exportName(s) : `_L${s.layer}`;
+    const name = safeName(`attention_${spec.name}_${s.run}_${this.current?.ref.step ?? ''}${what}`) + '.' + format;
     const {width, height, draw} = this.exportDrawing();
     if (format === 'svg') {
       const svg = new SvgContext();

@@ -1,4 +1,5 @@
-// Numerics the views share: recomputing attention from q/k (neuron view) and picking steps.
+// Numerics the views share: array math (B − A), recomputing attention from q/k (neuron view), picking
+// steps (and "the latest step", which the selection and URL write as null) and short number labels.
 import type {LayerInfo, ResolvedLayerInfo} from './types';
 
 export interface Recomputed {
@@ -99,4 +100,46 @@ export function resolveLayerInfo(info: LayerInfo | undefined, headDim: number, d
     sliding_window: typeof i.sliding_window === 'number' ? i.sliding_window : null,
     assumed,
   };
+}
+
+/** Element-wise B − A of two equally shaped matrices. */
+export function difference(a: Float32Array, b: Float32Array): Float32Array {
+  if (a.length !== b.length) throw new Error(`cannot subtract: sizes ${a.length} and ${b.length} differ`);
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = b[i] - a[i];
+  return out;
+}
+
+/** Largest |v| (0 for an empty array). */
+export function maxAbs(m: Float32Array): number {
+  let mx = 0;
+  for (let i = 0; i < m.length; i++) {
+    const a = Math.abs(m[i]);
+    if (a > mx) mx = a;
+  }
+  return mx;
+}
+
+/** The last logged step (undefined when there is none). */
+export function latestStep(steps: readonly number[]): number | undefined {
+  return steps[steps.length - 1];
+}
+
+/** A step as the selection holds it: null when it is the latest, so the URL follows new checkpoints. */
+export function stepKey(steps: readonly number[], step: number): number | null {
+  return step === latestStep(steps) ? null : step;
+}
+
+/** The step a selection value names: itself, or the latest for null. */
+export function resolveStep(steps: readonly number[], step: number | null): number | undefined {
+  return step ?? latestStep(steps);
+}
+
+/** Short numbers for labels: 3 significant digits, "–" for NaN. */
+export function formatValue(v: number): string {
+  if (!Number.isFinite(v)) return '–';
+  if (v === 0) return '0';
+  const a = Math.abs(v);
+  if (a >= 1000 || a < 0.001) return v.toExponential(1);
+  return String(Number(v.toPrecision(a >= 1 ? 3 : 2)));
 }

@@ -8,14 +8,15 @@
 // #attention. Only values that differ from the defaults are written.
 import {FUSIONS, KINDS, METRIC_NAMES, type Fusion, type Kind, type MetricName} from './types';
 import {SENTENCE_FILTERS, type SentenceFilter} from './tokens';
+import {VIEW_SPECS} from './views/registry';
 
 export const PLUGIN_NAME = 'attention';
 export const URL_PREFIX = `p.${PLUGIN_NAME}.`;
 
 export type CompareMode = 'side' | 'diff';
 export type ThumbStyle = 'auto' | 'lines' | 'heat';
-export const VIEWS = ['head', 'model', 'neuron', 'training', 'rollout'] as const;
-export type ViewName = (typeof VIEWS)[number];
+/** A view's name (`VIEW_SPECS` in views/registry.ts lists them; the first is the default). */
+export type ViewName = string;
 
 export interface Selection {
   run: string;
@@ -182,7 +183,7 @@ export function fromParams(params: ReadonlyMap<string, string>): Selection {
   const kind = g('kind');
   s.kind = kind && (KINDS as readonly string[]).includes(kind) ? (kind as Kind) : null;
   const view = g('view');
-  if (view && (VIEWS as readonly string[]).includes(view)) s.view = view as ViewName;
+  if (view && VIEW_SPECS.some((v) => v.name === view)) s.view = view;
   s.layer = parseIntStrict(g('layer')) ?? 0;
   const heads = g('heads');
   if (heads !== undefined) s.heads = decodeIntList(heads);

@@ -29,6 +29,9 @@ export interface KindInfo {
   key: string;
   layers: number;
   heads: number;
+  /** Query and key lengths (newer backends). */
+  q_len?: number;
+  k_len?: number;
   head_dim: number | null;
   has_qk: boolean;
   overview_shape: [number, number];
@@ -53,6 +56,11 @@ export interface Header {
 export interface IndexExample {
   example: string;
   steps: number[];
+  /**
+   * Parallel to `steps`: an opaque string per step that changes whenever that step is logged again (the
+   * data layer keys its caches by it). Older backends leave it out: read as all ''.
+   */
+  revisions?: string[];
   qk_steps: number[];
   header: Header;
 }
@@ -67,10 +75,20 @@ export interface IndexRun {
   tags: IndexTag[];
 }
 
+/** A TensorBoard tag whose records the backend skipped, and why (e.g. written by a newer plugin). */
+export interface Unreadable {
+  run: string;
+  tag: string;
+  reason: string;
+  newer_version: boolean;
+}
+
 export interface IndexResponse {
   version: number;
   codec: {name: string; lut: number[]};
   runs: IndexRun[];
+  /** Tags whose records could not be read (absent on older backends). */
+  unreadable?: Unreadable[];
 }
 
 /** One layer of attention, (heads, q, k) in C order; `head(h)` gives a (q, k) row-major view. */

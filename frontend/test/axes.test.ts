@@ -1,6 +1,9 @@
 import {describe, expect, it} from 'vitest';
 import {FloatAttention} from '../src/api';
-import {binAxis, buildAxes, diffHeadData, diffModelData, headData, modelData, rolloutData} from '../src/prepare';
+import {buildAxes} from '../src/axes';
+import {diffHeadData, headData} from '../src/views/head/data';
+import {binAxis, diffModelData, modelData} from '../src/views/model/data';
+import {rolloutData} from '../src/views/rollout/data';
 import {defaultSelection} from '../src/state';
 import {buildAxis} from '../src/tokens';
 import type {Header, KindInfo, Overview} from '../src/types';

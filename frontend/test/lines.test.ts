@@ -1,6 +1,7 @@
 import {describe, expect, it} from 'vitest';
 import type {Ctx} from '../src/draw/ctx';
-import {MIN_VISIBLE_ALPHA, alphaBucket, collectLines, difference, drawLines, maxAbs, type LineSet} from '../src/draw/lines';
+import {MIN_VISIBLE_ALPHA, alphaBucket, collectLines, drawLines, type LineSet} from '../src/draw/lines';
+import {difference, maxAbs} from '../src/math';
 
 function lines(set: LineSet): [number, number, number][] {
   const out: [number, number, number][] = [];

@@ -3,7 +3,6 @@ import {
   allTrajectories,
   finiteRange,
   formatRanked,
-  formatValue,
   metricDomain,
   metricGrid,
   rankByDivergence,
@@ -12,7 +11,8 @@ import {
   toGrid,
   trainingData,
   trajectory,
-} from '../src/training';
+} from '../src/views/training/data';
+import {formatValue} from '../src/math';
 import type {MetricsResponse} from '../src/types';
 
 // 3 steps, 2 layers × 3 heads; L1 H2 "forms" an induction head; L0 H1 is undefined (null) throughout

@@ -59,8 +59,12 @@ export function headPalette(n: number): string[] {
   return Array.from({length: n}, (_, i) => headColor(i, n));
 }
 
-export function layerColor(layer: number): string {
-  return CATEGORY10[layer % CATEGORY10.length];
+/**
+ * Colour of layer `layer` of `nLayers`: the categorical palette up to 10 layers (as BertViz), past that the
+ * head scheme (hue × lightness), so that 11 to 80+ layers never repeat a colour.
+ */
+export function layerColor(layer: number, nLayers: number): string {
+  return headColor(layer, Math.max(nLayers, layer + 1));
 }
 
 /** Lighter, less saturated version of a colour (a switched-off head swatch). */

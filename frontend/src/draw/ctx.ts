@@ -208,6 +208,18 @@ export class SvgContext implements Ctx {
     );
   }
 
+  /** An image with no pixels to embed (no DOM): its place, and its size in cells as data attributes. */
+  imagePlaceholder(cols: number, rows: number, dx: number, dy: number, dw: number, dh: number): void {
+    this.parts.push(
+      `<image x="${n2(dx + this.s.tx)}" y="${n2(dy + this.s.ty)}" width="${n2(dw)}" height="${n2(dh)}" preserveAspectRatio="none" data-cols="${cols}" data-rows="${rows}"${this.opacity('opacity')}/>`,
+    );
+  }
+
+  /** Recorded elements, for tests: the tag and attribute text of each. */
+  get elements(): readonly string[] {
+    return this.parts;
+  }
+
   /** Number of SVG elements recorded so far. */
   get elementCount(): number {
     return this.parts.length;

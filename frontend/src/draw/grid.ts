@@ -1,7 +1,7 @@
 // A matrix of equal cells on a canvas (layers × heads, tokens × tokens): where cell (r, c) is, which cell a
 // pointer is over, the heatmap image of its values (NaN cells grey and hatched), outlines and index labels.
 import type {Ctx} from './ctx';
-import {drawHeatmap, hatchCells, nanCells, paintCells, pixelsToCanvas, type Bucketer} from './heatmap';
+import {drawRaster, hatchCells, nanCells, paintCells, raster, type Bucketer, type Raster} from './heatmap';
 
 export interface CellGrid {
   /** Top-left corner of cell (0, 0), cell width and height, size in cells. */
@@ -43,17 +43,16 @@ export function outlineRow(ctx: Ctx, g: CellGrid, row: number, color: string, wi
 }
 
 /** Image of a row-major matrix through a ramp (one pixel per cell; NaN transparent), for drawGridImage. */
-export function gridImage(values: ArrayLike<number>, rows: number, cols: number, ramp: Uint8ClampedArray, bucket: Bucketer): HTMLCanvasElement {
-  return pixelsToCanvas(paintCells(values, rows, cols, ramp, bucket), cols, rows);
+export function gridImage(values: ArrayLike<number>, rows: number, cols: number, ramp: Uint8ClampedArray, bucket: Bucketer): Raster {
+  return raster(paintCells(values, rows, cols, ramp, bucket), cols, rows);
 }
 
 /**
  * Paints `image` (one pixel per cell) over the grid, then the NaN cells of `values` grey and hatched.
  * Returns the number of cells drawn. Cells smaller than a pixel are drawn smoothed (downsampled).
  */
-export function drawGridImage(ctx: Ctx, g: CellGrid, image: HTMLCanvasElement, values: ArrayLike<number> | null, nan: {fill: string; hatch: string}): number {
-  if (g.cw >= 1 && g.ch >= 1) drawHeatmap(ctx, image, g.x, g.y, gridWidth(g), gridHeight(g));
-  else ctx.drawImage(image, g.x, g.y, gridWidth(g), gridHeight(g));
+export function drawGridImage(ctx: Ctx, g: CellGrid, image: Raster, values: ArrayLike<number> | null, nan: {fill: string; hatch: string}): number {
+  drawRaster(ctx, image, g.x, g.y, gridWidth(g), gridHeight(g), !(g.cw >= 1 && g.ch >= 1));
   if (values) hatchCells(ctx, nanCells(values), g.cols, g.x, g.y, g.cw, g.ch, nan.fill, nan.hatch);
   return g.rows * g.cols;
 }

@@ -1,6 +1,6 @@
 // Heatmaps: a matrix painted one pixel per cell into an offscreen canvas through a 256-entry RGBA lookup,
 // then scaled onto the target without smoothing (one drawImage instead of one fillRect per cell).
-import type {Ctx} from './ctx';
+import {SvgContext, type Ctx} from './ctx';
 
 /** Maps a value to a lookup bucket 0..255, or -1 for a value that has none (NaN: a transparent cell). */
 export type Bucketer = (v: number) => number;
@@ -64,22 +64,49 @@ export function paintSignedCells(
   return out;
 }
 
-export function pixelsToCanvas(pixels: Uint8ClampedArray, cols: number, rows: number): HTMLCanvasElement {
-  const c = document.createElement('canvas');
-  c.width = Math.max(1, cols);
-  c.height = Math.max(1, rows);
-  if (rows > 0 && cols > 0) {
-    const img = new ImageData(pixels as Uint8ClampedArray<ArrayBuffer>, cols, rows);
-    c.getContext('2d')!.putImageData(img, 0, 0);
+/**
+ * A one-pixel-per-cell RGBA image. Its canvas is made on first use; without a DOM (unit tests) there is none
+ * and a recording context notes the image's place and size instead.
+ */
+export class Raster {
+  private c: HTMLCanvasElement | null | undefined;
+  constructor(
+    readonly pixels: Uint8ClampedArray,
+    readonly width: number,
+    readonly height: number,
+  ) {}
+  canvas(): HTMLCanvasElement | null {
+    if (this.c === undefined) {
+      if (typeof document === 'undefined') return (this.c = null);
+      const c = document.createElement('canvas');
+      c.width = Math.max(1, this.width);
+      c.height = Math.max(1, this.height);
+      if (this.width > 0 && this.height > 0) {
+        const img = new ImageData(this.pixels as Uint8ClampedArray<ArrayBuffer>, this.width, this.height);
+        c.getContext('2d')!.putImageData(img, 0, 0);
+      }
+      this.c = c;
+    }
+    return this.c;
   }
-  return c;
 }
 
-export function drawHeatmap(ctx: Ctx, image: HTMLCanvasElement, x: number, y: number, w: number, h: number): void {
+export function raster(pixels: Uint8ClampedArray, cols: number, rows: number): Raster {
+  return new Raster(pixels, cols, rows);
+}
+
+/** Draws a raster scaled to (w, h), smoothed when `smooth` (cells under a pixel), else crisp. */
+export function drawRaster(ctx: Ctx, image: Raster, x: number, y: number, w: number, h: number, smooth = false): void {
+  const c = image.canvas();
   const prev = ctx.imageSmoothingEnabled;
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(image, x, y, w, h);
+  ctx.imageSmoothingEnabled = smooth;
+  if (c) ctx.drawImage(c, x, y, w, h);
+  else if (ctx instanceof SvgContext) ctx.imagePlaceholder(image.width, image.height, x, y, w, h);
   ctx.imageSmoothingEnabled = prev;
+}
+
+export function drawHeatmap(ctx: Ctx, image: Raster, x: number, y: number, w: number, h: number): void {
+  drawRaster(ctx, image, x, y, w, h);
 }
 
 /** Indices of the NaN cells (drawn grey and hatched over a heatmap). */
@@ -132,7 +159,7 @@ export function drawLegend(
 ): void {
   const px = new Uint8ClampedArray(256 * 4);
   px.set(ramp.subarray(0, 1024));
-  drawHeatmap(ctx, pixelsToCanvas(px, 256, 1), x, y, w, h);
+  drawHeatmap(ctx, raster(px, 256, 1), x, y, w, h);
   ctx.strokeStyle = color;
   ctx.globalAlpha = 0.4;
   ctx.lineWidth = 1;

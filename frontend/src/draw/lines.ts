@@ -150,21 +150,3 @@ export function drawLines(
   ctx.globalAlpha = 1;
   return drawn;
 }
-
-/** Element-wise B − A of two equally shaped matrices. */
-export function difference(a: Float32Array, b: Float32Array): Float32Array {
-  if (a.length !== b.length) throw new Error(`cannot subtract: sizes ${a.length} and ${b.length} differ`);
-  const out = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = b[i] - a[i];
-  return out;
-}
-
-/** Largest |v| (0 for an empty array). */
-export function maxAbs(m: Float32Array): number {
-  let mx = 0;
-  for (let i = 0; i < m.length; i++) {
-    const a = Math.abs(m[i]);
-    if (a > mx) mx = a;
-  }
-  return mx;
-}

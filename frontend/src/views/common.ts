@@ -37,6 +37,8 @@ export interface Exportable {
 export interface ViewBase extends Exportable {
   readonly el: HTMLElement;
   setTheme(t: Theme): void;
+  /** Lines kept per token at rest, for views that thin lines (the toolbar's top-k). */
+  setTopk?(k: number): void;
   dispose(): void;
 }
 

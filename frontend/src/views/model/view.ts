@@ -2,29 +2,13 @@
 // /overview, drawn as lines in the layer's colour (as BertViz) or as heatmaps; click a thumbnail to open
 // the head detail (a head view of that layer and head) beside the grid, click it again to close it.
 // Layers and heads can be included / excluded.
-import {CanvasStack} from '../draw/canvas';
-import {DIVERGING, alphaRamp, hexToRgb, layerColor, lighten, type Theme} from '../draw/colors';
-import type {Ctx} from '../draw/ctx';
-import {drawHeatmap, linearBucketer, paintCells, paintSignedCells, pixelsToCanvas} from '../draw/heatmap';
-import {collectLines, drawLines} from '../draw/lines';
-import type {ThumbStyle} from '../state';
-import {el, type ViewBase} from './common';
-
-export interface ModelData {
-  nLayers: number;
-  nHeads: number;
-  /** Included layers and heads, in order. */
-  layers: number[];
-  heads: number[];
-  /** Size of every thumbnail matrix. */
-  rows: number;
-  cols: number;
-  cell(layer: number, head: number): Float32Array;
-  signed?: boolean;
-  maxAbs?: number;
-  /** Shown above the grid (e.g. that token filters apply per pooled bin). */
-  note?: string;
-}
+import {CanvasStack} from '../../draw/canvas';
+import {layerColor, lighten, type Theme} from '../../draw/colors';
+import type {Ctx} from '../../draw/ctx';
+import type {ThumbStyle} from '../../state';
+import {el, type ViewBase} from '../common';
+import type {ModelData} from './data';
+import {AXIS_LEFT, AXIS_TOP, GAP, ModelPainter, modelLayout} from './draw';
 
 export interface ModelViewOptions {
   theme: Theme;
@@ -35,31 +19,16 @@ export interface ModelViewOptions {
   onStyle?: (s: ThumbStyle) => void;
 }
 
-const AXIS_LEFT = 56;
-const AXIS_TOP = 40;
-const GAP = 4;
-const PAD = 3;
-/** 'auto' draws lines up to this many candidate cells in the whole grid, heatmaps above. */
-export const AUTO_LINES_MAX_CELLS = 150_000;
-
-export function resolveStyle(style: ThumbStyle, layers: number, heads: number, rows: number, cols: number): 'lines' | 'heat' {
-  if (style !== 'auto') return style;
-  return layers * heads * rows * cols <= AUTO_LINES_MAX_CELLS ? 'lines' : 'heat';
-}
-
 export class ModelView implements ViewBase {
   readonly el: HTMLElement;
   private chips: HTMLElement;
   private noteEl: HTMLElement;
   private detailEl: HTMLElement;
   private stack: CanvasStack;
-  private data: ModelData | null = null;
+  private painter: ModelPainter | null = null;
   private theme: Theme;
   private style: ThumbStyle;
   private detail: [number, number] | null;
-  private tw = 64;
-  private th = 64;
-  private heatCache = new Map<string, HTMLCanvasElement>();
   private allLayers = 0;
   private allHeads = 0;
   private inclLayers: number[] | null = null;
@@ -81,7 +50,7 @@ export class ModelView implements ViewBase {
 
   setTheme(t: Theme): void {
     this.theme = t;
-    this.heatCache.clear();
+    this.painter?.set({theme: t});
     this.renderChips();
     this.draw();
   }
@@ -89,6 +58,7 @@ export class ModelView implements ViewBase {
   setStyle(s: ThumbStyle): void {
     if (s === this.style) return;
     this.style = s;
+    this.painter?.set({style: s});
     this.renderChips();
     this.draw();
   }
@@ -103,16 +73,27 @@ export class ModelView implements ViewBase {
   }
 
   setData(d: ModelData): void {
-    this.data = d;
-    this.heatCache.clear();
     this.noteEl.textContent = d.note ?? '';
     this.noteEl.hidden = !d.note;
-    this.layout();
+    // width of this pane's share of the main area (panes shrink to their content, so not el.clientWidth)
+    const panes = this.el.closest('.panes');
+    const n = panes ? Math.max(1, panes.children.length) : 1;
+    const total = (panes as HTMLElement | null)?.clientWidth || document.documentElement.clientWidth || 960;
+    const avail = Math.max(400, total / n - (n > 1 ? 24 : 0) - (this.detail ? 460 : 0));
+    const layout = modelLayout(d, avail);
+    this.painter = new ModelPainter(d, layout, {theme: this.theme, style: this.style, detail: this.detail});
+    this.stack.resize(layout.width, layout.height);
+    this.el.dataset.thumbWidth = String(layout.tw);
+    this.el.dataset.thumbHeight = String(layout.th);
+    this.el.dataset.gridLeft = String(AXIS_LEFT);
+    this.el.dataset.gridTop = String(AXIS_TOP);
+    this.el.dataset.gap = String(GAP);
     this.draw();
   }
 
   setDetail(detail: [number, number] | null, content: HTMLElement | null): void {
     this.detail = detail;
+    this.painter?.set({detail});
     while (this.detailEl.firstChild) this.detailEl.removeChild(this.detailEl.firstChild);
     if (content && detail) {
       const [l, h] = detail;
@@ -130,37 +111,14 @@ export class ModelView implements ViewBase {
     this.stack.dispose();
   }
 
-  private layout(): void {
-    const d = this.data!;
-    const nh = Math.max(1, d.heads.length);
-    // width of this pane's share of the main area (panes shrink to their content, so not el.clientWidth)
-    const panes = this.el.closest('.panes');
-    const n = panes ? Math.max(1, panes.children.length) : 1;
-    const total = (panes as HTMLElement | null)?.clientWidth || document.documentElement.clientWidth || 960;
-    const avail = Math.max(400, total / n - (n > 1 ? 24 : 0) - (this.detail ? 460 : 0));
-    this.tw = Math.max(24, Math.min(100, Math.floor((avail - AXIS_LEFT) / nh) - GAP));
-    const aspect = d.cols > 0 ? d.rows / d.cols : 1;
-    this.th = Math.max(24, Math.min(160, Math.round(this.tw * Math.max(0.5, Math.min(2, aspect)))));
-    this.stack.resize(AXIS_LEFT + nh * (this.tw + GAP), AXIS_TOP + d.layers.length * (this.th + GAP));
-    this.el.dataset.thumbWidth = String(this.tw);
-    this.el.dataset.thumbHeight = String(this.th);
-    this.el.dataset.gridLeft = String(AXIS_LEFT);
-    this.el.dataset.gridTop = String(AXIS_TOP);
-    this.el.dataset.gap = String(GAP);
-  }
-
   exportSize(): {width: number; height: number} {
     return {width: this.stack.width, height: this.stack.height};
   }
 
-  private thumbXY(li: number, hi: number): [number, number] {
-    return [AXIS_LEFT + hi * (this.tw + GAP), AXIS_TOP + li * (this.th + GAP)];
-  }
-
   private draw(): void {
-    if (!this.data) return;
-    const ctx = this.stack.ctx(0);
-    const res = this.paintGrid(ctx, this.stack.y0, this.stack.y1);
+    const p = this.painter;
+    if (!p) return;
+    const res = p.paint(this.stack.ctx(0), this.stack.y0, this.stack.y1);
     this.stack.ctx(1);
     this.el.dataset.cells = String(res.cells);
     this.stack.root.parentElement?.setAttribute('data-cells', String(res.cells));
@@ -169,96 +127,13 @@ export class ModelView implements ViewBase {
   }
 
   paint(ctx: Ctx): void {
-    this.paintGrid(ctx, -Infinity, Infinity);
-  }
-
-  private paintGrid(ctx: Ctx, y0: number, y1: number): {cells: number; lines: number; style: string} {
-    const d = this.data!;
-    const t = this.theme;
-    const style = resolveStyle(this.style, d.layers.length, d.heads.length, d.rows, d.cols);
-    ctx.fillStyle = t.text;
-    ctx.font = 'bold 13px Roboto, Arial, sans-serif';
-    ctx.textAlign = 'center';
-    ctx.textBaseline = 'middle';
-    ctx.fillText('Heads', AXIS_LEFT + (d.heads.length * (this.tw + GAP)) / 2, 10);
-    ctx.font = '11px Roboto, Arial, sans-serif';
-    d.heads.forEach((h, hi) => ctx.fillText(String(h), AXIS_LEFT + hi * (this.tw + GAP) + this.tw / 2, 28));
-    ctx.save();
-    ctx.textAlign = 'right';
-    d.layers.forEach((l, li) => {
-      const y = AXIS_TOP + li * (this.th + GAP) + this.th / 2;
-      if (y < y0 - this.th || y > y1 + this.th) return;
-      ctx.fillText(String(l), AXIS_LEFT - 8, y);
-    });
-    ctx.restore();
-    ctx.font = 'bold 13px Roboto, Arial, sans-serif';
-    ctx.textAlign = 'left';
-    ctx.fillText('Layers', 2, AXIS_TOP - 12);
-    let cells = 0;
-    let lines = 0;
-    const scale = d.signed ? 1 / Math.max(d.maxAbs ?? 0, 1e-9) : 1;
-    d.layers.forEach((l, li) => {
-      const yTop = AXIS_TOP + li * (this.th + GAP);
-      if (yTop + this.th < y0 || yTop > y1) return;
-      const color = layerColor(l);
-      d.heads.forEach((h, hi) => {
-        const [x, y] = this.thumbXY(li, hi);
-        const selected = this.detail && this.detail[0] === l && this.detail[1] === h;
-        ctx.fillStyle = selected ? t.highlight : t.dark ? '#2a2b2e' : '#fafafa';
-        ctx.fillRect(x, y, this.tw, this.th);
-        if (selected) {
-          ctx.strokeStyle = color;
-          ctx.lineWidth = 2;
-          ctx.strokeRect(x + 1, y + 1, this.tw - 2, this.th - 2);
-        }
-        const m = d.cell(l, h);
-        if (style === 'heat') {
-          drawHeatmap(ctx, this.heatImage(l, h, m, color), x + PAD, y + PAD, this.tw - 2 * PAD, this.th - 2 * PAD);
-        } else {
-          const g = {
-            x1: x + PAD,
-            x2: x + this.tw - PAD,
-            rowY: (i: number) => y + PAD + ((i + 0.5) * (this.th - 2 * PAD)) / d.rows,
-            colY: (j: number) => y + PAD + ((j + 0.5) * (this.th - 2 * PAD)) / d.cols,
-          };
-          ctx.lineWidth = 1;
-          if (d.signed) {
-            lines += drawLines(ctx, collectLines(m, d.rows, d.cols, {scale, sign: 1}), DIVERGING.pos, g);
-            lines += drawLines(ctx, collectLines(m, d.rows, d.cols, {scale, sign: -1}), DIVERGING.neg, g);
-          } else {
-            lines += drawLines(ctx, collectLines(m, d.rows, d.cols, {scale}), color, g);
-          }
-        }
-        cells++;
-      });
-    });
-    return {cells, lines, style};
-  }
-
-  private heatImage(l: number, h: number, m: Float32Array, color: string): HTMLCanvasElement {
-    const key = `${l}.${h}`;
-    let c = this.heatCache.get(key);
-    if (!c) {
-      const d = this.data!;
-      const px = d.signed
-        ? paintSignedCells(m, d.rows, d.cols, alphaRamp(hexToRgb(DIVERGING.pos), 0.5), alphaRamp(hexToRgb(DIVERGING.neg), 0.5), linearBucketer(d.maxAbs ?? 1))
-        : paintCells(m, d.rows, d.cols, alphaRamp(hexToRgb(color), 0.5), linearBucketer(1));
-      c = pixelsToCanvas(px, d.cols, d.rows);
-      this.heatCache.set(key, c);
-    }
-    return c;
+    this.painter?.paint(ctx);
   }
 
   private hit(e: MouseEvent): [number, number] | null {
-    const d = this.data;
-    if (!d) return null;
+    if (!this.painter) return null;
     const {x, y} = this.stack.toContent(e);
-    const hi = Math.floor((x - AXIS_LEFT) / (this.tw + GAP));
-    const li = Math.floor((y - AXIS_TOP) / (this.th + GAP));
-    if (hi < 0 || li < 0 || hi >= d.heads.length || li >= d.layers.length) return null;
-    const [tx, ty] = this.thumbXY(li, hi);
-    if (x > tx + this.tw || y > ty + this.th) return null;
-    return [d.layers[li], d.heads[hi]];
+    return this.painter.hit(x, y);
   }
 
   private onMove(e: MouseEvent): void {
@@ -281,7 +156,7 @@ export class ModelView implements ViewBase {
       const group = el('div', {class: 'chip-group'}, el('span', {class: 'chip-label', text: label}));
       const on = new Set(incl ?? Array.from({length: n}, (_, i) => i));
       for (let i = 0; i < n; i++) {
-        const c = kind === 'layer' ? layerColor(i) : this.theme.muted;
+        const c = kind === 'layer' ? layerColor(i, n) : this.theme.muted;
         const b = el('button', {
           type: 'button',
           class: 'chip' + (on.has(i) ? ' on' : ''),

@@ -1,8 +1,8 @@
 // Heads over training: from /metrics and /divergence responses to what the training view draws (a layers ×
 // heads grid at one step, per-head trajectories over steps, heads ranked by divergence). Pure: no HTTP, no
 // pixels. JSON nulls (metric undefined for that head) become NaN.
-import type {DivergenceResponse, Kind, MetricName, MetricsResponse} from './types';
-import type {TrainingData} from './views/training';
+import {formatValue} from '../../math';
+import type {DivergenceResponse, Kind, MetricName, MetricsResponse} from '../../types';
 
 /** A layers × heads grid of values, row-major (layer-major); NaN where undefined. */
 export interface HeadGrid {
@@ -157,13 +157,28 @@ export function formatRanked(r: RankedHead, unit = 'nats'): string {
   return `L${r.layer} H${r.head} ${formatValue(r.value)}${unit ? ' ' + unit : ''}`;
 }
 
-/** Short numbers for labels: 3 significant digits, "–" for NaN. */
-export function formatValue(v: number): string {
-  if (!Number.isFinite(v)) return '–';
-  if (v === 0) return '0';
-  const a = Math.abs(v);
-  if (a >= 1000 || a < 0.001) return v.toExponential(1);
-  return String(Number(v.toPrecision(a >= 1 ? 3 : 2)));
+/** What the training view draws (built by trainingData below). */
+export interface TrainingData {
+  metric: MetricName;
+  steps: number[];
+  /** Index into `steps` of the selected checkpoint (-1: none). */
+  stepIndex: number;
+  layers: number;
+  heads: number;
+  /** Every head's values over steps: values[(layer·heads + head)·steps.length + i]; NaN: undefined. */
+  values: Float64Array;
+  /** Colour scale and y axis. */
+  domain: [number, number];
+  /** The head whose trajectory shows when none is hovered. */
+  focus: [number, number] | null;
+  /** "What changed": the two checkpoints, the divergence per head (or why there is none) and its ranking. */
+  divSteps: [number, number] | null;
+  divergence: HeadGrid | null;
+  divMax: number;
+  divUnit: string;
+  divMessage?: string;
+  ranking: RankedHead[];
+  notes: string[];
 }
 
 export interface TrainingInput {

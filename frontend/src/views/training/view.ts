@@ -3,39 +3,16 @@
 // checkpoints, and "what changed" between two checkpoints: heads ranked by Jensen-Shannon divergence, with
 // an optional heatmap of it. Clicking a cell, a trajectory point or a ranked head opens the head view (or the
 // neuron view: toggle, or Shift-click) at that layer, head and step. Knows nothing about HTTP.
-import {CanvasStack} from '../draw/canvas';
-import {chartLayout, drawChartAxes, drawPoints, drawSeries, drawVerticalMarker, nearestPoint, type ChartLayout} from '../draw/chart';
-import {nanColors, rampColor, sequentialRamp, VIRIDIS, type RGB, type Theme} from '../draw/colors';
-import type {Ctx} from '../draw/ctx';
-import {cellAt, drawGridImage, drawIndexLabels, gridHeight, gridImage, gridWidth, outlineCell, type CellGrid} from '../draw/grid';
-import {drawLegend, rangeBucketer} from '../draw/heatmap';
-import {formatRanked, formatValue, METRIC_INFO, type HeadGrid, type RankedHead} from '../training';
-import {METRIC_NAMES, type MetricName} from '../types';
-import {clear, el, type ViewBase} from './common';
-
-/** What the training view draws (built by trainingData in training.ts). */
-export interface TrainingData {
-  metric: MetricName;
-  steps: number[];
-  /** Index into `steps` of the selected checkpoint (-1: none). */
-  stepIndex: number;
-  layers: number;
-  heads: number;
-  /** Every head's values over steps: values[(layer·heads + head)·steps.length + i]; NaN: undefined. */
-  values: Float64Array;
-  /** Colour scale and y axis. */
-  domain: [number, number];
-  /** The head whose trajectory shows when none is hovered. */
-  focus: [number, number] | null;
-  /** "What changed": the two checkpoints, the divergence per head (or why there is none) and its ranking. */
-  divSteps: [number, number] | null;
-  divergence: HeadGrid | null;
-  divMax: number;
-  divUnit: string;
-  divMessage?: string;
-  ranking: RankedHead[];
-  notes: string[];
-}
+import {CanvasStack} from '../../draw/canvas';
+import {nearestPoint} from '../../draw/chart';
+import {rampColor, type Theme} from '../../draw/colors';
+import type {Ctx} from '../../draw/ctx';
+import {cellAt} from '../../draw/grid';
+import {formatValue} from '../../math';
+import {METRIC_NAMES, type MetricName} from '../../types';
+import {clear, el, type ViewBase} from '../common';
+import {formatRanked, METRIC_INFO, type TrainingData} from './data';
+import {CHART_H, CHART_W, DIV_RAMP, TrainingPainter, trainingLayout} from './draw';
 
 export interface TrainingViewOptions {
   theme: Theme;
@@ -48,21 +25,6 @@ export interface TrainingViewOptions {
   /** Open the head (or neuron) view at a layer, head and step. */
   onOpen?: (layer: number, head: number, step: number, view: 'head' | 'neuron') => void;
 }
-
-const LEFT = 58;
-const TOP = 44;
-const LEGEND_H = 38;
-const CHART_W = 460;
-const CHART_H = 250;
-const DIV_RAMP_STOPS: RGB[] = [
-  [255, 247, 236],
-  [253, 187, 132],
-  [239, 101, 72],
-  [179, 0, 0],
-  [90, 0, 0],
-];
-const MAIN_RAMP = sequentialRamp(VIRIDIS);
-const DIV_RAMP = sequentialRamp(DIV_RAMP_STOPS);
 
 export class TrainingView implements ViewBase {
   readonly el: HTMLElement;
@@ -91,11 +53,7 @@ export class TrainingView implements ViewBase {
   private stepB: HTMLSelectElement;
   private divToggle: HTMLInputElement;
   private divMapWrap: HTMLElement;
-  private G: CellGrid = {x: LEFT, y: TOP, cw: 40, ch: 32, rows: 0, cols: 0};
-  private D: CellGrid = {x: LEFT, y: TOP, cw: 20, ch: 16, rows: 0, cols: 0};
-  private C!: ChartLayout;
-  private image: HTMLCanvasElement | null = null;
-  private divImage: HTMLCanvasElement | null = null;
+  private painter: TrainingPainter | null = null;
 
   constructor(private opts: TrainingViewOptions) {
     this.theme = opts.theme;
@@ -166,6 +124,7 @@ export class TrainingView implements ViewBase {
 
   setTheme(t: Theme): void {
     this.theme = t;
+    if (this.painter) this.painter.theme = t;
     this.drawAll();
   }
 
@@ -181,8 +140,6 @@ export class TrainingView implements ViewBase {
     this.renderToolbar(d.metric);
     this.renderNotes();
     this.layout();
-    this.image = this.buildImage();
-    this.divImage = d.divergence ? gridImage(d.divergence.values, d.divergence.layers, d.divergence.heads, DIV_RAMP, rangeBucketer(0, d.divMax)) : null;
     this.renderChanges();
     this.drawAll();
   }
@@ -291,33 +248,11 @@ export class TrainingView implements ViewBase {
   private layout(): void {
     const d = this.data!;
     const total = (this.el.closest('.panes') as HTMLElement | null)?.clientWidth || document.documentElement.clientWidth || 1200;
-    const avail = Math.max(240, Math.min(total - CHART_W - 40, 720) - LEFT - 10);
-    const cw = Math.max(14, Math.min(56, Math.floor(avail / Math.max(1, d.heads))));
-    const ch = Math.max(12, Math.min(44, Math.round(cw * 0.8)));
-    this.G = {x: LEFT, y: TOP, cw, ch, rows: d.layers, cols: d.heads};
-    this.heat.resize(Math.max(LEFT + gridWidth(this.G) + 12, LEFT + 200), TOP + gridHeight(this.G) + LEGEND_H);
-    const first = d.steps[0] ?? 0;
-    const last = d.steps[d.steps.length - 1] ?? 1;
-    this.C = chartLayout(CHART_W, CHART_H, [first, last > first ? last : first + 1], d.domain, this.logX);
+    const L = trainingLayout(d, total, this.logX);
+    this.painter = new TrainingPainter(d, L, this.theme);
+    this.heat.resize(L.heat.width, L.heat.height);
     this.chart.resize(CHART_W, CHART_H);
-    const dc = Math.max(10, Math.min(28, Math.floor(320 / Math.max(1, d.heads))));
-    this.D = {x: 36, y: 30, cw: dc, ch: Math.max(9, Math.round(dc * 0.8)), rows: d.divergence?.layers ?? 0, cols: d.divergence?.heads ?? 0};
-    this.divMap.resize(Math.max(this.D.x + gridWidth(this.D) + 10, 280), this.D.y + gridHeight(this.D) + LEGEND_H);
-  }
-
-  /** The selected step's column of every head's trajectory, as a layers × heads matrix. */
-  private gridValues(): Float64Array {
-    const d = this.data!;
-    const n = d.steps.length;
-    const out = new Float64Array(d.layers * d.heads).fill(NaN);
-    if (d.stepIndex < 0) return out;
-    for (let k = 0; k < out.length; k++) out[k] = d.values[k * n + d.stepIndex];
-    return out;
-  }
-
-  private buildImage(): HTMLCanvasElement {
-    const d = this.data!;
-    return gridImage(this.gridValues(), d.layers, d.heads, MAIN_RAMP, rangeBucketer(d.domain[0], d.domain[1]));
+    this.divMap.resize(L.div.width, L.div.height);
   }
 
   private drawAll(): void {
@@ -328,196 +263,79 @@ export class TrainingView implements ViewBase {
   }
 
   private drawHeat(): void {
-    if (!this.data || !this.image) return;
-    const ctx = this.heat.ctx(0);
-    const cells = this.paintHeat(ctx);
-    this.heatEl.dataset.cells = String(cells);
-    this.heatEl.dataset.layers = String(this.data.layers);
-    this.heatEl.dataset.heads = String(this.data.heads);
-    this.heatEl.dataset.step = String(this.data.steps[this.data.stepIndex] ?? '');
-    this.heatEl.dataset.metric = this.data.metric;
-    this.heatEl.dataset.left = String(this.G.x);
-    this.heatEl.dataset.top = String(this.G.y);
-    this.heatEl.dataset.cellWidth = String(this.G.cw);
-    this.heatEl.dataset.cellHeight = String(this.G.ch);
-    this.heatEl.dataset.nan = String(this.gridValues().filter((v) => Number.isNaN(v)).length);
+    const p = this.painter;
+    if (!p) return;
+    const d = p.data;
+    const G = p.layout.G;
+    const cells = p.paintHeat(this.heat.ctx(0), this.traj);
+    const ds = this.heatEl.dataset;
+    ds.cells = String(cells);
+    ds.layers = String(d.layers);
+    ds.heads = String(d.heads);
+    ds.step = String(d.steps[d.stepIndex] ?? '');
+    ds.metric = d.metric;
+    ds.left = String(G.x);
+    ds.top = String(G.y);
+    ds.cellWidth = String(G.cw);
+    ds.cellHeight = String(G.ch);
+    ds.nan = String(p.gridValues().filter((v) => Number.isNaN(v)).length);
     this.drawHeatOverlay();
-  }
-
-  private paintHeat(ctx: Ctx): number {
-    const d = this.data!;
-    const t = this.theme;
-    const step = d.steps[d.stepIndex];
-    const cells = drawGridImage(ctx, this.G, this.image!, this.gridValues(), nanColors(t));
-    drawIndexLabels(ctx, this.G, {rowLabel: String, colLabel: String, color: t.text, rowTitle: 'Layer', colTitle: `Heads · ${METRIC_INFO[d.metric].label} at step ${step ?? '–'}`});
-    const [lo, hi] = d.domain;
-    const unit = METRIC_INFO[d.metric].unit;
-    drawLegend(ctx, MAIN_RAMP, this.G.x, this.G.y + gridHeight(this.G) + 10, Math.min(220, Math.max(120, gridWidth(this.G))), 10, [formatValue(lo), formatValue(hi)], t.text, unit);
-    if (this.traj) outlineCell(ctx, this.G, this.traj[0], this.traj[1], t.text, 2);
-    return cells;
   }
 
   private drawHeatOverlay(): void {
     const ctx = this.heat.ctx(1);
-    const d = this.data;
-    if (!d || !this.hover) {
+    const p = this.painter;
+    if (!p || !this.hover) {
       this.heatEl.dataset.hover = '';
-      this.readout.textContent = this.traj && d ? this.describe(this.traj) : '';
+      this.readout.textContent = this.traj && p ? p.describe(this.traj) : '';
       return;
     }
-    const [l, h] = this.hover;
-    outlineCell(ctx, this.G, l, h, this.theme.dark ? '#ffffff' : '#000000', 2);
-    const text = this.describe(this.hover);
+    const text = p.paintHeatHover(ctx, this.hover);
     this.readout.textContent = text;
-    this.heatEl.dataset.hover = `${l},${h}`;
+    this.heatEl.dataset.hover = `${this.hover[0]},${this.hover[1]}`;
     this.heat.top.title = text;
-    // a small tooltip next to the cell
-    ctx.font = '12px Roboto, Arial, sans-serif';
-    const w = ctx.measureText(text).width + 12;
-    // right of the cell if it fits, else under its row (over the cells below / the legend)
-    let x = this.G.x + (h + 1) * this.G.cw + 6;
-    let y = Math.max(0, this.G.y + l * this.G.ch + this.G.ch / 2 - 11);
-    if (x + w > this.heat.width) {
-      x = Math.max(0, Math.min(this.heat.width - w, this.G.x + h * this.G.cw));
-      y = this.G.y + (l + 1) * this.G.ch + 3;
-    }
-    ctx.globalAlpha = 0.92;
-    ctx.fillStyle = this.theme.dark ? '#111214' : '#ffffff';
-    ctx.fillRect(x, y, w, 22);
-    ctx.globalAlpha = 1;
-    ctx.strokeStyle = this.theme.border;
-    ctx.lineWidth = 1;
-    ctx.strokeRect(x + 0.5, y + 0.5, w - 1, 21);
-    ctx.fillStyle = this.theme.text;
-    ctx.textAlign = 'left';
-    ctx.textBaseline = 'middle';
-    ctx.fillText(text, x + 6, y + 11);
-  }
-
-  private valueAt(l: number, h: number, i: number): number {
-    const d = this.data!;
-    return i >= 0 ? d.values[(l * d.heads + h) * d.steps.length + i] : NaN;
-  }
-
-  private describe([l, h]: [number, number]): string {
-    const d = this.data!;
-    const v = this.valueAt(l, h, d.stepIndex);
-    const info = METRIC_INFO[d.metric];
-    const val = Number.isFinite(v) ? `${formatValue(v)}${info.unit ? ' ' + info.unit : ''}` : 'undefined';
-    return `L${l} H${h} · ${info.label} ${val} at step ${d.steps[d.stepIndex] ?? '–'}`;
-  }
-
-  private series(l: number, h: number): Float64Array {
-    const d = this.data!;
-    const n = d.steps.length;
-    return d.values.subarray((l * d.heads + h) * n, (l * d.heads + h + 1) * n);
   }
 
   private drawChart(): void {
-    if (!this.data) return;
-    const points = this.paintChart(this.chart.ctx(0));
+    const p = this.painter;
+    if (!p) return;
+    const points = p.paintChart(this.chart.ctx(0), this.traj, this.logX);
     this.heatEl.dataset.trajectoryPoints = String(points);
     this.chart.root.dataset.trajectoryPoints = String(points);
     this.chart.root.dataset.head = this.traj ? `${this.traj[0]},${this.traj[1]}` : '';
     this.chart.root.dataset.logX = this.logX ? '1' : '';
     this.chartTitle.textContent = this.traj
-      ? `Layer ${this.traj[0]}, head ${this.traj[1]}: ${METRIC_INFO[this.data.metric].label} over training (other heads in grey)`
-      : `${METRIC_INFO[this.data.metric].label} over training`;
+      ? `Layer ${this.traj[0]}, head ${this.traj[1]}: ${METRIC_INFO[p.data.metric].label} over training (other heads in grey)`
+      : `${METRIC_INFO[p.data.metric].label} over training`;
     this.drawChartOverlay();
-  }
-
-  /** Returns the number of points of the shown head's trajectory. */
-  private paintChart(ctx: Ctx): number {
-    const d = this.data!;
-    const t = this.theme;
-    const L = this.C;
-    drawChartAxes(ctx, L, {color: t.muted, grid: t.dark ? '#34363a' : '#eeeeee', xLabel: this.logX ? 'step (log scale)' : 'step', integerX: true, yLabel: METRIC_INFO[d.metric].label});
-    for (let l = 0; l < d.layers; l++)
-      for (let h = 0; h < d.heads; h++) {
-        if (this.traj && this.traj[0] === l && this.traj[1] === h) continue;
-        drawSeries(ctx, L, d.steps, this.series(l, h), t.muted, 1, 0.22);
-      }
-    const cur = d.steps[d.stepIndex];
-    if (cur !== undefined) drawVerticalMarker(ctx, L, cur, t.text);
-    if (!this.traj) return 0;
-    const ys = this.series(this.traj[0], this.traj[1]);
-    const accent = t.dark ? '#ffb74d' : '#e65100';
-    drawSeries(ctx, L, d.steps, ys, accent, 2.2);
-    const n = drawPoints(ctx, L, d.steps, ys, accent, 3.5);
-    if (cur !== undefined && Number.isFinite(ys[d.stepIndex])) {
-      ctx.strokeStyle = t.text;
-      ctx.lineWidth = 2;
-      ctx.strokeRect(L.sx(cur) - 6, L.sy(ys[d.stepIndex]) - 6, 12, 12);
-    }
-    return n;
   }
 
   private drawChartOverlay(): void {
     const ctx = this.chart.ctx(1);
-    const d = this.data;
-    if (!d || !this.traj || this.trajHover < 0) {
+    const p = this.painter;
+    if (!p || !this.traj || this.trajHover < 0) {
       this.chart.root.dataset.hover = '';
       return;
     }
-    const i = this.trajHover;
-    const ys = this.series(this.traj[0], this.traj[1]);
-    const x = this.C.sx(d.steps[i]);
-    const y = this.C.sy(ys[i]);
-    ctx.strokeStyle = this.theme.text;
-    ctx.lineWidth = 1.5;
-    ctx.strokeRect(x - 5, y - 5, 10, 10);
-    const text = `step ${d.steps[i]}: ${formatValue(ys[i])}`;
-    ctx.font = '12px Roboto, Arial, sans-serif';
-    ctx.fillStyle = this.theme.text;
-    ctx.textBaseline = 'bottom';
-    ctx.textAlign = x > this.C.x + this.C.w / 2 ? 'right' : 'left';
-    ctx.fillText(text, x + (ctx.textAlign === 'right' ? -8 : 8), y - 6);
-    this.chart.root.dataset.hover = String(d.steps[i]);
+    const text = p.paintChartHover(ctx, this.traj, this.trajHover);
+    this.chart.root.dataset.hover = String(p.data.steps[this.trajHover]);
     this.chart.top.title = `${text} · click to open L${this.traj[0]} H${this.traj[1]} at this step`;
   }
 
   private drawDivMap(): void {
-    const d = this.data;
-    if (!d) return;
+    const p = this.painter;
+    if (!p) return;
     const ctx = this.divMap.ctx(0);
     this.divMap.ctx(1);
-    if (!d.divergence || !this.divImage || !this.showDivMap) {
-      this.divMap.root.dataset.cells = '0';
-      return;
-    }
-    this.divMap.root.dataset.cells = String(this.paintDivMap(ctx));
-  }
-
-  private paintDivMap(ctx: Ctx): number {
-    const d = this.data!;
-    const t = this.theme;
-    const dv = d.divergence!;
-    const cells = drawGridImage(ctx, this.D, this.divImage!, dv.values, nanColors(t));
-    drawIndexLabels(ctx, this.D, {rowLabel: String, colLabel: String, color: t.text, font: '10px Roboto, Arial, sans-serif', colTitle: `JS divergence, step ${d.divSteps?.[0]} → ${d.divSteps?.[1]}`});
-    drawLegend(ctx, DIV_RAMP, this.D.x, this.D.y + gridHeight(this.D) + 10, Math.min(200, Math.max(100, gridWidth(this.D))), 10, ['0', formatValue(d.divMax)], t.text, d.divUnit);
-    const top = d.ranking[0];
-    if (top) outlineCell(ctx, this.D, top.layer, top.head, t.text, 1.5);
-    return cells;
+    this.divMap.root.dataset.cells = String(this.showDivMap ? p.paintDivMap(ctx) : 0);
   }
 
   exportSize(): {width: number; height: number} {
-    const divW = this.showDivMap && this.data?.divergence ? this.divMap.width + 24 : 0;
-    return {width: this.heat.width + 24 + CHART_W + divW, height: Math.max(this.heat.height, CHART_H, this.divMap.height)};
+    return this.painter?.exportSize(this.showDivMap) ?? {width: 1, height: 1};
   }
 
   paint(ctx: Ctx): void {
-    if (!this.data) return;
-    this.paintHeat(ctx);
-    ctx.save();
-    ctx.translate(this.heat.width + 24, 0);
-    this.paintChart(ctx);
-    ctx.restore();
-    if (this.showDivMap && this.data.divergence) {
-      ctx.save();
-      ctx.translate(this.heat.width + 24 + CHART_W + 24, 0);
-      this.paintDivMap(ctx);
-      ctx.restore();
-    }
+    this.painter?.paint(ctx, this.traj, this.logX, this.showDivMap);
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -539,7 +357,7 @@ export class TrainingView implements ViewBase {
 
   private onHeatMove(e: MouseEvent): void {
     const p = this.heat.toContent(e);
-    const c = cellAt(this.G, p.x, p.y);
+    const c = this.painter ? cellAt(this.painter.layout.G, p.x, p.y) : null;
     this.heat.top.style.cursor = c ? 'pointer' : 'default';
     if (!c) this.heat.top.title = '';
     this.setHover(c ? [c.row, c.col] : null);
@@ -553,7 +371,7 @@ export class TrainingView implements ViewBase {
 
   private onHeatClick(e: MouseEvent): void {
     const p = this.heat.toContent(e);
-    const c = cellAt(this.G, p.x, p.y);
+    const c = this.painter ? cellAt(this.painter.layout.G, p.x, p.y) : null;
     const d = this.data;
     if (!c || !d) return;
     this.open(c.row, c.col, d.steps[d.stepIndex], e);
@@ -563,7 +381,7 @@ export class TrainingView implements ViewBase {
     const d = this.data;
     if (!d || !this.traj) return -1;
     const p = this.chart.toContent(e);
-    return nearestPoint(this.C, d.steps, this.series(this.traj[0], this.traj[1]), p.x, p.y);
+    return this.painter ? nearestPoint(this.painter.layout.C, d.steps, this.painter.series(this.traj[0], this.traj[1]), p.x, p.y) : -1;
   }
 
   private onChartMove(e: MouseEvent): void {
@@ -585,7 +403,7 @@ export class TrainingView implements ViewBase {
     const d = this.data;
     if (!d?.divergence) return;
     const p = this.divMap.toContent(e);
-    const c = cellAt(this.D, p.x, p.y);
+    const c = this.painter ? cellAt(this.painter.layout.D, p.x, p.y) : null;
     this.divMap.top.style.cursor = c ? 'pointer' : 'default';
     this.divMap.top.title = c ? `L${c.row} H${c.col}: ${formatValue(d.divergence.values[c.row * d.divergence.heads + c.col])} ${d.divUnit}` : '';
   }
@@ -594,7 +412,7 @@ export class TrainingView implements ViewBase {
     const d = this.data;
     if (!d?.divergence) return;
     const p = this.divMap.toContent(e);
-    const c = cellAt(this.D, p.x, p.y);
+    const c = this.painter ? cellAt(this.painter.layout.D, p.x, p.y) : null;
     if (c) this.open(c.row, c.col, d.divSteps?.[1], e);
   }
 }
