@@ -183,6 +183,14 @@ def _empty_capture():
     return dict(attention=AttentionCapture(_torch().nn.Linear(2, 2)))
 
 
+def _info_not_json():
+    _torch()
+    from tensorboard_plugin_attention.capture import ExampleAttention, LayerArrays
+
+    layers = [LayerArrays(a[0], None, None, {"scaling": object()}) for a in GOOD]
+    return dict(attention=ExampleAttention({"encoder": layers}, {}))
+
+
 # Inputs that used to pass the checks and then fail in the writer thread (or with another exception type).
 BAD_LATE = {
     "step 2**63": (lambda: dict(step=2**63), "step"),
@@ -201,6 +209,7 @@ BAD_LATE = {
     "batch_index 1.5": (lambda: dict(batch_index=1.5), "batch_index"),
     "meta tensors": (_meta_attention, "meta device"),
     "empty capture": (_empty_capture, "no forward pass"),
+    "layer info not JSON": (_info_not_json, "layer info 'scaling'"),
 }
 
 
