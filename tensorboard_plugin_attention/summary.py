@@ -416,6 +416,7 @@ def _new_asset_name() -> str:
 # --------------------------------------------------------------------------- steps going backwards
 _RECORD_HEAD = struct.Struct("<QI")  # TFRecord: length, masked CRC of the length; then data, masked CRC
 _PLUGIN_NAME_BYTES = PLUGIN_NAME.encode()
+_SCAN_CHUNK = 1 << 24  # event files are read in pieces: a large run's loss file is never held whole
 
 
 class _StepGuard:
@@ -459,16 +460,28 @@ class _StepGuard:
 
     def _scan_file(self, path: str) -> None:
         offset = self._offsets.get(path, 0)
+        name = os.path.basename(path)
+        buf = b""
         with open(path, "rb") as f:
             f.seek(offset)
-            data = f.read()
-        name = os.path.basename(path)
+            while True:
+                chunk = f.read(_SCAN_CHUNK)
+                if not chunk:
+                    break
+                buf += chunk
+                used = self._scan_records(buf, name)
+                offset += used
+                buf = buf[used:]
+        self._offsets[path] = offset  # a record still being appended is read again next time
+
+    def _scan_records(self, data: bytes, name: str) -> int:
+        """Note the attention records among the complete TFRecords in ``data``; returns the bytes consumed."""
         pos = 0
         while pos + _RECORD_HEAD.size <= len(data):
             n, _ = _RECORD_HEAD.unpack_from(data, pos)
             end = pos + _RECORD_HEAD.size + n + 4
             if end > len(data):
-                break  # the writer is still appending this record
+                break
             body = data[pos + _RECORD_HEAD.size: end - 4]
             pos = end
             if _PLUGIN_NAME_BYTES not in body:  # cheap: only events of our plugin are parsed
@@ -481,7 +494,7 @@ class _StepGuard:
                 if value.metadata.plugin_data.plugin_name == PLUGIN_NAME:
                     self._note(value.tag, name, event.step)
                     self.steps.setdefault(value.tag, set()).add(event.step)
-        self._offsets[path] = offset + pos
+        return pos
 
     def check(self, index_tag: str, step: int) -> None:
         """Note that ``step`` of ``index_tag`` (``<tag>/<example>``) is about to be written by this writer;

@@ -373,9 +373,12 @@ def _max_steps(guard):
     return {tag: max(r[1] for r in files.values()) for tag, files in guard.scan().items()}
 
 
-def test_step_guard_reads_only_what_was_appended_and_skips_a_torn_tail(tmp_path):
+@pytest.mark.parametrize("chunk", [7, 1 << 24])
+def test_step_guard_reads_only_what_was_appended_and_skips_a_torn_tail(tmp_path, monkeypatch, chunk):
+    from tensorboard_plugin_attention import summary
     from tensorboard_plugin_attention.summary import _StepGuard
 
+    monkeypatch.setattr(summary, "_SCAN_CHUNK", chunk)  # records cut across reads are put together
     run = str(tmp_path)
     guard = _StepGuard(run)
     assert _max_steps(guard) == {}
