@@ -14,6 +14,7 @@ interaction must change them, not merely not fail.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 
 from browser_util import (ROOT, PageWatch, canvas_digest, chromium_path, dataset, hover_token, launch, open_tab,
-                          wait_attr, wait_idle, wait_ready)
+                          plugin_frame, wait_attr, wait_idle, wait_ready)
 from conftest import TensorBoardProcess
 
 pytestmark = pytest.mark.browser
@@ -364,4 +365,134 @@ def test_2048_tokens_head_view_renders_and_answers_hover(page, servers, long_log
     assert 0 < drawn != int(d["linesRest"])
     hover_token(frame, HEAD, 20, "right")
     wait_attr(frame, HEAD, "data-hover", lambda v: v == "right:20")
+    watch.check()
+
+
+# ------------------------------------------------------------------ live logdirs: reloads, re-logged steps
+def _settings_script(period_ms: int = 5000) -> str:
+    """TensorBoard's stored settings (auto-reload on, a short period), set before its page loads."""
+    return ("localStorage.setItem('_tb_global_settings', JSON.stringify("
+            f"{{autoReload: true, autoReloadPeriodInMs: {period_ms}}}));")
+
+
+def _listed(tb: TensorBoardProcess, run: str) -> dict:
+    """The index entry of ``run``'s only example (``{}`` while not listed)."""
+    for r in tb.plugin("index").json()["runs"]:
+        if r["run"] == run:
+            return r["tags"][0]["examples"][0]
+    return {}
+
+
+def test_open_tab_follows_auto_reload_and_shows_a_relogged_step(page, tmp_path):
+    """Issue 10, defects 8 and 9: without any click or page reload, the open tab picks up (a) step 0 logged
+    again with other attention (the arrays are cached per /index revision: before, the tab kept drawing the
+    first write's lines) and (b) a new checkpoint (the tab polls /index at TensorBoard's auto-reload period:
+    before, only TensorBoard's reload button reached it)."""
+    from tensorboard_plugin_attention.summary import AttentionWriter, log_attention
+
+    pg, watch = page
+    tokens = ["[CLS]", "a", "b", "c", "d", "[SEP]"]
+    n = len(tokens)
+    sharp = [np.tile(np.eye(n, dtype=np.float32), (2, 1, 1)) for _ in range(2)]  # 2 layers x (2 heads, n, n)
+    flat = [np.full((2, n, n), 1.0 / n, dtype=np.float32) for _ in range(2)]
+    run = tmp_path / "live"
+    with AttentionWriter(str(run)) as w:
+        log_attention(w, "probes", sharp, tokens, 0, metric_scalars=False)
+    tb = TensorBoardProcess(str(tmp_path), "--load_fast=false", "--reload_interval=1").start(90)
+    try:
+        tb.wait_for(lambda: _listed(tb, "live").get("steps") == [0], timeout=90, what="step 0 listed")
+        first_rev = _listed(tb, "live")["revisions"]
+        pg.context.add_init_script(_settings_script())
+        frame = open_tab(pg, tb.url, {"run": "live"})
+        assert dataset(frame, HEAD)["linesRest"] == str(2 * n)  # one line per token and head
+        before = canvas_digest(frame, HEAD)
+
+        with AttentionWriter(str(run)) as w:  # the same step again: the latest write wins
+            log_attention(w, "probes", flat, tokens, 0, metric_scalars=False)
+        tb.wait_for(lambda: _listed(tb, "live").get("revisions") not in (None, first_rev), timeout=60,
+                    what="a new revision of step 0")
+        wait_attr(frame, HEAD, "data-lines-rest", lambda v: v == str(2 * n * n), timeout=40_000,
+                  what="(the re-logged uniform attention drawn)")
+        assert canvas_digest(frame, HEAD)["hash"] != before["hash"]
+        assert int(frame.get_attribute(ROOT, "data-polls") or 0) >= 1
+
+        with AttentionWriter(str(run)) as w:  # a new checkpoint: the tab (showing "latest") moves to it
+            log_attention(w, "probes", sharp, tokens, 1, metric_scalars=False)
+        frame.locator('[data-testid="step-label"]').filter(has_text="1 (2/2)").wait_for(timeout=40_000)
+        wait_attr(frame, HEAD, "data-lines-rest", lambda v: v == str(2 * n), what="(step 1 drawn)")
+        assert "p.attention.step" not in pg.url
+    finally:
+        tb.stop()
+    watch.check()
+
+
+def test_newer_version_records_say_upgrade_the_plugin(page, tmp_path):
+    """Issue 10, defect 6: a logdir whose only records are of a newer format says "upgrade the plugin" (it
+    said "No attention data in this logdir yet"); once readable records appear beside them, the tab draws
+    those and keeps a small note about the others."""
+    from conftest import write_attention_run, write_index_record
+    from tensorboard_plugin_attention import format as fmt
+
+    pg, watch = page
+    payload = fmt.encode_index({"version": 99, "tag": "probes", "example": "v99", "step": 0,
+                                "asset": {"file": "future.attn", "offset": 0, "length": 1}})
+    write_index_record(tmp_path / "future", "probes", "v99", 0, payload,
+                       json.dumps({"version": 99, "tag": "probes", "example": "v99"}).encode())
+    tb = TensorBoardProcess(str(tmp_path), "--load_fast=false", "--reload_interval=1").start(90)
+    try:
+        tb.wait_for(lambda: any(u["newer_version"] for u in tb.plugin("index").json().get("unreadable", [])),
+                    timeout=90, what="/index to report the newer record")
+        pg.context.add_init_script(_settings_script())
+        pg.goto(tb.url + "/#attention")
+        frame = plugin_frame(pg)
+        frame.wait_for_selector(f'{ROOT}[data-state="empty"]', timeout=90_000)
+        empty = frame.locator('[data-testid="empty"]')
+        assert empty.get_attribute("data-reason") == "upgrade"
+        text = empty.text_content()
+        assert "newer version of tensorboard-plugin-attention" in text, text
+        assert "pip install -U tensorboard-plugin-attention" in text, text
+        assert "No attention data" not in text
+
+        write_attention_run(str(tmp_path / "now"), steps=(0,), layers=1, heads=2, tokens=5)
+        frame.wait_for_selector(f'{ROOT}[data-state="ready"]', timeout=60_000)  # the next poll finds it
+        notice = frame.locator('[data-testid="unreadable-notice"]')
+        assert notice.is_visible()
+        assert "upgrade the plugin" in notice.text_content()
+        assert "future / probes/v99" in notice.text_content()
+        assert int(dataset(frame, HEAD)["linesRest"]) > 0
+    finally:
+        tb.stop()
+    watch.check()
+
+
+def test_rollout_error_leaves_no_previous_drawing(page, tmp_path):
+    """Issue 10, defect 9: switching the rollout view to a kind it cannot show (cross-attention) shows the
+    error alone (the previous rollout stayed drawn under the banner)."""
+    from tensorboard_plugin_attention.summary import AttentionWriter, log_attention
+
+    pg, watch = page
+    enc = ["▁a", "▁b", "▁c", "</s>"]
+    dec = ["<pad>", "▁x", "▁y"]
+    rng = np.random.default_rng(3)
+    att = {"encoder": [rng.dirichlet(np.ones(4), size=(2, 4)).astype(np.float32)],
+           "decoder": [rng.dirichlet(np.ones(3), size=(2, 3)).astype(np.float32)],
+           "cross": [rng.dirichlet(np.ones(4), size=(2, 3)).astype(np.float32)]}
+    with AttentionWriter(str(tmp_path / "t5")) as w:
+        log_attention(w, "probes", att, enc, 0, decoder_tokens=dec, metric_scalars=False)
+    tb = TensorBoardProcess(str(tmp_path), "--load_fast=false").start(90)
+    try:
+        tb.wait_for(lambda: _listed(tb, "t5").get("steps") == [0], timeout=90, what="t5 listed")
+        frame = open_tab(pg, tb.url, {"view": "rollout", "kind": "encoder"})
+        wait_attr(frame, '[data-testid="rollout-canvas"]', "data-cells", lambda v: v == "16", what="(rollout drawn)")
+        frame.locator('[data-testid="kind-select"]').select_option("cross")
+        frame.wait_for_selector(f'{ROOT}[data-state="error"]')
+        assert "self-attention" in frame.locator('[data-testid="error"]').text_content()
+        assert frame.locator('[data-testid="rollout-view"]').count() == 0
+        assert frame.locator('[data-testid="main"] canvas').count() == 0
+        frame.locator('[data-testid="kind-select"]').select_option("decoder")  # and back to a drawing
+        wait_idle(frame)
+        wait_attr(frame, '[data-testid="rollout-canvas"]', "data-cells", lambda v: v == "9", what="(decoder rollout)")
+        assert frame.locator('[data-testid="error"]').is_hidden()
+    finally:
+        tb.stop()
     watch.check()

@@ -11,6 +11,8 @@ import {
   decodeRollout,
   formatResidual,
   halfToFloat,
+  headerProblem,
+  revisionsOf,
   makeLut,
   parseShape,
 } from '../src/api';
@@ -227,5 +229,102 @@ describe('rollout, metrics and divergence', () => {
     const src = new HttpSource(new URL('http://h/data/plugin/attention/'), fn);
     await expect(src.metrics({run: 'r', tag: 't', example: '0'})).rejects.toThrow(/malformed/);
     await expect(src.divergence({run: 'r', tag: 't', example: '0'}, 'encoder', 0, 1)).rejects.toThrow(/malformed/);
+  });
+});
+
+describe('re-logged steps (revisions in /index)', () => {
+  const header = {version: 2, tag: 't', example: '0', step: 5, sequences: {input: ['a', 'b']}, sentence_b_start: null, kinds: {}};
+  const indexWith = (revs: string[] | undefined, steps = [5, 6]) => ({
+    version: 1,
+    codec: {name: 'log8', lut: LUT},
+    runs: [{run: 'r', tags: [{tag: 't', examples: [{example: '0', steps, qk_steps: [], header, ...(revs ? {revisions: revs} : {})}]}]}],
+  });
+  it('reads a revision per step, and none (all empty) from older backends', () => {
+    expect([...revisionsOf(indexWith(['a', 'b'])).values()]).toEqual(['a', 'b']);
+    expect([...revisionsOf(indexWith(undefined)).values()]).toEqual(['', '']);
+  });
+  it('serves the new arrays after a reload that changed the step’s revision, the cached ones otherwise', async () => {
+    let revs = ['r1', 'x'];
+    let code = 255;
+    const {fn, calls} = fakeFetch({
+      index: () => new Response(JSON.stringify(indexWith(revs))),
+      attention: () => new Response(Uint8Array.from([code, 0, 0, code]), {headers: {'X-Attention-Shape': '1,2,2'}}),
+      overview: () => new Response(Uint8Array.from([code, 0, 0, code]), {headers: {'X-Attention-Shape': '1,1,2,2'}}),
+    });
+    const src = new HttpSource(new URL('http://h/data/plugin/attention/'), fn);
+    await src.index();
+    const ref = {run: 'r', tag: 't', example: '0', step: 5};
+    const other = {...ref, step: 6};
+    expect(Array.from((await src.attention(ref, 'encoder', 0)).head(0))).toEqual([1, 0, 0, 1]);
+    await src.overview(other, 'encoder');
+    const n = () => calls.filter((c) => !c.includes('/index')).length;
+    expect(n()).toBe(2);
+    // same revisions: nothing refetched
+    await src.index(true);
+    await src.attention(ref, 'encoder', 0);
+    await src.overview(other, 'encoder');
+    expect(n()).toBe(2);
+    // step 5 logged again: a new revision, new arrays; step 6 untouched stays cached
+    revs = ['r2', 'x'];
+    code = 51;
+    await src.index(true);
+    expect(Array.from((await src.attention(ref, 'encoder', 0)).head(0))).toEqual([0.2, 0, 0, 0.2].map(Math.fround));
+    await src.overview(other, 'encoder');
+    expect(n()).toBe(3);
+  });
+  it('drops a pending result of a record whose revision changed meanwhile', async () => {
+    let revs = ['r1', 'x'];
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const {fn, calls} = fakeFetch({
+      index: () => new Response(JSON.stringify(indexWith(revs))),
+      header: () => new Response(JSON.stringify(header)),
+    });
+    const slow = async (u: string) => {
+      if (u.includes('/header')) await gate;
+      return fn(u);
+    };
+    const src = new HttpSource(new URL('http://h/data/plugin/attention/'), slow);
+    await src.index();
+    const ref = {run: 'r', tag: 't', example: '0', step: 5};
+    const first = src.header(ref);
+    revs = ['r2', 'x'];
+    await src.index(true);
+    release();
+    await first;
+    await src.header(ref);
+    expect(calls.filter((c) => c.includes('/header'))).toHaveLength(2);
+  });
+  it('the LRU keeps only what passes retain', async () => {
+    const c = new LruCache<number, string>(1000, () => 1);
+    await c.get('a', async () => 1, 'keep');
+    await c.get('b', async () => 2, 'drop');
+    c.retain((tag) => tag === 'keep');
+    expect([c.size, c.bytes]).toEqual([1, 1]);
+  });
+});
+
+describe('record headers with absurd counts', () => {
+  const ok = {
+    version: 2,
+    tag: 't',
+    example: '0',
+    step: 0,
+    sequences: {input: ['a', 'b', 'c']},
+    sentence_b_start: null,
+    kinds: {encoder: {query: 'input', key: 'input', layers: 12, heads: 12, q_len: 3, k_len: 3, head_dim: 64, has_qk: false, overview_shape: [3, 3] as [number, number], layer_info: []}},
+  };
+  it('accepts a real one and refuses counts that would freeze the tab', () => {
+    expect(headerProblem(ok)).toBeNull();
+    const withKind = (patch: object) => ({...ok, kinds: {encoder: {...ok.kinds.encoder, ...patch}}});
+    expect(headerProblem(withKind({layers: 10 ** 9}))).toMatch(/1000000000 layers/);
+    expect(headerProblem(withKind({heads: 1e6}))).toMatch(/heads/);
+    expect(headerProblem(withKind({layers: 1.5}))).toMatch(/layers/);
+    expect(headerProblem(withKind({layers: '12'}))).toMatch(/layers/);
+    expect(headerProblem(withKind({q_len: 2 ** 40}))).toMatch(/query tokens/);
+    expect(headerProblem(withKind({head_dim: 2 ** 30}))).toMatch(/head size/);
+    expect(headerProblem(withKind({overview_shape: [1e9, 3]}))).toMatch(/overview/);
+    expect(headerProblem(withKind({key: 'nope'}))).toMatch(/key sequence/);
+    expect(headerProblem({...ok, sequences: {input: 'abc'}} as never)).toMatch(/token list/);
   });
 });
