@@ -58,6 +58,11 @@ export interface Selection {
   /** Attention rollout: weight of the identity (residual) and how heads are fused. */
   residual: number;
   fusion: Fusion;
+  /**
+   * Our URL keys this file does not know, as they were: a view's own state (a view added later keeps its
+   * keys here, read and written by its spec, without a change to this file).
+   */
+  extra: Readonly<Record<string, string>>;
 }
 
 export const DEFAULT_SELECTION: Readonly<Selection> = Object.freeze({
@@ -90,11 +95,19 @@ export const DEFAULT_SELECTION: Readonly<Selection> = Object.freeze({
   openIn: 'head',
   residual: 0.5,
   fusion: 'mean',
+  extra: Object.freeze({}),
 }) as Selection;
 
 export function defaultSelection(): Selection {
-  return {...DEFAULT_SELECTION};
+  return {...DEFAULT_SELECTION, extra: {}};
 }
+
+/** The keys this file reads and writes (`extra` holds the others). */
+export const KNOWN_KEYS: ReadonlySet<string> = new Set(
+  'run tag example step kind view layer heads filter hide merge topk crun cstep cmode mlayers mheads detail thumbs nhead q collapsed metric sa sb logx open residual fusion'.split(' '),
+);
+const EXTRA_KEY = /^[a-z][a-z0-9_]{0,31}$/;
+const MAX_EXTRA = 32;
 
 // ---------------------------------------------------------------------------------------------------------
 // Integer lists as compact ranges: [0,1,2,3,7] <-> "0-3,7".
@@ -169,6 +182,7 @@ export function toParams(sel: Selection): [string, string][] {
   if (sel.openIn !== d.openIn) put('open', sel.openIn);
   if (sel.residual !== d.residual) put('residual', String(sel.residual));
   if (sel.fusion !== d.fusion) put('fusion', sel.fusion);
+  for (const [k, v] of Object.entries(sel.extra ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) if (!KNOWN_KEYS.has(k) && EXTRA_KEY.test(k)) put(k, v);
   return out;
 }
 
@@ -219,6 +233,12 @@ export function fromParams(params: ReadonlyMap<string, string>): Selection {
   if (res !== undefined && /^(?:0(?:\.\d{1,3})?|1(?:\.0{1,3})?|\.\d{1,3})$/.test(res)) s.residual = Number(res);
   const fusion = g('fusion');
   if (fusion && (FUSIONS as readonly string[]).includes(fusion)) s.fusion = fusion as Fusion;
+  const extra: Record<string, string> = {};
+  for (const [k, v] of params) {
+    if (KNOWN_KEYS.has(k) || !EXTRA_KEY.test(k) || v.length > 1000 || Object.keys(extra).length >= MAX_EXTRA) continue;
+    extra[k] = v;
+  }
+  s.extra = extra;
   return s;
 }
 

@@ -84,6 +84,15 @@ describe('selection ↔ URL', () => {
     const t = readSelectionFromHash('#p.attention.view=training&p.attention.metric=evil&p.attention.fusion=sum&p.attention.open=x&p.attention.sb=1.5');
     expect([t.view, t.metric, t.fusion, t.openIn, t.divB]).toEqual(['training', 'entropy', 'mean', 'head', null]);
   });
+  it('keeps our keys it does not know (a view’s own) as they were, and writes them back', () => {
+    const s = readSelectionFromHash('#attention&p.attention.view=head&p.attention.zoom=2.5&p.attention.Bad-Key=1&p.attention.layer=1&other.key=3');
+    expect(s.extra).toEqual({zoom: '2.5'});
+    expect(s.layer).toBe(1);
+    const out = writeSelectionToHash('#attention&other.key=3', {...s, extra: {...s.extra, band: '0-9'}});
+    expect(out).toBe('attention&other.key=3&p.attention.layer=1&p.attention.band=0-9&p.attention.zoom=2.5');
+    expect(defaultSelection().extra).toEqual({});
+    expect(defaultSelection().extra).not.toBe(defaultSelection().extra);
+  });
   it('encodes integer lists as ranges', () => {
     expect(encodeIntList([7, 0, 1, 2, 3, 3, 9, 10])).toBe('0-3,7,9-10');
     expect(decodeIntList('0-3,7,9-10')).toEqual([0, 1, 2, 3, 7, 9, 10]);
