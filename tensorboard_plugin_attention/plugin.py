@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import mimetypes
 import os
+import weakref
 import zlib
 from typing import Any, Callable, Optional
 
@@ -29,7 +30,7 @@ from . import format as fmt
 from . import http_io as web
 from . import metrics as metrics_mod
 from .metadata import FORMAT_VERSION, PLUGIN_NAME
-from .reader import DATA_ERRORS, LRU, IndexCache, IndexEntry, RecordStore, RunDirs, warn_once
+from .reader import DATA_ERRORS, LRU, IndexCache, IndexEntry, RecordStore, RunDirs, RunIndex, warn_once
 
 DEFAULT_CACHE_MB = 256
 # Version of the HTTP API (docs/http-api.md) that /index announces to the frontend; it changes only when the
@@ -188,7 +189,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         self._rollouts = LRU((cache_mb << 20) // DERIVED_CACHE_FRACTION)  # rollout codes, by bytes
         self._divergences = LRU(DIVERGENCE_CACHE_ITEMS if cache_mb else 0)  # by items
         self._index = IndexCache(self._data_provider)
-        self._run_jsons = LRU(256)  # id(RunIndex) -> (RunIndex, its /index "tags" list)
+        self._run_jsons: "weakref.WeakKeyDictionary[RunIndex, list]" = weakref.WeakKeyDictionary()  # /index "tags"
         self._static_root = os.path.realpath(STATIC_DIR)
 
     # ---- TBPlugin
@@ -291,13 +292,12 @@ class AttentionPlugin(base_plugin.TBPlugin):
                            for run in sorted(runs) for u in runs[run].unreadable],
         }
 
-    def _run_json(self, ri: Any) -> list:
-        """``_run_json`` of a run, built once per snapshot of it (RunIndex objects are replaced, not changed)."""
-        cached = self._run_jsons.get(id(ri))
-        if cached is None or cached[0] is not ri:
-            cached = (ri, _run_json(ri.examples))
-            self._run_jsons.put(id(ri), cached)
-        return cached[1]
+    def _run_json(self, ri: RunIndex) -> list:
+        """``_run_json`` of a run, built once per RunIndex (they are replaced, never changed) and dropped with it."""
+        listing = self._run_jsons.get(ri)
+        if listing is None:
+            listing = self._run_jsons[ri] = _run_json(ri.examples)
+        return listing
 
     def header_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int) -> dict:
         return _public_header(self.entry(ctx, experiment, run, tag, example, step).index)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -134,7 +135,7 @@ def list_index(data_provider: Any, ctx: Any, experiment_id: str = "", run: Optio
 
 
 # ---------------------------------------------------------------------------------------------- index
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: snapshots share them, caches key by them
 class RunIndex:
     """One run's readable records (a step logged twice: the latest write wins) and what was skipped."""
 
@@ -168,13 +169,16 @@ class IndexCache:
     (max step, max wall time or metadata of any tag), and not asked again within ``ttl`` seconds.
 
     Snapshots are kept per experiment id for at most ``MAX_EXPERIMENTS`` ids (least recently used first
-    out): any client can name an id, so memory must not grow with them.
+    out): any client can name an id, so memory must not grow with them. Runs are keyed by what the data
+    provider says of them, not by the id: snapshots whose provider listing of a run is the same share one
+    ``RunIndex`` (TensorBoard's local providers ignore experiment ids, so there is one copy in all).
     """
 
     def __init__(self, data_provider: Any, ttl: float = INDEX_TTL_S, max_experiments: int = MAX_EXPERIMENTS):
         self._provider = data_provider
         self._ttl = ttl
         self._snapshots = LRU(max_experiments)  # experiment id -> (monotonic time, {run: RunIndex})
+        self._shared: "weakref.WeakValueDictionary[tuple, RunIndex]" = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 
     def get(self, ctx: Any, experiment_id: str = "", *, fresh: bool = False) -> dict:
@@ -192,13 +196,15 @@ class IndexCache:
             for run, tags in listing.items():
                 key = frozenset((t, ts.max_step, ts.max_wall_time, ts.plugin_content) for t, ts in tags.items())
                 prev = old.get(run)
+                if prev is None or prev.key != key:
+                    prev = self._shared.get((run, key))  # read already for another experiment id
                 if prev is not None and prev.key == key:
                     runs[run] = prev
                     continue
                 unreadable: list = []
                 entries = latest_entries(e for e in list_index(self._provider, ctx, experiment_id, run=run,
                                                                unreadable=unreadable) if e.run == run)
-                runs[run] = RunIndex(key, entries, _by_example(entries), unreadable)
+                runs[run] = self._shared[(run, key)] = RunIndex(key, entries, _by_example(entries), unreadable)
             self._snapshots.put(experiment_id, (time.monotonic(), runs))
             return runs
 

@@ -1107,6 +1107,11 @@ def test_experiment_ids_do_not_grow_memory(logged):
         resp = a.raw(f"/experiment/exp{i}{PREFIX}/index")
         assert resp.status_code == 200 and len(body_json(resp)["runs"]) == 2
     assert len(a.plugin._index._snapshots._items) == reader.MAX_EXPERIMENTS < 60
+    # and every snapshot shares the runs' index (the local providers ignore experiment ids): one copy
+    for run in ("run1", "run2"):
+        snapshots = [value[1] for value, _cost in a.plugin._index._snapshots._items.values()]
+        assert len({id(runs[run]) for runs in snapshots}) == 1
+    assert len(a.plugin._run_jsons) == 2
 
 
 def test_concurrent_first_reads_of_a_layer_decode_it_once(logged, monkeypatch):
