@@ -1,7 +1,7 @@
 // The shell: loads the index and the selected records, keeps the selection valid and in the URL, lays out
-// the toolbar and the panes, plays through steps and exports. It knows views only through the registry
-// (views/registry.ts): each view's spec says its label, its controls, its comparison modes and how it
-// loads and draws. Views know nothing about HTTP; the data source nothing about pixels.
+// the panes, says what cannot be shown, plays through steps and exports (the toolbar is toolbar.ts). It
+// knows views only through the registry (views/registry.ts): each view's spec says its label, controls,
+// comparison modes and how it loads and draws. Views know nothing about HTTP; the data source no pixels.
 import {headerProblem} from './api';
 import {kindInfo} from './axes';
 import {renderToCanvas} from './draw/canvas';
@@ -10,12 +10,13 @@ import {SvgContext, type Ctx} from './draw/ctx';
 import type {Host} from './host';
 import {latestStep, resolveStep, stepKey} from './math';
 import {readSelectionFromHash, writeSelectionToHash, type CompareMode, type Selection} from './state';
-import {SENTENCE_FILTER_LABELS, SENTENCE_FILTERS, type SentenceFilter} from './tokens';
-import {KINDS, type DataSource, type IndexExample, type IndexResponse, type Kind, type RecordRef} from './types';
+import {findExample, Toolbar} from './toolbar';
+import {KINDS, type DataSource, type IndexExample, type IndexResponse, type RecordRef} from './types';
 import {clear, el, type ViewBase} from './views/common';
-import {VIEW_SPECS, viewSpec} from './views/registry';
-import type {Control, Loaded, ViewHost, ViewSpec} from './views/spec';
+import {viewSpec} from './views/registry';
+import type {Loaded, ViewHost, ViewSpec} from './views/spec';
 
+/** The /index `version` (the HTTP API's, docs/http-api.md) this frontend reads. */
 export const SUPPORTED_FORMAT_VERSION = 1;
 const UPGRADE = 'pip install -U tensorboard-plugin-attention';
 
@@ -25,32 +26,9 @@ export interface AppOptions {
   root: HTMLElement;
 }
 
-type Opt = [value: string, label: string];
-
-function setOptions(sel: HTMLSelectElement, options: Opt[], value: string): void {
-  const sig = JSON.stringify(options);
-  if (sel.dataset.sig !== sig) {
-    clear(sel);
-    for (const [v, label] of options) sel.appendChild(el('option', {value: v, text: label}));
-    sel.dataset.sig = sig;
-  }
-  sel.value = value;
-  sel.disabled = options.length <= 1 && sel.dataset.keepEnabled !== '1';
-}
-
-function labelled(label: string, control: HTMLElement, testid?: string): HTMLElement {
-  return el('label', {class: 'ctl', 'data-testid': testid}, el('span', {class: 'ctl-label', text: label}), control);
-}
-
-function findExample(index: IndexResponse, run: string, tag: string, example: string): IndexExample | undefined {
-  return index.runs.find((r) => r.run === run)?.tags.find((t) => t.tag === tag)?.examples.find((e) => e.example === example);
-}
-
 function safeName(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60);
 }
-
-const COMPARE_LABELS: Record<CompareMode, string> = {side: 'side by side', diff: 'difference B − A'};
 
 export class App {
   private sel: Selection;
@@ -61,19 +39,7 @@ export class App {
   private readonly statusEl: HTMLElement;
   private readonly noticeEl: HTMLElement;
   private readonly errorEl: HTMLElement;
-  private readonly c: Record<string, HTMLSelectElement>;
-  private readonly stepSlider: HTMLInputElement;
-  private readonly stepLabel: HTMLElement;
-  private readonly playBtn: HTMLButtonElement;
-  private readonly hideSpecial: HTMLInputElement;
-  private readonly merge: HTMLInputElement;
-  private readonly topk: HTMLInputElement;
-  private readonly viewBtns = new Map<string, HTMLButtonElement>();
-  /** The rows a view may show or hide (its spec's `controls`). */
-  private readonly controlRows: Record<Control, HTMLElement[]>;
-  private readonly cstepRow: HTMLElement;
-  private readonly cmodeRow: HTMLElement;
-  private readonly compareNote: HTMLElement;
+  private readonly toolbar: Toolbar;
   private views: ViewBase[] = [];
   private viewKey = '';
   private gen = 0;
@@ -87,91 +53,28 @@ export class App {
     this.root = o.root;
     this.sel = readSelectionFromHash(o.host.readHash());
     this.theme = o.host.isDark() ? DARK : LIGHT;
-    const sel = (testid: string, title: string) => el('select', {'data-testid': testid, title});
-    this.c = {
-      run: sel('run-select', 'Run'),
-      tag: sel('tag-select', 'Tag'),
-      example: sel('example-select', 'Example'),
-      kind: sel('kind-select', 'Attention kind'),
-      layer: sel('layer-select', 'Layer'),
-      head: sel('neuron-head-select', 'Head (neuron view)'),
-      filter: sel('filter-select', 'Sentence-pair filter'),
-      crun: sel('compare-run', 'Compare with a second run'),
-      cstep: sel('compare-step', 'Step of the second run'),
-      cmode: sel('compare-mode', 'How to compare'),
-    };
-    this.c.crun.dataset.keepEnabled = '1';
-    this.stepSlider = el('input', {type: 'range', min: 0, max: 0, step: 1, value: 0, 'data-testid': 'step-slider', title: 'Checkpoint (step)'});
-    this.stepLabel = el('span', {class: 'step-label', 'data-testid': 'step-label'});
-    this.playBtn = el('button', {type: 'button', class: 'play', 'data-testid': 'play', title: 'Play through the steps', text: '▶'});
-    this.hideSpecial = el('input', {type: 'checkbox', 'data-testid': 'hide-special'});
-    this.merge = el('input', {type: 'checkbox', 'data-testid': 'merge-words'});
-    this.topk = el('input', {type: 'number', min: 0, max: 4096, step: 1, value: 0, class: 'topk', 'data-testid': 'topk', title: 'Lines kept per query token and head at rest (0: all)'});
-    for (const spec of VIEW_SPECS) {
-      const b = el('button', {type: 'button', class: 'view-btn', 'data-testid': `view-${spec.name}`, 'data-view': spec.name, text: spec.label});
-      b.addEventListener('click', () => this.update({view: spec.name}));
-      this.viewBtns.set(spec.name, b);
-    }
-    this.compareNote = el('span', {class: 'hint', 'data-testid': 'compare-unsupported', text: 'Comparison is not available in this view.'});
-    const exportPng = el('button', {type: 'button', 'data-testid': 'export-png', text: 'PNG', title: 'Export the current view as PNG'});
-    const exportSvg = el('button', {type: 'button', 'data-testid': 'export-svg', text: 'SVG', title: 'Export the current view as SVG'});
+    this.toolbar = new Toolbar({
+      change: (patch) => this.update(patch),
+      topk: (k) => {
+        this.sel.topk = k;
+        this.writeUrl();
+        for (const v of this.views) v.setTopk?.(k);
+      },
+      play: () => this.togglePlay(),
+      export: (f) => this.exportView(f),
+    });
     this.statusEl = el('div', {class: 'status', 'data-testid': 'status'});
     this.noticeEl = el('div', {class: 'status notice', 'data-testid': 'unreadable-notice'});
     this.noticeEl.hidden = true;
     this.errorEl = el('div', {class: 'error', 'data-testid': 'error', role: 'alert'});
     this.errorEl.hidden = true;
-    this.cstepRow = labelled('step', this.c.cstep);
-    this.cmodeRow = labelled('mode', this.c.cmode);
-    const tokenOpts = [
-      el('label', {class: 'ctl check'}, this.hideSpecial, el('span', {text: 'hide special tokens'})),
-      el('label', {class: 'ctl check'}, this.merge, el('span', {text: 'merge subwords into words'})),
-    ];
-    this.controlRows = {
-      layer: [labelled('Layer', this.c.layer)],
-      neuronHead: [labelled('Head', this.c.head)],
-      topk: [labelled('Top-k', this.topk)],
-      filter: [labelled('Attention', this.c.filter)],
-      tokens: tokenOpts,
-    };
-    const bar = el(
-      'div',
-      {class: 'controls', 'data-testid': 'controls'},
-      el(
-        'div',
-        {class: 'row'},
-        labelled('Run', this.c.run),
-        labelled('Tag', this.c.tag),
-        labelled('Example', this.c.example),
-        labelled('Kind', this.c.kind),
-        ...this.controlRows.layer,
-        ...this.controlRows.neuronHead,
-        el('div', {class: 'views', role: 'tablist'}, ...this.viewBtns.values()),
-      ),
-      el(
-        'div',
-        {class: 'row'},
-        el('span', {class: 'ctl'}, el('span', {class: 'ctl-label', text: 'Step'}), this.playBtn, this.stepSlider, this.stepLabel),
-        labelled('Compare with', this.c.crun),
-        this.cstepRow,
-        this.cmodeRow,
-        this.compareNote,
-      ),
-      el(
-        'div',
-        {class: 'row'},
-        ...this.controlRows.filter,
-        ...this.controlRows.tokens,
-        ...this.controlRows.topk,
-        el('span', {class: 'ctl export'}, el('span', {class: 'ctl-label', text: 'Export'}), exportPng, exportSvg),
-      ),
-    );
     this.main = el('div', {class: 'main', 'data-testid': 'main'});
     clear(this.root);
     this.root.classList.add('attention-app');
-    this.root.append(bar, this.errorEl, this.noticeEl, this.statusEl, this.main);
+    this.root.append(this.toolbar.el, this.errorEl, this.noticeEl, this.statusEl, this.main);
     this.applyTheme();
 
-    const app = this; // eslint-disable-line @typescript-eslint/no-this-alias
+    const app = this; // the getters below read the live selection and theme
     this.viewHost = {
       source: o.source,
       get sel() {
@@ -192,33 +95,6 @@ export class App {
       redraw: () => void this.renderView(),
     };
 
-    // wiring
-    this.c.run.addEventListener('change', () => this.update({run: this.c.run.value, step: null, compareRun: ''}));
-    this.c.tag.addEventListener('change', () => this.update({tag: this.c.tag.value, step: null}));
-    this.c.example.addEventListener('change', () => this.update({example: this.c.example.value, step: null, query: null}));
-    this.c.kind.addEventListener('change', () => this.update({kind: this.c.kind.value as Kind, detail: null, query: null}));
-    this.c.layer.addEventListener('change', () => this.update({layer: Number(this.c.layer.value)}));
-    this.c.head.addEventListener('change', () => this.update({neuronHead: Number(this.c.head.value)}));
-    this.c.filter.addEventListener('change', () => this.update({filter: this.c.filter.value as SentenceFilter, query: null}));
-    this.c.crun.addEventListener('change', () => this.update({compareRun: this.c.crun.value, compareStep: null}));
-    this.c.cstep.addEventListener('change', () => this.update({compareStep: this.c.cstep.value === '' ? null : Number(this.c.cstep.value)}));
-    this.c.cmode.addEventListener('change', () => this.update({compareMode: this.c.cmode.value as CompareMode}));
-    this.hideSpecial.addEventListener('change', () => this.update({hideSpecial: this.hideSpecial.checked, query: null}));
-    this.merge.addEventListener('change', () => this.update({merge: this.merge.checked, query: null}));
-    this.topk.addEventListener('change', () => {
-      const k = Math.max(0, Math.floor(Number(this.topk.value) || 0));
-      this.sel.topk = k;
-      this.writeUrl();
-      for (const v of this.views) v.setTopk?.(k);
-    });
-    this.stepSlider.addEventListener('input', () => {
-      const steps = this.steps();
-      const s = steps[Number(this.stepSlider.value)];
-      if (s !== undefined) this.update({step: stepKey(steps, s)});
-    });
-    this.playBtn.addEventListener('click', () => this.togglePlay());
-    exportPng.addEventListener('click', () => this.exportView('png'));
-    exportSvg.addEventListener('click', () => this.exportView('svg'));
     o.host.onThemeChange((dark) => {
       this.theme = dark ? DARK : LIGHT;
       this.applyTheme();
@@ -258,7 +134,7 @@ export class App {
       return;
     }
     if (this.index.version > SUPPORTED_FORMAT_VERSION) {
-      this.fail(new Error(`The data is in format version ${this.index.version}; this plugin reads up to ${SUPPORTED_FORMAT_VERSION}. Upgrade tensorboard-plugin-attention (${UPGRADE}).`));
+      this.fail(new Error(`The backend serves API version ${this.index.version}; this page reads up to ${SUPPORTED_FORMAT_VERSION}. Reload the page, or upgrade tensorboard-plugin-attention (${UPGRADE}).`));
       return;
     }
     this.reconcile();
@@ -375,61 +251,9 @@ export class App {
   }
 
   private renderControls(): void {
-    const idx = this.index;
-    if (!idx) return;
-    const s = this.sel;
-    const spec = viewSpec(s.view);
-    const run = idx.runs.find((r) => r.run === s.run);
-    const tag = run?.tags.find((t) => t.tag === s.tag);
-    const ex = tag?.examples.find((e) => e.example === s.example);
-    setOptions(this.c.run, idx.runs.map((r) => [r.run, r.run]), s.run);
-    setOptions(this.c.tag, (run?.tags ?? []).map((t) => [t.tag, t.tag]), s.tag);
-    setOptions(this.c.example, (tag?.examples ?? []).map((e) => [e.example, e.example]), s.example);
-    const header = ex?.header;
-    const kinds = header ? KINDS.filter((k) => header.kinds[k]) : [];
-    setOptions(this.c.kind, kinds.map((k) => [k, k]), s.kind ?? '');
-    const info = header && s.kind ? header.kinds[s.kind] : undefined;
-    // a record claiming absurd counts is refused when loaded; its selectors stay small meanwhile
-    const nums = (n: number): Opt[] => Array.from({length: Math.min(Number.isSafeInteger(n) ? Math.max(0, n) : 0, 4096)}, (_, i) => [String(i), String(i)]);
-    setOptions(this.c.layer, nums(info?.layers ?? 0), String(s.layer));
-    setOptions(this.c.head, nums(info?.heads ?? 0), String(s.neuronHead));
-    const hasPair = header?.sentence_b_start != null;
-    setOptions(this.c.filter, SENTENCE_FILTERS.map((f) => [f, SENTENCE_FILTER_LABELS[f]]), s.filter);
-    for (const [ctl, rows] of Object.entries(this.controlRows) as [Control, HTMLElement[]][]) {
-      const shown = spec.controls.includes(ctl) && (ctl !== 'filter' || hasPair);
-      for (const r of rows) r.hidden = !shown;
-    }
-    this.hideSpecial.checked = s.hideSpecial;
-    this.merge.checked = s.merge;
-    this.topk.value = String(s.topk);
-    const steps = ex?.steps ?? [];
-    this.stepSlider.max = String(Math.max(0, steps.length - 1));
-    const step = resolveStep(steps, s.step) ?? NaN;
-    this.stepSlider.value = String(Math.max(0, steps.indexOf(step)));
-    this.stepSlider.disabled = steps.length <= 1;
-    this.playBtn.disabled = steps.length <= 1;
-    this.stepLabel.textContent = steps.length ? `${step} (${steps.indexOf(step) + 1}/${steps.length})` : '';
-    // comparison: runs holding the same tag and example, in the modes the view's spec offers
-    const cruns: Opt[] = [['', '(none)']];
-    for (const r of idx.runs) if (findExample(idx, r.run, s.tag, s.example)) cruns.push([r.run, r.run]);
-    setOptions(this.c.crun, cruns, s.compareRun);
-    const cex = s.compareRun ? findExample(idx, s.compareRun, s.tag, s.example) : undefined;
-    const csteps = cex?.steps ?? [];
-    const clatest = latestStep(csteps);
-    setOptions(this.c.cstep, [['', `latest${clatest !== undefined ? ` (${clatest})` : ''}`], ...csteps.map((x): Opt => [String(x), String(x)])], s.compareStep === null ? '' : String(s.compareStep));
-    this.c.cstep.disabled = !s.compareRun;
-    const modes = spec.compare;
-    const canCompare = modes.length > 0;
-    setOptions(this.c.cmode, (canCompare ? modes : ['side' as const]).map((m): Opt => [m, COMPARE_LABELS[m]]), this.compareMode(spec));
-    this.c.cmode.disabled = !s.compareRun || modes.length < 2;
-    this.cstepRow.hidden = this.cmodeRow.hidden = !s.compareRun || !canCompare;
-    this.c.crun.disabled = !canCompare;
-    this.compareNote.hidden = canCompare;
-    for (const [v, b] of this.viewBtns) {
-      const on = v === spec.name;
-      b.classList.toggle('on', on);
-      b.setAttribute('aria-selected', on ? 'true' : 'false');
-    }
+    if (!this.index) return;
+    const spec = viewSpec(this.sel.view);
+    this.toolbar.render(this.index, this.sel, spec, this.compareMode(spec));
     this.root.dataset.view = spec.name;
   }
 
@@ -568,14 +392,14 @@ export class App {
     if (this.playTimer) {
       clearInterval(this.playTimer);
       this.playTimer = null;
-      this.playBtn.textContent = '▶';
+      this.toolbar.setPlaying(false);
       this.root.dataset.playing = '';
       return;
     }
     const steps = this.steps();
     if (steps.length < 2) return;
     if (resolveStep(steps, this.sel.step) === latestStep(steps)) this.update({step: steps[0]});
-    this.playBtn.textContent = '⏸';
+    this.toolbar.setPlaying(true);
     this.root.dataset.playing = '1';
     this.playTimer = setInterval(() => {
       if (this.busy) return;

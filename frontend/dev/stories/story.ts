@@ -2,6 +2,7 @@
 // app: the fixture record as the shell would load it, and a ViewHost that lays the view's panes into a
 // plain element. No server, no toolbar.
 import {LIGHT, type Theme} from '../../src/draw/colors';
+import {resolveStep} from '../../src/math';
 import {defaultSelection, type Selection} from '../../src/state';
 import type {DataSource, Kind} from '../../src/types';
 import {clear, el, type ViewBase} from '../../src/views/common';
@@ -24,7 +25,7 @@ export async function fixtureRecord(source: DataSource, run: string, example: st
   const idx = await source.index();
   const ex = idx.runs.find((r) => r.run === run)?.tags[0]?.examples.find((e) => e.example === example);
   if (!ex) throw new Error(`no fixture ${run}/${example}`);
-  const st = step ?? ex.steps[ex.steps.length - 1];
+  const st = resolveStep(ex.steps, step ?? null)!;
   const ref = {run, tag: idx.runs.find((r) => r.run === run)!.tags[0].tag, example, step: st};
   const header = ex.header.step === st ? ex.header : await source.header(ref);
   return {ref, header, example: ex, kind};

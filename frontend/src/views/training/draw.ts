@@ -6,7 +6,7 @@ import {nanColors, sequentialRamp, VIRIDIS, type RGB, type Theme} from '../../dr
 import type {Ctx} from '../../draw/ctx';
 import {drawGridImage, drawIndexLabels, gridHeight, gridImage, gridWidth, outlineCell, type CellGrid} from '../../draw/grid';
 import {drawLegend, rangeBucketer, type Raster} from '../../draw/heatmap';
-import {formatValue} from '../../math';
+import {formatValue, latestStep} from '../../math';
 import {METRIC_INFO, type TrainingData} from './data';
 
 const LEFT = 58;
@@ -40,7 +40,7 @@ export function trainingLayout(d: TrainingData, total: number, logX: boolean): T
   const ch = Math.max(12, Math.min(44, Math.round(cw * 0.8)));
   const G = {x: LEFT, y: TOP, cw, ch, rows: d.layers, cols: d.heads};
   const first = d.steps[0] ?? 0;
-  const last = d.steps[d.steps.length - 1] ?? 1;
+  const last = latestStep(d.steps) ?? 1;
   const C = chartLayout(CHART_W, CHART_H, [first, last > first ? last : first + 1], d.domain, logX);
   const dc = Math.max(10, Math.min(28, Math.floor(320 / Math.max(1, d.heads))));
   const D = {x: 36, y: 30, cw: dc, ch: Math.max(9, Math.round(dc * 0.8)), rows: d.divergence?.layers ?? 0, cols: d.divergence?.heads ?? 0};
