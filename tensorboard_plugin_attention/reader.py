@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import numpy as np
 
 from . import format as fmt
+from . import storage
 from .metadata import PLUGIN_NAME, NewerVersionError, parse_plugin_metadata
 
 logger = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class RunDirs:
                 return str(path)
         if not self.logdir:
             raise fmt.FormatError(f"the directory of run {run!r} is unknown (no --logdir)")
-        return self.logdir if run in (".", "") else fmt.join_path(self.logdir, run)
+        return self.logdir if run in (".", "") else storage.join_path(self.logdir, run)
 
 
 def asset_path(run_dir: str, entry_index: dict) -> str:
@@ -237,7 +238,7 @@ def asset_path(run_dir: str, entry_index: dict) -> str:
     name = entry_index["asset"]["file"]
     if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
         raise fmt.FormatError(f"invalid asset file name {name!r}")
-    return fmt.join_path(fmt.asset_dir(run_dir), name)
+    return storage.join_path(storage.asset_dir(run_dir), name)
 
 
 class LRU:
@@ -291,7 +292,7 @@ class RecordStore:
     """
 
     def __init__(self, run_dir: Callable[[str], str], cache_bytes: int = 256 << 20,
-                 read_range: Callable[[str, int, int], bytes] = fmt.read_range):
+                 read_range: Callable[[str, int, int], bytes] = storage.read_range):
         self.run_dir = run_dir if callable(run_dir) else RunDirs(str(run_dir))
         self.read_range = read_range
         self.cache_bytes = cache_bytes

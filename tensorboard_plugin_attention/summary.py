@@ -28,6 +28,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from . import format as fmt
 from . import metrics as m
+from . import storage
 from .metadata import FORMAT_VERSION, PLUGIN_NAME, create_summary_metadata
 
 logger = logging.getLogger(__name__)
@@ -444,9 +445,9 @@ class _StepGuard:
 
     def scan(self) -> dict[str, dict[str, list[int]]]:
         """Read what was appended to the run's event files; returns ``ranges``."""
-        if not fmt._is_local(self.logdir):
+        if not storage.is_local(self.logdir):
             return self.ranges
-        pattern = os.path.join(glob.escape(fmt._local(self.logdir)), "*tfevents*")
+        pattern = os.path.join(glob.escape(storage.local_path(self.logdir)), "*tfevents*")
         for path in sorted(glob.glob(pattern)):
             try:
                 self._scan_file(path)
@@ -550,7 +551,7 @@ class AttentionWriter:
         """
         self.logdir = str(logdir)
         self._events = EventFileWriter(self.logdir, max_queue, flush_secs, filename_suffix)
-        self._asset: Optional[fmt.AssetFile] = None
+        self._asset: Optional[storage.AssetFile] = None
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()  # closing vs. submitting
         self._closed = False
@@ -606,7 +607,7 @@ class AttentionWriter:
     def _append_asset(self, record: bytes) -> tuple[str, int]:
         with self._lock:
             if self._asset is None:
-                self._asset = fmt.AssetFile(self.logdir, _new_asset_name())
+                self._asset = storage.AssetFile(self.logdir, _new_asset_name())
             return self._asset.name, self._asset.append(record)
 
     def _add_summary(self, summary: summary_pb2.Summary, step: int, wall_time: float) -> None:
@@ -661,7 +662,7 @@ class AttentionWriter:
 class _SummaryWriterAdapter:
     """Lets ``log_attention`` write through a ``torch.utils.tensorboard.SummaryWriter`` (duck-typed)."""
 
-    _assets: "weakref.WeakKeyDictionary[Any, fmt.AssetFile]" = weakref.WeakKeyDictionary()
+    _assets: "weakref.WeakKeyDictionary[Any, storage.AssetFile]" = weakref.WeakKeyDictionary()
     _guards: "weakref.WeakKeyDictionary[Any, _StepGuard]" = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
@@ -682,7 +683,7 @@ class _SummaryWriterAdapter:
         with self._lock:
             asset = self._assets.get(self.writer)
             if asset is None:
-                asset = self._assets[self.writer] = fmt.AssetFile(self.logdir, _new_asset_name())
+                asset = self._assets[self.writer] = storage.AssetFile(self.logdir, _new_asset_name())
             return asset.name, asset.append(record)
 
     def _submit(self, job: Callable[[], None], what: str = "a record") -> None:

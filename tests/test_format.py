@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tensorboard_plugin_attention import format as fmt
+from tensorboard_plugin_attention import storage
 from tensorboard_plugin_attention.metadata import FORMAT_VERSION, UnsupportedVersionError
 
 
@@ -80,7 +81,7 @@ def test_record_round_trip_reads_single_chunks(tmp_path):
 
     def read_range(p, off, n):
         reads.append(n)
-        return fmt.read_range(p, off, n)
+        return storage.read_range(p, off, n)
 
     rec = fmt.parse_record_header(path, 4, read_range)
     reads.clear()
@@ -95,21 +96,21 @@ def test_record_round_trip_reads_single_chunks(tmp_path):
 def test_corruption_is_detected(tmp_path):
     path, _ = _record(tmp_path)
     raw = bytearray(open(path, "rb").read())
-    rec = fmt.parse_record_header(path, 4, fmt.read_range)
+    rec = fmt.parse_record_header(path, 4, storage.read_range)
     off = rec.data_offset + rec.chunk("encoder", "attention", 0, 0)[0]
     raw[off] ^= 0xFF
     open(path, "wb").write(bytes(raw))
-    rec = fmt.parse_record_header(path, 4, fmt.read_range)
+    rec = fmt.parse_record_header(path, 4, storage.read_range)
     with pytest.raises(fmt.FormatError, match="checksum"):
-        fmt.read_chunk(rec, rec.chunk("encoder", "attention", 0, 0), fmt.read_range)
+        fmt.read_chunk(rec, rec.chunk("encoder", "attention", 0, 0), storage.read_range)
     raw[20] ^= 0xFF  # inside the header
     open(path, "wb").write(bytes(raw))
     with pytest.raises(fmt.FormatError, match="checksum"):
-        fmt.parse_record_header(path, 4, fmt.read_range)
+        fmt.parse_record_header(path, 4, storage.read_range)
     with pytest.raises(fmt.FormatError, match="magic"):
-        fmt.parse_record_header(path, 0, fmt.read_range)
+        fmt.parse_record_header(path, 0, storage.read_range)
     with pytest.raises(fmt.FormatError, match="truncated"):
-        fmt.parse_record_header(path, len(raw) - 3, fmt.read_range)
+        fmt.parse_record_header(path, len(raw) - 3, storage.read_range)
 
 
 def test_unknown_version_is_refused_with_a_clear_message():
@@ -173,12 +174,12 @@ def test_crafted_lengths_are_bounded_by_the_file(tmp_path):
     """A chunk length of 2**40 with a valid CRC (a crafted header) is refused as truncation, not allocated;
     a chunk that inflates past its shape (a zlib bomb) is refused without inflating it."""
     path, _ = _record(tmp_path)
-    rec = fmt.parse_record_header(path, 4, fmt.read_range)
+    rec = fmt.parse_record_header(path, 4, storage.read_range)
     off, length, crc = rec.chunk("encoder", "attention", 0, 0)
     rec.header["chunks"]["encoder"]["attention"][0][0] = [off, 2**40, crc]
     with pytest.raises(fmt.FormatError, match="truncated"):
-        fmt.read_chunk(rec, rec.chunk("encoder", "attention", 0, 0), fmt.read_range)
-    assert fmt.read_range(path, 2**40, 2**40) == b""
+        fmt.read_chunk(rec, rec.chunk("encoder", "attention", 0, 0), storage.read_range)
+    assert storage.read_range(path, 2**40, 2**40) == b""
     bomb = fmt.compress_chunk(bytes(1 << 24))
     with pytest.raises(fmt.FormatError, match="expected 16"):
         fmt.decode_codes(bomb, (4, 4))
@@ -188,7 +189,7 @@ def test_crafted_lengths_are_bounded_by_the_file(tmp_path):
     raw[4 + 8:4 + 12] = (2**31).to_bytes(4, "little")
     open(path, "wb").write(bytes(raw))
     with pytest.raises(fmt.FormatError, match="larger than any writer makes"):
-        fmt.parse_record_header(path, 4, fmt.read_range)
+        fmt.parse_record_header(path, 4, storage.read_range)
 
 
 def test_record_mismatch_names_the_difference(tmp_path):
@@ -202,10 +203,10 @@ def test_record_mismatch_names_the_difference(tmp_path):
 _SHORT_WRITE = r'''
 import os, resource, signal, sys
 import numpy as np
-from tensorboard_plugin_attention import format as fmt
+from tensorboard_plugin_attention import storage
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past RLIMIT_FSIZE fails with EFBIG instead
 run = sys.argv[1]
-f = fmt.AssetFile(run, "a.attn")
+f = storage.AssetFile(run, "a.attn")
 records = [bytes([i]) * 3000 for i in range(4)]
 assert f.append(records[0]) == 0
 resource.setrlimit(resource.RLIMIT_FSIZE, (4000, resource.RLIM_INFINITY))  # the next record is cut short

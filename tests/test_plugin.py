@@ -30,6 +30,7 @@ from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
 from tensorboard.compat.proto import event_pb2
 from tensorboard_plugin_attention import format as fmt
+from tensorboard_plugin_attention import storage
 from tensorboard_plugin_attention import plugin as plugin_mod
 from tensorboard_plugin_attention import reader
 from tensorboard_plugin_attention.metadata import FORMAT_VERSION, PLUGIN_NAME
@@ -412,7 +413,7 @@ def copy_logs(logged, tmp_path):
 def record_of(a: App, run: str, example: str, step: int):
     e = a.plugin.entry(RequestContext(), "", run, "probes", example, step)
     path = os.path.join(a.logdir, run, "plugins", "attention", e.index["asset"]["file"])
-    return fmt.parse_record_header(path, e.index["asset"]["offset"], fmt.read_range)
+    return fmt.parse_record_header(path, e.index["asset"]["offset"], storage.read_range)
 
 
 def flip(path, offset, n=4):

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import ATTENTION_TOLERANCE, write_attention_run, write_index_record
 from tensorboard_plugin_attention import format as fmt
+from tensorboard_plugin_attention import storage
 from tensorboard_plugin_attention import reader
 from tensorboard_plugin_attention.reader import read_attention
 
@@ -156,7 +157,7 @@ def test_unreadable_assets_skip_only_their_records(logs, tmp_path, caplog):
     shutil.copytree(logs[0], root)
     (ex,) = read_attention(root, run="run1", example="2", step=5, queries_keys=False)
     path = reader.asset_path(str(root / "run1"), ex.header)
-    rec = fmt.parse_record_header(path, ex.header["asset"]["offset"], fmt.read_range)
+    rec = fmt.parse_record_header(path, ex.header["asset"]["offset"], storage.read_range)
     off, length, _ = rec.chunk("encoder", "attention", 1, 2)
     with open(path, "r+b") as f:  # corrupt one chunk of that record: its CRC32C fails
         f.seek(rec.data_offset + off + length // 2)

@@ -155,12 +155,12 @@ def test_flush_makes_records_visible_in_both_modes(tmp_path, background):
 
 
 def test_background_io_error_is_raised_at_flush(tmp_path, monkeypatch):
-    from tensorboard_plugin_attention import format as fmt
+    from tensorboard_plugin_attention import storage
 
     def broken(self, record):
         raise OSError("disk full")
 
-    monkeypatch.setattr(fmt.AssetFile, "append", broken)
+    monkeypatch.setattr(storage.AssetFile, "append", broken)
     w = AttentionWriter(str(tmp_path))
     w.add_attention("probes", GOOD, TOKENS, 0)  # returns at once: the error happens in the writer thread
     with pytest.raises(RuntimeError, match="disk full"):
@@ -295,9 +295,9 @@ def test_closed_synchronous_writer_refuses_writes(tmp_path):
 def test_a_failed_background_write_costs_no_other_example(tmp_path, monkeypatch):
     """The first record's write fails in the writer thread: the error is raised once, at the next call (whose
     own example is accepted) or at close, naming the lost record; every later example is written."""
-    from tensorboard_plugin_attention import format as fmt
+    from tensorboard_plugin_attention import storage
 
-    real = fmt.AssetFile.append
+    real = storage.AssetFile.append
     calls = []
 
     def first_fails(self, record):
@@ -306,7 +306,7 @@ def test_a_failed_background_write_costs_no_other_example(tmp_path, monkeypatch)
             raise OSError("disk full")
         return real(self, record)
 
-    monkeypatch.setattr(fmt.AssetFile, "append", first_fails)
+    monkeypatch.setattr(storage.AssetFile, "append", first_fails)
     w = AttentionWriter(str(tmp_path))
     errors = []
     for step in range(4):
