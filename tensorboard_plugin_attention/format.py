@@ -126,11 +126,49 @@ def crc32c(data: bytes) -> int:
     return google_crc32c.value(data)
 
 
-def encode_record(header: dict, kinds: dict[str, Sequence[LayerArrays]], *, compress_level: int = 1) -> bytes:
+# Long layers (format v3): too large to store densely (docs/format.md, "Long layers").
+PYRAMID_BINS = 512  # finest pooled level of a long layer, per side
+DEFAULT_TOPK = 8  # largest weights kept per row
+LAYOUT_LONG = "long"  # kinds[kind]["layout"]; absent (or "dense") for dense kinds
+QK_DTYPES = {"float16": "<f2", "bfloat16": "<u2"}  # bfloat16 is stored as its raw bits
+
+
+@dataclass
+class LongLayer:
+    """One long layer of one example (see ``long_layers.summarize``): exact from q/k + lse, summarized by a
+    pyramid, per-row top-k and metrics. ``queries``/``keys`` are None when not kept (summaries only)."""
+
+    queries: Optional[np.ndarray]  # (H, n, d) float16, or uint16 bfloat16 bits (qk_dtype)
+    keys: Optional[np.ndarray]  # (kv_heads, m, d), one per key/value head
+    qk_dtype: str
+    lse: np.ndarray  # (H, n) float32, natural log
+    k_len: int  # m
+    pyramid: np.ndarray  # (H, bq, bk) float32 pooled means (rows sum to 1)
+    topk_index: np.ndarray  # (H, n, K) uint32 key indices
+    topk_value: np.ndarray  # (H, n, K) float32 weights, descending
+    metrics: dict  # name -> (H,) float64
+    info: Optional[dict] = None
+
+    @property
+    def shape(self) -> tuple:
+        """(heads, q_len, k_len) of the attention it stands for."""
+        return (*self.lse.shape, self.k_len)
+
+
+def is_long(layer: Any) -> bool:
+    return isinstance(layer, LongLayer)
+
+
+def crc32c(data: bytes) -> int:
+    return google_crc32c.value(data)
+
+
+def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_level: int = 1) -> bytes:
     """Build one asset record: the header (completed with its chunk table) followed by the chunks.
 
-    ``header`` must already describe ``kinds`` (see :func:`describe_kind`). Offsets in the chunk table are
-    relative to the first byte after the header, so the header can be built before knowing its own size.
+    ``header`` must already describe ``kinds`` (see :func:`describe_kind`); a kind's layers are all
+    ``LayerArrays`` (dense) or all ``LongLayer``. Offsets in the chunk table are relative to the first byte
+    after the header, so the header can be built before knowing its own size.
     """
     blobs: list[bytes] = []
     pos = 0
@@ -142,17 +180,35 @@ def encode_record(header: dict, kinds: dict[str, Sequence[LayerArrays]], *, comp
         pos += len(data)
         return entry
 
+    def zcodes(values: np.ndarray) -> list[int]:
+        return add(compress_chunk(encode_attention(values).tobytes(), compress_level))
+
     table: dict[str, Any] = {}
     for kind, layers in kinds.items():
-        t: dict[str, Any] = {"attention": [], "queries": [], "keys": []}
-        for layer in layers:
-            codes = encode_attention(layer.attention)
-            t["attention"].append([add(compress_chunk(c.tobytes(), compress_level)) for c in codes])
-            if layer.queries is not None and layer.keys is not None:
-                t["queries"].append([add(_f16(x)) for x in layer.queries])
-                t["keys"].append([add(_f16(x)) for x in layer.keys])
-        overview = np.stack([pool_overview(layer.attention) for layer in layers])
-        t["overview"] = add(compress_chunk(encode_attention(overview).tobytes(), compress_level))
+        if layers and is_long(layers[0]):
+            t: dict[str, Any] = {name: [] for name in ("lse", "pyramid", "topk_index", "topk_value", "queries", "keys")}
+            for layer in layers:
+                t["lse"].append([add(np.ascontiguousarray(x, "<f4").tobytes()) for x in layer.lse])
+                t["pyramid"].append([zcodes(x) for x in layer.pyramid])
+                t["topk_index"].append([add(compress_chunk(np.ascontiguousarray(x, "<u4").tobytes(), compress_level))
+                                        for x in layer.topk_index])
+                t["topk_value"].append([zcodes(x) for x in layer.topk_value])
+                if layer.queries is not None:
+                    dt = QK_DTYPES[layer.qk_dtype]
+                    t["queries"].append([add(np.ascontiguousarray(x, dt).tobytes()) for x in layer.queries])
+                    t["keys"].append([add(np.ascontiguousarray(x, dt).tobytes()) for x in layer.keys])
+            n, m = layers[0].lse.shape[1], layers[0].shape[2]
+            overview = np.stack([pool_pyramid(l.pyramid, n, m, overview_bins(n), overview_bins(m)) for l in layers])
+        else:
+            t = {"attention": [], "queries": [], "keys": []}
+            for layer in layers:
+                codes = encode_attention(layer.attention)
+                t["attention"].append([add(compress_chunk(c.tobytes(), compress_level)) for c in codes])
+                if layer.queries is not None and layer.keys is not None:
+                    t["queries"].append([add(_f16(x)) for x in layer.queries])
+                    t["keys"].append([add(_f16(x)) for x in layer.keys])
+            overview = np.stack([pool_overview(layer.attention) for layer in layers])
+        t["overview"] = zcodes(overview)
         if not t["queries"]:
             del t["queries"], t["keys"]
         table[kind] = t
@@ -165,11 +221,11 @@ def _f16(x: np.ndarray) -> bytes:
     return np.ascontiguousarray(x, dtype="<f2").tobytes()
 
 
-def describe_kind(layers: Sequence[LayerArrays], query: str, key: str) -> dict:
-    """The header entry for one kind of attention."""
-    h, q, k = layers[0].attention.shape
+def describe_kind(layers: Sequence[Any], query: str, key: str) -> dict:
+    """The header entry for one kind of attention (dense ``LayerArrays`` or ``LongLayer``)."""
+    h, q, k = layers[0].shape if is_long(layers[0]) else layers[0].attention.shape
     has_qk = all(l.queries is not None and l.keys is not None for l in layers)
-    return {
+    out = {
         "query": query,
         "key": key,
         "layers": len(layers),
@@ -181,6 +237,47 @@ def describe_kind(layers: Sequence[LayerArrays], query: str, key: str) -> dict:
         "overview_shape": [overview_bins(q), overview_bins(k)],
         "layer_info": [dict(l.info or {}) for l in layers],
     }
+    if is_long(layers[0]):
+        out.update({
+            "layout": LAYOUT_LONG,
+            "kv_heads": int(layers[0].keys.shape[0]) if has_qk else None,
+            "qk_dtype": layers[0].qk_dtype if has_qk else None,
+            "pyramid_shape": list(layers[0].pyramid.shape[1:]),
+            "topk": int(layers[0].topk_index.shape[-1]),
+            # exact windows need q/k and a score function q/k determine (no learned position bias)
+            "exact": has_qk and not any((l.info or {}).get("position_bias") for l in layers),
+        })
+    return out
+
+
+def bin_counts(length: int, count: int) -> np.ndarray:
+    """How many of ``length`` tokens fall in each of ``count`` bins (``floor(i * count / length)``)."""
+    return np.bincount(np.arange(length) * count // length, minlength=count)
+
+
+def pool_pyramid(pyramid: np.ndarray, q_len: int, k_len: int, bq: int, bk: int) -> np.ndarray:
+    """A coarser level ``(..., bq, bk)`` of a pyramid level ``(..., fq, fk)`` of a ``q_len x k_len`` matrix.
+
+    Bins nest when ``b`` divides ``f`` (``floor(i * b / n) == floor(floor(i * f / n) / (f / b))``) or when a
+    fine bin is one token (``f == n``), so a coarse bin is a run of fine bins: keys are summed, queries
+    averaged weighted by how many tokens each fine bin holds. This equals ``pool_overview`` of the dense
+    matrix at ``b`` bins (with 64, its overview). Levels are 512, 256, ..., so they always nest.
+    """
+    fq, fk = pyramid.shape[-2:]
+    for f, b, n in ((fq, bq, q_len), (fk, bk, k_len)):
+        if not (b <= f and (f % b == 0 or f == n)):
+            raise ValueError(f"a level of {b} bins does not nest in one of {f} bins over {n} tokens")
+    p = np.asarray(pyramid, np.float64)
+    if (fq, fk) != (bq, bk):
+        coarse_q = np.zeros(fq, np.intp)
+        coarse_k = np.zeros(fk, np.intp)
+        coarse_q[np.arange(q_len) * fq // q_len] = np.arange(q_len) * bq // q_len
+        coarse_k[np.arange(k_len) * fk // k_len] = np.arange(k_len) * bk // k_len
+        p = np.add.reduceat(p, np.searchsorted(coarse_k, np.arange(bk)), axis=-1)
+        weights = bin_counts(q_len, fq).astype(np.float64)
+        starts = np.searchsorted(coarse_q, np.arange(bq))
+        p = np.add.reduceat(p * weights[:, None], starts, axis=-2) / np.add.reduceat(weights, starts)[:, None]
+    return p.astype(np.float32)
 
 
 class FormatError(ValueError):
@@ -386,7 +483,8 @@ def decode_f16(data: bytes, shape: Iterable[int]) -> np.ndarray:
 def upgrade_header(header: dict) -> dict:
     """Check the version and migrate an older header to the current layout.
 
-    v1 -> v2 changed only the index payload (its checksum), not the header: nothing to migrate.
+    v1 -> v2 changed only the index payload (its checksum), v2 -> v3 added long layers (kinds with
+    ``"layout": "long"``): older headers need no migration.
     """
     check_version(header.get("version"))
     return header
@@ -457,6 +555,8 @@ def index_problem(index: dict) -> Optional[str]:
     for name, k in kinds.items():
         if name not in KINDS or not isinstance(k, dict):
             return f"bad kind {str(name)[:40]!r}"
+        if k.get("layout", "dense") not in ("dense", LAYOUT_LONG):
+            return f"{name}.layout {str(k.get('layout'))[:40]!r} is unknown"
         for field_, limit in MAX_COUNTS.items():  # the writer refuses empty attention
             if not _is_count(k.get(field_)) or not 0 < k[field_] <= limit:
                 return f"{name}.{field_} is not a count in 1..{limit}"
@@ -470,9 +570,29 @@ def index_problem(index: dict) -> Optional[str]:
         if not (isinstance(ov, list) and len(ov) == 2 and all(_is_count(x) for x in ov)
                 and 0 < ov[0] <= k["q_len"] and 0 < ov[1] <= k["k_len"]):
             return f"{name}.overview_shape is not two counts within the lengths"
+        if k.get("layout") == LAYOUT_LONG:
+            problem = _long_kind_problem(k)
+            if problem:
+                return f"{name}.{problem}"
     asset = index.get("asset")
     if not isinstance(asset, dict) or not isinstance(asset.get("file"), str) or not _is_count(asset.get("offset")):
         return "bad asset location"
+    return None
+
+
+def _long_kind_problem(k: dict) -> Optional[str]:
+    ps = k.get("pyramid_shape")
+    if not (isinstance(ps, list) and len(ps) == 2 and all(_is_count(x) for x in ps)
+            and 0 < ps[0] <= min(k["q_len"], PYRAMID_BINS) and 0 < ps[1] <= min(k["k_len"], PYRAMID_BINS)):
+        return "pyramid_shape is not two counts within the lengths"
+    if not (_is_count(k.get("topk")) and 0 < k["topk"] <= min(k["k_len"], 1024)):
+        return "topk is not a count within k_len"
+    if k.get("has_qk"):
+        kv = k.get("kv_heads")
+        if not (_is_count(kv) and kv > 0 and k["heads"] % kv == 0):
+            return "kv_heads does not divide heads"
+        if k.get("qk_dtype") not in QK_DTYPES:
+            return "qk_dtype is unknown"
     return None
 
 

@@ -11,7 +11,8 @@ PLUGIN_NAME = "attention"
 # Version of the whole format (index record + asset record). Every change bumps it; readers keep
 # reading every older version (see format.py and docs/format.md).
 # 1: first version. 2: the index payload carries its own CRC32C (``format.index_payload``).
-FORMAT_VERSION = 2
+# 3: long layers (q/k, row log-sum-exp, pyramid, top-k: ``format.LongLayer``).
+FORMAT_VERSION = 3
 
 
 class UnsupportedVersionError(ValueError):

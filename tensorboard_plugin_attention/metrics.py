@@ -116,48 +116,75 @@ def head_metrics(
     """
     a = _as_attention(attention, 3)
     heads, q, k = a.shape
-    nan = np.full(heads, np.nan)
     if q == 0 or k == 0:
-        return {name: nan.copy() for name in METRIC_NAMES}
-    square = q == k
+        return {name: np.full(heads, np.nan) for name in METRIC_NAMES}
     if causal is None:
         causal = is_causal(a)
     if causal and q > k:
         raise ValueError(f"causal attention needs q_len <= k_len, got shape {a.shape}")
-    rows = np.arange(q)
+    if token_ids is not None and len(token_ids) != q:
+        raise ValueError(f"token_ids has {len(token_ids)} tokens, attention has q_len {q}")
+    return metrics_from_rows(row_sums(a, 0, token_ids), q, k, causal=causal)
 
-    # entropy: H / log(n) per row, n = visible keys; rows with n == 1 carry no information (excluded)
+
+# The metrics are means over query rows of per-row sums, so they can be computed from rows streamed in
+# chunks (long layers never hold the whole matrix): ``row_sums`` of each chunk, then ``metrics_from_rows``.
+ROW_SUMS = ("entropy", "sink", "distance", "prev_token", "induction", "repeated")
+
+
+def row_sums(rows: np.ndarray, first_row: int, token_ids: Sequence[Hashable] | None = None) -> dict[str, np.ndarray]:
+    """Per-row sums of the rows ``first_row .. first_row + r - 1`` (``rows``: ``(heads, r, k_len)``) of one
+    layer: ``{name: (heads, r)}`` for each name in ``ROW_SUMS`` (``repeated``: ``(r,)`` booleans)."""
+    a = _as_attention(rows, 3, "rows")
+    heads, r, k = a.shape
+    i = np.arange(first_row, first_row + r)
     plogp = np.zeros_like(a)
     np.log(a, out=plogp, where=a > 0)  # 0 log 0 = 0; tiny negative noise counts as 0 too
     plogp *= a
-    entropy_rows = -plogp.sum(axis=-1)  # (heads, q), nats
-    visible = rows + (k - q + 1) if causal else np.full(q, k)
+    out = {"entropy": -plogp.sum(axis=-1), "sink": a[:, :, 0].copy()}
+    out["distance"] = np.einsum("hrk,rk->hr", a, np.abs(i[:, None] - np.arange(k)[None, :]).astype(np.float64))
+    prev = np.zeros((heads, r))
+    has_prev = (i >= 1) & (i - 1 < k)
+    prev[:, has_prev] = a[:, np.flatnonzero(has_prev), i[has_prev] - 1]
+    out["prev_token"] = prev
+    targets = None
+    if token_ids is not None:
+        codes = _token_codes(token_ids)
+        if len(codes) >= k:
+            # [i, j + 1]: token j equals token i, j < i
+            same = (codes[i][:, None] == codes[None, : k - 1]) & (np.arange(k - 1)[None, :] < i[:, None])
+            targets = np.zeros((r, k), dtype=bool)
+            targets[:, 1:] = same
+    if targets is None:
+        out["induction"] = np.zeros((heads, r))
+        out["repeated"] = np.zeros(r, dtype=bool)
+    else:
+        out["induction"] = np.einsum("hrk,rk->hr", a, targets.astype(np.float64))
+        out["repeated"] = targets.any(axis=1)
+    out["has_tokens"] = token_ids is not None
+    return out
+
+
+def metrics_from_rows(rows: dict, q: int, k: int, *, causal: bool) -> dict[str, np.ndarray]:
+    """``head_metrics`` from the ``row_sums`` of every row (``{name: (heads, q)}``, all rows in order)."""
+    entropy_rows = np.asarray(rows["entropy"], np.float64)
+    heads = entropy_rows.shape[0]
+    nan = np.full(heads, np.nan)
+    i = np.arange(q)
+    visible = i + (k - q + 1) if causal else np.full(q, k)
     informative = visible > 1
     log_visible = np.log(np.where(informative, visible, 2))
     entropy = _weighted_mean(entropy_rows / log_visible, informative)
-
-    sink = a[:, :, 0].mean(axis=-1)
-
-    if not square:
+    sink = np.asarray(rows["sink"], np.float64).mean(axis=-1)
+    if q != k:
         return {"entropy": entropy, "distance": nan.copy(), "sink": sink, "prev_token": nan.copy(), "induction": nan.copy()}
-
-    # distance: expected |i - j|, as one matrix-vector product over the flattened (q, k) plane
-    flat = a.reshape(heads, q * k)
-    offsets = np.abs(rows[:, None] - rows[None, :]).astype(np.float64)
-    distance = flat @ offsets.reshape(-1) / q
-
-    prev_token = np.diagonal(a, offset=-1, axis1=1, axis2=2).mean(axis=-1) if q >= 2 else nan.copy()
-
+    distance = np.asarray(rows["distance"], np.float64).sum(axis=-1) / q
+    prev_token = np.asarray(rows["prev_token"], np.float64)[:, 1:].mean(axis=-1) if q >= 2 else nan.copy()
     induction = nan.copy()
-    if token_ids is not None:
-        if len(token_ids) != q:
-            raise ValueError(f"token_ids has {len(token_ids)} tokens, attention has q_len {q}")
-        targets = induction_targets(token_ids)
-        repeated = targets.any(axis=1)
-        if repeated.any():
-            # sum of a over each row's targets; rows without targets contribute 0 to the total
-            induction = flat @ targets.reshape(-1).astype(np.float64) / int(repeated.sum())
-
+    repeated = np.asarray(rows["repeated"], bool)
+    if rows.get("has_tokens") and repeated.any():
+        # sum of a over each row's targets; rows without targets contribute 0 to the total
+        induction = np.asarray(rows["induction"], np.float64).sum(axis=-1) / int(repeated.sum())
     return {"entropy": entropy, "distance": distance, "sink": sink, "prev_token": prev_token, "induction": induction}
 
 

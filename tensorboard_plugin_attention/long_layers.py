@@ -1,0 +1,198 @@
+"""Long attention layers: what a record keeps when the dense matrix is too large (torch, chunked).
+
+For softmax attention ``p_ij = exp(s_ij - lse_i)`` with ``s_ij = softcap(scaling * q_i . k_j)`` on the keys the
+mask lets row ``i`` see (causal, sliding window), so queries, keys and each row's log-sum-exp give any window
+of the matrix exactly, on demand (``reader.exact_window``). :func:`summarize` computes, for one layer of one
+example and without ever holding more than ``chunk x n`` scores per head, on the tensors' own device:
+
+* ``lse``: each row's log-sum-exp (natural log), float32;
+* ``pyramid``: pooled attention at up to ``PYRAMID_BINS x PYRAMID_BINS`` cells (token ``i`` in bin
+  ``floor(i * bins / n)``; queries of a bin averaged, keys of a bin summed, so rows still sum to 1; coarser
+  levels nest and are pooled from it by readers);
+* ``topk``: each row's ``TOPK`` largest weights and their key indices;
+* the per-head metrics of docs/metrics.md, from per-row sums (``metrics.metrics_from_rows``);
+* optionally the layer's output ``p @ v`` (so a capture needs no other attention computation).
+
+Queries and keys are stored as the model used them (float16, or bfloat16 when the model runs in bfloat16 or
+float16 would overflow), grouped-query keys once per key/value head. Scores are computed in float32 from
+the model's own precision, as eager attention does. torch is imported by this module only: viewing never
+needs it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import format as fmt
+from . import metrics as metrics_mod
+
+__all__ = ["summarize", "DEFAULT_DENSE_LIMIT", "PYRAMID_BINS", "TOPK"]
+
+DEFAULT_DENSE_LIMIT = 1024  # tokens: above this (q_len * k_len > limit**2) a layer is stored long
+PYRAMID_BINS = fmt.PYRAMID_BINS
+TOPK = fmt.DEFAULT_TOPK
+CHUNK_BYTES = 128 << 20  # scores of one chunk of rows, all heads (float32; a few such temporaries exist)
+
+
+def bins(length: int, count: int, device: Any = None) -> torch.Tensor:
+    """Bin of each of ``length`` tokens among ``count`` bins: ``floor(i * count / length)``."""
+    return torch.div(torch.arange(length, device=device) * count, length, rounding_mode="floor")
+
+
+def _store_dtype(*tensors: torch.Tensor) -> tuple[torch.dtype, str]:
+    if any(t.dtype == torch.bfloat16 for t in tensors):
+        return torch.bfloat16, "bfloat16"
+    if any(bool(t.detach().abs().amax() > 65504) for t in tensors if t.numel()):
+        return torch.bfloat16, "bfloat16"  # would overflow float16
+    return torch.float16, "float16"
+
+
+def _to_numpy_2byte(x: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """float16 as numpy float16; bfloat16 as its raw bits (uint16), which numpy cannot hold as floats."""
+    x = x.detach().to(dtype)
+    if dtype == torch.bfloat16:
+        return x.view(torch.int16).cpu().numpy().view(np.uint16)
+    return x.cpu().numpy()
+
+
+@torch.no_grad()
+def summarize(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: Optional[torch.Tensor] = None,
+    *,
+    scaling: float,
+    causal: bool,
+    sliding_window: Optional[int] = None,
+    softcap: Optional[float] = None,
+    token_ids: Optional[Sequence[Any]] = None,
+    keep_qk: bool = True,
+    info: Optional[dict] = None,
+    topk: int = TOPK,
+    pyramid_bins: int = PYRAMID_BINS,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> tuple[fmt.LongLayer, Optional[torch.Tensor]]:
+    """Summaries of one layer of one example, and its output if ``v`` is given.
+
+    Args:
+      q: ``(heads, n, d)`` queries as the model uses them (after rotary embedding), padding removed.
+      k: ``(kv_heads, m, d)`` keys (``heads`` a multiple of ``kv_heads``: query head ``h`` reads key head
+        ``h // (heads // kv_heads)``).
+      v: ``(kv_heads, m, dv)`` values, to also return the output ``(heads, n, dv)`` in ``v.dtype``.
+      scaling, causal, sliding_window, softcap: the layer's score function and mask. Causal rows are aligned
+        bottom-right (query ``i`` sees keys ``<= i + m - n``); a sliding window of ``w`` lets it see the ``w``
+        keys up to there.
+      token_ids: the ``n`` input ids of a self-attention (for the induction metric).
+      keep_qk: store q/k (the record can then be rebuilt exactly); otherwise only the summaries.
+    """
+    heads, n, d = q.shape
+    kv_heads, m, _ = k.shape
+    if heads % kv_heads:
+        raise ValueError(f"{heads} query heads are not a multiple of {kv_heads} key/value heads")
+    group = heads // kv_heads
+    device = q.device
+    store, store_name = _store_dtype(q, k)
+    kt = k.float().transpose(1, 2)  # (kv_heads, d, m)
+    vf = None if v is None else v
+    bq, bk = min(n, pyramid_bins), min(m, pyramid_bins)
+    kbin, qbin = bins(m, bk, device), bins(n, bq, device)
+    topk = min(topk, m)
+    offset = m - n
+    cols = torch.arange(m, device=device)
+    square = n == m
+    codes = None
+    if token_ids is not None and square:
+        codes = torch.as_tensor(metrics_mod._token_codes(list(token_ids)), device=device)
+
+    rows_per_chunk = max(1, min(n, chunk_bytes // (4 * 3 * heads * m)))
+    pyramid = torch.zeros(heads, bq, bk, dtype=torch.float32, device=device)
+    lse_out = np.empty((heads, n), np.float32)
+    top_i = np.empty((heads, n, topk), np.uint32)
+    top_v = np.empty((heads, n, topk), np.float32)
+    sums = {name: np.zeros((heads, n)) for name in ("entropy", "sink", "distance", "prev_token", "induction")}
+    repeated = np.zeros(n, dtype=bool)
+    out = None if v is None else torch.empty(heads, n, v.shape[-1], dtype=v.dtype, device=device)
+
+    for r0 in range(0, n, rows_per_chunk):
+        r1 = min(n, r0 + rows_per_chunk)
+        r = r1 - r0
+        qc = q[:, r0:r1].float().reshape(kv_heads, group * r, d)  # heads of a key group are consecutive
+        s = torch.bmm(qc, kt).reshape(heads, r, m)
+        s.mul_(scaling)
+        if softcap:
+            s.div_(softcap).tanh_().mul_(softcap)
+        rows = torch.arange(r0, r1, device=device) + offset  # key index of the diagonal, per row
+        allowed = None
+        if causal:
+            allowed = cols[None, :] <= rows[:, None]
+        if sliding_window:
+            near = rows[:, None] - cols[None, :] < sliding_window
+            allowed = near if allowed is None else allowed & near
+        if allowed is not None:
+            s.masked_fill_(~allowed, float("-inf"))
+        lse = torch.logsumexp(s, dim=-1)  # (heads, r)
+        p = torch.exp(s.sub_(lse[..., None]))  # in place: s is p now
+        del s
+        if out is not None:
+            pv = p.reshape(kv_heads, group * r, m).to(vf.dtype)
+            out[:, r0:r1] = torch.bmm(pv, vf).reshape(heads, r, -1)
+        pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin, p)
+        pyramid.index_add_(1, qbin[r0:r1], pooled)
+        tv, ti = torch.topk(p, topk, dim=-1)
+        lse_out[:, r0:r1] = lse.cpu().numpy()
+        top_v[:, r0:r1] = tv.cpu().numpy()
+        top_i[:, r0:r1] = ti.to(torch.int64).cpu().numpy().astype(np.uint32)
+        # per-row sums for the metrics (metrics.row_sums, on the device)
+        sums["entropy"][:, r0:r1] = (-torch.special.xlogy(p, p).sum(-1)).double().cpu().numpy()
+        sums["sink"][:, r0:r1] = p[:, :, 0].double().cpu().numpy()
+        i_tok = torch.arange(r0, r1, device=device)
+        if square:
+            dist = (i_tok[:, None] - cols[None, :]).abs().float()
+            sums["distance"][:, r0:r1] = (p * dist).sum(-1).double().cpu().numpy()
+            has_prev = i_tok >= 1
+            prev = torch.zeros(heads, r, device=device)
+            idx = torch.nonzero(has_prev).flatten()
+            if idx.numel():
+                prev[:, idx] = p[:, idx, i_tok[idx] - 1]
+            sums["prev_token"][:, r0:r1] = prev.double().cpu().numpy()
+            if codes is not None:
+                same = (codes[r0:r1][:, None] == codes[None, : m - 1]) & (cols[None, : m - 1] < i_tok[:, None])
+                targets = torch.zeros(r, m, dtype=torch.bool, device=device)
+                targets[:, 1:] = same
+                sums["induction"][:, r0:r1] = (p * targets).sum(-1).double().cpu().numpy()
+                repeated[r0:r1] = targets.any(-1).cpu().numpy()
+        del p
+
+    counts = torch.bincount(qbin, minlength=bq).float()
+    pyramid = (pyramid / counts[None, :, None]).cpu().numpy()
+    metrics = metrics_mod.metrics_from_rows(dict(sums, repeated=repeated, has_tokens=codes is not None), n, m,
+                                            causal=bool(causal))
+    layer = fmt.LongLayer(
+        queries=_to_numpy_2byte(q, store) if keep_qk else None,
+        keys=_to_numpy_2byte(k, store) if keep_qk else None,
+        qk_dtype=store_name,
+        lse=lse_out,
+        k_len=m,
+        pyramid=pyramid.astype(np.float32),
+        topk_index=top_i,
+        topk_value=top_v,
+        metrics={name: metrics[name] for name in metrics_mod.METRIC_NAMES},
+        info=dict(info or {}, scaling=float(scaling), causal=bool(causal), softcap=softcap,
+                  sliding_window=sliding_window),
+    )
+    return layer, out
+
+
+def summarize_numpy(q: np.ndarray, k: np.ndarray, **kwargs: Any) -> fmt.LongLayer:
+    """:func:`summarize` for numpy (or torch CPU) inputs, for the writer API (no output)."""
+    qt = q if isinstance(q, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(q))
+    kt = k if isinstance(k, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(k))
+    return summarize(qt, kt, **kwargs)[0]
+
+
+def default_scaling(head_dim: int) -> float:
+    return 1.0 / math.sqrt(head_dim)
