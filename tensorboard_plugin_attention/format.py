@@ -476,6 +476,14 @@ def splice_gzip(chunks: Sequence[bytes], sizes: Sequence[int]) -> Optional[bytes
     return _GZIP_HEADER + b"".join(pieces) + struct.pack("<II", crc, total & 0xFFFFFFFF)
 
 
+def decode_qk(data: bytes, dtype: str, shape: Iterable[int]) -> np.ndarray:
+    """2-byte q/k of a long layer (``QK_DTYPES``: float16, or bfloat16 bits) as float32."""
+    raw = np.frombuffer(data, dtype).reshape(tuple(shape))
+    if dtype == QK_DTYPES["bfloat16"]:
+        return (raw.astype(np.uint32) << 16).view(np.float32)
+    return raw.astype(np.float32)
+
+
 def decode_f16(data: bytes, shape: Iterable[int]) -> np.ndarray:
     return np.frombuffer(data, dtype="<f2").reshape(tuple(shape))
 

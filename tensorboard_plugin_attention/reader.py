@@ -393,6 +393,136 @@ class RecordStore:
         return self._cached(("ov", rec.path, rec.offset, kind),
                             lambda: fmt.decode_codes(self.overview_chunk(entry, kind), shape), lambda a: a.nbytes)
 
+    # ---- long layers (format v3)
+    def _long_kind(self, entry: IndexEntry, kind: str) -> tuple:
+        rec = self.record(entry)
+        k = rec.header["kinds"][kind]
+        if k.get("layout") != fmt.LAYOUT_LONG:
+            raise KeyError(f"{kind} attention of this record is stored densely")
+        return rec, k
+
+    def long_qk(self, entry: IndexEntry, kind: str, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+        """float32 queries ``(q_len, d)`` of one head and the keys ``(k_len, d)`` it reads (its key/value
+        head's) of a long layer, decoded from float16 or bfloat16 (cached); KeyError if not stored."""
+        rec, k = self._long_kind(entry, kind)
+        if not k.get("has_qk"):
+            raise KeyError("queries/keys were not stored for this layer")
+        kv = head // (k["heads"] // k["kv_heads"])
+        dtype, d = fmt.QK_DTYPES[k["qk_dtype"]], k["head_dim"]
+
+        def load(what: str, index: int, length: int) -> Callable[[], np.ndarray]:
+            return lambda: fmt.decode_qk(fmt.read_chunk(rec, rec.chunk(kind, what, layer, index), self.read_range),
+                                         dtype, (length, d))
+
+        q = self._cached(("lq", rec.path, rec.offset, kind, layer, head), load("queries", head, k["q_len"]),
+                         lambda a: a.nbytes)
+        kk = self._cached(("lk", rec.path, rec.offset, kind, layer, kv), load("keys", kv, k["k_len"]),
+                          lambda a: a.nbytes)
+        return q, kk
+
+    def lse(self, entry: IndexEntry, kind: str, layer: int, head: int) -> np.ndarray:
+        """Each row's log-sum-exp ``(q_len,)`` float32 of one head of a long layer."""
+        rec, k = self._long_kind(entry, kind)
+        return self._cached(("lse", rec.path, rec.offset, kind, layer, head), lambda: np.frombuffer(
+            fmt.read_chunk(rec, rec.chunk(kind, "lse", layer, head), self.read_range), "<f4").reshape(k["q_len"]),
+            lambda a: a.nbytes)
+
+    def window(self, entry: IndexEntry, kind: str, layer: int, head: int, rows: tuple, cols: tuple) -> np.ndarray:
+        """Attention of one head over ``rows = (i, j)`` x ``cols = (a, b)`` (half-open), float32: rebuilt exactly
+        from q/k and lse for a long layer (``exact_window``), decoded from the stored code for a dense one."""
+        rec = self.record(entry)
+        k = rec.header["kinds"][kind]
+        (r0, r1), (c0, c1) = rows, cols
+        if k.get("layout") != fmt.LAYOUT_LONG:
+            return fmt.decode_attention(self.attention_codes(entry, kind, layer, head)[0, r0:r1, c0:c1])
+        if not k.get("exact"):
+            raise KeyError("this long layer cannot be rebuilt exactly (no q/k stored, or a learned position bias): "
+                           "use its pyramid or top-k")
+        q, kk = self.long_qk(entry, kind, layer, head)
+        info = (k.get("layer_info") or [{}] * k["layers"])[layer]
+        return exact_window(q[r0:r1], kk[c0:c1], self.lse(entry, kind, layer, head)[r0:r1], info,
+                            first_row=r0, first_col=c0, offset=k["k_len"] - k["q_len"])
+
+    def pyramid_chunk(self, entry: IndexEntry, kind: str, layer: int, head: int) -> bytes:
+        """The stored zlib chunk of one head's finest pyramid level (log8 codes ``pyramid_shape``)."""
+        rec, _ = self._long_kind(entry, kind)
+        return fmt.read_chunk(rec, rec.chunk(kind, "pyramid", layer, head), self.read_range)
+
+    def pyramid(self, entry: IndexEntry, kind: str, layer: int, head: int, level: int = 0) -> np.ndarray:
+        """Pooled attention of one head of a long layer, float32: level 0 is the stored one
+        (``pyramid_shape``), level ``l`` has ``2**l`` times fewer bins per side (at least one)."""
+        rec, k = self._long_kind(entry, kind)
+        fq, fk = k["pyramid_shape"]
+        fine = self._cached(("pyr", rec.path, rec.offset, kind, layer, head), lambda: fmt.decode_attention(
+            fmt.decode_codes(self.pyramid_chunk(entry, kind, layer, head), (fq, fk))), lambda a: a.nbytes)
+        if level == 0:
+            return fine
+        bq, bk = (_level_bins(f, n, level) for f, n in ((fq, k["q_len"]), (fk, k["k_len"])))
+        return fmt.pool_pyramid(fine, k["q_len"], k["k_len"], bq, bk)
+
+    def topk(self, entry: IndexEntry, kind: str, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's largest weights of one head of a long layer: key indices ``(q_len, K)`` uint32 and
+        log8 codes ``(q_len, K)`` uint8, descending."""
+        rec, k = self._long_kind(entry, kind)
+        shape = (k["q_len"], k["topk"])
+        index = np.frombuffer(_inflate(fmt.read_chunk(rec, rec.chunk(kind, "topk_index", layer, head), self.read_range),
+                                       4 * shape[0] * shape[1]), "<u4").reshape(shape)
+        codes = fmt.decode_codes(fmt.read_chunk(rec, rec.chunk(kind, "topk_value", layer, head), self.read_range), shape)
+        if index.size and int(index.max()) >= k["k_len"]:
+            raise fmt.FormatError("a top-k key index is past the end of the keys")
+        return index, codes
+
+
+def _inflate(data: bytes, size: int) -> bytes:
+    """A zlib chunk of exactly ``size`` bytes (bounded, like ``format.decode_codes``)."""
+    return fmt.decode_codes(data, (size,)).tobytes()
+
+
+def _level_bins(finest: int, length: int, level: int) -> int:
+    """Bins of pyramid ``level`` along a side whose stored level has ``finest`` bins over ``length`` tokens:
+    halved ``level`` times (512, 256, ...; bins nest), or any count when a stored bin is one token."""
+    if finest == length:
+        return max(1, -(-finest // 2**level))
+    b = finest
+    for _ in range(level):
+        if b % 2:
+            break
+        b //= 2
+    return b
+
+
+def exact_window(q: np.ndarray, k: np.ndarray, lse: np.ndarray, info: dict, *, first_row: int, first_col: int,
+                 offset: int = 0) -> np.ndarray:
+    """The one recompute of stored attention (the plugin and ``read_attention`` both use it):
+    ``p_ij = exp(s_ij - lse_i)`` with ``s_ij = softcap(scaling * q_i . k_j)`` and ``p_ij = 0`` where the mask
+    hides key ``j`` from row ``i`` (causal: ``j > i + offset``; sliding window ``w``: ``i + offset - j >= w``).
+
+    ``q`` are rows ``first_row..``, ``k`` keys ``first_col..`` (float32), ``lse`` the rows' log-sum-exp.
+    Computed in float32 in blocks of rows, so memory is the window plus one block.
+    """
+    scaling = float(info.get("scaling") or 1.0 / np.sqrt(q.shape[-1]))
+    softcap = info.get("softcap")
+    window = info.get("sliding_window")
+    causal = bool(info.get("causal"))
+    out = np.empty((q.shape[0], k.shape[0]), np.float32)
+    cols = np.arange(first_col, first_col + k.shape[0])
+    kt = np.ascontiguousarray(k.T, dtype=np.float32)
+    step = max(1, (16 << 20) // max(1, 4 * k.shape[0]))
+    for r0 in range(0, q.shape[0], step):
+        r1 = min(q.shape[0], r0 + step)
+        s = (q[r0:r1].astype(np.float32) @ kt) * np.float32(scaling)
+        if softcap:
+            s = np.tanh(s / np.float32(softcap)) * np.float32(softcap)
+        s -= lse[r0:r1, None]
+        np.exp(s, out=s)
+        diag = np.arange(first_row + r0, first_row + r1)[:, None] + offset
+        if causal:
+            s[cols[None, :] > diag] = 0.0
+        if window:
+            s[diag - cols[None, :] >= window] = 0.0
+        out[r0:r1] = s
+    return out
+
 
 @dataclass
 class AttentionExample:
@@ -406,7 +536,8 @@ class AttentionExample:
     header: dict
     attention: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, q, k) float32
     queries: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, q, d) float32
-    keys: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, k, d) float32
+    keys: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads or kv heads, k, d) float32
+    pyramid: dict[str, np.ndarray] = field(default_factory=dict)  # long kinds: (layers, heads, bq, bk) float32
 
     def tokens(self, kind: str = "encoder") -> tuple[list[str], list[str]]:
         """(query tokens, key tokens) of ``kind``."""
@@ -414,10 +545,34 @@ class AttentionExample:
         return self.header["sequences"][k["query"]], self.header["sequences"][k["key"]]
 
 
-def _decode(store: RecordStore, entry: IndexEntry, with_qk: bool) -> AttentionExample:
+def _span(name: str, span: Optional[tuple], length: int) -> tuple:
+    if span is None:
+        return 0, length
+    a, b = (int(x) for x in span)
+    if not 0 <= a < b <= length:
+        raise ValueError(f"{name}=({a}, {b}) is not a non-empty range within 0..{length}")
+    return a, b
+
+
+def _decode(store: RecordStore, entry: IndexEntry, with_qk: bool, rows: Optional[tuple] = None,
+            cols: Optional[tuple] = None) -> AttentionExample:
     ex = AttentionExample(entry.run, entry.tag, entry.example, entry.step, entry.wall_time, entry.index)
     for kind, k in entry.index["kinds"].items():
-        ex.attention[kind] = np.stack([fmt.decode_attention(store.attention_codes(entry, kind, l))
+        r, c = _span("rows", rows, k["q_len"]), _span("cols", cols, k["k_len"])
+        if k.get("layout") == fmt.LAYOUT_LONG:
+            ex.pyramid[kind] = np.stack([[store.pyramid(entry, kind, l, h) for h in range(k["heads"])]
+                                         for l in range(k["layers"])])
+            if rows is not None or cols is not None:
+                ex.attention[kind] = np.stack([[store.window(entry, kind, l, h, r, c) for h in range(k["heads"])]
+                                               for l in range(k["layers"])])
+            if with_qk and k.get("has_qk"):
+                group = k["heads"] // k["kv_heads"]
+                pairs = [[store.long_qk(entry, kind, l, h) for h in range(k["heads"])] for l in range(k["layers"])]
+                ex.queries[kind] = np.array([[q for q, _ in layer] for layer in pairs], dtype=np.float32)
+                ex.keys[kind] = np.array([[layer[g * group][1] for g in range(k["kv_heads"])] for layer in pairs],
+                                         dtype=np.float32)
+            continue
+        ex.attention[kind] = np.stack([fmt.decode_attention(store.attention_codes(entry, kind, l))[:, r[0]:r[1], c[0]:c[1]]
                                        for l in range(k["layers"])])
         if with_qk and k.get("has_qk"):
             pairs = [[store.qk(entry, kind, l, h) for h in range(k["heads"])] for l in range(k["layers"])]
@@ -435,6 +590,8 @@ def read_attention(
     example: Optional[str] = None,
     step: Optional[int] = None,
     queries_keys: bool = True,
+    rows: Optional[tuple] = None,
+    cols: Optional[tuple] = None,
     strict: bool = False,
 ) -> list[AttentionExample]:
     """Read logged attention back as numpy arrays (the same reading path as the TensorBoard plugin).
@@ -446,6 +603,12 @@ def read_attention(
     code (within the bounds in docs/format.md); q/k are float16 widened to float32; ``queries_keys=False``
     skips reading them.
 
+    Long layers (``kinds[kind]["layout"] == "long"``, format v3) are not stored densely: their pooled
+    ``pyramid`` is always read, and ``attention`` holds exactly the window ``rows=(i, j)`` x ``cols=(a, b)``
+    (half-open, token indices) when one is given, rebuilt from the stored q/k and each row's log-sum-exp
+    (the backend's ``/window`` serves the same values). A window applies to dense kinds too (a slice). Their
+    keys are one per key/value head.
+
     Records that cannot be read are skipped with a warning (logged once), as the plugin hides them: index
     records that are not JSON, fail their checksum, are of a newer format version or lack fields
     (``format.validate_index``), and records whose asset file is missing, truncated, corrupt or not the
@@ -453,12 +616,13 @@ def read_attention(
     (``format.FormatError``, ``OSError``, ...).
     """
     return list(iter_attention(logdir, logdir_spec=logdir_spec, run=run, tag=tag, example=example, step=step,
-                               queries_keys=queries_keys, strict=strict))
+                               queries_keys=queries_keys, rows=rows, cols=cols, strict=strict))
 
 
 def iter_attention(logdir: Optional[str] = None, *, logdir_spec: Optional[str] = None, run: Optional[str] = None,
                    tag: Optional[str] = None, example: Optional[str] = None, step: Optional[int] = None,
-                   queries_keys: bool = True, strict: bool = False) -> Iterator[AttentionExample]:
+                   queries_keys: bool = True, rows: Optional[tuple] = None, cols: Optional[tuple] = None,
+                   strict: bool = False) -> Iterator[AttentionExample]:
     """Like :func:`read_attention`, one example at a time."""
     from tensorboard import context
     from tensorboard.backend.event_processing import data_ingester, data_provider, plugin_event_multiplexer
@@ -484,7 +648,7 @@ def iter_attention(logdir: Optional[str] = None, *, logdir_spec: Optional[str] =
                     or (step is not None and s != step):
                 continue
             try:
-                ex = _decode(store, e, queries_keys)
+                ex = _decode(store, e, queries_keys, rows, cols)
             except DATA_ERRORS as err:
                 if strict:
                     raise
