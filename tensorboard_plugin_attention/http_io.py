@@ -64,6 +64,21 @@ def _int(args: Any, name: str, pattern: re.Pattern, what: str, required_: bool) 
     return int(value)
 
 
+_SPAN = re.compile(r"([0-9]{1,9}):([0-9]{1,9})", re.ASCII)
+
+
+def span_param(args: Any, name: str) -> tuple:
+    """A half-open token range ``a:b`` (two non-negative integers); checked against lengths by the impl."""
+    value = args.get(name)
+    if value is None or value == "":
+        raise errors.InvalidArgumentError(f"missing parameter {name!r} (a range of token indices 'start:end')")
+    match = _SPAN.fullmatch(value)
+    if not match:
+        raise errors.InvalidArgumentError(f"parameter {name!r} must be a range 'start:end' of token indices, "
+                                          f"got {value[:40]!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 def unit_param(args: Any, name: str, default: float) -> float:
     """A decimal in [0, 1] (``0.5``, ``1``, ``.25``; no sign, exponent, nan or inf); ``default`` if absent."""
     value = args.get(name)

@@ -40,6 +40,8 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 GZIPPED_CACHE_FRACTION = 8  # compressed bodies are cached in up to 1/8 of --attention_cache_mb (on top of it)
 DERIVED_CACHE_FRACTION = 16  # rollout codes: up to 1/16 of --attention_cache_mb (on top of it)
 DIVERGENCE_CACHE_ITEMS = 256  # /divergence results (a few KB each)
+MAX_WINDOW_VALUES = 1 << 22  # one /window: 4 M values (16 MB as float32), e.g. 2048 x 2048
+MAX_PYRAMID_LEVEL = 9  # 512 >> 9 == 1
 LN2 = float(np.log(2.0))
 
 _CONTENT_TYPES = {
@@ -200,6 +202,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "/attention": self.attention_route,
             "/qk": self.qk_route,
             "/overview": self.overview_route,
+            "/window": self.window_route,
+            "/pyramid": self.pyramid_route,
+            "/topk": self.topk_route,
             "/metrics": self.metrics_route,
             "/divergence": self.divergence_route,
             "/rollout": self.rollout_route,
@@ -305,7 +310,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def attention_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
                        layer: int, head: Optional[int] = None) -> np.ndarray:
         """uint8 log8 codes ``(heads, q_len, k_len)``, or ``(1, q_len, k_len)`` for one head."""
-        e, _ = self._layer_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
+        e, k = self._layer_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
+        _refuse_long(k, kind, step)
         return self._layer_codes(e, kind, layer, head)
 
     def _layer_entry(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
@@ -322,6 +328,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
         e, k = self._layer_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
         if not k.get("has_qk"):
             raise errors.NotFoundError(f"queries/keys were not logged at step {step} of {run!r}/{tag!r}/{example!r}")
+        if k.get("layout") == fmt.LAYOUT_LONG:  # float16 on the wire as for dense layers (bfloat16 widened)
+            q, kk = self._read(e, "queries/keys", lambda: self._store.long_qk(e, kind, layer, head))
+            return q.astype(np.float16), kk.astype(np.float16)
         return self._read(e, "queries/keys", lambda: self._store.qk(e, kind, layer, head))
 
     def overview_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int,
@@ -330,6 +339,46 @@ class AttentionPlugin(base_plugin.TBPlugin):
         e = self.entry(ctx, experiment, run, tag, example, step)
         self._kind(e, kind)
         return self._read(e, "overview", lambda: self._store.overview_codes(e, kind))
+
+    def window_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
+                    layer: int, head: int, rows: tuple, cols: tuple) -> np.ndarray:
+        """One head's attention over ``rows`` x ``cols`` (half-open token ranges), float32: exact from q/k for
+        a long layer, the stored values for a dense one."""
+        e, k = self._layer_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
+        for name, (a, b), length in (("rows", rows, k["q_len"]), ("cols", cols, k["k_len"])):
+            if not 0 <= a < b <= length:
+                raise errors.InvalidArgumentError(f"{name} {a}:{b} is not a non-empty range within 0:{length}")
+        if (rows[1] - rows[0]) * (cols[1] - cols[0]) > MAX_WINDOW_VALUES:
+            raise errors.InvalidArgumentError(f"a window holds at most {MAX_WINDOW_VALUES} values; ask for less "
+                                              "(or use /pyramid for the whole head)")
+        if k.get("layout") == fmt.LAYOUT_LONG and not k.get("exact"):
+            raise errors.NotFoundError(f"layer {layer} of {kind} at step {step} cannot be rebuilt exactly "
+                                       "(no q/k stored, or a learned position bias): use /pyramid or /topk")
+        return self._read(e, "window", lambda: self._store.window(e, kind, layer, head, rows, cols))
+
+    def _long_entry(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
+                    layer: int, head: int) -> tuple:
+        e, k = self._layer_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
+        if k.get("layout") != fmt.LAYOUT_LONG:
+            raise errors.InvalidArgumentError(f"{kind} attention at step {step} is stored densely "
+                                              f"({k['q_len']} x {k['k_len']}): use /attention")
+        return e, k
+
+    def pyramid_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
+                     layer: int, head: int, level: int = 0) -> np.ndarray:
+        """Pooled attention of one head of a long layer as log8 codes ``(1, bq, bk)``: level 0 as stored
+        (up to 512 x 512), each level above it halves the bins per side."""
+        e, k = self._long_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
+        if not 0 <= level <= MAX_PYRAMID_LEVEL:
+            raise errors.InvalidArgumentError(f"level must be in 0..{MAX_PYRAMID_LEVEL}, got {level}")
+        return fmt.encode_attention(self._read(e, "pyramid", lambda: self._store.pyramid(e, kind, layer, head, level)))[None]
+
+    def topk_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
+                  layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's largest weights of one head of a long layer: key indices ``(q_len, K)`` uint32 and log8
+        codes ``(q_len, K)``, descending."""
+        e, _ = self._long_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
+        return self._read(e, "top-k", lambda: self._store.topk(e, kind, layer, head))
 
     def metrics_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str,
                      kind: Optional[str] = None) -> dict:
@@ -361,16 +410,27 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 f"steps {step_a} and {step_b} of {run!r}/{tag!r}/{example!r} have different {kind} shapes "
                 f"(layers, heads, q_len, k_len) {sa} and {sb}: the tokens changed, so attention cannot be compared")
         same_tokens = _kind_tokens(ea, ka) == _kind_tokens(eb, kb)
+        long = ka.get("layout") == fmt.LAYOUT_LONG or kb.get("layout") == fmt.LAYOUT_LONG
         key = (kind, *sorted([ea.asset_key, eb.asset_key]))
         js = self._divergences.get(key)
         if js is None:
             js = []
             for layer in range(sa[0]):
-                a = self._layer_codes(ea, kind, layer, cache=False)
-                b = a if ea.asset_key == eb.asset_key else self._layer_codes(eb, kind, layer, cache=False)
+                if long:  # the pooled pyramids: seconds at any length (each pooled row is a distribution)
+                    a, b = (self._pyramid_codes(e, kind, layer) for e in (ea, eb))
+                else:
+                    a = self._layer_codes(ea, kind, layer, cache=False)
+                    b = a if ea.asset_key == eb.asset_key else self._layer_codes(eb, kind, layer, cache=False)
                 js.append([web.json_float(v) for v in metrics_mod.jensen_shannon_codes(a, b, fmt.LUT)])
             self._divergences.put(key, js)
-        return {"js": js, "unit": "nats", "max": LN2, "same_tokens": same_tokens}
+        return {"js": js, "unit": "nats", "max": LN2, "same_tokens": same_tokens,
+                "source": "pyramid" if long else "dense"}
+
+    def _pyramid_codes(self, e: IndexEntry, kind: str, layer: int) -> np.ndarray:
+        """Every head's stored pyramid level of a long layer, log8 codes ``(heads, bq, bk)``."""
+        heads = e.index["kinds"][kind]["heads"]
+        return fmt.encode_attention(np.stack([self._read(e, "pyramid", lambda h=h: self._store.pyramid(e, kind, layer, h))
+                                              for h in range(heads)]))
 
     def rollout_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
                      residual: float = 0.5, fusion: str = "mean") -> np.ndarray:
@@ -389,11 +449,17 @@ class AttentionPlugin(base_plugin.TBPlugin):
             raise errors.InvalidArgumentError(f"rollout needs square self-attention; {kind} attention at step {step} "
                                               f"is {n} queries x {k['k_len']} keys")
         key = ("rollout", e.asset_key, kind, residual, fusion)
+        long = k.get("layout") == fmt.LAYOUT_LONG
+        if long:  # on the pooled pyramid (bins x bins): products of 512 x 512 matrices, not n x n
+            n = k["pyramid_shape"][0]
+            if k["pyramid_shape"][1] != n:
+                raise errors.InvalidArgumentError(f"rollout needs a square pyramid, got {k['pyramid_shape']}")
         cached = self._rollouts.get(key)
         if cached is not None:
             return np.frombuffer(cached, np.uint8).reshape(1, n, n)
-        fused = [metrics_mod.fuse_heads_codes(self._layer_codes(e, kind, layer, cache=False), fusion, fmt.LUT)
-                 for layer in range(k["layers"])]
+        layer_codes = self._pyramid_codes if long else (lambda e_, kind_, layer: self._layer_codes(e_, kind_, layer,
+                                                                                                    cache=False))
+        fused = [metrics_mod.fuse_heads_codes(layer_codes(e, kind, layer), fusion, fmt.LUT) for layer in range(k["layers"])]
         codes = fmt.encode_attention(metrics_mod.rollout(fused, residual=residual, head_fusion=fusion)).reshape(1, n, n)
         self._rollouts.put(key, codes.tobytes(), codes.nbytes)
         return codes
@@ -484,6 +550,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         layer = web.uint_param(request.args, "layer")
         head = web.uint_param(request.args, "head", required=False)
         e, k = self._layer_entry(*common, kind, layer, head)
+        _refuse_long(k, kind, common[-1])
         shape = (1 if head is not None else k["heads"], k["q_len"], k["k_len"])
         return self._stored(request, e, ("attention", e.asset_key, kind, layer, head), "attention", shape,
                             lambda: self._store.attention_chunks(e, kind, layer, head),
@@ -511,6 +578,54 @@ class AttentionPlugin(base_plugin.TBPlugin):
                             lambda: self.overview_impl(*common, kind))
 
     @web.route
+    def window_route(self, request):
+        common = self._common(request)
+        args = request.args
+        kind = web.required(args, "kind")
+        layer, head = web.uint_param(args, "layer"), web.uint_param(args, "head")
+        rows, cols = web.span_param(args, "rows"), web.span_param(args, "cols")
+        dtype = web.choice_param(args, "dtype", ("log8", "float32"))
+        values = self.window_impl(*common, kind, layer, head, rows, cols)
+        e = self.entry(*common)
+        key = ("window", e.asset_key, kind, layer, head, rows, cols, dtype)
+        if dtype == "float32":
+            return self._binary(request, key, np.ascontiguousarray(values[None], "<f4").view(np.uint8),
+                                [("X-Attention-Shape", f"1,{values.shape[0]},{values.shape[1]}"),
+                                 ("X-Attention-Dtype", "float32")])
+        codes = fmt.encode_attention(values)[None]
+        return self._binary(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
+
+    @web.route
+    def pyramid_route(self, request):
+        common = self._common(request)
+        args = request.args
+        kind = web.required(args, "kind")
+        layer, head = web.uint_param(args, "layer"), web.uint_param(args, "head")
+        level = web.uint_param(args, "level", required=False) or 0
+        if level == 0:  # as stored: the chunk itself, spliced or decoded like /attention's
+            e, k = self._long_entry(*common, kind, layer, head)
+            shape = (1, *k["pyramid_shape"])
+            return self._stored(request, e, ("pyramid", e.asset_key, kind, layer, head), "pyramid", shape,
+                                lambda: [self._store.pyramid_chunk(e, kind, layer, head)],
+                                lambda: self.pyramid_impl(*common, kind, layer, head, 0))
+        codes = self.pyramid_impl(*common, kind, layer, head, level)
+        key = ("pyramid", self.entry(*common).asset_key, kind, layer, head, level)
+        return self._binary(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
+
+    @web.route
+    def topk_route(self, request):
+        common = self._common(request)
+        args = request.args
+        kind = web.required(args, "kind")
+        layer, head = web.uint_param(args, "layer"), web.uint_param(args, "head")
+        index, codes = self.topk_impl(*common, kind, layer, head)
+        body = np.ascontiguousarray(index, "<u4").tobytes() + np.ascontiguousarray(codes).tobytes()
+        key = ("topk", self.entry(*common).asset_key, kind, layer, head)
+        return self._binary(request, key, np.frombuffer(body, np.uint8),
+                            [("X-TopK-Shape", f"{index.shape[0]},{index.shape[1]}"),
+                             ("X-Attention-Codec", fmt.CODEC_NAME)])
+
+    @web.route
     def metrics_route(self, request):
         args = request.args
         run, tag, example = (web.required(args, n) for n in ("run", "tag", "example"))
@@ -532,8 +647,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
         residual = web.unit_param(request.args, "residual", 0.5)
         fusion = web.choice_param(request.args, "fusion", metrics_mod.FUSIONS)
         codes = self.rollout_impl(*common, kind, residual, fusion)
-        key = ("rollout", self.entry(*common).asset_key, kind, residual, fusion)
-        return self._binary(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
+        e = self.entry(*common)
+        key = ("rollout", e.asset_key, kind, residual, fusion)
+        source = "pyramid" if e.index["kinds"][kind].get("layout") == fmt.LAYOUT_LONG else "dense"
+        return self._binary(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME)
+                            + [("X-Attention-Source", source)])
 
     @web.route
     def index_js_route(self, request):
@@ -551,6 +669,13 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @web.route
     def not_found_route(self, request):
         raise errors.NotFoundError(f"no attention route {request.path[:120]!r}")
+
+
+def _refuse_long(k: dict, kind: str, step: int) -> None:
+    if k.get("layout") == fmt.LAYOUT_LONG:
+        raise errors.InvalidArgumentError(
+            f"{kind} attention at step {step} is a long layer ({k['q_len']} x {k['k_len']} tokens, not stored "
+            "densely): ask /window for exact values, /pyramid for the pooled head or /topk for each row's largest")
 
 
 def _kind_shape(k: dict) -> tuple:

@@ -33,7 +33,8 @@ from .metadata import FORMAT_VERSION, PLUGIN_NAME, create_summary_metadata
 
 logger = logging.getLogger(__name__)
 
-MAX_TOKENS = 8192  # per sequence; 2048 is the design target, 8192 keeps single records < 1 GB
+MAX_TOKENS = 8192  # per sequence of a dense layer; longer attention is stored as long layers (format v3)
+MAX_LONG_TOKENS = fmt.MAX_COUNTS["q_len"]  # per sequence of a long layer
 MAX_VALUES = 2**31 - 1  # attention values per example and kind
 ROW_SUM_TOLERANCE = 0.01
 MAX_STEP = 2**63 - 1  # Event.step is an int64
@@ -55,8 +56,9 @@ class _Example:
     """One example, validated and ready to encode."""
 
     sequences: dict[str, list[str]]
-    kinds: dict[str, list[fmt.LayerArrays]]
+    kinds: dict[str, list[Any]]  # fmt.LayerArrays (dense) or fmt.LongLayer
     kind_sequences: dict[str, tuple[str, str]] = field(default_factory=dict)
+    ids: dict[str, dict] = field(default_factory=dict)  # kind -> layer_ids / head_ids kept (layers=, heads=)
 
 
 def _np(x: Any, what: str) -> np.ndarray:
@@ -148,6 +150,7 @@ def _normalise(
     key_tokens: Optional[Sequence[str]],
     decoder_tokens: Optional[Sequence[str]],
     kind: Optional[str],
+    layer_info: Any = None,
 ) -> _Example:
     """Turn any accepted ``attention`` input into an ``_Example`` (kinds -> layers, sequences)."""
     positions: Mapping[str, Any] = {}
@@ -165,10 +168,11 @@ def _normalise(
             raise ValueError("queries/keys come with the capture: do not pass them separately")
         positions = getattr(attention, "positions", {}) or {}
         kinds = {
-            k: [fmt.LayerArrays(_np(l.attention, f"{k} attention"),
+            k: [_long_layer(l, f"{k} layer {i}") if fmt.is_long(l) else
+                fmt.LayerArrays(_np(l.attention, f"{k} attention"),
                                 None if l.queries is None else _np(l.queries, "queries"),
                                 None if l.keys is None else _np(l.keys, "keys"),
-                                _layer_info(l.info or {})) for l in layers]
+                                _layer_info(l.info or {})) for i, l in enumerate(layers)]
             for k, layers in attention.kinds.items() if layers
         }
         if not kinds:
@@ -177,9 +181,16 @@ def _normalise(
     elif isinstance(attention, Mapping):
         kinds = {}
         for k, v in attention.items():
+            if isinstance(v, (list, tuple)) and v and all(fmt.is_long(l) for l in v):
+                kinds[k] = [_long_layer(l, f"{k} layer {i}") for i, l in enumerate(v)]
+                continue
             q = None if queries is None else queries.get(k)
             kk = None if keys is None else keys.get(k)
             kinds[k] = _layers_from_tuple(v, q, kk, batch_index, k)
+    elif attention is None and queries is not None:  # queries and keys only: long layers summarized from them
+        if kind is None:
+            kind = "cross" if key_tokens is not None else "encoder"
+        kinds = {kind: _LongFromQK(queries, keys, batch_index, kind, layer_info)}
     else:
         if kind is None:
             kind = "cross" if key_tokens is not None else "encoder"
@@ -212,7 +223,135 @@ def _normalise(
         "decoder": ("output", "output") if two_stacks else ("input", "input"),
         "cross": ("output", "input"),
     }
-    return _Example(sequences, kinds, {k: kind_sequences[k] for k in kinds})
+    kind_sequences = {k: kind_sequences[k] for k in kinds}
+    for k, layers in kinds.items():
+        if isinstance(layers, _LongFromQK):  # now that the tokens are known (the induction metric reads them)
+            kinds[k] = layers.summarize(sequences[kind_sequences[k][0]] if k != "cross" else None)
+    return _Example(sequences, kinds, kind_sequences)
+
+
+class _LongFromQK:
+    """Per-layer queries/keys given without attention (``log_attention(writer, tag, None, tokens, step,
+    queries=..., keys=..., layer_info=...)``): checked now, summarized as long layers once the tokens are
+    known (``long_layers.summarize``, torch imported only then)."""
+
+    def __init__(self, queries: Any, keys: Any, batch_index: int, kind: str, layer_info: Any):
+        if keys is None:
+            raise ValueError("queries without keys: pass both (per layer), or the attention probabilities")
+        if not isinstance(queries, (list, tuple)) or not isinstance(keys, (list, tuple)) or len(queries) != len(keys) \
+                or not queries:
+            raise ValueError("queries and keys must be sequences with one tensor per layer, of the same length")
+        infos = layer_info if isinstance(layer_info, (list, tuple)) else [layer_info or {}] * len(queries)
+        if len(infos) != len(queries) or not all(isinstance(i, Mapping) for i in infos):
+            raise ValueError("layer_info must be a dict (for every layer) or one dict per layer")
+        self.layers = []
+        for i, (q, k, info) in enumerate(zip(queries, keys, infos)):
+            q, k = _np(q, f"queries layer {i}"), _np(k, f"keys layer {i}")
+            if q.ndim == 4 and k.ndim == 4:
+                if not 0 <= batch_index < q.shape[0]:
+                    raise ValueError(f"batch_index {batch_index} out of range: the batch has {q.shape[0]} examples")
+                q, k = q[batch_index], k[batch_index]
+            if q.ndim != 3 or k.ndim != 3 or q.shape[2] != k.shape[2] or q.shape[0] % max(1, k.shape[0]) \
+                    or 0 in q.shape or 0 in k.shape:
+                raise ValueError(f"{kind} layer {i}: queries {q.shape} / keys {k.shape} must be (heads, q_len, "
+                                 "head_dim) / (kv_heads, k_len, head_dim), heads a multiple of kv_heads")
+            if not (np.isfinite(q).all() and np.isfinite(k).all()):
+                raise ValueError(f"{kind} layer {i}: queries or keys contain NaN or Inf")
+            unknown = set(info) - {"scaling", "causal", "sliding_window", "softcap", "module_name"}
+            if unknown:
+                raise ValueError(f"layer_info: unknown keys {sorted(unknown)} (scaling, causal, sliding_window, "
+                                 "softcap, module_name)")
+            facts = _layer_info(info)
+            window = facts.get("sliding_window")
+            if window is not None and (not _is_int(window) or window < 1):
+                raise ValueError(f"layer_info sliding_window must be a positive integer, got {window!r}")
+            scaling = facts.get("scaling")
+            if scaling is not None and not (isinstance(scaling, (int, float)) and math.isfinite(scaling) and scaling > 0):
+                raise ValueError(f"layer_info scaling must be a positive number, got {scaling!r}")
+            facts["causal"] = bool(facts.get("causal")) if facts.get("causal") is not None else kind == "decoder"
+            if facts["causal"] and q.shape[1] > k.shape[1]:
+                raise ValueError(f"{kind} layer {i}: causal attention needs q_len <= k_len, got {q.shape[1]} > {k.shape[1]}")
+            self.layers.append((q, k, facts))
+        shape0 = (self.layers[0][0].shape, self.layers[0][1].shape)
+        if any((q.shape, k.shape) != shape0 for q, k, _ in self.layers):
+            raise ValueError(f"{kind}: every layer's queries/keys must have the shapes of layer 0's {shape0}")
+
+    def summarize(self, token_ids: Optional[Sequence[str]]) -> list:
+        from . import long_layers
+
+        out = []
+        for q, k, facts in self.layers:
+            scaling = facts.get("scaling") or 1.0 / math.sqrt(q.shape[-1])
+            out.append(long_layers.summarize_numpy(
+                q, k, scaling=scaling, causal=facts["causal"], sliding_window=facts.get("sliding_window"),
+                softcap=facts.get("softcap"), token_ids=token_ids if q.shape[1] == k.shape[1] else None,
+                info={"module_name": facts.get("module_name"), "position_bias": False}))
+        return out
+
+
+def _long_layer(layer: fmt.LongLayer, where: str) -> fmt.LongLayer:
+    """A LongLayer given to the writer (from a capture, or built by the user), its arrays checked."""
+    h, n, m = layer.shape
+    checks = [
+        (layer.lse.shape == (h, n) and np.isfinite(layer.lse).all(), "lse must be (heads, q_len) and finite"),
+        (layer.pyramid.ndim == 3 and layer.pyramid.shape == (h, min(n, fmt.PYRAMID_BINS), min(m, fmt.PYRAMID_BINS)),
+         "pyramid must be (heads, min(q_len, 512), min(k_len, 512))"),
+        (layer.topk_index.shape == layer.topk_value.shape and layer.topk_index.shape[:2] == (h, n)
+         and 0 < layer.topk_index.shape[-1] <= m, "topk_index/topk_value must be (heads, q_len, K) with K <= k_len"),
+        (layer.qk_dtype in fmt.QK_DTYPES, f"qk_dtype must be one of {sorted(fmt.QK_DTYPES)}"),
+    ]
+    if layer.queries is not None or layer.keys is not None:
+        q, k = layer.queries, layer.keys
+        checks.append((q is not None and k is not None and q.ndim == 3 and k.ndim == 3 and q.shape[:2] == (h, n)
+                       and k.shape[1] == m and q.shape[2] == k.shape[2] and k.shape[0] > 0 and h % k.shape[0] == 0,
+                       "queries/keys must be (heads, q_len, d) / (kv_heads, k_len, d), heads a multiple of kv_heads"))
+    for ok, what in checks:
+        if not ok:
+            raise ValueError(f"{where} (long layer {layer.shape}): {what}")
+    if layer.topk_index.size and int(layer.topk_index.max()) >= m:
+        raise ValueError(f"{where}: a top-k key index is past k_len {m}")
+    return fmt.LongLayer(**{**layer.__dict__, "info": _layer_info(layer.info or {})})
+
+
+def _select(ex: _Example, layers: Optional[Sequence[int]], heads: Optional[Sequence[int]]) -> dict:
+    """Keep only ``layers`` / ``heads`` (model indices) of every kind; returns the ids kept per kind."""
+    ids: dict = {}
+    for kind, items in list(ex.kinds.items()):
+        n_layers, n_heads = len(items), items[0].shape[0] if fmt.is_long(items[0]) else items[0].attention.shape[0]
+        keep_l = _indices(layers, n_layers, "layers")
+        keep_h = _indices(heads, n_heads, "heads")
+        if keep_l is None and keep_h is None:
+            continue
+        keep_l = keep_l if keep_l is not None else list(range(n_layers))
+        ex.kinds[kind] = [_heads_of(items[i], keep_h) for i in keep_l]
+        ids[kind] = {"layer_ids": keep_l, "head_ids": keep_h if keep_h is not None else list(range(n_heads))}
+    return ids
+
+
+def _indices(chosen: Optional[Sequence[int]], count: int, what: str) -> Optional[list]:
+    if chosen is None:
+        return None
+    out = list(chosen)
+    if not out or not all(_is_int(i) and 0 <= i < count for i in out) or len(set(out)) != len(out):
+        raise ValueError(f"{what}= must be distinct indices in 0..{count - 1}, got {chosen!r}")
+    return [int(i) for i in out]
+
+
+def _heads_of(layer: Any, heads: Optional[list]) -> Any:
+    if heads is None:
+        return layer
+    if not fmt.is_long(layer):
+        return fmt.LayerArrays(layer.attention[heads], None if layer.queries is None else layer.queries[heads],
+                               None if layer.keys is None else layer.keys[heads], layer.info)
+    keys = layer.keys
+    if keys is not None:  # each kept head keeps the key head it reads (grouped-query keys expanded if needed)
+        group = layer.shape[0] // keys.shape[0]
+        keys = keys[[h // group for h in heads]]
+    return fmt.LongLayer(
+        queries=None if layer.queries is None else layer.queries[heads], keys=keys, qk_dtype=layer.qk_dtype,
+        lse=layer.lse[heads], k_len=layer.k_len, pyramid=layer.pyramid[heads], topk_index=layer.topk_index[heads],
+        topk_value=layer.topk_value[heads], metrics={k: np.asarray(v)[heads] for k, v in layer.metrics.items()},
+        info=layer.info)
 
 
 def _tokens(tokens: Any, what: str) -> list[str]:
@@ -226,8 +365,8 @@ def _tokens(tokens: Any, what: str) -> list[str]:
                          "(convert ids with tokenizer.convert_ids_to_tokens)")
     if not out:
         raise ValueError(f"{what} is empty")
-    if len(out) > MAX_TOKENS:
-        raise ValueError(f"{what} has {len(out)} tokens; at most {MAX_TOKENS} are supported per sequence")
+    if len(out) > MAX_LONG_TOKENS:
+        raise ValueError(f"{what} has {len(out)} tokens; at most {MAX_LONG_TOKENS} are supported per sequence")
     return out
 
 
@@ -242,6 +381,13 @@ def _validate(ex: _Example, sentence_b_start: Optional[int]) -> None:
     for kind, layers in ex.kinds.items():
         qseq, kseq = ex.kind_sequences[kind]
         nq, nk = len(ex.sequences[qseq]), len(ex.sequences[kseq])
+        if any(fmt.is_long(l) for l in layers):
+            _validate_long(kind, layers, qseq, nq, kseq, nk)
+            continue
+        if max(nq, nk) > MAX_TOKENS:
+            raise ValueError(f"{kind} attention: {max(nq, nk)} tokens is too long to store densely (at most "
+                             f"{MAX_TOKENS}): capture it with capture_attention (long layers), or pass queries/keys "
+                             "instead of the probabilities")
         shape0 = layers[0].attention.shape
         qk0 = layers[0].queries is not None
         for i, layer in enumerate(layers):
@@ -295,6 +441,21 @@ def _validate(ex: _Example, sentence_b_start: Optional[int]) -> None:
                 or not 0 < sentence_b_start < n:
             raise ValueError(f"sentence_b_start must be an index in 1..{n - 1} (the first token of sentence B), "
                              f"got {sentence_b_start!r}")
+
+
+def _validate_long(kind: str, layers: list, qseq: str, nq: int, kseq: str, nk: int) -> None:
+    if not all(fmt.is_long(l) for l in layers):
+        raise ValueError(f"{kind} attention mixes long and dense layers: a kind is all one or the other")
+    shape0 = layers[0].shape
+    for i, layer in enumerate(layers):
+        where = f"{kind} attention, layer {i}"
+        if layer.shape != shape0 or (layer.queries is None) != (layers[0].queries is None):
+            raise ValueError(f"{where} has shape {layer.shape} but layer 0 has {shape0}: all layers of a kind must "
+                             "have the same heads and lengths (and all store q/k or none)")
+        _, q, k = layer.shape
+        if q != nq or k != nk:
+            raise ValueError(f"{where} is {q}x{k} (queries x keys) but {_length_message(qseq, nq, kseq, nk)}: pass "
+                             "one token per position")
 
 
 def _check_text(s: str, what: str) -> None:
@@ -394,7 +555,8 @@ def build_record(
         "sequences": ex.sequences,
         "sentence_b_start": None if sentence_b_start is None else int(sentence_b_start),
         "special_tokens": special_tokens,
-        "kinds": {k: fmt.describe_kind(layers, *ex.kind_sequences[k]) for k, layers in ex.kinds.items()},
+        "kinds": {k: dict(fmt.describe_kind(layers, *ex.kind_sequences[k]), **ex.ids.get(k, {}))
+                  for k, layers in ex.kinds.items()},
         "metrics": metrics or {},
     }
     return header, fmt.encode_record(header, ex.kinds)
@@ -729,6 +891,9 @@ def log_attention(
     wall_time: Optional[float] = None,
     metrics: bool = True,
     metric_scalars: bool = True,
+    layers: Optional[Sequence[int]] = None,
+    heads: Optional[Sequence[int]] = None,
+    layer_info: Any = None,
 ) -> None:
     """Log one example's attention (and optionally queries/keys) at ``step``.
 
@@ -755,6 +920,17 @@ def log_attention(
       metric_scalars: also write each layer's strongest head per metric as ordinary TensorBoard scalars
         (tag ``attention_metrics/<tag>/<example>/<metric>/<kind>_layer<l>``, max over heads; for entropy
         the min), so the Scalars tab plots them.
+      layers, heads: log only these layers / heads (model indices, kept in the header as ``layer_ids`` /
+        ``head_ids``), for big models.
+      layer_info: with ``attention=None`` and per-layer ``queries`` ``(heads, n, d)`` / ``keys``
+        ``(kv_heads, m, d)`` (grouped-query keys once per key/value head): the score function, a dict for every
+        layer or one per layer: ``scaling`` (default ``head_dim ** -0.5``), ``causal`` (default: true for
+        ``kind="decoder"``), ``sliding_window``, ``softcap``. The layers are then stored long (format v3): q/k,
+        each row's log-sum-exp, a pooled pyramid, per-row top-k and the metrics, computed here chunked
+        (torch is needed); any window is rebuilt exactly when read.
+
+    Attention longer than ``MAX_TOKENS`` cannot be given as probabilities; ``capture_attention`` records
+    long layers itself above its dense limit, and those are logged as they are.
 
     Raises ``ValueError`` for bad input, and for a closed writer, before anything is written. With an
     ``AttentionWriter`` (in its default background mode) encoding and writing happen in its writer thread:
@@ -783,8 +959,9 @@ def log_attention(
     wall_time = _check_wall_time(wall_time)
     model_name = _check_model_name(model_name)
     ex = _normalise(attention, tokens, batch_index=int(batch_index), queries=queries, keys=keys,
-                    key_tokens=key_tokens, decoder_tokens=decoder_tokens, kind=kind)
+                    key_tokens=key_tokens, decoder_tokens=decoder_tokens, kind=kind, layer_info=layer_info)
     _validate(ex, sentence_b_start)
+    ex.ids = _select(ex, layers, heads)
     special = _special_tokens(special_tokens, ex.sequences)
 
     def write() -> None:
@@ -828,7 +1005,11 @@ def _metrics(ex: _Example) -> dict:
         causal = None
         if layers and layers[0].info and layers[0].info.get("causal") is not None:
             causal = bool(layers[0].info["causal"])
-        values = m.layer_metrics([l.attention for l in layers], ids, causal=causal)
+        if fmt.is_long(layers[0]):  # computed from the rows while summarizing
+            values = {name: np.stack([np.asarray(l.metrics[name], np.float64) for l in layers])
+                      for name in m.METRIC_NAMES}
+        else:
+            values = m.layer_metrics([l.attention for l in layers], ids, causal=causal)
         out[kind] = {name: [[None if not np.isfinite(v) else round(float(v), 6) for v in row] for row in arr]
                      for name, arr in values.items()}
     return out
