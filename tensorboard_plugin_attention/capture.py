@@ -93,7 +93,9 @@ from transformers import PreTrainedModel
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.modeling_utils import AttentionInterface
 
+from . import format as fmt
 from .format import KINDS, LayerArrays  # noqa: F401 - one definition of each, re-exported here
+from .long_layers import DEFAULT_DENSE_LIMIT
 
 __all__ = [
     "AttentionCapture",
@@ -124,7 +126,7 @@ class LayerRecord:
 
     kind: str  # "encoder" | "decoder" | "cross"
     layer: int  # index within its kind, in call order during the forward
-    attention: torch.Tensor  # (batch, heads, q_len, k_len), post-softmax, pre-dropout
+    attention: torch.Tensor | None  # (batch, heads, q_len, k_len), post-softmax, pre-dropout; None when long
     queries: torch.Tensor | None  # (batch, heads, q_len, head_dim)
     keys: torch.Tensor | None  # (batch, heads, k_len, head_dim), grouped-query keys expanded to query heads
     scaling: float
@@ -133,6 +135,8 @@ class LayerRecord:
     softcap: float | None
     sliding_window: int | None
     module_name: str
+    long: list | None = None  # above the dense limit: one format.LongLayer per example (padding trimmed)
+    shape: tuple = ()  # (batch, heads, q_len, k_len) of the layer call
 
     def info(self) -> dict[str, Any]:
         """The per-layer metadata as a plain dict (keys as in ``LayerArrays.info``)."""
@@ -193,6 +197,8 @@ class CapturedForward:
     decoder_attention_mask: torch.Tensor | None = None  # (batch, len), CPU
     model_name: str = ""
     is_encoder_decoder: bool = False
+    input_ids: torch.Tensor | None = None  # (batch, len), CPU: the induction metric of long layers reads them
+    decoder_input_ids: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -201,7 +207,7 @@ class CapturedForward:
                 return int(mask.shape[0])
         for records in self.layers.values():
             if records:
-                return int(records[0].attention.shape[0])
+                return int(records[0].shape[0])
         return 0
 
     def _mask_vector(self, which: str, i: int) -> np.ndarray | None:
@@ -216,14 +222,16 @@ class CapturedForward:
             raise IndexError(f"example {i} out of range for batch size {self.batch_size}")
         in_mask = self._mask_vector("input", i)
         out_mask = self._mask_vector("output", i) if self.is_encoder_decoder else None
-        dec_mask = out_mask if self.is_encoder_decoder else in_mask
-        masks = {"encoder": (in_mask, in_mask), "decoder": (dec_mask, dec_mask), "cross": (out_mask, in_mask)}
+        masks = self._kind_masks(i)
 
-        kinds: dict[str, list[LayerArrays]] = {}
+        kinds: dict[str, list[Any]] = {}
         for kind, records in self.layers.items():
             q_mask, k_mask = masks.get(kind, (None, None))
             arrays = []
             for rec in records:
+                if rec.long is not None:  # summarized while the model ran, padding already trimmed
+                    arrays.append(rec.long[i])
+                    continue
                 q_len, k_len = rec.attention.shape[-2:]
                 qi = np.flatnonzero(_align(q_mask, q_len))
                 ki = np.flatnonzero(_align(k_mask, k_len))
@@ -238,6 +246,22 @@ class CapturedForward:
             positions["output"] = _positions(out_mask, self._seq_len("output"))
         return ExampleAttention(kinds, positions, self.model_name, self.is_encoder_decoder, i)
 
+    def _kind_masks(self, i: int) -> dict:
+        """kind -> (query mask, key mask) of example ``i`` (None: keep every position)."""
+        in_mask = self._mask_vector("input", i)
+        out_mask = self._mask_vector("output", i) if self.is_encoder_decoder else None
+        dec_mask = out_mask if self.is_encoder_decoder else in_mask
+        return {"encoder": (in_mask, in_mask), "decoder": (dec_mask, dec_mask), "cross": (out_mask, in_mask)}
+
+    def _token_ids(self, kind: str, i: int, q_len: int) -> np.ndarray | None:
+        """The input ids of self-attention ``kind`` for example ``i``, aligned to the end like the masks."""
+        if kind == "cross":
+            return None
+        ids = self.decoder_input_ids if kind == "decoder" and self.is_encoder_decoder else self.input_ids
+        if ids is None or ids.shape[-1] < q_len:
+            return None
+        return ids[i, ids.shape[-1] - q_len:].numpy()
+
     def _seq_len(self, which: str) -> int:
         """Sequence length seen by the layers, for when no mask was given."""
         if which == "input":
@@ -246,9 +270,9 @@ class CapturedForward:
             kinds = ("decoder",)
         for kind in kinds:
             if self.layers.get(kind):
-                return int(self.layers[kind][0].attention.shape[-1])
+                return int(self.layers[kind][0].shape[-1])
         if which == "input" and self.layers.get("cross"):
-            return int(self.layers["cross"][0].attention.shape[-1])
+            return int(self.layers["cross"][0].shape[-1])
         return 0
 
 
@@ -272,9 +296,10 @@ def _contig(a: np.ndarray | None) -> np.ndarray | None:
 class AttentionCapture:
     """What ``capture_attention`` yields: the forwards recorded so far."""
 
-    def __init__(self, model: nn.Module, queries_keys: bool = True) -> None:
+    def __init__(self, model: nn.Module, queries_keys: bool = True, dense_limit: int = DEFAULT_DENSE_LIMIT) -> None:
         self.model = model
         self.queries_keys = queries_keys
+        self.dense_limit = dense_limit
         self.forwards: list[CapturedForward] = []
         self._depth = 0  # nesting depth of grouping hooks
         self._names: dict[int, str] = {}  # id(module) -> qualified name
@@ -309,6 +334,8 @@ class AttentionCapture:
         fwd = self._current()
         index = self._counters.get(kind, 0)
         self._counters[kind] = index + 1
+        if not fields.get("shape") and fields.get("attention") is not None:
+            fields["shape"] = tuple(fields["attention"].shape)
         fwd.layers.setdefault(kind, []).append(LayerRecord(kind=kind, layer=index, **fields))
 
 
@@ -397,6 +424,10 @@ def _capture_attention_forward(
         return eager(module, query, key, value, attention_mask, *args, **kwargs)
 
     dropout = kwargs.get("dropout", args[1] if len(args) > 1 else 0.0)
+    q_len, k_len = query.shape[2], key.shape[2]
+    limit = min(c.dense_limit for c in captures)
+    if q_len > 1 and q_len * k_len > limit * limit and not _bias_kwargs(kwargs):
+        return _capture_long(module, query, key, value, captures, args, kwargs)
     if module.training and dropout:
         # record pre-dropout probabilities, then compute the output exactly as asked
         if "dropout" in kwargs or len(args) < 2:
@@ -437,6 +468,70 @@ def _capture_attention_forward(
             **fields,
         )
     return out
+
+
+def _bias_kwargs(kwargs: dict) -> bool:
+    return any(isinstance(kwargs.get(name), torch.Tensor) for name in _BIAS_KWARGS)
+
+
+def _kept_range(mask: np.ndarray | None, n: int) -> tuple[int, int]:
+    """The kept positions of a sequence of ``n`` as one range (padding is at one end)."""
+    kept = np.flatnonzero(_align(mask, n))
+    if kept.size == 0:
+        return 0, 0
+    if kept[-1] - kept[0] + 1 != kept.size:
+        raise ValueError("capture_attention: long layers need padding at one end of each sequence (the attention "
+                         "mask keeps a non-contiguous set of positions)")
+    return int(kept[0]), int(kept[-1]) + 1
+
+
+def _capture_long(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  captures: list, args: tuple, kwargs: dict) -> tuple[torch.Tensor, None]:
+    """A layer above the dense limit: no probabilities are kept. For each example its rows are computed in
+    chunks (``long_layers.summarize``), giving the layer output and the record's summaries; only those and
+    q/k leave the device. The mask is the layer's own (causal / sliding window) on the unpadded positions."""
+    from . import long_layers
+
+    scaling = kwargs.get("scaling", args[0] if args else None)
+    scaling = float(query.shape[-1] ** -0.5 if scaling is None else scaling)
+    cross = _is_cross(module, captures[0]._names.get(id(module), ""))
+    causal = not cross and _module_causal(module)
+    kind = "cross" if cross else ("decoder" if causal else "encoder")
+    softcap = _opt_float(kwargs.get("softcap"))
+    window = _opt_int(kwargs.get("sliding_window", getattr(module, "sliding_window", None)))
+    if module.training and kwargs.get("dropout", args[1] if len(args) > 1 else 0.0) and not _WARNED.get("dropout"):
+        _WARNED["dropout"] = True
+        warnings.warn("capture_attention: attention dropout is not applied in long layers while capturing "
+                      "(run probes in eval mode)", stacklevel=3)
+    fwd = captures[0]._current()
+    batch, heads, n, _ = query.shape
+    m = key.shape[2]
+    keep_qk = any(c.queries_keys for c in captures)
+    out = torch.zeros(batch, n, heads, value.shape[-1], dtype=value.dtype, device=value.device)
+    longs = []
+    for b in range(batch):
+        q_mask, k_mask = fwd._kind_masks(b).get(kind, (None, None))
+        q0, q1 = _kept_range(q_mask, n)
+        k0, k1 = _kept_range(k_mask, m)
+        ids = fwd._token_ids(kind, b, n)
+        layer, rows = long_layers.summarize(
+            query[b, :, q0:q1], key[b, :, k0:k1], value[b, :, k0:k1], scaling=scaling, causal=causal,
+            sliding_window=window, softcap=softcap, token_ids=None if ids is None or q1 - q0 != k1 - k0 else ids[q0:q1],
+            keep_qk=keep_qk, info={"position_bias": False, "module_name": ""})
+        out[b, q0:q1] = rows.transpose(0, 1)
+        longs.append(layer)
+    for cap in captures:
+        mine = longs if cap.queries_keys or not keep_qk else [
+            fmt.LongLayer(**{**l.__dict__, "queries": None, "keys": None}) for l in longs]
+        name = cap._names.get(id(module), "")
+        mine = [fmt.LongLayer(**{**l.__dict__, "info": dict(l.info, module_name=name)}) for l in mine]
+        cap._add(kind, attention=None, queries=None, keys=None, module_name=name, scaling=scaling, causal=causal,
+                 position_bias=False, softcap=softcap, sliding_window=window, long=mine,
+                 shape=(batch, heads, n, m))
+    return out, None
+
+
+_WARNED: dict = {}
 
 
 def _expand_kv(key: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -499,7 +594,16 @@ def _opt_int(x: Any) -> int | None:
 
 
 AttentionInterface.register(_IMPL_NAME, _capture_attention_forward)
-AttentionMaskInterface.register(_IMPL_NAME, eager_mask)
+def _capture_mask(batch_size: int, q_length: int, kv_length: int, *args: Any, **kwargs: Any) -> torch.Tensor | None:
+    """Masks for the capture: eager's float masks, except above the dense limit where none is built (a long
+    layer masks by its own causal / sliding-window facts, and a dense mask would be n x n)."""
+    if _MASK_LIMITS and q_length > 1 and q_length * kv_length > min(_MASK_LIMITS) ** 2:
+        return None
+    return eager_mask(batch_size, q_length, kv_length, *args, **kwargs)
+
+
+_MASK_LIMITS: list[int] = []  # dense limits of the captures that are active (masks are built per forward)
+AttentionMaskInterface.register(_IMPL_NAME, _capture_mask)
 
 
 # ----------------------------------------------------------------------------------------------- hooks
@@ -567,6 +671,10 @@ def _install_grouping(cap: AttentionCapture, model: nn.Module, targets: list[Pre
             fwd.attention_mask = _mask_copy(bound.get("attention_mask"))
         if fwd.decoder_attention_mask is None:
             fwd.decoder_attention_mask = _mask_copy(bound.get("decoder_attention_mask"))
+        if fwd.input_ids is None:
+            fwd.input_ids = _mask_copy(bound.get("input_ids"))
+        if fwd.decoder_input_ids is None:
+            fwd.decoder_input_ids = _mask_copy(bound.get("decoder_input_ids"))
 
     def post(module: nn.Module, args: tuple, output: Any) -> None:
         cap._depth = max(0, cap._depth - 1)
@@ -751,13 +859,19 @@ def _top_pretrained(model: nn.Module) -> list[PreTrainedModel]:
 
 
 @contextlib.contextmanager
-def capture_attention(model: nn.Module, *, queries_keys: bool = True) -> Iterator[AttentionCapture]:
+def capture_attention(model: nn.Module, *, queries_keys: bool = True,
+                      dense_limit: int = DEFAULT_DENSE_LIMIT) -> Iterator[AttentionCapture]:
     """Record attention (and queries/keys) of every forward pass of ``model`` inside the ``with`` block.
 
     Args:
         model: a transformers ``PreTrainedModel`` (any architecture whose attention goes through
             ``AttentionInterface``), a module containing one, and/or a module using ``nn.MultiheadAttention``.
         queries_keys: also record queries and keys (as the model uses them, after rotary embedding).
+        dense_limit: layers whose attention has more than ``dense_limit ** 2`` weights (default 1024 tokens
+            square) keep no probabilities: they are computed in chunks of rows on the model's device, giving
+            the layer output and a long-layer record (q/k, each row's log-sum-exp, a pooled pyramid, per-row
+            top-k, metrics; ``format.LongLayer``), from which any window is rebuilt exactly when read. Below it,
+            the probabilities are recorded as they are.
 
     Yields:
         An ``AttentionCapture`` whose ``forwards`` fill up as the model runs.
@@ -765,7 +879,9 @@ def capture_attention(model: nn.Module, *, queries_keys: bool = True) -> Iterato
     The model's attention implementation is switched to the model's eager attention for the duration and
     restored on exit, also when the block raises.
     """
-    cap = AttentionCapture(model, queries_keys=queries_keys)
+    if isinstance(dense_limit, bool) or not isinstance(dense_limit, int) or dense_limit < 1:
+        raise ValueError(f"dense_limit must be a positive number of tokens, got {dense_limit!r}")
+    cap = AttentionCapture(model, queries_keys=queries_keys, dense_limit=dense_limit)
     cap._names = {id(m): name for name, m in model.named_modules()}
     targets = _top_pretrained(model)
     mha = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
@@ -807,6 +923,7 @@ def capture_attention(model: nn.Module, *, queries_keys: bool = True) -> Iterato
             )
         for mid in module_ids:
             _ACTIVE.setdefault(mid, []).append(cap)
+        _MASK_LIMITS.append(dense_limit)
         if mha:  # before the grouping hooks: a model that *is* an MHA records before its forward closes
             handles += _install_mha(cap, mha)
             if saved_fastpath is not None:
@@ -815,6 +932,8 @@ def capture_attention(model: nn.Module, *, queries_keys: bool = True) -> Iterato
         handles += _install_cross_detection(model)
         yield cap
     finally:
+        if dense_limit in _MASK_LIMITS and any(cap in a for a in _ACTIVE.values()):
+            _MASK_LIMITS.remove(dense_limit)
         for h in handles:
             h.remove()
         for mid in module_ids:
