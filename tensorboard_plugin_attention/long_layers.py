@@ -117,12 +117,13 @@ def summarize(
     repeated = np.zeros(n, dtype=bool)
     out = None if v is None else torch.empty(heads, n, v.shape[-1], dtype=v.dtype, device=device)
 
+    kf = k.float()
+    qs = q.float() * scaling  # scaling folded into the queries: s = qs . k
     for r0 in range(0, n, rows_per_chunk):
         r1 = min(n, r0 + rows_per_chunk)
         r = r1 - r0
-        qc = q[:, r0:r1].float().reshape(kv_heads, group * r, d)  # heads of a key group are consecutive
+        qc = qs[:, r0:r1].reshape(kv_heads, group * r, d)  # heads of a key group are consecutive
         s = torch.bmm(qc, kt).reshape(heads, r, m)
-        s.mul_(scaling)
         if softcap:
             s.div_(softcap).tanh_().mul_(softcap)
         rows = torch.arange(r0, r1, device=device) + offset  # key index of the diagonal, per row
@@ -134,25 +135,37 @@ def summarize(
             allowed = near if allowed is None else allowed & near
         if allowed is not None:
             s.masked_fill_(~allowed, float("-inf"))
-        lse = torch.logsumexp(s, dim=-1)  # (heads, r)
-        p = torch.exp(s.sub_(lse[..., None]))  # in place: s is p now
+        # softmax in place, keeping each row's log-sum-exp: p = exp(s - max) / z, lse = max + log z
+        peak = s.amax(dim=-1, keepdim=True)
+        p = s.sub_(peak).exp_()
+        z = p.sum(dim=-1, keepdim=True)
+        p.div_(z)
+        lse = (peak + z.log()).squeeze(-1)  # (heads, r)
         del s
+        pg = p.reshape(kv_heads, group * r, m)
         if out is not None:
-            pv = p.reshape(kv_heads, group * r, m).to(vf.dtype)
-            out[:, r0:r1] = torch.bmm(pv, vf).reshape(heads, r, -1)
-        pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin, p)
+            out[:, r0:r1] = torch.bmm(pg.to(vf.dtype), vf).reshape(heads, r, -1)
+        if m % bk == 0:
+            pooled = p.reshape(heads, r, bk, m // bk).sum(-1)
+        else:
+            pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin, p)
         pyramid.index_add_(1, qbin[r0:r1], pooled)
         tv, ti = torch.topk(p, topk, dim=-1)
         lse_out[:, r0:r1] = lse.cpu().numpy()
         top_v[:, r0:r1] = tv.cpu().numpy()
         top_i[:, r0:r1] = ti.to(torch.int64).cpu().numpy().astype(np.uint32)
         # per-row sums for the metrics (metrics.row_sums, on the device)
-        sums["entropy"][:, r0:r1] = (-torch.special.xlogy(p, p).sum(-1)).double().cpu().numpy()
+        if softcap:
+            entropy = -torch.special.xlogy(p, p).sum(-1)
+        else:  # -sum p log p = lse - sum_j p_ij s_ij, and sum_j p_ij s_ij = qs_i . (p @ k)_i: one small product
+            ps = (qc * torch.bmm(pg, kf)).sum(-1).reshape(heads, r)
+            entropy = lse - ps
+        sums["entropy"][:, r0:r1] = entropy.double().cpu().numpy()
         sums["sink"][:, r0:r1] = p[:, :, 0].double().cpu().numpy()
         i_tok = torch.arange(r0, r1, device=device)
         if square:
             dist = (i_tok[:, None] - cols[None, :]).abs().float()
-            sums["distance"][:, r0:r1] = (p * dist).sum(-1).double().cpu().numpy()
+            sums["distance"][:, r0:r1] = torch.einsum("hrm,rm->hr", p, dist).double().cpu().numpy()
             has_prev = i_tok >= 1
             prev = torch.zeros(heads, r, device=device)
             idx = torch.nonzero(has_prev).flatten()
@@ -161,11 +174,11 @@ def summarize(
             sums["prev_token"][:, r0:r1] = prev.double().cpu().numpy()
             if codes is not None:
                 same = (codes[r0:r1][:, None] == codes[None, : m - 1]) & (cols[None, : m - 1] < i_tok[:, None])
-                targets = torch.zeros(r, m, dtype=torch.bool, device=device)
+                targets = torch.zeros(r, m, dtype=torch.float32, device=device)
                 targets[:, 1:] = same
-                sums["induction"][:, r0:r1] = (p * targets).sum(-1).double().cpu().numpy()
-                repeated[r0:r1] = targets.any(-1).cpu().numpy()
-        del p
+                sums["induction"][:, r0:r1] = torch.einsum("hrm,rm->hr", p, targets).double().cpu().numpy()
+                repeated[r0:r1] = (targets > 0).any(-1).cpu().numpy()
+        del p, pg
 
     counts = torch.bincount(qbin, minlength=bq).float()
     pyramid = (pyramid / counts[None, :, None]).cpu().numpy()
