@@ -292,14 +292,23 @@ function recordId(run: string, tag: string, example: string, step: number): stri
   return JSON.stringify([run, tag, example, step]);
 }
 
-/** record id → revision for every step of an index (revisions absent, as from older backends: ''). */
+/** One example's identity (what /metrics covers: all its steps). */
+function exampleId(ex: ExampleRef): string {
+  return JSON.stringify([ex.run, ex.tag, ex.example]);
+}
+
+/**
+ * record id → revision for every step of an index (revisions absent, as from older backends: ''), and
+ * example id → its steps with their revisions (what /metrics was computed from).
+ */
 export function revisionsOf(idx: IndexResponse): Map<string, string> {
   const out = new Map<string, string>();
   for (const r of idx.runs)
     for (const t of r.tags)
       for (const e of t.examples) {
-        const revs = Array.isArray(e.revisions) ? e.revisions : [];
-        e.steps.forEach((st, i) => out.set(recordId(r.run, t.tag, e.example, st), typeof revs[i] === 'string' ? revs[i] : ''));
+        const revs = e.steps.map((_, i) => (Array.isArray(e.revisions) && typeof e.revisions[i] === 'string' ? e.revisions[i] : ''));
+        e.steps.forEach((st, i) => out.set(recordId(r.run, t.tag, e.example, st), revs[i]));
+        out.set(exampleId({run: r.run, tag: t.tag, example: e.example}), JSON.stringify([e.steps, revs]));
       }
   return out;
 }
@@ -317,8 +326,6 @@ export class HttpSource implements DataSource {
    */
   private cache = new LruCache<unknown, Deps>(512 * 1024 * 1024, sizeOfResult);
   private revs = new Map<string, string>();
-  /** Results that change when checkpoints are added (/metrics): dropped on a forced index reload. */
-  private volatile = new Map<string, Promise<MetricsResponse>>();
 
   constructor(
     private base: URL,
@@ -354,7 +361,6 @@ export class HttpSource implements DataSource {
 
   index(force = false): Promise<IndexResponse> {
     if (!this.indexPromise || force) {
-      if (force) this.volatile.clear();
       const p = this.request('./index', {}).then(async (r) => {
         const idx = (await r.json()) as IndexResponse;
         if (!idx || !Array.isArray(idx.runs) || !idx.codec) throw new Error('malformed /index response');
@@ -365,7 +371,7 @@ export class HttpSource implements DataSource {
       p.catch(() => {
         if (this.indexPromise === p) this.indexPromise = null;
       });
-      // a step can be logged again (the latest write wins): cached arrays are keyed by revision
+      // a step can be logged again (the latest write wins): cached results are keyed by revision
       this.indexPromise = p;
     }
     return this.indexPromise;
@@ -429,18 +435,9 @@ export class HttpSource implements DataSource {
   metrics(ex: ExampleRef, kind?: Kind): Promise<MetricsResponse> {
     const params: Record<string, string> = {run: ex.run, tag: ex.tag, example: ex.example};
     if (kind) params.kind = kind;
-    // grows with every checkpoint: kept until the next forced index reload, not in the LRU of immutable data
-    const key = new URLSearchParams(params).toString();
-    let p = this.volatile.get(key);
-    if (!p) {
-      const q = this.request('./metrics', params).then(async (r) => checkMetrics(await r.json()));
-      q.catch(() => {
-        if (this.volatile.get(key) === q) this.volatile.delete(key);
-      });
-      this.volatile.set(key, q);
-      p = q;
-    }
-    return p;
+    // covers every step: kept while the example's steps and their revisions stay as they are
+    const id = exampleId(ex);
+    return this.cached('metrics', params, [[id, this.revs.get(id) ?? '']], async () => checkMetrics(await (await this.request('./metrics', params)).json())) as Promise<MetricsResponse>;
   }
 
   divergence(ex: ExampleRef, kind: Kind, stepA: number, stepB: number): Promise<DivergenceResponse> {
@@ -466,6 +463,7 @@ export class HttpSource implements DataSource {
 
 function sizeOfResult(v: unknown): number {
   if (v instanceof CodedAttention) return v.codes.length * 5; // codes + decoded float32 per head
+  if (v && typeof v === 'object' && 'kinds' in v && 'steps' in v) return 2 * JSON.stringify(v).length; // /metrics
   if (v && typeof v === 'object') {
     const o = v as Partial<Overview & QK>;
     if (o.data instanceof Float32Array) return o.data.byteLength;

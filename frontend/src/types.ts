@@ -173,7 +173,7 @@ export interface DataSource {
   overview(ref: RecordRef, kind: Kind): Promise<Overview>;
   /** Resolves null when q/k were not logged at that step (HTTP 404). */
   qk(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<QK | null>;
-  /** Per-head metrics of every step (kind given: only that kind). Not cached across index reloads. */
+  /** Per-head metrics of every step (kind given: only that kind); cached while the example's steps stay. */
   metrics(ex: ExampleRef, kind?: Kind): Promise<MetricsResponse>;
   /** JS divergence per head between two steps of one example. */
   divergence(ex: ExampleRef, kind: Kind, stepA: number, stepB: number): Promise<DivergenceResponse>;

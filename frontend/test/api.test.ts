@@ -192,10 +192,13 @@ describe('rollout, metrics and divergence', () => {
     expect(formatResidual(3)).toBe('1');
     expect(formatResidual(NaN)).toBe('0.5');
   });
-  it('requests /metrics, /divergence and /rollout; metrics are refetched after a forced index reload', async () => {
+  it('requests /metrics, /divergence and /rollout; metrics are refetched when the example gains a step', async () => {
     let metricsCalls = 0;
+    let steps = [0];
+    const header = {version: 2, tag: 't', example: '0', step: 0, sequences: {input: ['a']}, sentence_b_start: null, kinds: {}};
     const {fn, calls} = fakeFetch({
-      index: () => new Response(JSON.stringify({version: 1, codec: {name: 'log8', lut: LUT}, runs: []})),
+      index: () =>
+        new Response(JSON.stringify({version: 1, codec: {name: 'log8', lut: LUT}, runs: [{run: 'r', tags: [{tag: 't', examples: [{example: '0', steps, qk_steps: [], header}]}]}]})),
       metrics: () => {
         metricsCalls++;
         return new Response(JSON.stringify({steps: [0, 10], kinds: {encoder: {entropy: [[[0.5, null]], [[0.25, 1]]]}}}));
@@ -205,10 +208,14 @@ describe('rollout, metrics and divergence', () => {
     });
     const src = new HttpSource(new URL('http://h/p/data/plugin/attention/'), fn);
     const ex = {run: 'r', tag: 't', example: '0'};
+    await src.index();
     const m = await src.metrics(ex, 'encoder');
     expect(m.steps).toEqual([0, 10]);
     await src.metrics(ex, 'encoder');
+    await src.index(true); // the same steps: still cached
+    await src.metrics(ex, 'encoder');
     expect(metricsCalls).toBe(1);
+    steps = [0, 10];
     await src.index(true);
     await src.metrics(ex, 'encoder');
     expect(metricsCalls).toBe(2);
@@ -240,8 +247,13 @@ describe('re-logged steps (revisions in /index)', () => {
     runs: [{run: 'r', tags: [{tag: 't', examples: [{example: '0', steps, qk_steps: [], header, ...(revs ? {revisions: revs} : {})}]}]}],
   });
   it('reads a revision per step, and none (all empty) from older backends', () => {
-    expect([...revisionsOf(indexWith(['a', 'b'])).values()]).toEqual(['a', 'b']);
-    expect([...revisionsOf(indexWith(undefined)).values()]).toEqual(['', '']);
+    const step = (revs: Map<string, string>, st: number) => revs.get(JSON.stringify(['r', 't', '0', st]));
+    const withRevs = revisionsOf(indexWith(['a', 'b']));
+    expect([step(withRevs, 5), step(withRevs, 6)]).toEqual(['a', 'b']);
+    const old = revisionsOf(indexWith(undefined));
+    expect([step(old, 5), step(old, 6)]).toEqual(['', '']);
+    // the example as a whole (what /metrics covers): its steps and their revisions
+    expect(withRevs.get(JSON.stringify(['r', 't', '0']))).toBe(JSON.stringify([[5, 6], ['a', 'b']]));
   });
   it('serves the new arrays after a reload that changed the step’s revision, the cached ones otherwise', async () => {
     let revs = ['r1', 'x'];
@@ -250,27 +262,32 @@ describe('re-logged steps (revisions in /index)', () => {
       index: () => new Response(JSON.stringify(indexWith(revs))),
       attention: () => new Response(Uint8Array.from([code, 0, 0, code]), {headers: {'X-Attention-Shape': '1,2,2'}}),
       overview: () => new Response(Uint8Array.from([code, 0, 0, code]), {headers: {'X-Attention-Shape': '1,1,2,2'}}),
+      metrics: () => new Response(JSON.stringify({steps: [5, 6], kinds: {}})),
     });
     const src = new HttpSource(new URL('http://h/data/plugin/attention/'), fn);
     await src.index();
     const ref = {run: 'r', tag: 't', example: '0', step: 5};
     const other = {...ref, step: 6};
+    const all = async () => {
+      await src.attention(ref, 'encoder', 0);
+      await src.overview(other, 'encoder');
+      await src.metrics(ref);
+    };
     expect(Array.from((await src.attention(ref, 'encoder', 0)).head(0))).toEqual([1, 0, 0, 1]);
-    await src.overview(other, 'encoder');
-    const n = () => calls.filter((c) => !c.includes('/index')).length;
-    expect(n()).toBe(2);
+    await all();
+    const n = (route: string) => calls.filter((c) => c.includes(`/${route}?`)).length;
+    expect([n('attention'), n('overview'), n('metrics')]).toEqual([1, 1, 1]);
     // same revisions: nothing refetched
     await src.index(true);
-    await src.attention(ref, 'encoder', 0);
-    await src.overview(other, 'encoder');
-    expect(n()).toBe(2);
-    // step 5 logged again: a new revision, new arrays; step 6 untouched stays cached
+    await all();
+    expect([n('attention'), n('overview'), n('metrics')]).toEqual([1, 1, 1]);
+    // step 5 logged again: a new revision, new arrays and metrics; step 6 untouched stays cached
     revs = ['r2', 'x'];
     code = 51;
     await src.index(true);
     expect(Array.from((await src.attention(ref, 'encoder', 0)).head(0))).toEqual([0.2, 0, 0, 0.2].map(Math.fround));
-    await src.overview(other, 'encoder');
-    expect(n()).toBe(3);
+    await all();
+    expect([n('attention'), n('overview'), n('metrics')]).toEqual([2, 1, 2]);
   });
   it('drops a pending result of a record whose revision changed meanwhile', async () => {
     let revs = ['r1', 'x'];
