@@ -421,6 +421,15 @@ def test_open_tab_follows_auto_reload_and_shows_a_relogged_step(page, tmp_path):
         frame.locator('[data-testid="step-label"]').filter(has_text="1 (2/2)").wait_for(timeout=40_000)
         wait_attr(frame, HEAD, "data-lines-rest", lambda v: v == str(2 * n), what="(step 1 drawn)")
         assert "p.attention.step" not in pg.url
+
+        # another run appearing reaches the run selector without redrawing the shown view (a hover stays)
+        hover_token(frame, HEAD, 2)
+        wait_attr(frame, HEAD, "data-hover", lambda v: v == "left:2")
+        with AttentionWriter(str(tmp_path / "other")) as w:
+            log_attention(w, "probes", sharp, tokens, 0, metric_scalars=False)
+        frame.locator('[data-testid="run-select"] option[value="other"]').wait_for(state="attached", timeout=40_000)
+        assert dataset(frame, HEAD)["hover"] == "left:2"
+        assert frame.get_attribute(ROOT, "data-state") == "ready"
     finally:
         tb.stop()
     watch.check()

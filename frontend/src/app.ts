@@ -178,12 +178,24 @@ export class App {
     } catch {
       return;
     }
-    const changed = JSON.stringify([idx.runs, idx.unreadable]) !== JSON.stringify([this.index?.runs, this.index?.unreadable]);
+    const before = this.index;
+    const shownBefore = this.shownSignature();
+    const changed = JSON.stringify([idx.runs, idx.unreadable]) !== JSON.stringify([before?.runs, before?.unreadable]);
     this.index = idx;
     if (!changed) return;
     this.reconcile();
     this.renderControls();
-    await this.renderView();
+    this.renderNotice();
+    // redraw only when what is shown changed (other runs logging must not reset a hover or a pin)
+    if (this.shownSignature() !== shownBefore || this.root.dataset.state !== 'ready') await this.renderView();
+  }
+
+  /** What the drawing depends on in the index: the selected example of both runs, and the selection. */
+  private shownSignature(): string {
+    const idx = this.index;
+    if (!idx) return '';
+    const s = this.sel;
+    return JSON.stringify([s, findExample(idx, s.run, s.tag, s.example) ?? null, s.compareRun ? (findExample(idx, s.compareRun, s.tag, s.example) ?? null) : null]);
   }
 
   private applyTheme(): void {
