@@ -130,7 +130,7 @@ def crc32c(data: bytes) -> int:
 PYRAMID_BINS = 512  # finest pooled level of a long layer, per side
 DEFAULT_TOPK = 8  # largest weights kept per row
 LAYOUT_LONG = "long"  # kinds[kind]["layout"]; absent (or "dense") for dense kinds
-QK_DTYPES = {"float16": "<f2", "bfloat16": "<u2"}  # bfloat16 is stored as its raw bits
+QK_DTYPES = {"float16": "<f2", "bfloat16": "<u2", "float32": "<f4"}  # bfloat16 is stored as its raw bits
 
 
 @dataclass
@@ -138,7 +138,7 @@ class LongLayer:
     """One long layer of one example (see ``long_layers.summarize``): exact from q/k + lse, summarized by a
     pyramid, per-row top-k and metrics. ``queries``/``keys`` are None when not kept (summaries only)."""
 
-    queries: Optional[np.ndarray]  # (H, n, d) float16, or uint16 bfloat16 bits (qk_dtype)
+    queries: Optional[np.ndarray]  # (H, n, d) float16 / float32, or uint16 bfloat16 bits (qk_dtype)
     keys: Optional[np.ndarray]  # (kv_heads, m, d), one per key/value head
     qk_dtype: str
     lse: np.ndarray  # (H, n) float32, natural log
@@ -153,6 +153,18 @@ class LongLayer:
     def shape(self) -> tuple:
         """(heads, q_len, k_len) of the attention it stands for."""
         return (*self.lse.shape, self.k_len)
+
+
+def common_qk_dtype(layers: Sequence[LongLayer]) -> list:
+    """The layers with one q/k type for the whole kind (the header has one): float32 if they differ (exact)."""
+    dtypes = {l.qk_dtype for l in layers if l.queries is not None}
+    if len(dtypes) <= 1:
+        return list(layers)
+    return [l if l.queries is None or l.qk_dtype == "float32" else LongLayer(**{
+        **l.__dict__, "qk_dtype": "float32",
+        "queries": decode_qk(np.ascontiguousarray(l.queries).tobytes(), QK_DTYPES[l.qk_dtype], l.queries.shape),
+        "keys": decode_qk(np.ascontiguousarray(l.keys).tobytes(), QK_DTYPES[l.qk_dtype], l.keys.shape)})
+        for l in layers]
 
 
 def is_long(layer: Any) -> bool:
@@ -477,7 +489,7 @@ def splice_gzip(chunks: Sequence[bytes], sizes: Sequence[int]) -> Optional[bytes
 
 
 def decode_qk(data: bytes, dtype: str, shape: Iterable[int]) -> np.ndarray:
-    """2-byte q/k of a long layer (``QK_DTYPES``: float16, or bfloat16 bits) as float32."""
+    """q/k of a long layer (``QK_DTYPES``: float16, float32, or bfloat16 bits) as float32."""
     raw = np.frombuffer(data, dtype).reshape(tuple(shape))
     if dtype == QK_DTYPES["bfloat16"]:
         return (raw.astype(np.uint32) << 16).view(np.float32)

@@ -13,8 +13,11 @@ example and without ever holding more than ``chunk x n`` scores per head, on the
 * the per-head metrics of docs/metrics.md, from per-row sums (``metrics.metrics_from_rows``);
 * optionally the layer's output ``p @ v`` (so a capture needs no other attention computation).
 
-Queries and keys are stored as the model used them (float16, or bfloat16 when the model runs in bfloat16 or
-float16 would overflow), grouped-query keys once per key/value head. Scores are computed in float32 from
+Queries and keys are stored as the model used them: bfloat16 or float16 as they are; float32 as float16 when
+that provably moves no weight by more than ``FIDELITY`` (1e-4), else as float32. Everything (lse, summaries,
+the output) is computed from q/k as stored, so a rebuilt row sums to 1, and a layer whose float32 q/k were
+rounded differs from eager attention by at most that much per weight. Grouped-query keys are stored once
+per key/value head. Scores are computed in float32 from
 the model's own precision, as eager attention does. torch is imported by this module only: viewing never
 needs it.
 """
@@ -43,16 +46,27 @@ def bins(length: int, count: int, device: Any = None) -> torch.Tensor:
     return torch.div(torch.arange(length, device=device) * count, length, rounding_mode="floor")
 
 
-def _store_dtype(*tensors: torch.Tensor) -> tuple[torch.dtype, str]:
-    if any(t.dtype == torch.bfloat16 for t in tensors):
+FIDELITY = 1e-4  # float32 q/k are rounded to float16 only if that provably moves no weight by more than this
+
+
+def _store_dtype(q: torch.Tensor, k: torch.Tensor, scaling: float) -> tuple[torch.dtype, str]:
+    """bfloat16 or float16 q/k are kept as they are. float32 q/k are stored as float16 only when rounding
+    them provably moves no weight by more than ``FIDELITY``: float16 rounds each value by at most 2**-11 of it,
+    so a score moves by at most ``scaling * 2**-10 * |q_i| |k_j|`` (softcap only shrinks that) and a weight by
+    at most twice the largest score change. Real models' q/k are often large enough to need float32."""
+    if q.dtype == torch.bfloat16 or k.dtype == torch.bfloat16:
         return torch.bfloat16, "bfloat16"
-    if any(bool(t.detach().abs().amax() > 65504) for t in tensors if t.numel()):
-        return torch.bfloat16, "bfloat16"  # would overflow float16
-    return torch.float16, "float16"
+    if q.dtype == torch.float16 and k.dtype == torch.float16:
+        return torch.float16, "float16"
+    qn = float(q.detach().float().norm(dim=-1).amax()) if q.numel() else 0.0
+    kn = float(k.detach().float().norm(dim=-1).amax()) if k.numel() else 0.0
+    bound = 2 * abs(scaling) * 2**-10 * qn * kn
+    fits = max(float(q.detach().abs().amax()), float(k.detach().abs().amax())) < 65504
+    return (torch.float16, "float16") if fits and bound <= FIDELITY else (torch.float32, "float32")
 
 
-def _to_numpy_2byte(x: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
-    """float16 as numpy float16; bfloat16 as its raw bits (uint16), which numpy cannot hold as floats."""
+def _to_numpy(x: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """float16 / float32 as numpy; bfloat16 as its raw bits (uint16), which numpy cannot hold as floats."""
     x = x.detach().to(dtype)
     if dtype == torch.bfloat16:
         return x.view(torch.int16).cpu().numpy().view(np.uint16)
@@ -95,7 +109,9 @@ def summarize(
         raise ValueError(f"{heads} query heads are not a multiple of {kv_heads} key/value heads")
     group = heads // kv_heads
     device = q.device
-    store, store_name = _store_dtype(q, k)
+    store, store_name = _store_dtype(q, k, scaling) if keep_qk else (q.dtype, "float32")
+    if keep_qk and store != q.dtype:  # everything is computed from q/k as stored, so a rebuild agrees with lse
+        q, k = q.to(store), k.to(store)
     kt = k.float().transpose(1, 2)  # (kv_heads, d, m)
     vf = None if v is None else v
     bq, bk = min(n, pyramid_bins), min(m, pyramid_bins)
@@ -185,8 +201,8 @@ def summarize(
     metrics = metrics_mod.metrics_from_rows(dict(sums, repeated=repeated, has_tokens=codes is not None), n, m,
                                             causal=bool(causal))
     layer = fmt.LongLayer(
-        queries=_to_numpy_2byte(q, store) if keep_qk else None,
-        keys=_to_numpy_2byte(k, store) if keep_qk else None,
+        queries=_to_numpy(q, store) if keep_qk else None,
+        keys=_to_numpy(k, store) if keep_qk else None,
         qk_dtype=store_name,
         lse=lse_out,
         k_len=m,
