@@ -17,7 +17,7 @@ import {viewSpec} from './views/registry';
 import type {Loaded, ViewHost, ViewSpec} from './views/spec';
 
 /** The /index `version` (the HTTP API's, docs/http-api.md) this frontend reads. */
-export const SUPPORTED_FORMAT_VERSION = 1;
+export const SUPPORTED_API_VERSION = 1;
 const UPGRADE = 'pip install -U tensorboard-plugin-attention';
 
 export interface AppOptions {
@@ -133,8 +133,8 @@ export class App {
       this.fail(e);
       return;
     }
-    if (this.index.version > SUPPORTED_FORMAT_VERSION) {
-      this.fail(new Error(`The backend serves API version ${this.index.version}; this page reads up to ${SUPPORTED_FORMAT_VERSION}. Reload the page, or upgrade tensorboard-plugin-attention (${UPGRADE}).`));
+    if (this.index.version > SUPPORTED_API_VERSION) {
+      this.fail(new Error(`The backend serves API version ${this.index.version}; this page reads up to ${SUPPORTED_API_VERSION}. Reload the page, or upgrade tensorboard-plugin-attention (${UPGRADE}).`));
       return;
     }
     this.reconcile();
