@@ -24,7 +24,6 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from . import format as fmt
 from . import metrics as m
@@ -383,6 +382,7 @@ def _validate(ex: _Example, sentence_b_start: Optional[int]) -> None:
         nq, nk = len(ex.sequences[qseq]), len(ex.sequences[kseq])
         if any(fmt.is_long(l) for l in layers):
             _validate_long(kind, layers, qseq, nq, kseq, nk)
+            ex.kinds[kind] = fmt.common_qk_dtype(layers)
             continue
         if max(nq, nk) > MAX_TOKENS:
             raise ValueError(f"{kind} attention: {max(nq, nk)} tokens is too long to store densely (at most "
@@ -712,7 +712,7 @@ class AttentionWriter:
             attempted). At most ``max_pending`` examples wait; more block the caller.
         """
         self.logdir = str(logdir)
-        self._events = EventFileWriter(self.logdir, max_queue, flush_secs, filename_suffix)
+        self._events = storage.event_file_writer(self.logdir, max_queue, flush_secs, filename_suffix)
         self._asset: Optional[storage.AssetFile] = None
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()  # closing vs. submitting
@@ -770,7 +770,7 @@ class AttentionWriter:
         with self._lock:
             if self._asset is None:
                 self._asset = storage.AssetFile(self.logdir, _new_asset_name())
-            return self._asset.name, self._asset.append(record)
+            return self._asset.write(record)
 
     def _add_summary(self, summary: summary_pb2.Summary, step: int, wall_time: float) -> None:
         self._events.add_event(event_pb2.Event(summary=summary, step=int(step), wall_time=wall_time))
@@ -846,7 +846,7 @@ class _SummaryWriterAdapter:
             asset = self._assets.get(self.writer)
             if asset is None:
                 asset = self._assets[self.writer] = storage.AssetFile(self.logdir, _new_asset_name())
-            return asset.name, asset.append(record)
+            return asset.write(record)
 
     def _submit(self, job: Callable[[], None], what: str = "a record") -> None:
         job()  # SummaryWriter users get synchronous writes: their writer has no background thread of ours
