@@ -1,11 +1,27 @@
-"""Storage I/O, one module for local files and object stores: byte-range reads and asset-file writes.
+"""Storage I/O, one module for local files and object stores: byte-range reads and asset writes.
 
 The format (what the bytes mean) is in format.py; this module only says where bytes go and how they come back.
+
+* **Local paths** (and ``file://``): one append-only asset file per writer, read with ``pread``-style seeks.
+* **Object stores** (``s3://``, ``gs://``, any fsspec URL): objects are immutable and appear whole or not at
+  all, so every asset record is its own object, named ``<time>.<host>.<pid>.<random>.<n>.attn`` (writers
+  never collide), uploaded completely before the index record that points at it is written. Reads are byte
+  ranges (one ranged GET per request), never listings: the index records say where everything is.
+
+``s3://`` goes through boto3 configured as TensorBoard's gfile configures it (``S3_ENDPOINT``, else boto3's
+own ``AWS_ENDPOINT_URL`` and credentials), one client per process (gfile builds a boto3 resource per read:
+25 ms instead of 4 ms per request); other schemes through fsspec (``gs://``: gcsfs, honouring
+``STORAGE_EMULATOR_HOST``). Nothing remote is imported for local paths.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import socket
+import threading
+import time
+from collections import OrderedDict
 from typing import Any, Optional
 
 from . import format as fmt
@@ -28,8 +44,166 @@ def local_path(path: str) -> str:
     return path[len("file://") :] if path.startswith("file://") else path
 
 
+class StorageError(OSError):
+    """A remote read or write failed; the message names the URL and the storage library's error."""
+
+
+# ------------------------------------------------------------------------------------ remote backends
+class _S3:
+    """s3:// through boto3, configured as TensorBoard's gfile configures it."""
+
+    def __init__(self) -> None:
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+
+        self._errors = botocore.exceptions
+        # the same endpoint rule as tensorboard.compat.tensorflow_stub.io.gfile.S3FileSystem
+        self.client = boto3.session.Session().client(
+            "s3", endpoint_url=os.environ.get("S3_ENDPOINT") or None,
+            config=botocore.config.Config(max_pool_connections=32, retries={"max_attempts": 3}))
+
+    @staticmethod
+    def _split(url: str) -> tuple[str, str]:
+        bucket, _, key = url[len("s3://"):].partition("/")
+        return bucket, key
+
+    def read(self, url: str, offset: int, size: int) -> bytes:
+        bucket, key = self._split(url)
+        try:  # the store bounds the body by the object's size: a crafted length allocates nothing
+            r = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-{offset + size - 1}")
+        except self._errors.ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            if code in ("InvalidRange", "416"):
+                return b""  # offset at or past the end
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(f"{url}: no such object") from None
+            raise
+        return r["Body"].read()
+
+    def put(self, url: str, data: bytes) -> None:
+        bucket, key = self._split(url)
+        self.client.put_object(Bucket=bucket, Key=key, Body=data)  # visible whole, or not at all
+
+
+class _Fsspec:
+    """Any other scheme through fsspec (gs:// is gcsfs)."""
+
+    _SIZED = 1 << 24  # reads larger than this are first bounded by the object's size (fs.size, cached)
+
+    def __init__(self, protocol: str) -> None:
+        import fsspec
+
+        self.fs = fsspec.filesystem(protocol)
+        self._sizes: "OrderedDict[str, int]" = OrderedDict()
+
+    def read(self, url: str, offset: int, size: int) -> bytes:
+        path = self.fs._strip_protocol(url)
+        if size > self._SIZED:  # some filesystems allocate the requested length before reading
+            n = self._sizes.get(path)
+            if n is None:
+                n = self._sizes[path] = int(self.fs.size(path))
+                while len(self._sizes) > 4096:
+                    self._sizes.popitem(last=False)
+            size = max(0, min(size, n - offset))
+            if size == 0:
+                return b""
+        try:
+            return self.fs.cat_file(path, start=offset, end=offset + size)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{url}: no such object") from None
+
+    def put(self, url: str, data: bytes) -> None:
+        self.fs.pipe_file(self.fs._strip_protocol(url), data)
+
+
+_backends: dict[str, Any] = {}
+_backends_lock = threading.Lock()
+
+
+def _backend(url: str) -> Any:
+    scheme = url.split("://", 1)[0]
+    with _backends_lock:
+        b = _backends.get(scheme)
+        if b is None:
+            if scheme == "s3":
+                try:
+                    b = _S3()
+                except ImportError:  # as TensorBoard's gfile: s3fs through fsspec when boto3 is missing
+                    b = _Fsspec(scheme)
+            else:
+                try:
+                    b = _Fsspec(scheme)
+                except (ImportError, ValueError) as e:
+                    raise StorageError(f"{url}: no storage library for {scheme}:// ({e}); install "
+                                       f"tensorboard-plugin-attention[s3] or [gcs], or the fsspec "
+                                       f"implementation of {scheme}://") from None
+            _backends[scheme] = b
+        return b
+
+
+# What remote reads cost, for the benchmark and tests (this process only).
+STATS = {"requests": 0, "bytes": 0}
+_stats_lock = threading.Lock()
+
+
+class _Blocks:
+    """Recently read small ranges of remote objects (bounded in bytes).
+
+    A read smaller than ``BLOCK`` fetches ``BLOCK`` bytes from its offset, so a record's 16-byte frame and
+    the header that follows it cost one request. Serving bytes from here is safe because a remote asset
+    object never changes, and an older append-only file only grows (bytes once written stay the same)."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, capacity: int = 32 << 20):
+        self.capacity = capacity
+        self._items: "OrderedDict[tuple[str, int], bytes]" = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, url: str, offset: int, size: int) -> Optional[bytes]:
+        with self._lock:
+            for (u, start), data in reversed(self._items.items()):
+                if u == url and start <= offset and offset + size <= start + len(data):
+                    self._items.move_to_end((u, start))
+                    return data[offset - start: offset - start + size]
+        return None
+
+    def put(self, url: str, offset: int, data: bytes) -> None:
+        with self._lock:
+            old = self._items.pop((url, offset), None)
+            self._size += len(data) - (len(old) if old is not None else 0)
+            self._items[(url, offset)] = data
+            while self._size > self.capacity:
+                _, d = self._items.popitem(last=False)
+                self._size -= len(d)
+
+
+_blocks = _Blocks()
+
+
+def _read_remote(url: str, offset: int, size: int) -> bytes:
+    hit = _blocks.get(url, offset, size)
+    if hit is not None:
+        return hit
+    n = max(size, _blocks.BLOCK)
+    try:
+        data = _backend(url).read(url, offset, n)
+    except (FileNotFoundError, StorageError):
+        raise
+    except Exception as e:  # the storage library's own errors, with the URL
+        raise StorageError(f"reading {url} ({offset}+{n}) failed: {type(e).__name__}: {e}") from e
+    with _stats_lock:
+        STATS["requests"] += 1
+        STATS["bytes"] += len(data)
+    if n > size:
+        _blocks.put(url, offset, data)
+    return data[:size]
+
+
 def read_range(path: str, offset: int, size: int) -> bytes:
-    """Read up to ``size`` bytes at ``offset`` (local files directly, others through TensorBoard's gfile).
+    """Read up to ``size`` bytes at ``offset``: local files directly, remote objects by one ranged request.
 
     Never more than the file holds: a length read from a damaged or crafted record cannot make the reader
     allocate past the end of the file (callers treat a short read as truncation)."""
@@ -40,49 +214,59 @@ def read_range(path: str, offset: int, size: int) -> bytes:
             size = max(0, min(size, os.fstat(f.fileno()).st_size - offset))
             f.seek(offset)
             return f.read(size)
-    from tensorboard.compat import tf
-
-    size = max(0, min(size, tf.io.gfile.stat(path).length - offset))
-    with tf.io.gfile.GFile(path, "rb") as f:
-        if hasattr(f, "seek"):
-            f.seek(offset)
-            return f.read(size)
-    data, _ = tf.io.gfile.get_filesystem(path).read(path, True, size, {"opaque_offset": offset})
-    return data
+    if size == 0:
+        return b""
+    return _read_remote(path, offset, size)
 
 
+def put_object(url: str, data: bytes) -> None:
+    """Upload ``data`` as the whole object ``url`` (visible complete or not at all); ``StorageError`` names
+    the URL and the storage library's error."""
+    try:
+        _backend(url).put(url, bytes(data))
+    except StorageError:
+        raise
+    except Exception as e:
+        raise StorageError(f"uploading {url} failed: {type(e).__name__}: {e}") from e
+
+
+# ----------------------------------------------------------------------------------------- asset files
 class AssetFile:
-    """An append-only asset file owned by one writer."""
+    """Where one writer's asset records go: an append-only local file, or one object per record remotely."""
 
     def __init__(self, run_dir: str, name: str):
         self.dir = asset_dir(run_dir)
         self.name = name
         self.path = join_path(self.dir, name)
         self.size = 0
+        self.remote = not is_local(self.path)
         self._fd: Optional[int] = None
-        self._f: Any = None
-        if is_local(self.path):
+        self._count = 0
+        if not self.remote:
             os.makedirs(local_path(self.dir), exist_ok=True)
             self._fd = os.open(local_path(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self.size = os.fstat(self._fd).st_size
-        else:
-            from tensorboard.compat import tf
 
-            tf.io.gfile.makedirs(self.dir)
-            self._f = tf.io.gfile.GFile(self.path, "wb")
+    def write(self, record: bytes) -> tuple[str, int]:
+        """Store one whole record; returns ``(file name, offset)`` for its index record, which the caller
+        writes only after this returns (the bytes are then readable)."""
+        if not self.remote:
+            return self.name, self.append(record)
+        stem = self.name[: -len(fmt.ASSET_SUFFIX)] if self.name.endswith(fmt.ASSET_SUFFIX) else self.name
+        name = f"{stem}.{self._count}{fmt.ASSET_SUFFIX}"
+        self._count += 1
+        put_object(join_path(self.dir, name), record)
+        return name, 0
 
     def append(self, record: bytes) -> int:
-        """Append one whole record, written through to the file system; returns its offset.
+        """Append one whole record to the local file, written through to the file system; returns its offset.
 
         After a failed or short write (disk full, file-size limit) the torn bytes are cut off again and the
         offset re-read from the file, so the next record is indexed where it really lands; the error is
         raised (no index record may point at this one)."""
-        offset = self.size
         if self._fd is None:
-            self._f.write(record)
-            self._f.flush()
-            self.size += len(record)
-            return offset
+            raise ValueError(f"{self.path}: not an open local asset file")
+        offset = self.size
         view = memoryview(record)
         try:
             while view:
@@ -101,6 +285,52 @@ class AssetFile:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        elif self._f is not None:
-            self._f.close()
-            self._f = None
+
+
+# ----------------------------------------------------------------------------------------- event files
+class _WholeObject:
+    """A file-like object for TensorBoard's ``RecordWriter`` on an object store: every flush uploads the
+    whole object again (object stores have no append; fsspec's ``"ab"`` on gcsfs silently overwrites, so
+    TensorBoard's gfile would keep only the last write). Readers see the last flushed version, whole."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._buf = io.BytesIO()
+        self._dirty = False
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self._buf.write(data)
+        self._dirty = True
+
+    def flush(self) -> None:
+        if self._dirty:
+            put_object(self.url, self._buf.getvalue())
+            self._dirty = False
+
+    def close(self) -> None:
+        self.flush()
+        self.closed = True
+
+
+def event_file_writer(logdir: str, max_queue: int = 10, flush_secs: int = 120, filename_suffix: str = "") -> Any:
+    """TensorBoard's ``EventFileWriter`` for ``logdir``; on an object store, one whose flushes upload the
+    whole event file through :func:`put_object` (errors name the URL, at the next write, flush or close)."""
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    if is_local(logdir):
+        return EventFileWriter(logdir, max_queue, flush_secs, filename_suffix)
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer import event_file_writer as efw
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    w = EventFileWriter.__new__(EventFileWriter)  # EventFileWriter.__init__, with a _WholeObject file
+    w._logdir = logdir
+    w._file_name = join_path(logdir, "events.out.tfevents.%010d.%s.%s.%s" % (
+        time.time(), socket.gethostname(), os.getpid(), efw._global_uid.get())) + filename_suffix
+    w._general_file_writer = _WholeObject(w._file_name)
+    w._async_writer = efw._AsyncWriter(RecordWriter(w._general_file_writer), max_queue, flush_secs)
+    w.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2",
+                                source_metadata=event_pb2.SourceMetadata(writer=__name__)))
+    w.flush()
+    return w
