@@ -349,3 +349,38 @@ def test_logdir_spec_serves_every_view(tensorboard, tmp_path):
         assert tb.plugin("qk", run=run, tag="probes", example="0", step=step, kind="encoder", layer=0, head=1).status == 200
         assert tb.plugin("rollout", run=run, tag="probes", example="0", step=step, kind="encoder").status == 200
     assert tb.plugin("divergence", run="a/r", tag="probes", example="0", kind="encoder", step_a=0, step_b=1).status == 200
+
+
+# ------------------------------------------------------------------------------- long context (issue 11)
+@pytest.fixture(scope="module")
+def long_logs(tmp_path_factory):
+    """One 16384-token causal layer (2 heads sharing one key head) logged from q/k: a long layer."""
+    from tensorboard_plugin_attention import AttentionWriter
+
+    root = tmp_path_factory.mktemp("long16k")
+    rng = np.random.default_rng(0)
+    n, d = 16384, 16
+    q = rng.normal(size=(2, n, d)).astype(np.float16)
+    k = rng.normal(size=(1, n, d)).astype(np.float16)
+    with AttentionWriter(str(root / "long")) as w:
+        w.add_attention("ctx", None, [f"w{i % 97}" for i in range(n)], 7, queries=[q], keys=[k], kind="decoder")
+    return root
+
+
+@pytest.mark.parametrize("load_fast", LOADERS)
+def test_16k_record_listed_and_exact_window_served(tensorboard, long_logs, load_fast):
+    from tensorboard_plugin_attention import read_attention
+
+    tb = tensorboard(str(long_logs), f"--load_fast={load_fast}", "--reload_interval", "1")
+    wait_active(tb)
+    tb.wait_for(lambda: index_steps(tb).get(("long", "ctx", "0")) == [7], what="the 16k record in /index")
+    header = tb.plugin("header", run="long", tag="ctx", example="0", step=7).json()
+    assert header["kinds"]["decoder"]["q_len"] == 16384 and header["kinds"]["decoder"]["layout"] == "long"
+    resp = tb.plugin("window", run="long", tag="ctx", example="0", step=7, kind="decoder", layer=0, head=1,
+                     rows="16000:16128", cols="0:16384", dtype="float32")
+    assert resp.status == 200, resp.body[:300]
+    got = np.frombuffer(resp.body, "<f4").reshape(128, 16384)
+    (ex,) = read_attention(str(long_logs), rows=(16000, 16128), cols=(0, 16384), queries_keys=False)
+    np.testing.assert_array_equal(got, ex.attention["decoder"][0, 1])
+    assert abs(got.sum(-1) - 1).max() < 0.03 and (got[:, 16129:] == 0).all()  # causal
+    assert tb.plugin("pyramid", run="long", tag="ctx", example="0", step=7, kind="decoder", layer=0, head=0).status == 200
