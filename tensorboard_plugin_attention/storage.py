@@ -94,7 +94,7 @@ class _Fsspec:
     def __init__(self, protocol: str) -> None:
         import fsspec
 
-        self.fs = fsspec.filesystem(protocol)
+        self.fs = fsspec.filesystem(protocol, skip_instance_cache=True)
         self._sizes: "OrderedDict[str, int]" = OrderedDict()
 
     def read(self, url: str, offset: int, size: int) -> bytes:
@@ -117,14 +117,18 @@ class _Fsspec:
         self.fs.pipe_file(self.fs._strip_protocol(url), data)
 
 
-_backends: dict[str, Any] = {}
+_backends: dict[tuple, Any] = {}
 _backends_lock = threading.Lock()
+
+
+_ENDPOINT_VARS = ("S3_ENDPOINT", "AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST")
 
 
 def _backend(url: str) -> Any:
     scheme = url.split("://", 1)[0]
+    key = (scheme, *(os.environ.get(v) for v in _ENDPOINT_VARS))  # a changed endpoint gets its own client
     with _backends_lock:
-        b = _backends.get(scheme)
+        b = _backends.get(key)
         if b is None:
             if scheme == "s3":
                 try:
@@ -138,7 +142,7 @@ def _backend(url: str) -> Any:
                     raise StorageError(f"{url}: no storage library for {scheme}:// ({e}); install "
                                        f"tensorboard-plugin-attention[s3] or [gcs], or the fsspec "
                                        f"implementation of {scheme}://") from None
-            _backends[scheme] = b
+            _backends[key] = b
         return b
 
 
