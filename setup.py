@@ -38,7 +38,15 @@ setup(
             "pytest>=7",
             "playwright>=1.40",  # drives Debian's chromium in the browser tests
             "psutil>=5",  # resident memory of the tensorboard subprocess in tests/bench
+            "boto3>=1.28",  # the s3:// tests (as the [s3] extra)
+            "gcsfs>=2023.1",  # the gs:// tests (as the [gcs] extra)
+            "moto[server]>=5",  # a real S3 API on 127.0.0.1 for the s3:// tests, started by the tests
+            "gcp-storage-emulator>=2022.6",  # a GCS JSON API on 127.0.0.1 for the gs:// tests
         ],
+        # logdirs on object storage (imported only for such URLs): s3:// through boto3, as TensorBoard's gfile
+        "s3": ["boto3>=1.28"],
+        # gs:// through fsspec's gcsfs (TensorBoard's Python loader reads gs:// with it too)
+        "gcs": ["gcsfs>=2023.1"],
         # benchmarks against BertViz (the notebook tool this project measures itself against)
         "bench": ["bertviz==1.4.1", "psutil>=5", "playwright>=1.40"],
     },
