@@ -1,6 +1,7 @@
 // Where the app lives: TensorBoard's page (the parent window, same origin) for the URL and the theme,
-// TensorBoard's plugin message channel for "data reloaded", and a poll of /index that follows TensorBoard's
-// auto-reload (its DataReloaded message comes only on some reloads). Outside TensorBoard (the dev page) the
+// TensorBoard's plugin message channel for "data reloaded", and a poll of /index at TensorBoard's auto-reload
+// period (TensorBoard 2.21 sends DataReloaded only while its auto-reload is switched on, which is not its
+// default; the poll is the fallback and waits while messages come). Outside TensorBoard (the dev page) the
 // app's own window plays the page.
 
 export interface Host {
