@@ -161,8 +161,9 @@ def summarize(
         pg = p.reshape(kv_heads, group * r, m)
         if out is not None:
             out[:, r0:r1] = torch.bmm(pg.to(vf.dtype), vf).reshape(heads, r, -1)
-        if m % bk == 0:
-            pooled = p.reshape(heads, r, bk, m // bk).sum(-1)
+        if m % bk == 0:  # equal bins: one strided pass (a sum over a short last axis is slow)
+            width = m // bk
+            pooled = torch.nn.functional.avg_pool1d(p.reshape(heads * r, 1, m), width).reshape(heads, r, bk) * width
         else:
             pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin, p)
         pyramid.index_add_(1, qbin[r0:r1], pooled)
@@ -180,8 +181,12 @@ def summarize(
         sums["sink"][:, r0:r1] = p[:, :, 0].double().cpu().numpy()
         i_tok = torch.arange(r0, r1, device=device)
         if square:
-            dist = (i_tok[:, None] - cols[None, :]).abs().float()
-            sums["distance"][:, r0:r1] = torch.einsum("hrm,rm->hr", p, dist).double().cpu().numpy()
+            if causal:  # every visible key is at or before the row: sum_j p_ij (i - j) = i - sum_j p_ij j
+                expected_key = torch.bmm(pg, cols.float()[None, :, None].expand(kv_heads, m, 1)).reshape(heads, r)
+                distance = i_tok.float()[None, :] - expected_key
+            else:
+                distance = torch.einsum("hrm,rm->hr", p, (i_tok[:, None] - cols[None, :]).abs().float())
+            sums["distance"][:, r0:r1] = distance.double().cpu().numpy()
             has_prev = i_tok >= 1
             prev = torch.zeros(heads, r, device=device)
             idx = torch.nonzero(has_prev).flatten()
