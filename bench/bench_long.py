@@ -46,7 +46,8 @@ from tensorboard_plugin_attention import AttentionWriter, capture_attention
 n, mode, out, qk = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "qk"
 torch.manual_seed(0)
 model = BertModel(BertConfig(vocab_size=1000, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
-                             intermediate_size=1536, max_position_embeddings=n), attn_implementation="sdpa").eval()
+                             intermediate_size=1536, max_position_embeddings=n)).eval()
+model.set_attn_implementation("sdpa")
 ids = torch.randint(0, 1000, (1, n))
 def rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
