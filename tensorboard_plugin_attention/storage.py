@@ -154,11 +154,12 @@ _stats_lock = threading.Lock()
 class _Blocks:
     """Recently read small ranges of remote objects (bounded in bytes).
 
-    A read smaller than ``BLOCK`` fetches ``BLOCK`` bytes from its offset, so a record's 16-byte frame and
-    the header that follows it cost one request. Serving bytes from here is safe because a remote asset
+    A tiny read (under ``SMALL``: a record's 16-byte frame) fetches ``BLOCK`` bytes from its offset, so the
+    header that follows it costs no second request; chunk reads fetch exactly their bytes. Serving bytes from here is safe because a remote asset
     object never changes, and an older append-only file only grows (bytes once written stay the same)."""
 
     BLOCK = 1 << 16
+    SMALL = 1 << 10
 
     def __init__(self, capacity: int = 32 << 20):
         self.capacity = capacity
@@ -191,7 +192,7 @@ def _read_remote(url: str, offset: int, size: int) -> bytes:
     hit = _blocks.get(url, offset, size)
     if hit is not None:
         return hit
-    n = max(size, _blocks.BLOCK)
+    n = _blocks.BLOCK if size < _blocks.SMALL else size
     try:
         data = _backend(url).read(url, offset, n)
     except (FileNotFoundError, StorageError):

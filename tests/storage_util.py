@@ -106,6 +106,9 @@ class GcsEmulator(_Server):
         return name
 
 
+_REQUEST_LINE = re.compile(rb"(?:^|\r\n)(?:GET|PUT|HEAD|POST|DELETE) /[^ ]* HTTP/1\.[01]\r\n")
+
+
 class FaultProxy:
     """Forwards 127.0.0.1:<port> to ``upstream``; the ``n``-th request (from 1) whose request line matches
     ``pattern`` is reset (``mode="reset"``: every later match too) or stalls after half of its bytes
@@ -114,6 +117,8 @@ class FaultProxy:
     def __init__(self, upstream_port: int, pattern: bytes, mode: str = "reset", n: int = 1):
         self.upstream_port, self.pattern, self.mode, self.n = upstream_port, re.compile(pattern), mode, n
         self.matches = 0
+        self.requests = 0  # HTTP requests seen (request lines), and bytes sent back, for the benchmark
+        self.bytes_down = 0
         self.stalled = threading.Event()
         self._lock = threading.Lock()
         self._srv = socket.create_server(("127.0.0.1", 0))
@@ -137,6 +142,11 @@ class FaultProxy:
                 data = src.recv(1 << 16)
                 if not data:
                     break
+                with self._lock:
+                    if inspect:
+                        self.requests += len(_REQUEST_LINE.findall(data))
+                    else:
+                        self.bytes_down += len(data)
                 if inspect and self.pattern.search(data):
                     with self._lock:
                         self.matches += 1
