@@ -161,9 +161,8 @@ def summarize(
         pg = p.reshape(kv_heads, group * r, m)
         if out is not None:
             out[:, r0:r1] = torch.bmm(pg.to(vf.dtype), vf).reshape(heads, r, -1)
-        if m % bk == 0:  # equal bins: one strided pass (a sum over a short last axis is slow)
-            width = m // bk
-            pooled = torch.nn.functional.avg_pool1d(p.reshape(heads * r, 1, m), width).reshape(heads, r, bk) * width
+        if m % bk == 0:  # equal bins
+            pooled = p.reshape(heads, r, bk, m // bk).sum(-1)
         else:
             pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin, p)
         pyramid.index_add_(1, qbin[r0:r1], pooled)
