@@ -535,6 +535,12 @@ class AttentionPlugin(base_plugin.TBPlugin):
         run, tag, example = (web.required(args, n) for n in ("run", "tag", "example"))
         return (*web.request_context(request), run, tag, example, web.step_param(args))
 
+    @classmethod
+    def _head_params(cls, request: Any) -> tuple:
+        """(common, kind, layer, head) of a route about one head."""
+        args = request.args
+        return cls._common(request), web.required(args, "kind"), web.uint_param(args, "layer"), web.uint_param(args, "head")
+
     @web.route
     def index_route(self, request):
         return web.respond_json(request, self.index_impl(*web.request_context(request)))
@@ -558,10 +564,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @web.route
     def qk_route(self, request):
-        common = self._common(request)
-        kind = web.required(request.args, "kind")
-        layer = web.uint_param(request.args, "layer")
-        head = web.uint_param(request.args, "head")
+        common, kind, layer, head = self._head_params(request)
         q, k = self.qk_impl(*common, kind, layer, head)
         body = np.ascontiguousarray(q, dtype="<f2").tobytes() + np.ascontiguousarray(k, dtype="<f2").tobytes()
         return web.respond_binary(request, body, None, [("X-QK-Shape", f"{q.shape[0]},{k.shape[0]},{q.shape[1]}")])
@@ -579,10 +582,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @web.route
     def window_route(self, request):
-        common = self._common(request)
+        common, kind, layer, head = self._head_params(request)
         args = request.args
-        kind = web.required(args, "kind")
-        layer, head = web.uint_param(args, "layer"), web.uint_param(args, "head")
         rows, cols = web.span_param(args, "rows"), web.span_param(args, "cols")
         dtype = web.choice_param(args, "dtype", ("log8", "float32"))
         values = self.window_impl(*common, kind, layer, head, rows, cols)
@@ -597,11 +598,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @web.route
     def pyramid_route(self, request):
-        common = self._common(request)
-        args = request.args
-        kind = web.required(args, "kind")
-        layer, head = web.uint_param(args, "layer"), web.uint_param(args, "head")
-        level = web.uint_param(args, "level", required=False) or 0
+        common, kind, layer, head = self._head_params(request)
+        level = web.uint_param(request.args, "level", required=False) or 0
         if level == 0:  # as stored: the chunk itself, spliced or decoded like /attention's
             e, k = self._long_entry(*common, kind, layer, head)
             shape = (1, *k["pyramid_shape"])
@@ -614,10 +612,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @web.route
     def topk_route(self, request):
-        common = self._common(request)
-        args = request.args
-        kind = web.required(args, "kind")
-        layer, head = web.uint_param(args, "layer"), web.uint_param(args, "head")
+        common, kind, layer, head = self._head_params(request)
         index, codes = self.topk_impl(*common, kind, layer, head)
         body = np.ascontiguousarray(index, "<u4").tobytes() + np.ascontiguousarray(codes).tobytes()
         key = ("topk", self.entry(*common).asset_key, kind, layer, head)
