@@ -96,15 +96,19 @@ class _Fsspec:
 
         self.fs = fsspec.filesystem(protocol, skip_instance_cache=True)
         self._sizes: "OrderedDict[str, int]" = OrderedDict()
+        self._lock = threading.Lock()
 
     def read(self, url: str, offset: int, size: int) -> bytes:
         path = self.fs._strip_protocol(url)
         if size > self._SIZED:  # some filesystems allocate the requested length before reading
-            n = self._sizes.get(path)
+            with self._lock:
+                n = self._sizes.get(path)
             if n is None:
-                n = self._sizes[path] = int(self.fs.size(path))
-                while len(self._sizes) > 4096:
-                    self._sizes.popitem(last=False)
+                n = int(self.fs.size(path))
+                with self._lock:
+                    self._sizes[path] = n
+                    while len(self._sizes) > 4096:
+                        self._sizes.popitem(last=False)
             size = max(0, min(size, n - offset))
             if size == 0:
                 return b""

@@ -207,3 +207,6 @@ def test_gcs_run_reads_as_the_same_run_logged_locally(gcs, tmp_path):
     fs = fsspec.filesystem("gs", skip_instance_cache=True)
     assets = fs.find(f"bucket/{prefix}/x/plugins/attention")
     assert len(assets) == 4 and all(ASSET.search(k) for k in assets), assets
+    url, size = "gs://" + assets[0], fs.size(assets[0])
+    assert storage.read_range(url, size - 10, 1 << 40) == storage.read_range(url, size - 10, 10)  # bounded
+    assert len(storage.read_range(url, 0, size + 100)) == size
