@@ -85,6 +85,11 @@ class _S3:
         bucket, key = self._split(url)
         self.client.put_object(Bucket=bucket, Key=key, Body=data)  # visible whole, or not at all
 
+    def list(self, url: str) -> list:
+        bucket, key = self._split(url.rstrip("/") + "/")
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key, Delimiter="/")
+        return [o["Key"][len(key):] for p in pages for o in p.get("Contents", [])]
+
 
 class _Fsspec:
     """Any other scheme through fsspec (gs:// is gcsfs)."""
@@ -119,6 +124,12 @@ class _Fsspec:
 
     def put(self, url: str, data: bytes) -> None:
         self.fs.pipe_file(self.fs._strip_protocol(url), data)
+
+    def list(self, url: str) -> list:
+        try:
+            return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.fs._strip_protocol(url), detail=False)]
+        except FileNotFoundError:
+            return []
 
 
 _backends: dict[tuple, Any] = {}
@@ -237,6 +248,44 @@ def put_object(url: str, data: bytes) -> None:
         raise
     except Exception as e:
         raise StorageError(f"uploading {url} failed: {type(e).__name__}: {e}") from e
+
+
+def list_dir(url: str) -> list:
+    """Names of the objects directly under a remote directory. For writers only (the step guard's first look
+    at a run): the read path never lists, the index records say where everything is."""
+    try:
+        return _backend(url).list(url)
+    except StorageError:
+        raise
+    except Exception as e:
+        raise StorageError(f"listing {url} failed: {type(e).__name__}: {e}") from e
+
+
+class RangeReader:
+    """A read-only file object over a remote object (``seek``/``read``, each read one ranged request)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._pos = 0
+
+    def __enter__(self) -> "RangeReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def seek(self, offset: int) -> None:
+        self._pos = offset
+
+    def read(self, size: int) -> bytes:
+        data = read_range(self.url, self._pos, size)
+        self._pos += len(data)
+        return data
+
+
+def open_read(path: str) -> Any:
+    """A binary file object for reading ``path``: the local file, or a :class:`RangeReader`."""
+    return open(local_path(path), "rb") if is_local(path) else RangeReader(path)
 
 
 # ----------------------------------------------------------------------------------------- asset files

@@ -591,8 +591,9 @@ class _StepGuard:
     each to its end, every reload. So writing step s to file F loses data (now or at the next cold start) when
     the tag already has a step > s anywhere (read before s, at least on a live reload), or a step < s in a
     file named after F (read after s at a cold start). The run's local event files are read incrementally
-    (only what was appended since the last check), so another writer on the same run is seen too; remote
-    logdirs are not read (only this writer's own steps count).
+    (only what was appended since the last check), so another writer on the same run is seen too; a remote
+    run's event files are read once, at the first check (what earlier or other writers left), then only this
+    writer's own steps count (no listing per record).
     """
 
     def __init__(self, logdir: str, own_file: Callable[[], Optional[str]] = lambda: None):
@@ -601,6 +602,7 @@ class _StepGuard:
         self.ranges: dict[str, dict[str, list[int]]] = {}  # tag -> event file name -> [min step, max step]
         self.steps: dict[str, set[int]] = {}  # every step of each attention tag found in the files
         self._offsets: dict[str, int] = {}
+        self._remote_scanned = False
         self._written: set[tuple[str, int]] = set()  # (tag, step) this writer wrote
         self._warned = self._warned_twice = False
         self._lock = threading.Lock()
@@ -608,6 +610,18 @@ class _StepGuard:
     def scan(self) -> dict[str, dict[str, list[int]]]:
         """Read what was appended to the run's event files; returns ``ranges``."""
         if not storage.is_local(self.logdir):
+            if not self._remote_scanned:
+                self._remote_scanned = True
+                try:
+                    names = storage.list_dir(self.logdir)
+                except OSError as e:
+                    logger.debug("attention: not checking steps already in %s: %s", self.logdir, e)
+                    names = []
+                for name in sorted(n for n in names if "tfevents" in n):
+                    try:
+                        self._scan_file(storage.join_path(self.logdir, name))
+                    except OSError:
+                        continue
             return self.ranges
         pattern = os.path.join(glob.escape(storage.local_path(self.logdir)), "*tfevents*")
         for path in sorted(glob.glob(pattern)):
@@ -625,7 +639,7 @@ class _StepGuard:
         offset = self._offsets.get(path, 0)
         name = os.path.basename(path)
         buf = b""
-        with open(path, "rb") as f:
+        with storage.open_read(path) as f:
             f.seek(offset)
             while True:
                 chunk = f.read(_SCAN_CHUNK)

@@ -210,3 +210,18 @@ def test_gcs_run_reads_as_the_same_run_logged_locally(gcs, tmp_path):
     url, size = "gs://" + assets[0], fs.size(assets[0])
     assert storage.read_range(url, size - 10, 1 << 40) == storage.read_range(url, size - 10, 10)  # bounded
     assert len(storage.read_range(url, 0, size + 100)) == size
+
+
+def test_s3_writer_warns_before_a_step_the_fast_loader_would_drop(s3, caplog):
+    """A remote run's event files are read once, at a writer's first record: a new writer (a resumed
+    training) logging step 2 where steps up to 4 already are is warned, as on a local disk (docs/writers.md)."""
+    prefix = f"runs-{_unique()}"
+    write_attention_run(f"s3://bucket/{prefix}/x", steps=range(5), layers=1, heads=1, tokens=3)
+    with caplog.at_level("WARNING", logger="tensorboard_plugin_attention.summary"):
+        with AttentionWriter(f"s3://bucket/{prefix}/x") as w:
+            log_attention(w, "probes", [np.full((1, 3, 3), 1 / 3, np.float32)], ["a", "b", "c"], 2, example="0")
+    assert "step 4 of the same tag is already in run" in caplog.text, caplog.text
+    from tensorboard_plugin_attention.integrations.backfill import _check_no_purge
+
+    with pytest.raises(ValueError, match="already has attention under tag 'probes' at steps 3, 4"):
+        _check_no_purge(f"s3://bucket/{prefix}/x", "probes", [2])
