@@ -6,6 +6,7 @@ import type {
   DivergenceResponse,
   ExampleRef,
   Fusion,
+  Grid,
   Header,
   IndexResponse,
   Kind,
@@ -14,6 +15,7 @@ import type {
   QK,
   RecordRef,
   Rollout,
+  TopK,
 } from './types';
 
 export class ApiError extends Error {
@@ -163,6 +165,32 @@ export function decodeRollout(body: ArrayBuffer, shapeHeader: string | null, lut
   if (codes.length !== q * k) throw new Error(`rollout has ${codes.length} bytes, shape 1x${q}x${k} needs ${q * k}`);
   return {n: q, data: decodeCodes(codes, lut)};
 }
+
+/** /window and /pyramid bodies: log8 codes of shape (1, rows, cols), decoded through the lut. */
+export function decodeGrid(body: ArrayBuffer, shapeHeader: string | null, lut: Float32Array): Grid {
+  const [one, rows, cols] = parseShape(shapeHeader, 3, 'X-Attention-Shape');
+  const codes = new Uint8Array(body);
+  if (one !== 1 || codes.length !== rows * cols) throw new Error(`window has ${codes.length} bytes, shape ${shapeHeader} needs ${rows * cols}`);
+  return {rows, cols, data: decodeCodes(codes, lut)};
+}
+
+/** /topk body: (q × K) uint32 little-endian key indices, then (q × K) log8 codes. */
+export function decodeTopK(body: ArrayBuffer, shapeHeader: string | null, lut: Float32Array, kLen = Infinity): TopK {
+  const [q, k] = parseShape(shapeHeader, 2, 'X-TopK-Shape');
+  const n = q * k;
+  if (body.byteLength !== 5 * n) throw new Error(`top-k body has ${body.byteLength} bytes, shape ${q},${k} needs ${5 * n}`);
+  const dv = new DataView(body);
+  const index = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const j = dv.getUint32(4 * i, true);
+    if (j >= kLen) throw new Error('a top-k key index is past the end of the keys');
+    index[i] = j;
+  }
+  return {q, k, index, values: decodeCodes(new Uint8Array(body, 4 * n, n), lut)};
+}
+
+/** Most values one /window request may ask for (the backend's MAX_WINDOW_VALUES). */
+export const MAX_WINDOW_VALUES = 4_194_304;
 
 /**
  * Counts past which a record is refused instead of drawn: the largest models have ~128 layers and heads; a header claiming more (tampered, or a bug) would otherwise
@@ -455,6 +483,34 @@ export class HttpSource implements DataSource {
     }) as Promise<Rollout>;
   }
 
+  window(ref: RecordRef, kind: Kind, layer: number, head: number, rows: [number, number], cols: [number, number]): Promise<Grid> {
+    const params = {...refParams(ref), kind, layer: String(layer), head: String(head), rows: `${rows[0]}:${rows[1]}`, cols: `${cols[0]}:${cols[1]}`};
+    return this.cached('window', params, this.deps(ref), async () => {
+      const lut = await this.getLut();
+      const res = await this.request('./window', params);
+      return decodeGrid(await res.arrayBuffer(), res.headers.get('X-Attention-Shape'), lut);
+    }) as Promise<Grid>;
+  }
+
+  pyramid(ref: RecordRef, kind: Kind, layer: number, head: number, level = 0): Promise<Grid> {
+    const params: Record<string, string> = {...refParams(ref), kind, layer: String(layer), head: String(head)};
+    if (level) params.level = String(level);
+    return this.cached('pyramid', params, this.deps(ref), async () => {
+      const lut = await this.getLut();
+      const res = await this.request('./pyramid', params);
+      return decodeGrid(await res.arrayBuffer(), res.headers.get('X-Attention-Shape'), lut);
+    }) as Promise<Grid>;
+  }
+
+  topk(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<TopK> {
+    const params = {...refParams(ref), kind, layer: String(layer), head: String(head)};
+    return this.cached('topk', params, this.deps(ref), async () => {
+      const lut = await this.getLut();
+      const res = await this.request('./topk', params);
+      return decodeTopK(await res.arrayBuffer(), res.headers.get('X-TopK-Shape'), lut);
+    }) as Promise<TopK>;
+  }
+
   private cached(route: string, params: Record<string, string>, deps: Deps, load: () => Promise<unknown>): Promise<unknown> {
     const key = route + '?' + new URLSearchParams(params).toString() + '#' + deps.map(([, rev]) => rev).join(',');
     return this.cache.get(key, load, deps);
@@ -467,6 +523,8 @@ function sizeOfResult(v: unknown): number {
   if (v && typeof v === 'object') {
     const o = v as Partial<Overview & QK>;
     if (o.data instanceof Float32Array) return o.data.byteLength;
+    const t = v as Partial<TopK>;
+    if (t.index instanceof Uint32Array && t.values instanceof Float32Array) return t.index.byteLength + t.values.byteLength;
     if (o.queries instanceof Float32Array && o.keys instanceof Float32Array) {
       return o.queries.byteLength + o.keys.byteLength;
     }

@@ -10,6 +10,7 @@ import {SvgContext, type Ctx} from './draw/ctx';
 import type {Host} from './host';
 import {latestStep, resolveStep, stepKey} from './math';
 import {readSelectionFromHash, writeSelectionToHash, type CompareMode, type Selection} from './state';
+import {FindBox} from './find';
 import {findExample, Toolbar} from './toolbar';
 import {KINDS, type DataSource, type IndexExample, type IndexResponse, type RecordRef} from './types';
 import {clear, el, type ViewBase} from './views/common';
@@ -37,6 +38,10 @@ export class App {
   private readonly root: HTMLElement;
   private readonly main: HTMLElement;
   private readonly statusEl: HTMLElement;
+  /** The record part of the status line and the shown view's part (what it draws from). */
+  private readonly statusRecord: HTMLElement;
+  private readonly statusView: HTMLElement;
+  private readonly find: FindBox;
   private readonly noticeEl: HTMLElement;
   private readonly errorEl: HTMLElement;
   private readonly toolbar: Toolbar;
@@ -63,7 +68,12 @@ export class App {
       play: () => this.togglePlay(),
       export: (f) => this.exportView(f),
     });
-    this.statusEl = el('div', {class: 'status', 'data-testid': 'status'});
+    this.statusRecord = el('span', {'data-testid': 'status-record'});
+    this.statusView = el('span', {class: 'status-view', 'data-testid': 'status-view'});
+    this.statusEl = el('div', {class: 'status', 'data-testid': 'status'}, this.statusRecord, this.statusView);
+    this.find = new FindBox((pos) => {
+      for (const v of this.views) v.reveal?.(pos);
+    });
     this.noticeEl = el('div', {class: 'status notice', 'data-testid': 'unreadable-notice'});
     this.noticeEl.hidden = true;
     this.errorEl = el('div', {class: 'error', 'data-testid': 'error', role: 'alert'});
@@ -71,7 +81,7 @@ export class App {
     this.main = el('div', {class: 'main', 'data-testid': 'main'});
     clear(this.root);
     this.root.classList.add('attention-app');
-    this.root.append(this.toolbar.el, this.errorEl, this.noticeEl, this.statusEl, this.main);
+    this.root.append(this.toolbar.el, this.find.el, this.errorEl, this.noticeEl, this.statusEl, this.main);
     this.applyTheme();
 
     const app = this; // the getters below read the live selection and theme
@@ -93,6 +103,9 @@ export class App {
         this.writeUrl();
       },
       redraw: () => void this.renderView(),
+      status: (text) => {
+        this.statusView.textContent = text ? `  ·  ${text}` : '';
+      },
     };
 
     o.host.onThemeChange((dark) => {
@@ -357,7 +370,7 @@ export class App {
     if (!this.hasData()) {
       this.clearPanes();
       this.renderEmpty();
-      this.statusEl.textContent = '';
+      this.statusRecord.textContent = this.statusView.textContent = '';
       this.errorEl.hidden = true;
       this.root.dataset.state = 'empty';
       return;
@@ -372,7 +385,9 @@ export class App {
       this.current = a;
       this.renderControls();
       const info = kindInfo(a.header, a.kind);
-      this.statusEl.textContent = [
+      this.find.setTokens(a.header.sequences[info.query] ?? []);
+      this.statusView.textContent = '';
+      this.statusRecord.textContent = [
         `${a.ref.run} · ${a.ref.tag} · example ${a.ref.example} · step ${a.ref.step}`,
         a.header.model ?? '',
         `${a.kind}: ${info.layers} layers × ${info.heads} heads`,

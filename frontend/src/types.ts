@@ -36,6 +36,15 @@ export interface KindInfo {
   has_qk: boolean;
   overview_shape: [number, number];
   layer_info: LayerInfo[];
+  /** "long": not stored densely (format v3): /window, /pyramid and /topk serve it, /attention does not. */
+  layout?: 'dense' | 'long';
+  /** Long kinds: key/value heads (head h reads key head h / (heads / kv_heads)), the finest pooled level's
+   * bins `[bq, bk]`, the K of the stored top-k, and whether exact windows can be rebuilt from q/k. */
+  kv_heads?: number;
+  qk_dtype?: string;
+  pyramid_shape?: [number, number];
+  topk?: number;
+  exact?: boolean;
 }
 
 export interface Header {
@@ -119,6 +128,21 @@ export interface QK {
   readonly keys: Float32Array;
 }
 
+/** A (rows × cols) block of one head's attention, row-major: an exact window or a pooled level. */
+export interface Grid {
+  readonly rows: number;
+  readonly cols: number;
+  readonly data: Float32Array;
+}
+
+/** Each query row's K largest weights, descending: key indices and weights, (q × K) row-major. */
+export interface TopK {
+  readonly q: number;
+  readonly k: number;
+  readonly index: Uint32Array;
+  readonly values: Float32Array;
+}
+
 /** Address of one record: what every data request names. */
 export interface RecordRef {
   run: string;
@@ -179,4 +203,14 @@ export interface DataSource {
   divergence(ex: ExampleRef, kind: Kind, stepA: number, stepB: number): Promise<DivergenceResponse>;
   /** Attention rollout (Abnar & Zuidema 2020) of one step. */
   rollout(ref: RecordRef, kind: Kind, residual: number, fusion: Fusion): Promise<Rollout>;
+  /**
+   * One head over query rows [r0, r1) and key columns [c0, c1): exact from q/k for a long kind, the stored
+   * values for a dense one (at most 4,194,304 values). Optional: a source without it serves dense kinds
+   * through `attention`.
+   */
+  window?(ref: RecordRef, kind: Kind, layer: number, head: number, rows: [number, number], cols: [number, number]): Promise<Grid>;
+  /** Pooled attention of one head of a long kind (level 0: `pyramid_shape`; keys summed, queries averaged). */
+  pyramid?(ref: RecordRef, kind: Kind, layer: number, head: number, level?: number): Promise<Grid>;
+  /** The stored top-k of one head of a long kind. */
+  topk?(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<TopK>;
 }

@@ -44,7 +44,7 @@ describe('registry', () => {
     }
     expect(viewSpec('nonsense')).toBe(VIEW_SPECS[0]);
     // comparisons: decided by each spec alone
-    expect(Object.fromEntries(VIEW_SPECS.map((s) => [s.name, s.compare.join(',')]))).toEqual({head: 'side,diff', model: 'side,diff', neuron: 'side', training: '', rollout: ''});
+    expect(Object.fromEntries(VIEW_SPECS.map((s) => [s.name, s.compare.join(',')]))).toEqual({head: 'side,diff', model: 'side,diff', neuron: 'side', matrix: 'side,diff', training: '', rollout: ''});
   });
 });
 

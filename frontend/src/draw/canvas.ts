@@ -127,12 +127,15 @@ export class CanvasStack {
     if (!force) this.onBandChange();
   }
 
-  /** A cleared 2D context for layer `i`, transformed so that drawing uses content coordinates. */
-  ctx(i: number): CanvasRenderingContext2D {
+  /**
+   * A cleared 2D context for layer `i`, transformed so that drawing uses content coordinates (`clear`
+   * false: as it is, to repaint a part).
+   */
+  ctx(i: number, clear = true): CanvasRenderingContext2D {
     const c = this.layers[i];
     const ctx = c.getContext('2d')!;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.clearRect(0, 0, c.width, c.height);
+    if (clear) ctx.clearRect(0, 0, c.width, c.height);
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, -this.y0 * this.dpr);
     return ctx;
   }

@@ -39,6 +39,8 @@ export interface ViewBase extends Exportable {
   setTheme(t: Theme): void;
   /** Lines kept per token at rest, for views that thin lines (the toolbar's top-k). */
   setTopk?(k: number): void;
+  /** Find-a-token: bring token `pos` of the record's query sequence into view (and mark it). */
+  reveal?(pos: number): void;
   dispose(): void;
 }
 

@@ -1,13 +1,14 @@
 // Every view the tab offers, in button order. Adding a view: its folder (data.ts, draw.ts, view.ts,
 // spec.ts) and one line here.
 import {headSpec} from './head/spec';
+import {matrixSpec} from './matrix/spec';
 import {modelSpec} from './model/spec';
 import {neuronSpec} from './neuron/spec';
 import {rolloutSpec} from './rollout/spec';
 import type {ViewSpec} from './spec';
 import {trainingSpec} from './training/spec';
 
-export const VIEW_SPECS: readonly ViewSpec[] = [headSpec, modelSpec, neuronSpec, trainingSpec, rolloutSpec];
+export const VIEW_SPECS: readonly ViewSpec[] = [headSpec, modelSpec, neuronSpec, matrixSpec, trainingSpec, rolloutSpec];
 
 /** The spec named `name`, else the first (the default view). */
 export function viewSpec(name: string): ViewSpec {

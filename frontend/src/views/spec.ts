@@ -35,6 +35,8 @@ export interface ViewHost {
   remember(patch: Partial<Selection>): void;
   /** Redraws the current selection. */
   redraw(): void;
+  /** What the view shows now (e.g. "exact from q/k"), appended to the tab's status line. */
+  status?(text: string): void;
 }
 
 export interface ViewSpec {
