@@ -38,7 +38,7 @@ __all__ = ["summarize", "DEFAULT_DENSE_LIMIT", "PYRAMID_BINS", "TOPK"]
 DEFAULT_DENSE_LIMIT = 1024  # tokens: above this (q_len * k_len > limit**2) a layer is stored long
 PYRAMID_BINS = fmt.PYRAMID_BINS
 TOPK = fmt.DEFAULT_TOPK
-CHUNK_BYTES = 128 << 20  # scores of one chunk of rows, all heads (float32; a few such temporaries exist)
+CHUNK_BYTES = 32 << 20  # scores of one chunk of rows, all heads (float32): measured fastest of 2-128 MB
 
 
 def bins(length: int, count: int, device: Any = None) -> torch.Tensor:
@@ -151,54 +151,57 @@ def summarize(
             allowed = near if allowed is None else allowed & near
         if allowed is not None:
             s.masked_fill_(~allowed, float("-inf"))
-        # softmax in place, keeping each row's log-sum-exp: p = exp(s - max) / z, lse = max + log z
+        # e = exp(s - max) in place; p = e / z is never formed: every summary is linear in a row of p, so it
+        # is taken from e and divided by z afterwards (one pass over the scores less); lse = max + log z
         peak = s.amax(dim=-1, keepdim=True)
-        p = s.sub_(peak).exp_()
-        z = p.sum(dim=-1, keepdim=True)
-        p.div_(z)
-        lse = (peak + z.log()).squeeze(-1)  # (heads, r)
+        e = s.sub_(peak).exp_()
         del s
-        pg = p.reshape(kv_heads, group * r, m)
+        z = e.sum(dim=-1, keepdim=True)  # (heads, r, 1)
+        lse = (peak + z.log()).squeeze(-1)  # (heads, r)
+        zr = z.squeeze(-1)  # (heads, r)
+        eg = e.reshape(kv_heads, group * r, m)
         if out is not None:
-            out[:, r0:r1] = torch.bmm(pg.to(vf.dtype), vf).reshape(heads, r, -1)
+            out[:, r0:r1] = (torch.bmm(eg.to(vf.dtype), vf).reshape(heads, r, -1) / z).to(vf.dtype)
         if m % bk == 0:  # equal bins
-            pooled = p.reshape(heads, r, bk, m // bk).sum(-1)
+            pooled = e.reshape(heads, r, bk, m // bk).sum(-1)
         else:
-            pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin, p)
-        pyramid.index_add_(1, qbin[r0:r1], pooled)
-        tv, ti = torch.topk(p, topk, dim=-1)
+            pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin, e)
+        pyramid.index_add_(1, qbin[r0:r1], pooled.div_(z))
+        tv, ti = torch.topk(e, topk, dim=-1)
         lse_out[:, r0:r1] = lse.cpu().numpy()
-        top_v[:, r0:r1] = tv.cpu().numpy()
+        top_v[:, r0:r1] = (tv / z).cpu().numpy()
         top_i[:, r0:r1] = ti.to(torch.int64).cpu().numpy().astype(np.uint32)
         # per-row sums for the metrics (metrics.row_sums, on the device)
         if softcap:
+            p = e / z
             entropy = -torch.special.xlogy(p, p).sum(-1)
-        else:  # -sum p log p = lse - sum_j p_ij s_ij, and sum_j p_ij s_ij = qs_i . (p @ k)_i: one small product
-            ps = (qc * torch.bmm(pg, kf)).sum(-1).reshape(heads, r)
+            del p
+        else:  # -sum p log p = lse - sum_j p_ij s_ij, and sum_j p_ij s_ij = qs_i . (e @ k)_i / z_i: a small product
+            ps = (qc * torch.bmm(eg, kf)).sum(-1).reshape(heads, r) / zr
             entropy = lse - ps
         sums["entropy"][:, r0:r1] = entropy.double().cpu().numpy()
-        sums["sink"][:, r0:r1] = p[:, :, 0].double().cpu().numpy()
+        sums["sink"][:, r0:r1] = (e[:, :, 0] / zr).double().cpu().numpy()
         i_tok = torch.arange(r0, r1, device=device)
         if square:
             if causal:  # every visible key is at or before the row: sum_j p_ij (i - j) = i - sum_j p_ij j
-                expected_key = torch.bmm(pg, cols.float()[None, :, None].expand(kv_heads, m, 1)).reshape(heads, r)
-                distance = i_tok.float()[None, :] - expected_key
+                expected_key = torch.bmm(eg, cols.float()[None, :, None].expand(kv_heads, m, 1)).reshape(heads, r)
+                distance = i_tok.float()[None, :] - expected_key / zr
             else:
-                distance = torch.einsum("hrm,rm->hr", p, (i_tok[:, None] - cols[None, :]).abs().float())
+                distance = torch.einsum("hrm,rm->hr", e, (i_tok[:, None] - cols[None, :]).abs().float()) / zr
             sums["distance"][:, r0:r1] = distance.double().cpu().numpy()
             has_prev = i_tok >= 1
             prev = torch.zeros(heads, r, device=device)
             idx = torch.nonzero(has_prev).flatten()
             if idx.numel():
-                prev[:, idx] = p[:, idx, i_tok[idx] - 1]
-            sums["prev_token"][:, r0:r1] = prev.double().cpu().numpy()
+                prev[:, idx] = e[:, idx, i_tok[idx] - 1]
+            sums["prev_token"][:, r0:r1] = (prev / zr).double().cpu().numpy()
             if codes is not None:
                 same = (codes[r0:r1][:, None] == codes[None, : m - 1]) & (cols[None, : m - 1] < i_tok[:, None])
                 targets = torch.zeros(r, m, dtype=torch.float32, device=device)
                 targets[:, 1:] = same
-                sums["induction"][:, r0:r1] = torch.einsum("hrm,rm->hr", p, targets).double().cpu().numpy()
+                sums["induction"][:, r0:r1] = (torch.einsum("hrm,rm->hr", e, targets) / zr).double().cpu().numpy()
                 repeated[r0:r1] = (targets > 0).any(-1).cpu().numpy()
-        del p, pg
+        del e, eg
 
     counts = torch.bincount(qbin, minlength=bq).float()
     pyramid = (pyramid / counts[None, :, None]).cpu().numpy()
