@@ -318,5 +318,10 @@ def test_pyramid_topk_and_refusals(long_app):
     for route in ("/pyramid", "/topk"):
         assert "densely" in long_app.get(route, **dense).get_json()["error"]
     assert long_app.get("/window", rows="0:3", cols="0:6", **dense).status_code == 200
-    assert long_app.get("/rollout", **{k: v for k, v in P.items() if k not in ("layer", "head")}).headers[
-        "X-Attention-Source"] == "pyramid"
+    per_step = {k: v for k, v in P.items() if k not in ("layer", "head")}
+    rollout = long_app.get("/rollout", **per_step)
+    assert rollout.headers["X-Attention-Source"] == "pyramid" and rollout.headers["X-Attention-Shape"] == "1,512,512"
+    div = long_app.get("/divergence", step_a="0", step_b="0", **{k: v for k, v in per_step.items() if k != "step"})
+    assert div.get_json()["source"] == "pyramid" and div.get_json()["js"] == [[0.0, 0.0, 0.0, 0.0]]
+    metrics = long_app.get("/metrics", run="r", tag="long", example="0").get_json()
+    assert len(metrics["kinds"]["decoder"]["prev_token"][0][0]) == 4
