@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import format as fmt
 
@@ -349,10 +349,18 @@ class AssetFile:
 class _WholeObject:
     """A file-like object for TensorBoard's ``RecordWriter`` on an object store: every flush uploads the
     whole object again (object stores have no append; fsspec's ``"ab"`` on gcsfs silently overwrites, so
-    TensorBoard's gfile would keep only the last write). Readers see the last flushed version, whole."""
+    TensorBoard's gfile would keep only the last write). Readers see the last flushed version, whole.
 
-    def __init__(self, url: str):
-        self.url = url
+    Past ``ROLL`` bytes the object is final and the next flush starts ``<name>.0001`` (then ``.0002``, ...;
+    they sort after it, as TensorBoard's loaders read a run's files), itself opening with a file-version
+    event, so a long run re-uploads at most ``ROLL`` bytes per flush instead of its whole history."""
+
+    ROLL = 8 << 20
+
+    def __init__(self, url: str, on_roll: Callable[[str], None] = lambda url: None):
+        self.url = self.base = url
+        self._on_roll = on_roll
+        self._part = 0
         self._buf = io.BytesIO()
         self._dirty = False
         self.closed = False
@@ -362,13 +370,29 @@ class _WholeObject:
         self._dirty = True
 
     def flush(self) -> None:
-        if self._dirty:
-            put_object(self.url, self._buf.getvalue())
-            self._dirty = False
+        if not self._dirty:
+            return
+        put_object(self.url, self._buf.getvalue())
+        self._dirty = False
+        if self._buf.tell() >= self.ROLL:
+            from tensorboard.compat.proto import event_pb2
+            from tensorboard.summary.writer.record_writer import RecordWriter
+
+            self._part += 1
+            self.url = f"{self.base}.{self._part:04d}"
+            self._buf = io.BytesIO()
+            RecordWriter(self._buf).write(_file_version_event(event_pb2).SerializeToString())
+            self._dirty = True  # uploaded with the next flush, with what follows it
+            self._on_roll(self.url)
 
     def close(self) -> None:
         self.flush()
         self.closed = True
+
+
+def _file_version_event(event_pb2: Any) -> Any:
+    return event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2",
+                           source_metadata=event_pb2.SourceMetadata(writer=__name__))
 
 
 def event_file_writer(logdir: str, max_queue: int = 10, flush_secs: int = 120, filename_suffix: str = "") -> Any:
@@ -386,9 +410,8 @@ def event_file_writer(logdir: str, max_queue: int = 10, flush_secs: int = 120, f
     w._logdir = logdir
     w._file_name = join_path(logdir, "events.out.tfevents.%010d.%s.%s.%s" % (
         time.time(), socket.gethostname(), os.getpid(), efw._global_uid.get())) + filename_suffix
-    w._general_file_writer = _WholeObject(w._file_name)
+    w._general_file_writer = _WholeObject(w._file_name, on_roll=lambda url: setattr(w, "_file_name", url))
     w._async_writer = efw._AsyncWriter(RecordWriter(w._general_file_writer), max_queue, flush_secs)
-    w.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2",
-                                source_metadata=event_pb2.SourceMetadata(writer=__name__)))
+    w.add_event(_file_version_event(event_pb2))
     w.flush()
     return w

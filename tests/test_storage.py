@@ -225,3 +225,20 @@ def test_s3_writer_warns_before_a_step_the_fast_loader_would_drop(s3, caplog):
 
     with pytest.raises(ValueError, match="already has attention under tag 'probes' at steps 3, 4"):
         _check_no_purge(f"s3://bucket/{prefix}/x", "probes", [2])
+
+
+def test_s3_event_files_roll_over_instead_of_growing(s3, monkeypatch):
+    """Past a size, an event file on an object store is final and the writer goes on in <name>.0001, ...
+    (each opening with a file-version event): flushes stop re-uploading the whole history; every step reads."""
+    monkeypatch.setattr(storage._WholeObject, "ROLL", 3000)
+    prefix = f"runs-{_unique()}"
+    w = AttentionWriter(f"s3://bucket/{prefix}/x")
+    for step in range(12):
+        log_attention(w, "probes", [np.full((1, 3, 3), 1 / 3, np.float32)], ["a", "b", "c"], step)
+        w.flush()
+    w.close()
+    events = [k for k in s3.keys("bucket", f"{prefix}/x/") if "tfevents" in k]
+    assert len(events) >= 3 and all(k.startswith(events[0]) for k in events), events
+    sizes = [s3.client().head_object(Bucket="bucket", Key=k)["ContentLength"] for k in events]
+    assert max(sizes) < 3000 + 4000, sizes
+    assert [e.step for e in read_attention(f"s3://bucket/{prefix}", strict=True)] == list(range(12))
