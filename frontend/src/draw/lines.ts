@@ -31,6 +31,49 @@ export interface LineOptions {
   sign?: 0 | 1 | -1;
   /** Rows and columns outside these masks are skipped (e.g. switched-off tokens). */
   rowMask?: Uint8Array;
+  /** Per-row divisor of |w| before `scale` (the head view's per-row opacity: each row's maximum). */
+  rowNorm?: Float32Array;
+}
+
+/** Each row's largest |w| of a (rows × cols) matrix (1 for an all-zero row): the per-row opacity divisor. */
+export function rowMaxima(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let mx = 0;
+    for (let j = 0, b = i * cols; j < cols; j++) mx = Math.max(mx, Math.abs(m[b + j]));
+    out[i] = mx > 0 ? mx : 1;
+  }
+  return out;
+}
+
+/** Lines from each row's stored top-k (key indices and weights, K per row), as collectLines would keep them. */
+export function collectSparseLines(index: Uint32Array, values: Float32Array, rows: number, K: number, opt: {scale: number; topk?: number; rowNorm?: Float32Array}): LineSet {
+  const keep = opt.topk && opt.topk > 0 ? Math.min(K, opt.topk) : K;
+  const counts = new Int32Array(257);
+  const buckets = new Uint8Array(rows * keep);
+  for (let i = 0; i < rows; i++) {
+    const norm = opt.rowNorm ? opt.rowNorm[i] : 1;
+    for (let r = 0; r < keep; r++) {
+      const b = alphaBucket(values[i * K + r] / norm, opt.scale);
+      buckets[i * keep + r] = b;
+      counts[b]++;
+    }
+  }
+  const bucketStarts = new Int32Array(257);
+  for (let b = 1; b <= 256; b++) bucketStarts[b] = bucketStarts[b - 1] + (b - 1 === 0 ? 0 : counts[b - 1]);
+  const count = bucketStarts[256];
+  const from = new Int32Array(count);
+  const to = new Int32Array(count);
+  const fill = bucketStarts.slice(0, 256);
+  for (let i = 0; i < rows; i++)
+    for (let r = 0; r < keep; r++) {
+      const b = buckets[i * keep + r];
+      if (!b) continue;
+      const p = fill[b]++;
+      from[p] = i;
+      to[p] = index[i * K + r];
+    }
+  return {count, from, to, bucketStarts};
 }
 
 /** 8-bit alpha bucket of a weight, 0 when the line is invisible. */
@@ -64,20 +107,22 @@ export function collectLines(m: Float32Array, rows: number, cols: number, opt: L
     if (opt.rowMask && !opt.rowMask[i]) continue;
     const base = i * cols;
     if (topk === 0) {
+      const norm = opt.rowNorm ? opt.rowNorm[i] : 1;
       for (let j = c0; j < c1; j++) {
         const w = m[base + j];
         if ((sign > 0 && w <= 0) || (sign < 0 && w >= 0)) continue;
-        const b = alphaBucket(w, opt.scale);
+        const b = alphaBucket(w / norm, opt.scale);
         if (b > 0) push(i, j, b);
       }
       continue;
     }
     // top-k by |w| among visible lines: insertion into a small sorted buffer
     let n = 0;
+    const norm = opt.rowNorm ? opt.rowNorm[i] : 1;
     for (let j = c0; j < c1; j++) {
       const w = m[base + j];
       if ((sign > 0 && w <= 0) || (sign < 0 && w >= 0)) continue;
-      const a = Math.abs(w);
+      const a = Math.abs(w) / norm;
       if (alphaBucket(a, opt.scale) === 0) continue;
       if (n === topk && a <= keepVal[n - 1]) continue;
       let p = n < topk ? n++ : n - 1;

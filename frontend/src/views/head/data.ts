@@ -2,7 +2,7 @@
 import {memo, type Axes} from '../../axes';
 import {difference, maxAbs} from '../../math';
 import {project} from '../../tokens';
-import type {AttentionLayer} from '../../types';
+import type {AttentionLayer, TopK} from '../../types';
 
 /** What the head view draws: already filtered / merged, per head. Knows nothing about HTTP. */
 export interface HeadData {
@@ -12,8 +12,14 @@ export interface HeadData {
   nHeads: number;
   /** Heads this data holds (all, or the one of a detail view). */
   heads: number[];
-  /** (queries × keys) row-major, for a head in `heads`. */
+  /** (queries × keys) row-major, for a head in `heads` (dense records only: long ones have `sparse`). */
   matrix(h: number): Float32Array;
+  /** Long records: each query row's stored top-k of head h (lines at rest come from it). */
+  sparse?: (h: number) => TopK;
+  /** Long records: the exact row (left: query i) or column (right: key j) of head h, fetched on hover. */
+  exactLine?: (h: number, side: 'left' | 'right', index: number) => Promise<Float32Array>;
+  /** The shown row of original query token `pos` (hidden: the next shown one), for find-a-token. */
+  rowIndex?: (pos: number) => number;
   /** Difference data (B − A): lines coloured by sign, opacity relative to `maxAbs`. */
   signed?: boolean;
   maxAbs?: number;
@@ -27,6 +33,11 @@ export function headData(att: AttentionLayer, axes: Axes, nHeads: number): HeadD
     nHeads,
     heads,
     matrix: memo((h) => project(att.head(h), att.q, att.k, axes.rows, axes.cols)),
+    rowIndex: (pos) => {
+      const g = axes.rows.groupOf;
+      for (let i = Math.max(0, pos); i < g.length; i++) if (g[i] >= 0) return g[i];
+      return axes.rows.labels.length - 1;
+    },
   };
 }
 
@@ -41,3 +52,25 @@ export function diffHeadData(a: HeadData, b: HeadData): HeadData {
   return {...a, heads: a.heads.filter((h) => b.heads.includes(h)), matrix: m, signed: true, maxAbs: mx};
 }
 
+
+/** A long record's head data: tokens unfiltered, lines from each head's stored top-k, exact lines on demand. */
+export function longHeadData(
+  queryLabels: string[],
+  keyLabels: string[],
+  nHeads: number,
+  topk: Map<number, TopK>,
+  exactLine?: (h: number, side: 'left' | 'right', index: number) => Promise<Float32Array>,
+): HeadData {
+  const heads = [...topk.keys()].sort((a, b) => a - b);
+  return {
+    queryLabels,
+    keyLabels,
+    nHeads,
+    heads,
+    matrix: () => {
+      throw new Error('a long record has no dense matrix: use its top-k');
+    },
+    sparse: (h) => topk.get(h)!,
+    exactLine,
+  };
+}

@@ -1,9 +1,13 @@
 // Drawing of the head view, DOM-free (screen, PNG and SVG export, and unit tests through the recording
 // context): token columns, resting lines (one path per head and alpha), and a hovered token's lines and
-// per-head bars. Line opacity = weight / number of active heads; B − A data is coloured by sign.
+// per-head bars. Line opacity (`opacityScale`): min(1, gain × weight / (active heads × norm)), norm = 1
+// ("absolute", BertViz) or the query row's largest weight of that head ("per row": every row's strongest
+// line is drawn at gain / active heads, so something is always visible at rest). Long records draw their
+// lines at rest from each row's stored top-k, and a hovered token's exact row or column once it is fetched.
+// B − A data is coloured by sign (absolute only).
 import {DIVERGING, type Theme} from '../../draw/colors';
 import type {Ctx} from '../../draw/ctx';
-import {collectLines, drawLines, type LineGeometry, type LineSet} from '../../draw/lines';
+import {collectLines, collectSparseLines, drawLines, rowMaxima, type LineGeometry, type LineSet} from '../../draw/lines';
 import {columnWidth, drawTokenColumn, highlightRow, type ColumnLayout} from '../../draw/tokens';
 import {fontFor, rowHeightFor} from '../common';
 import type {HeadData} from './data';
@@ -45,6 +49,25 @@ export interface HeadPaintOptions {
   active: readonly number[];
   /** Lines kept per query token and head at rest (0: all). */
   topk: number;
+  /** Line opacity rule (see the top of this file). */
+  opacity?: OpacityRule;
+}
+
+export type OpacityMode = 'abs' | 'row';
+export interface OpacityRule {
+  mode: OpacityMode;
+  gain: number;
+}
+
+/** The default rule: per row for long inputs (past 512 tokens, or stored long), absolute (BertViz) otherwise. */
+export function defaultOpacity(d: HeadData): OpacityRule {
+  return {mode: d.sparse || Math.max(d.queryLabels.length, d.keyLabels.length) > 512 ? 'row' : 'abs', gain: 1};
+}
+
+/** alpha = min(1, gain · |w| / (activeHeads · norm)) as a scale on |w| / norm (B − A: relative to maxAbs). */
+export function opacityScale(rule: OpacityRule, activeHeads: number, signedMax?: number): number {
+  const a = Math.max(1, activeHeads) / Math.max(1e-6, rule.gain);
+  return signedMax !== undefined ? 1 / (Math.max(signedMax, 1e-9) * a) : 1 / a;
 }
 
 export type HeadHover = {side: 'left' | 'right'; index: number};
@@ -52,6 +75,9 @@ export type HeadHover = {side: 'left' | 'right'; index: number};
 /** Paints one HeadData; caches each head's resting line set until data, heads or top-k change. */
 export class HeadPainter {
   private restCache = new Map<number, LineSet>();
+  private norms = new Map<number, Float32Array>();
+  /** The hovered token's exact lines per head (long records), once fetched. */
+  private exact: {side: 'left' | 'right'; index: number; lines: Map<number, Float32Array>} | null = null;
   constructor(
     readonly data: HeadData,
     readonly layout: HeadLayout,
@@ -59,8 +85,37 @@ export class HeadPainter {
   ) {}
 
   set(o: Partial<HeadPaintOptions>): void {
-    if ((o.active && o.active.join() !== this.o.active.join()) || (o.topk !== undefined && o.topk !== this.o.topk)) this.restCache.clear();
+    if (
+      (o.active && o.active.join() !== this.o.active.join()) ||
+      (o.topk !== undefined && o.topk !== this.o.topk) ||
+      (o.opacity && JSON.stringify(o.opacity) !== JSON.stringify(this.opacity))
+    )
+      this.restCache.clear();
     this.o = {...this.o, ...o};
+  }
+
+  get opacity(): OpacityRule {
+    return this.o.opacity ?? defaultOpacity(this.data);
+  }
+
+  /** Exact lines of the hovered token (long records): drawn instead of its top-k once given. */
+  setExact(side: 'left' | 'right', index: number, lines: Map<number, Float32Array>): void {
+    this.exact = {side, index, lines};
+  }
+
+  /** Per-row opacity divisors of head h (each row's largest weight), or undefined in absolute mode. */
+  private rowNorm(h: number): Float32Array | undefined {
+    if (this.opacity.mode !== 'row' || this.data.signed) return undefined;
+    let n = this.norms.get(h);
+    if (!n) {
+      const sp = this.data.sparse?.(h);
+      if (sp) {
+        n = new Float32Array(sp.q);
+        for (let i = 0; i < sp.q; i++) n[i] = sp.values[i * sp.k] > 0 ? sp.values[i * sp.k] : 1;
+      } else n = rowMaxima(this.data.matrix(h), this.layout.rows, this.layout.cols);
+      this.norms.set(h, n);
+    }
+    return n;
   }
 
   get active(): readonly number[] {
@@ -78,19 +133,56 @@ export class HeadPainter {
   }
 
   private scale(): number {
-    const a = Math.max(1, this.o.active.length);
-    if (this.data.signed) return 1 / (Math.max(this.data.maxAbs ?? 0, 1e-9) * a);
-    return 1 / a;
+    return opacityScale(this.data.signed ? {mode: 'abs', gain: this.opacity.gain} : this.opacity, this.o.active.length, this.data.signed ? (this.data.maxAbs ?? 0) : undefined);
   }
 
   private restLines(h: number, sign: 0 | 1 | -1): LineSet {
     const key = h * 4 + sign + 1;
     let s = this.restCache.get(key);
     if (!s) {
-      s = collectLines(this.data.matrix(h), this.layout.rows, this.layout.cols, {scale: this.scale(), topk: this.o.topk, sign});
+      const sp = this.data.sparse?.(h);
+      s = sp
+        ? collectSparseLines(sp.index, sp.values, sp.q, sp.k, {scale: this.scale(), topk: this.o.topk, rowNorm: this.rowNorm(h)})
+        : collectLines(this.data.matrix(h), this.layout.rows, this.layout.cols, {scale: this.scale(), topk: this.o.topk, sign, rowNorm: this.rowNorm(h)});
       this.restCache.set(key, s);
     }
     return s;
+  }
+
+  /**
+   * The hovered token's weights of head h: its row (left, over the keys) or column (right, over the
+   * queries), each divided by its query row's opacity norm; and whether they are exact.
+   */
+  hoverLine(h: number, hv: HeadHover): {line: Float32Array; exact: boolean} {
+    const d = this.data;
+    const {rows, cols} = this.layout;
+    const left = hv.side === 'left';
+    const norm = this.rowNorm(h);
+    const ex = this.exact && this.exact.side === hv.side && this.exact.index === hv.index ? this.exact.lines.get(h) : undefined;
+    let line: Float32Array;
+    let exact = true;
+    if (ex) line = ex.slice();
+    else if (d.sparse) {
+      exact = false;
+      const sp = d.sparse(h);
+      line = new Float32Array(left ? cols : rows);
+      if (left) for (let r = 0; r < sp.k; r++) line[sp.index[hv.index * sp.k + r]] = sp.values[hv.index * sp.k + r];
+      else for (let i = 0; i < sp.q; i++) for (let r = 0; r < sp.k; r++) if (sp.index[i * sp.k + r] === hv.index) line[i] = sp.values[i * sp.k + r];
+    } else {
+      const m = d.matrix(h);
+      if (left) line = m.slice(hv.index * cols, (hv.index + 1) * cols);
+      else {
+        line = new Float32Array(rows);
+        for (let t = 0; t < rows; t++) line[t] = m[t * cols + hv.index];
+      }
+    }
+    if (norm) {
+      if (left) {
+        const n = norm[hv.index];
+        for (let t = 0; t < line.length; t++) line[t] /= n;
+      } else for (let t = 0; t < line.length; t++) line[t] /= norm[t];
+    }
+    return {line, exact};
   }
 
   paintText(ctx: Ctx, y0 = -Infinity, y1 = Infinity): void {
@@ -126,38 +218,45 @@ export class HeadPainter {
     const own = left ? L : Rt;
     const other = left ? Rt : L;
     highlightRow(ctx, own, hv.index, this.o.theme.highlight);
-    const g = this.geometry();
+    const y = (i: number) => L.top + (i + 0.5) * L.rowH;
+    // lines of the hovered token: from its own column (one end) to every token of the other
+    const g: LineGeometry = left ? {x1: L.width, x2: Rt.x, rowY: () => y(hv.index), colY: y} : {x1: Rt.x, x2: L.width, rowY: () => y(hv.index), colY: y};
     const scale = this.scale();
     const heads = this.o.active;
     const bw = other.width / Math.max(1, heads.length);
     const n = left ? cols : rows;
     const first = Math.max(0, Math.floor((y0 - other.top) / other.rowH));
     const last = Math.min(n - 1, Math.ceil((y1 - other.top) / other.rowH));
-    const maxAbs = d.signed ? Math.max(d.maxAbs ?? 0, 1e-9) : 1;
+    const barScale = d.signed ? 1 / Math.max(d.maxAbs ?? 0, 1e-9) : this.opacity.gain;
     let drawn = 0;
+    let allExact = true;
     ctx.lineWidth = L.rowH >= 14 ? 2 : 1;
     heads.forEach((h, hi) => {
-      const m = d.matrix(h);
-      // per-head bars on the other column: opacity = weight (BertViz)
+      const {line, exact} = this.hoverLine(h, hv);
+      allExact &&= exact;
+      // per-head bars on the other column: opacity = weight (BertViz), × gain (per row: relative to the row's largest)
       for (let t = first; t <= last; t++) {
-        const w = left ? m[hv.index * cols + t] : m[t * cols + hv.index];
-        const alpha = Math.min(1, Math.abs(w) / maxAbs);
+        const w = line[t];
+        const alpha = Math.min(1, Math.abs(w) * barScale);
         if (alpha * 255 < 0.5) continue;
         ctx.globalAlpha = alpha;
         ctx.fillStyle = d.signed ? (w >= 0 ? DIVERGING.pos : DIVERGING.neg) : this.color(h);
         ctx.fillRect(other.x + hi * bw, other.top + t * other.rowH, bw, other.rowH);
       }
       ctx.globalAlpha = 1;
-      const opt = left ? {row: hv.index} : {col: hv.index};
       if (d.signed) {
-        drawn += drawLines(ctx, collectLines(m, rows, cols, {scale, sign: 1, ...opt}), DIVERGING.pos, g, y0, y1);
-        drawn += drawLines(ctx, collectLines(m, rows, cols, {scale, sign: -1, ...opt}), DIVERGING.neg, g, y0, y1);
+        drawn += drawLines(ctx, collectLines(line, 1, n, {scale, sign: 1}), DIVERGING.pos, g, y0, y1);
+        drawn += drawLines(ctx, collectLines(line, 1, n, {scale, sign: -1}), DIVERGING.neg, g, y0, y1);
       } else {
-        drawn += drawLines(ctx, collectLines(m, rows, cols, {scale, ...opt}), this.color(h), g, y0, y1);
+        drawn += drawLines(ctx, collectLines(line, 1, n, {scale}), this.color(h), g, y0, y1);
       }
     });
+    this.lastHoverExact = allExact;
     return drawn;
   }
+
+  /** Whether the last hover drew exact lines for every head (dense records: always). */
+  lastHoverExact = true;
 
   /** Everything at rest (the export). */
   paint(ctx: Ctx): number {

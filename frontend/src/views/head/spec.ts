@@ -3,13 +3,39 @@ import {buildAxes, kindInfo, sameTokens} from '../../axes';
 import {headColor} from '../../draw/colors';
 import type {ViewHost, Loaded, ViewSpec} from '../spec';
 import {paneTitles} from '../spec';
-import {diffHeadData, headData, type HeadData} from './data';
+import type {TopK} from '../../types';
+import {diffHeadData, headData, longHeadData, type HeadData} from './data';
+import type {OpacityRule} from './draw';
 import {HeadView} from './view';
 
-/** One layer's attention (or one head of it) of a record, under the selection's token filters. */
+/**
+ * One layer's attention (or one head of it) of a record, under the selection's token filters. A long
+ * record: each head's stored top-k (tokens unfiltered), exact rows and columns from /window on hover.
+ */
 export async function loadHeadData(host: ViewHost, x: Loaded, layer: number, head?: number): Promise<HeadData> {
+  const info = kindInfo(x.header, x.kind);
+  if (info.layout === 'long') {
+    const src = host.source;
+    if (!src.topk) throw new Error('This data source cannot serve long (format v3) records.');
+    const heads = head !== undefined ? [head] : Array.from({length: info.heads}, (_, h) => h);
+    const tks = await Promise.all(heads.map((h) => src.topk!(x.ref, x.kind, layer, h)));
+    const q = x.header.sequences[info.query] ?? [];
+    const k = x.header.sequences[info.key] ?? [];
+    const exact = info.exact !== false && src.window
+      ? async (h: number, side: 'left' | 'right', i: number) => (await src.window!(x.ref, x.kind, layer, h, side === 'left' ? [i, i + 1] : [0, q.length], side === 'left' ? [0, k.length] : [i, i + 1])).data
+      : undefined;
+    return longHeadData(q, k, info.heads, new Map(heads.map((h, i): [number, TopK] => [h, tks[i]])), exact);
+  }
   const att = await host.source.attention(x.ref, x.kind, layer, head);
-  return headData(att, buildAxes(x.header, x.kind, host.sel), kindInfo(x.header, x.kind).heads);
+  return headData(att, buildAxes(x.header, x.kind, host.sel), info.heads);
+}
+
+/** The opacity rule in the URL (`op` = abs | row, `gain`), or null for the data's default. */
+export function opacityFromUrl(extra: Readonly<Record<string, string>>): OpacityRule | null {
+  const mode = extra.op === 'abs' || extra.op === 'row' ? extra.op : null;
+  const gain = Number(extra.gain);
+  if (!mode && !extra.gain) return null;
+  return {mode: mode ?? 'abs', gain: Number.isFinite(gain) && gain >= 0.25 && gain <= 64 ? gain : 1};
 }
 
 function makeHeadView(host: ViewHost, testid: string): HeadView {
@@ -19,6 +45,11 @@ function makeHeadView(host: ViewHost, testid: string): HeadView {
     active: host.sel.heads,
     topk: host.sel.topk,
     testid,
+    opacity: opacityFromUrl(host.sel.extra),
+    onOpacity: (rule) => {
+      host.remember({extra: {...host.sel.extra, op: rule.mode, gain: String(rule.gain)}});
+      for (const v of host.shown()) if (v instanceof HeadView && v.el.dataset.testid !== testid) v.setOpacity(rule);
+    },
     onActiveChange: (active) => {
       host.remember({heads: active});
       for (const v of host.shown()) if (v instanceof HeadView) v.setActive(active);
@@ -43,6 +74,7 @@ export const headSpec: ViewSpec = {
     let key: string;
     if (db && mode === 'diff') {
       if (!sameTokens(a.header, b!.header)) throw new Error('Cannot show B − A: the two records have different tokens.');
+      if (da.sparse || db.sparse) throw new Error('B − A of the head view needs dense records; for long ones use the matrix view’s B − A.');
       datas = [diffHeadData(da, db)];
       key = 'head-diff';
     } else {
@@ -56,5 +88,13 @@ export const headSpec: ViewSpec = {
       v.setTopk(host.sel.topk);
       v.setData(datas[i]);
     });
+    const info = kindInfo(a.header, a.kind);
+    const rule = views[0].opacityRule();
+    const op = `opacity ${rule.mode === 'row' ? 'per row' : 'absolute'} × ${rule.gain}`;
+    host.status?.(
+      da.sparse
+        ? `head view L${layer}: lines at rest from the stored top-${info.topk ?? '?'} of each row; ${info.exact !== false ? 'hover: exact row / column from q/k' : 'exact rows not available for this layer (no q/k, or a learned position bias): top-k only'}; ${op}`
+        : `head view L${layer}: stored dense; ${op}`,
+    );
   },
 };

@@ -4,13 +4,13 @@
 // per-head bars on the keys; hover a key token: the transposed view. At rest, invisible lines are skipped
 // and an optional top-k per query token thins long inputs; the hovered token always shows all its lines.
 // The drawing itself is HeadPainter (draw.ts); this is its DOM: canvases, swatches, pointer.
-import {CanvasStack} from '../../draw/canvas';
+import {CanvasStack, scrollParent} from '../../draw/canvas';
 import {lighten, type Theme} from '../../draw/colors';
 import type {Ctx} from '../../draw/ctx';
 import {rowAt} from '../../draw/tokens';
 import {el, type ViewBase} from '../common';
 import type {HeadData} from './data';
-import {HeadPainter, headLayout, type HeadHover} from './draw';
+import {defaultOpacity, HeadPainter, headLayout, type HeadHover, type OpacityRule} from './draw';
 
 export interface HeadViewOptions {
   theme: Theme;
@@ -22,6 +22,9 @@ export interface HeadViewOptions {
   swatches?: boolean;
   onActiveChange?: (active: number[] | null) => void;
   onHover?: (side: 'left' | 'right' | null, index: number) => void;
+  /** Opacity rule from the URL (null: the data's default) and where to remember a change. */
+  opacity?: OpacityRule | null;
+  onOpacity?: (rule: OpacityRule) => void;
   testid?: string;
 }
 
@@ -37,6 +40,12 @@ export class HeadView implements ViewBase {
   private topk: number;
   private hover: HeadHover | null = null;
   private linesDrawn = 0;
+  private opacityBar: HTMLElement;
+  private modeSel: HTMLSelectElement;
+  private gainInput: HTMLInputElement;
+  private minimap: HTMLCanvasElement;
+  private exactTimer: ReturnType<typeof setTimeout> | null = null;
+  private hoverGen = 0;
 
   constructor(private opts: HeadViewOptions) {
     this.theme = opts.theme;
@@ -46,7 +55,21 @@ export class HeadView implements ViewBase {
     this.stack.root.setAttribute('data-testid', 'head-canvas');
     this.swatchBar = el('div', {class: 'swatches', 'data-testid': 'head-swatches'});
     this.legend = el('div', {class: 'legend'});
-    this.el = el('div', {class: 'head-view', 'data-testid': opts.testid ?? 'head-view'}, this.swatchBar, this.legend, this.stack.root);
+    this.modeSel = el('select', {'data-testid': 'opacity-mode', title: 'Line opacity: absolute (weight / active heads, as BertViz) or per row (relative to each query row’s largest weight: every row shows its strongest line)'});
+    this.modeSel.append(el('option', {value: 'abs', text: 'absolute'}), el('option', {value: 'row', text: 'per row'}));
+    this.gainInput = el('input', {type: 'number', min: 0.25, max: 64, step: 0.25, value: 1, class: 'gain', 'data-testid': 'opacity-gain', title: 'Opacity gain: alpha = min(1, gain × weight / (active heads × norm))'});
+    this.opacityBar = el('div', {class: 'view-toolbar'}, el('label', {class: 'ctl'}, el('span', {class: 'ctl-label', text: 'Opacity'}), this.modeSel), el('label', {class: 'ctl'}, el('span', {class: 'ctl-label', text: 'gain'}), this.gainInput));
+    const change = () => {
+      const rule: OpacityRule = {mode: this.modeSel.value as OpacityRule['mode'], gain: Math.min(64, Math.max(0.25, Number(this.gainInput.value) || 1))};
+      this.setOpacity(rule);
+      this.opts.onOpacity?.(rule);
+    };
+    this.modeSel.addEventListener('change', change);
+    this.gainInput.addEventListener('change', change);
+    this.minimap = el('canvas', {class: 'minimap', 'data-testid': 'head-minimap', title: 'The whole sequence: click to scroll there'});
+    this.minimap.hidden = true;
+    this.minimap.addEventListener('click', (e) => this.onMinimap(e));
+    this.el = el('div', {class: 'head-view', 'data-testid': opts.testid ?? 'head-view'}, this.swatchBar, this.opacityBar, this.legend, el('div', {class: 'head-body'}, this.stack.root, this.minimap));
     if (opts.swatches === false) this.swatchBar.hidden = true;
     const top = this.stack.top;
     top.addEventListener('mousemove', (e) => this.onMove(e));
@@ -66,8 +89,15 @@ export class HeadView implements ViewBase {
 
   setData(d: HeadData): void {
     this.hover = null;
+    this.hoverGen++;
     const layout = headLayout(d, this.theme);
-    this.painter = new HeadPainter(d, layout, {theme: this.theme, colorOf: this.opts.colorOf, active: [], topk: this.topk});
+    const opacity = this.opts.opacity ?? defaultOpacity(d);
+    this.painter = new HeadPainter(d, layout, {theme: this.theme, colorOf: this.opts.colorOf, active: [], topk: this.topk, opacity});
+    this.modeSel.value = opacity.mode;
+    this.modeSel.disabled = !!d.signed;
+    this.gainInput.value = String(opacity.gain);
+    this.el.dataset.opacity = `${opacity.mode}:${opacity.gain}`;
+    this.el.dataset.long = d.sparse ? '1' : '0';
     this.resolveActive();
     this.stack.resize(layout.width, layout.height);
     const r = this.el.dataset;
@@ -80,6 +110,38 @@ export class HeadView implements ViewBase {
     this.renderSwatches();
     this.renderLegend();
     this.drawAll();
+  }
+
+  opacityRule(): OpacityRule {
+    return this.painter?.opacity ?? {mode: 'abs', gain: 1};
+  }
+
+  setOpacity(rule: OpacityRule): void {
+    this.opts.opacity = rule;
+    this.modeSel.value = rule.mode;
+    this.gainInput.value = String(rule.gain);
+    this.el.dataset.opacity = `${rule.mode}:${rule.gain}`;
+    this.painter?.set({opacity: rule});
+    this.drawAll();
+  }
+
+  /** Find-a-token: scroll query token `pos` into view and hover it (its lines drawn). */
+  reveal(pos: number): void {
+    const p = this.painter;
+    if (!p) return;
+    const d = p.data;
+    // the shown rows may be filtered or merged: the first row at or after the position
+    const i = Math.min(d.queryLabels.length - 1, Math.max(0, d.rowIndex ? d.rowIndex(pos) : pos));
+    const y = p.layout.L.top + i * p.layout.L.rowH;
+    this.el.dataset.found = String(i);
+    const r = this.stack.root.getBoundingClientRect();
+    const target = this.stack.root.ownerDocument.scrollingElement;
+    const sc = scrollParent(this.stack.root);
+    const screen = sc === target ? window.innerHeight : sc.clientHeight;
+    const top = sc === target ? window.scrollY + r.top + y - screen / 2 : sc.scrollTop + (r.top - sc.getBoundingClientRect().top) + y - screen / 2;
+    if (sc === target) window.scrollTo({top});
+    else sc.scrollTop = top;
+    this.setHover('left', i, true);
   }
 
   setActive(active: number[] | null): void {
@@ -103,7 +165,32 @@ export class HeadView implements ViewBase {
     if (next?.side === this.hover?.side && next?.index === this.hover?.index) return;
     this.hover = next;
     this.drawHover();
+    if (next && this.painter?.data.exactLine) this.fetchExactSoon(next);
     if (emit) this.opts.onHover?.(side, index);
+  }
+
+  /** Long records: the hovered token's exact row / column of every active head, once the pointer rests. */
+  private fetchExactSoon(hv: HeadHover): void {
+    if (this.exactTimer) clearTimeout(this.exactTimer);
+    const gen = ++this.hoverGen;
+    this.el.dataset.hoverExact = '0';
+    this.exactTimer = setTimeout(() => {
+      this.exactTimer = null;
+      const p = this.painter;
+      if (!p?.data.exactLine || gen !== this.hoverGen) return;
+      const heads = [...p.active];
+      Promise.all(heads.map((h) => p.data.exactLine!(h, hv.side, hv.index))).then(
+        (lines) => {
+          if (gen !== this.hoverGen || this.painter !== p) return;
+          p.setExact(hv.side, hv.index, new Map(heads.map((h, i) => [h, lines[i]])));
+          this.drawHover();
+          const first = lines[0];
+          if (first) this.el.dataset.hoverTop = topOf(first, 5);
+          this.el.dataset.hoverExact = '1';
+        },
+        () => undefined,
+      );
+    }, 60);
   }
 
   dispose(): void {
@@ -135,6 +222,7 @@ export class HeadView implements ViewBase {
     this.el.dataset.linesRest = String(drawn);
     this.linesDrawn = drawn;
     this.drawHover();
+    this.drawMinimap();
     this.el.dataset.renderMs = (performance.now() - t0).toFixed(1);
   }
 
@@ -155,6 +243,7 @@ export class HeadView implements ViewBase {
     }
     restLayer.style.visibility = 'hidden';
     const drawn = p.paintHover(ctx, hv, this.stack.y0, this.stack.y1);
+    this.drawMinimap();
     this.el.dataset.linesDrawn = this.stack.root.dataset.linesDrawn = String(drawn);
     this.el.dataset.hoverMs = (performance.now() - t0).toFixed(1);
   }
@@ -171,6 +260,68 @@ export class HeadView implements ViewBase {
 
   paint(ctx: Ctx): void {
     this.painter?.paint(ctx);
+  }
+
+  /**
+   * Beside virtualised columns: the whole sequence in a strip (the band on screen, the hovered and found
+   * tokens marked; per row of the strip, how far back its queries' strongest keys lie, for long records).
+   */
+  private drawMinimap(): void {
+    const p = this.painter;
+    const m = this.minimap;
+    if (!p || !this.stack.virtual) {
+      m.hidden = true;
+      return;
+    }
+    m.hidden = false;
+    const H = Math.min(600, typeof window !== 'undefined' ? window.innerHeight - 40 : 600);
+    const W = 44;
+    if (m.width !== W || m.height !== H) {
+      m.width = W;
+      m.height = H;
+      m.style.height = `${H}px`;
+    }
+    const ctx = m.getContext('2d');
+    if (!ctx) return;
+    const t = this.theme;
+    const n = p.layout.rows;
+    ctx.fillStyle = t.highlight;
+    ctx.fillRect(0, 0, W, H);
+    const sp = p.data.sparse?.(p.active[0] ?? p.data.heads[0]);
+    if (sp) {
+      // per strip row: the mean distance back to each query's strongest key, as a bar
+      ctx.fillStyle = t.muted;
+      for (let y = 0; y < H; y++) {
+        const a = Math.floor((y * n) / H);
+        const b = Math.max(a + 1, Math.floor(((y + 1) * n) / H));
+        let s = 0;
+        for (let i = a; i < b; i++) s += Math.abs(i - sp.index[i * sp.k]);
+        const dist = s / (b - a) / Math.max(1, n);
+        ctx.fillRect(0, y, Math.max(0, Math.min(W, Math.sqrt(dist) * W)), 1);
+      }
+    }
+    const {L} = p.layout;
+    const [top, bottom] = this.stack.visibleRange();
+    const ya = ((top - L.top) / L.rowH / n) * H;
+    const yb = ((bottom - L.top) / L.rowH / n) * H;
+    ctx.strokeStyle = t.attn;
+    ctx.lineWidth = 2;
+    ctx.strokeRect(1, Math.max(1, ya), W - 2, Math.max(3, yb - ya));
+    const mark = (i: number, color: string) => {
+      ctx.fillStyle = color;
+      ctx.fillRect(0, (i / n) * H - 1, W, 3);
+    };
+    if (this.hover?.side === 'left') mark(this.hover.index, t.attn);
+    const f = this.el.dataset.found;
+    if (f) mark(Number(f), '#ff9800');
+  }
+
+  private onMinimap(e: MouseEvent): void {
+    const p = this.painter;
+    if (!p) return;
+    const r = this.minimap.getBoundingClientRect();
+    const i = Math.floor(((e.clientY - r.top) / r.height) * p.layout.rows);
+    this.reveal(Math.max(0, Math.min(p.layout.rows - 1, i)));
   }
 
   private renderSwatches(): void {
@@ -233,4 +384,10 @@ export class HeadView implements ViewBase {
     else this.active = new Set([h]);
     this.emitActive();
   }
+}
+
+/** "j:w,…" of the n largest weights of a line (a test hook: the hovered token's exact row). */
+function topOf(line: Float32Array, n: number): string {
+  const idx = Array.from(line.keys()).sort((a, b) => line[b] - line[a] || a - b).slice(0, n);
+  return idx.map((j) => `${j}:${line[j].toPrecision(4)}`).join(',');
 }
