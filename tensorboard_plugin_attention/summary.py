@@ -75,6 +75,17 @@ def _np(x: Any, what: str) -> np.ndarray:
         raise ValueError(f"{what} must be a numeric array or tensor, got {type(x).__name__}: {e}") from None
 
 
+def _qk_array(x: Any, what: str) -> Any:
+    """Queries or keys for a long layer, in their own 16-bit type when they have one (stored as they are: a
+    float32 copy would be rounded back or stored twice as large); other inputs as float32 numpy."""
+    dtype = str(getattr(x, "dtype", ""))
+    if hasattr(x, "detach") and dtype in ("torch.float16", "torch.bfloat16") and not getattr(x, "is_meta", False):
+        return x.detach().cpu().clone()
+    if isinstance(x, np.ndarray) and x.dtype == np.float16:
+        return np.array(x)
+    return _np(x, what)
+
+
 def _layers_from_tuple(
     attention: Any, queries: Any, keys: Any, batch_index: int, kind: str
 ) -> list[fmt.LayerArrays]:
@@ -245,7 +256,7 @@ class _LongFromQK:
             raise ValueError("layer_info must be a dict (for every layer) or one dict per layer")
         self.layers = []
         for i, (q, k, info) in enumerate(zip(queries, keys, infos)):
-            q, k = _np(q, f"queries layer {i}"), _np(k, f"keys layer {i}")
+            q, k = _qk_array(q, f"queries layer {i}"), _qk_array(k, f"keys layer {i}")
             if q.ndim == 4 and k.ndim == 4:
                 if not 0 <= batch_index < q.shape[0]:
                     raise ValueError(f"batch_index {batch_index} out of range: the batch has {q.shape[0]} examples")
@@ -254,7 +265,7 @@ class _LongFromQK:
                     or 0 in q.shape or 0 in k.shape:
                 raise ValueError(f"{kind} layer {i}: queries {q.shape} / keys {k.shape} must be (heads, q_len, "
                                  "head_dim) / (kv_heads, k_len, head_dim), heads a multiple of kv_heads")
-            if not (np.isfinite(q).all() and np.isfinite(k).all()):
+            if not (_all_finite(q) and _all_finite(k)):
                 raise ValueError(f"{kind} layer {i}: queries or keys contain NaN or Inf")
             unknown = set(info) - {"scaling", "causal", "sliding_window", "softcap", "module_name"}
             if unknown:
@@ -286,6 +297,10 @@ class _LongFromQK:
                 softcap=facts.get("softcap"), token_ids=token_ids if q.shape[1] == k.shape[1] else None,
                 info={"module_name": facts.get("module_name"), "position_bias": False}))
         return out
+
+
+def _all_finite(x: Any) -> bool:
+    return bool(x.isfinite().all()) if hasattr(x, "isfinite") else bool(np.isfinite(x).all())
 
 
 def _long_layer(layer: fmt.LongLayer, where: str) -> fmt.LongLayer:
