@@ -3,12 +3,14 @@
 * ``MotoServer``: moto's S3 server (``moto[server]``) in a subprocess; ``env`` is what a client needs
   (``S3_ENDPOINT`` for TensorBoard's gfile and ours, ``AWS_ENDPOINT_URL`` for boto3, dummy credentials).
 * ``GcsEmulator``: ``gcp-storage-emulator`` in memory; ``env`` sets ``STORAGE_EMULATOR_HOST`` for gcsfs.
+* ``s3`` / ``gcs``: session fixtures running one of each (below).
 * ``FaultProxy``: a TCP proxy in front of a server that passes bytes through until a request line matches,
   then resets the connection or stalls mid-body (to fail an upload, or to kill a writer while it uploads).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import socket
@@ -19,6 +21,8 @@ import threading
 import time
 import urllib.request
 from typing import Optional
+
+import pytest
 
 from conftest import free_port
 
@@ -179,3 +183,30 @@ class FaultProxy:
 
     def close(self) -> None:
         self._srv.close()
+
+
+# Session fixtures (import them into a test module: ``from storage_util import s3``). One server of each kind
+# per session, however many modules import the fixture (pytest makes one fixture per importing module), because
+# TensorBoard's gfile reads S3_ENDPOINT once, when first imported: in-process readers must keep one endpoint.
+# The server's environment is set for the rest of the session; "bucket" exists; stopped at exit.
+_running: dict = {}
+
+
+def _shared(cls) -> _Server:
+    server = _running.get(cls)
+    if server is None:
+        server = _running[cls] = cls().start()
+        atexit.register(server.stop)
+        os.environ.update(server.env())
+        server.bucket("bucket")
+    return server
+
+
+@pytest.fixture(scope="session")
+def s3() -> MotoServer:
+    return _shared(MotoServer)
+
+
+@pytest.fixture(scope="session")
+def gcs() -> GcsEmulator:
+    return _shared(GcsEmulator)

@@ -13,35 +13,13 @@ import numpy as np
 import pytest
 
 from conftest import write_attention_run
-from storage_util import FaultProxy, GcsEmulator, MotoServer
+from storage_util import FaultProxy, gcs, s3  # noqa: F401 (session fixtures)
 
 from tensorboard_plugin_attention import reader, storage
 from tensorboard_plugin_attention.reader import read_attention
 from tensorboard_plugin_attention.summary import AttentionWriter, BackgroundWriteError, log_attention
 
 ASSET = re.compile(r"\d+\.[^/]+\.\d+\.[0-9a-f]{8}\.\d+\.attn$")  # <time>.<host>.<pid>.<random>.<n>.attn
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = MotoServer().start()
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in server.env().items():
-            mp.setenv(k, v)
-        server.bucket("bucket")
-        yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def gcs():
-    server = GcsEmulator().start()
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in server.env().items():
-            mp.setenv(k, v)
-        server.bucket("bucket")
-        yield server
-    server.stop()
 
 
 def _same(a, b):
@@ -98,7 +76,7 @@ def test_local_logdirs_need_no_storage_library(tmp_path):
 def test_s3_run_reads_as_the_same_run_logged_locally(s3, tmp_path):
     """AttentionWriter to s3:// and read_attention from it: the same arrays as a local run of the same
     logging; one immutable object per record, named so that no two writers collide."""
-    prefix = f"runs-{_unique()}"
+    prefix = f"unit-{_unique()}"
     for logdir in (str(tmp_path / "x"), f"s3://bucket/{prefix}/x"):
         write_attention_run(logdir, steps=(0, 1, 2), examples=("0", "1"), layers=2, heads=2, tokens=6)
     _same(read_attention(f"s3://bucket/{prefix}", strict=True), read_attention(str(tmp_path), strict=True))
@@ -110,7 +88,7 @@ def test_s3_run_reads_as_the_same_run_logged_locally(s3, tmp_path):
 def test_s3_reads_are_ranged_and_bounded(s3, tmp_path):
     """One ranged request for a record's frame and header, one for a whole layer (all heads), one for the
     overview; cached afterwards; never a whole object for one head."""
-    prefix = f"runs-{_unique()}"
+    prefix = f"unit-{_unique()}"
     write_attention_run(f"s3://bucket/{prefix}/x", steps=(0,), layers=3, heads=4, tokens=200, qk=False, seed=1)
     runs = _runs(f"s3://bucket/{prefix}")
     (entry,) = runs["x"].entries.values()
@@ -151,7 +129,7 @@ def test_s3_failed_upload_raises_with_the_url_and_indexes_nothing(s3, monkeypatc
     proxy = FaultProxy(s3.port, rb"PUT [^ ]*\.attn", mode="reset", n=2)  # the second record's upload fails
     monkeypatch.setenv("S3_ENDPOINT", proxy.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    prefix = f"runs-{_unique()}"
+    prefix = f"unit-{_unique()}"
     att = [np.full((2, 3, 3), 1 / 3, np.float32)]
     w = AttentionWriter(f"s3://bucket/{prefix}/x")
     log_attention(w, "probes", att, ["a", "b", "c"], 0)
@@ -186,7 +164,7 @@ def test_s3_append_only_layout_uploaded_as_is_is_read(s3, tmp_path):
 def test_summary_writer_on_s3(s3, tmp_path):
     """log_attention through torch's SummaryWriter, which writes its own event files to s3:// (gfile)."""
     torch_tb = pytest.importorskip("torch.utils.tensorboard")
-    prefix = f"runs-{_unique()}"
+    prefix = f"unit-{_unique()}"
     att = [np.full((2, 4, 4), 0.25, np.float32)]
     w = torch_tb.SummaryWriter(f"s3://bucket/{prefix}/x")
     for step in range(3):
@@ -198,7 +176,7 @@ def test_summary_writer_on_s3(s3, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ GCS
 def test_gcs_run_reads_as_the_same_run_logged_locally(gcs, tmp_path):
-    prefix = f"runs-{_unique()}"
+    prefix = f"unit-{_unique()}"
     for logdir in (str(tmp_path / "x"), f"gs://bucket/{prefix}/x"):
         write_attention_run(logdir, steps=(0, 1), examples=("0", "1"), layers=2, heads=2, tokens=6)
     _same(read_attention(f"gs://bucket/{prefix}", strict=True), read_attention(str(tmp_path), strict=True))
@@ -215,7 +193,7 @@ def test_gcs_run_reads_as_the_same_run_logged_locally(gcs, tmp_path):
 def test_s3_writer_warns_before_a_step_the_fast_loader_would_drop(s3, caplog):
     """A remote run's event files are read once, at a writer's first record: a new writer (a resumed
     training) logging step 2 where steps up to 4 already are is warned, as on a local disk (docs/writers.md)."""
-    prefix = f"runs-{_unique()}"
+    prefix = f"unit-{_unique()}"
     write_attention_run(f"s3://bucket/{prefix}/x", steps=range(5), layers=1, heads=1, tokens=3)
     with caplog.at_level("WARNING", logger="tensorboard_plugin_attention.summary"):
         with AttentionWriter(f"s3://bucket/{prefix}/x") as w:
@@ -231,7 +209,7 @@ def test_s3_event_files_roll_over_instead_of_growing(s3, monkeypatch):
     """Past a size, an event file on an object store is final and the writer goes on in <name>.0001, ...
     (each opening with a file-version event): flushes stop re-uploading the whole history; every step reads."""
     monkeypatch.setattr(storage._WholeObject, "ROLL", 3000)
-    prefix = f"runs-{_unique()}"
+    prefix = f"unit-{_unique()}"
     w = AttentionWriter(f"s3://bucket/{prefix}/x")
     for step in range(12):
         log_attention(w, "probes", [np.full((1, 3, 3), 1 / 3, np.float32)], ["a", "b", "c"], step)

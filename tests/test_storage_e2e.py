@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from conftest import TensorBoardProcess
-from storage_util import FaultProxy, GcsEmulator, MotoServer
+from storage_util import FaultProxy, gcs, s3  # noqa: F401 (session fixtures)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -100,17 +100,6 @@ INTEGRATIONS = textwrap.dedent("""
     got = read_attention(root, strict=True)
     print(sorted({(e.run, e.step) for e in got}))
 """)
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = MotoServer().start()
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in server.env().items():
-            mp.setenv(k, v)
-        server.bucket("bucket")
-        yield server
-    server.stop()
 
 
 def _env(extra: dict) -> dict:
@@ -216,26 +205,21 @@ def test_writer_killed_mid_upload_leaves_complete_records_readable(s3):
     assert len([k for k in s3.keys("bucket", "killed/x/plugins/attention/")]) == 3  # no partial object
 
 
-def test_tensorboard_serves_a_gcs_run_written_to_the_emulator():
+def test_tensorboard_serves_a_gcs_run_written_to_the_emulator(gcs):
     """gs:// through gcsfs: the writer, read_attention and TensorBoard's Python loader (the Rust data server
     reads gs:// only from Google's own endpoint, so --load_fast=true cannot reach an emulator)."""
-    server = GcsEmulator().start()
+    env = _env(gcs.env())
+    subprocess.run([sys.executable, "-c", WRITER, "gs://bucket/e2e/g", "0", "3", "0"], env=env, check=True,
+                   capture_output=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", "from tensorboard_plugin_attention import read_attention; "
+                        "print([e.step for e in read_attention('gs://bucket/e2e', strict=True)])"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "[0, 1, 2]", r.stderr[-3000:]
+    tb = TensorBoardProcess("gs://bucket/e2e", "--load_fast=false", "--reload_interval=1", env=gcs.env())
     try:
-        server.bucket("gbucket")
-        env = _env(server.env())
-        subprocess.run([sys.executable, "-c", WRITER, "gs://gbucket/runs/g", "0", "3", "0"], env=env, check=True,
-                       capture_output=True, timeout=120)
-        r = subprocess.run([sys.executable, "-c", "from tensorboard_plugin_attention import read_attention; "
-                            "print([e.step for e in read_attention('gs://gbucket/runs', strict=True)])"],
-                           env=env, capture_output=True, text=True, timeout=120)
-        assert r.stdout.strip() == "[0, 1, 2]", r.stderr[-3000:]
-        tb = TensorBoardProcess("gs://gbucket/runs", "--load_fast=false", "--reload_interval=1", env=server.env())
-        try:
-            tb.start(90)
-            tb.wait_for(lambda: index_steps(tb) == {("g", "probes", "0"): [0, 1, 2]}, timeout=60, what="gs:// steps")
-            a = tb.plugin("attention", run="g", tag="probes", example="0", step=2, kind="encoder", layer=1)
-            assert a.status == 200 and len(a.body) == 2 * 6 * 6
-        finally:
-            tb.stop()
+        tb.start(90)
+        tb.wait_for(lambda: index_steps(tb) == {("g", "probes", "0"): [0, 1, 2]}, timeout=60, what="gs:// steps")
+        a = tb.plugin("attention", run="g", tag="probes", example="0", step=2, kind="encoder", layer=1)
+        assert a.status == 200 and len(a.body) == 2 * 6 * 6
     finally:
-        server.stop()
+        tb.stop()
