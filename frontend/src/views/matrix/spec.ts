@@ -110,6 +110,6 @@ export const matrixSpec: ViewSpec = {
     const vp = parseViewport(host.sel.extra.mz);
     const testids = ['matrix-view', 'matrix-view-b'];
     const views = host.panes(key, () => datas.map((_, i) => makeMatrixView(host, testids[i], vp)), db && mode !== 'diff' ? paneTitles(a, b!) : undefined);
-    views.forEach((v, i) => v.setData(datas[i]));
+    views.forEach((v, i) => v.setData(datas[i], vp));
   },
 };

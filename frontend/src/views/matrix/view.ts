@@ -86,7 +86,8 @@ export class MatrixView implements ViewBase {
     this.drawNow();
   }
 
-  setData(d: MatrixData): void {
+  /** Shows `d`; at `viewport` when given, else where it was (same shape) or the whole matrix. */
+  setData(d: MatrixData, viewport: Viewport | null = null): void {
     const same = this.data && this.data.q === d.q && this.data.k === d.k;
     this.data = d;
     this.gen++;
@@ -99,7 +100,8 @@ export class MatrixView implements ViewBase {
     const L = matrixLayout(total, maxH);
     this.painter = new MatrixPainter(d, L, this.theme);
     this.stack.resize(L.width, L.height);
-    this.v = clampViewport(same || this.opts.viewport ? (this.opts.viewport ?? this.v) : fullViewport(d.q, d.k), d.q, d.k);
+    const want = viewport ?? this.opts.viewport ?? (same ? this.v : null);
+    this.v = clampViewport(want ?? fullViewport(d.q, d.k), d.q, d.k);
     this.opts.viewport = null;
     const ds = this.el.dataset;
     ds.q = String(d.q);
@@ -309,12 +311,13 @@ export class MatrixView implements ViewBase {
     const m = d.mask;
     if ((m.causal && j > i + m.off) || (m.window !== null && i + m.off - j >= m.window)) return {value: 0, exact: true, masked: true};
     if (!d.long) return {value: d.base.data[i * d.k + j], exact: true, masked: false};
-    const row = this.rows.get(i);
-    if (row) return {value: row[j], exact: d.exact, masked: false};
+    // the drawn tile first: log8 windows dither values under 1.3e-4 per request, so a row may differ there
     const ti = Math.floor(i / TILE);
     const tj = Math.floor(j / TILE);
     const t = this.tiles.get(this.tileKey(ti, tj));
     if (t instanceof Float32Array) return {value: t[(i - ti * TILE) * Math.min(TILE, d.k - tj * TILE) + (j - tj * TILE)], exact: true, masked: false};
+    const row = this.rows.get(i);
+    if (row) return {value: row[j], exact: d.exact, masked: false};
     const B = d.base;
     // a pyramid bin holds its keys' summed mass: per cell, its mean over the bin's keys
     const bj = binOf(j, d.k, B.cols);

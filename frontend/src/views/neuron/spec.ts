@@ -5,6 +5,42 @@ import type {Loaded, ViewHost, ViewSpec} from '../spec';
 import {paneTitles} from '../spec';
 import {neuronData, type NeuronData} from './data';
 import {NeuronView} from './view';
+import {LongNeuronView, type LongNeuronData} from './long';
+import {resolveLayerInfo} from '../../math';
+import {formatViewport} from '../matrix/spec';
+import {around} from '../matrix/zoom';
+
+/** A long record: the pinned query's exact row from /window (or its stored top-k), q/k from /qk. */
+function longNeuronData(host: ViewHost, x: Loaded): LongNeuronData {
+  const s = host.sel;
+  const src = host.source;
+  const info = kindInfo(x.header, x.kind);
+  const {layer, neuronHead: head} = s;
+  const q = x.header.sequences[info.query] ?? [];
+  const k = x.header.sequences[info.key] ?? [];
+  const exact = info.exact !== false && !!src.window;
+  const notes: string[] = [];
+  if (!exact) notes.push('Exact rows are not available for this layer (no q/k stored, or a learned position bias): the keys listed are the row’s stored top-k.');
+  if (s.merge || s.hideSpecial || s.filter !== 'all') notes.push('Token filters and word merging do not apply to a long record’s neuron view.');
+  return {
+    layer,
+    head,
+    queryLabels: q,
+    keyLabels: k,
+    info: resolveLayerInfo(info.layer_info?.[layer], info.head_dim ?? 64, x.kind === 'decoder'),
+    exact,
+    notes,
+    loadRow: exact
+      ? async (i) => (await src.window!(x.ref, x.kind, layer, head, [i, i + 1], [0, k.length])).data
+      : async (i) => {
+          const t = await src.topk!(x.ref, x.kind, layer, head);
+          const row = new Float32Array(k.length);
+          for (let r = 0; r < t.k; r++) row[t.index[i * t.k + r]] = t.values[i * t.k + r];
+          return row;
+        },
+    loadQK: async () => (info.has_qk && x.example.qk_steps.includes(x.ref.step) ? src.qk(x.ref, x.kind, layer, head) : null),
+  };
+}
 
 async function loadNeuronData(host: ViewHost, x: Loaded): Promise<NeuronData> {
   const s = host.sel;
@@ -37,6 +73,32 @@ export const neuronSpec: ViewSpec = {
   controls: ['layer', 'neuronHead', 'filter', 'tokens'],
   compare: ['side'],
   async show(host, a, b) {
+    if (kindInfo(a.header, a.kind).layout === 'long') {
+      const datas = [a, ...(b ? [b] : [])].map((x) => longNeuronData(host, x));
+      const views = host.panes(
+        `neuron-long-${datas.length}`,
+        () =>
+          datas.map(
+            () =>
+              new LongNeuronView({
+                theme: host.theme,
+                query: host.sel.query,
+                onPin: (i) => {
+                  host.remember({query: i});
+                  for (const v of host.shown()) if (v instanceof LongNeuronView) v.pin(i ?? 0, false);
+                },
+                onJump: (i, j) => {
+                  const n = datas[0].queryLabels.length;
+                  host.update({view: 'matrix', extra: {...host.sel.extra, mz: formatViewport(around(i, j, 64, n, datas[0].keyLabels.length))}});
+                },
+              }),
+          ),
+        b ? paneTitles(a, b) : undefined,
+      );
+      views.forEach((v, i) => v.setData(datas[i]));
+      host.status?.(`neuron view L${host.sel.layer} H${host.sel.neuronHead}: ${datas[0].exact ? 'the pinned query’s exact row from q/k' : 'the pinned query’s stored top-k'}, keys by weight`);
+      return;
+    }
     const na = await loadNeuronData(host, a);
     const nb = b ? await loadNeuronData(host, b) : null;
     if (!host.current()) return;
