@@ -1,6 +1,7 @@
 """The Attention tab in headless Chromium against a real ``tensorboard`` process: one command, a markdown table.
 
     .venv/bin/python bench/bench_browser.py [--repeats 3] [--hovers 50] [--no-2048] [--probe-line-width]
+    .venv/bin/python bench/bench_browser.py --long [--hovers 40] [--keep DIR]   # long context (issue 12)
 
 What it measures, in TensorBoard's own page (``/#attention``; the tab is TensorBoard's same-origin iframe
 ``data/plugin_entry.html?name=attention``), viewport 1300 x 900, ``--disable-gpu`` (software raster):
@@ -317,13 +318,13 @@ HELPERS = r"""
 class Tab:
     """TensorBoard's page with the Attention tab open; measurements run in the page (``performance.now``)."""
 
-    def __init__(self, browser, url: str, example: str, timeout_s: float = 120):
+    def __init__(self, browser, url: str, example: str, timeout_s: float = 120, hash_extra: str = ""):
         self.page = browser.new_page(viewport=VIEWPORT)
         self.errors: list = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.timeout_ms = int(timeout_s * 1000)
         t = time.perf_counter()
-        self.page.goto(f"{url}/#attention&p.attention.example={example}", wait_until="load")
+        self.page.goto(f"{url}/#attention&p.attention.example={example}{hash_extra}", wait_until="load")
         self.page.evaluate(HELPERS)
         self.page.wait_for_function(
             "() => { const w = window.__ab.win(); return w && w.attentionApp && "
@@ -535,5 +536,186 @@ def main() -> None:
         print(probe)
 
 
+# ------------------------------------------------------------------------------------------- long context
+LONG_TARGETS = {  # issue 12
+    ("matrix_paint", 8192): 1000, ("matrix_paint", 32768): 2000, ("head_paint", 8192): 1000,
+    "zoom_p95": 33, "pan_p95": 33, "hover_p95": 16,
+}
+LONG_BYTES_TARGET = 5e6  # fetched for the matrix view's first paint at 32768
+
+LONG_WRITER = r"""
+import resource, sys, time, json
+resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))  # nothing n^2 may be allocated whole
+sys.path.insert(0, sys.argv[2])
+from bench_long import llama_qk
+from tensorboard_plugin_attention import AttentionWriter, log_attention
+out = {}
+with AttentionWriter(sys.argv[1] + "/long") as w:
+    for name, n in (("00-start", 1024), ("8192", 8192), ("32768", 32768)):
+        t = time.perf_counter()
+        q, k, planted = llama_qk(n, heads=2, kv_heads=1, d=64, seed=n)
+        log_attention(w, "ctx", None, [f"t{i}" for i in range(n)], 0, example=name, queries=[q], keys=[k],
+                      kind="decoder", layer_info={"causal": True, "scaling": 64 ** -0.5})
+        out[name] = {"write_s": time.perf_counter() - t, "planted": planted}
+print(json.dumps(out))
+"""
+
+# In-page timings of the matrix view (uses HELPERS' window.__ab): first paint after choosing an example,
+# wheel zoom and drag pan frames, and hover frames, each from dispatch to the next produced frame.
+LONG_HELPERS = r"""
+() => {
+  const ab = window.__ab;
+  const mv = (w) => w.document.querySelector('[data-testid=matrix-view]');
+  ab.selectMatrix = async (example, n, timeoutMs) => {
+    const w = ab.win(), d = w.document;
+    const root = d.querySelector('[data-testid=attention-root]');
+    const sel = d.querySelector('[data-testid=example-select]');
+    ab.resetTimings(w);
+    const t0 = w.performance.now();
+    sel.value = example;
+    sel.dispatchEvent(new w.Event('change', {bubbles: true}));
+    await ab.waitFor(w, () => root.dataset.state === 'ready' && mv(w) && mv(w).dataset.q === String(n) && mv(w).dataset.renderMs, timeoutMs);
+    await ab.painted(w);
+    return {ms: w.performance.now() - t0, renderMs: +mv(w).dataset.renderMs, source: mv(w).dataset.source, fetched: ab.fetched(w, t0)};
+  };
+  const plotPoint = (w, fx, fy) => {
+    const m = mv(w), c = m.querySelector('[data-testid=matrix-canvas]'), r = c.getBoundingClientRect();
+    return {top: c.lastElementChild, x: r.left + +m.dataset.left + fx * +m.dataset.width, y: r.top + +m.dataset.top + fy * +m.dataset.height};
+  };
+  ab.zooms = async (count) => {
+    const w = ab.win(), out = [];
+    for (let k = 0; k < count; k++) {
+      const p = plotPoint(w, 0.3 + 0.4 * ((k * 0.618) % 1), 0.3 + 0.4 * ((k * 0.382) % 1));
+      const dy = k < count / 2 ? -240 : 240;  // in, then out
+      await ab.painted(w);
+      const t0 = w.performance.now();
+      p.top.dispatchEvent(new w.WheelEvent('wheel', {clientX: p.x, clientY: p.y, deltaY: dy, bubbles: true, cancelable: true}));
+      await ab.painted(w);
+      out.push({frameMs: w.performance.now() - t0, renderMs: +mv(w).dataset.renderMs, source: mv(w).dataset.source});
+    }
+    return out;
+  };
+  ab.pans = async (count) => {
+    const w = ab.win(), out = [];
+    const p = plotPoint(w, 0.5, 0.5);
+    p.top.dispatchEvent(new w.MouseEvent('mousedown', {clientX: p.x, clientY: p.y, button: 0, buttons: 1, bubbles: true}));
+    for (let k = 1; k <= count; k++) {
+      await ab.painted(w);
+      const t0 = w.performance.now();
+      const dx = 40 * Math.sin(k / 3), dy = 40 * Math.cos(k / 4);
+      p.top.dispatchEvent(new w.MouseEvent('mousemove', {clientX: p.x + dx, clientY: p.y + dy, buttons: 1, bubbles: true}));
+      await ab.painted(w);
+      out.push({frameMs: w.performance.now() - t0});
+    }
+    w.dispatchEvent(new w.MouseEvent('mouseup', {clientX: p.x, clientY: p.y, bubbles: true}));
+    return out;
+  };
+  ab.matrixHovers = async (count) => {
+    const w = ab.win(), out = [];
+    for (let k = 0; k < count; k++) {
+      const p = plotPoint(w, (k * 0.618) % 1, (k * 0.382 + 0.1) % 1);
+      await ab.painted(w);
+      const t0 = w.performance.now();
+      p.top.dispatchEvent(new w.MouseEvent('mousemove', {clientX: p.x, clientY: p.y, bubbles: true}));
+      await ab.painted(w);
+      out.push({frameMs: w.performance.now() - t0, ok: !!mv(w).dataset.hover});
+    }
+    return out;
+  };
+  ab.reset = async () => { const w = ab.win(); w.document.querySelector('[data-testid=matrix-reset]').click(); await ab.painted(w); await ab.painted(w); };
+}
+"""
+
+
+def long_main(args) -> None:
+    """Matrix view first paint at 8192 and 32768 tokens, zoom / pan / hover frames, head view at 8192."""
+    import json
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    t_start = time.perf_counter()
+    workdir = args.keep or tempfile.mkdtemp(prefix="bench_browser_long_")
+    print("# logging 1024 / 8192 / 32768 tokens from q/k (LLaMA-shaped, 2 heads, 1 key head, d 64) ...", flush=True)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if args.keep and os.path.isdir(os.path.join(workdir, "long")):
+        written = {}  # a kept logdir of an earlier run: measured again as it is
+    else:
+        out = subprocess.run([sys.executable, "-c", LONG_WRITER, workdir, os.path.join(ROOT, "bench")], env=env,
+                             capture_output=True, text=True, check=True)
+        written = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, w in written.items():
+        print(f"  {name}: write {w['write_s']:.1f} s", flush=True)
+    tb = start_tensorboard(workdir, 3)
+    rows = []
+    try:
+        with sync_playwright() as p:
+            browser = launch(p)
+            info = machine_info(browser.version)
+            tab = Tab(browser, tb.url, "00-start", hash_extra="&p.attention.run=long&p.attention.view=matrix")
+            tab.page.evaluate(LONG_HELPERS)
+            print(f"# tab open {tab.open_s:.1f} s", flush=True)
+            for n in (8192, 32768):
+                paint = tab.page.evaluate("([e, n, t]) => window.__ab.selectMatrix(e, n, t)", [str(n), n, tab.timeout_ms])
+                zooms = tab.page.evaluate("(c) => window.__ab.zooms(c)", args.hovers)
+                tab.page.evaluate("() => window.__ab.reset()")
+                pans = tab.page.evaluate("(c) => window.__ab.pans(c)", args.hovers)
+                hovers = tab.page.evaluate("(c) => window.__ab.matrixHovers(c)", args.hovers)
+                z = [x["frameMs"] for x in zooms]
+                pn = [x["frameMs"] for x in pans]
+                hv = [x["frameMs"] for x in hovers]
+                row = {"n": n, "paint": paint, "zoom": z, "pan": pn, "hover": hv,
+                       "exact_zooms": sum(x["source"] == "exact" for x in zooms)}
+                rows.append(row)
+                print(f"  matrix {n}: paint {paint['ms']:.0f} ms ({paint['source']}, render {paint['renderMs']:.0f} ms), "
+                      f"fetched {fmt_bytes(paint['fetched']['transfer'])}; zoom p95 {pct(z, 95):.1f} ms, "
+                      f"pan p95 {pct(pn, 95):.1f} ms, hover p95 {pct(hv, 95):.1f} ms", flush=True)
+            # the head view at 8192: first paint, hovers
+            tab.page.evaluate("() => { const d = window.__ab.win().document; const s = d.querySelector('[data-testid=example-select]');"
+                              " s.value = '8192'; s.dispatchEvent(new Event('change', {bubbles: true})); }")
+            tab.page.wait_for_timeout(300)
+            head = tab.head_view(8192)
+            head_hovers = [h["frameMs"] for h in tab.hovers(args.hovers)]
+            lines = tab.page.evaluate("() => +window.__ab.q('[data-testid=head-view]').dataset.linesRest")
+            print(f"  head 8192: paint {head['ms']:.0f} ms, {lines} lines at rest, fetched "
+                  f"{fmt_bytes(head['fetched']['transfer'])}; hover p95 {pct(head_hovers, 95):.1f} ms", flush=True)
+            errors = tab.errors
+            tab.close()
+            browser.close()
+    finally:
+        tb.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def ok(v: float, t: float) -> str:
+        return "✓" if v <= t else f"✗ ({v / t:.1f}x)"
+
+    print()
+    print(f"Machine: {info}. Whole bench {time.perf_counter() - t_start:.0f} s; {args.hovers} zooms / pans / hovers "
+          "each, every one timed from the event to the next produced frame.")
+    print()
+    print("| view | tokens | first paint | fetched | zoom p95 | pan p95 | hover p95 |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        n = r["n"]
+        b = r["paint"]["fetched"]["transfer"]
+        bytes_ok = f" {ok(b, LONG_BYTES_TARGET)}" if n == 32768 else ""
+        print(f"| matrix | {n} | {r['paint']['ms']:.0f} ms {ok(r['paint']['ms'], LONG_TARGETS[('matrix_paint', n)])} | "
+              f"{fmt_bytes(b)}{bytes_ok} | {pct(r['zoom'], 95):.1f} ms {ok(pct(r['zoom'], 95), 33)} | "
+              f"{pct(r['pan'], 95):.1f} ms {ok(pct(r['pan'], 95), 33)} | {pct(r['hover'], 95):.1f} ms "
+              f"{ok(pct(r['hover'], 95), 16)} |")
+    print(f"| head | 8192 | {head['ms']:.0f} ms {ok(head['ms'], 1000)} ({lines} lines at rest) | "
+          f"{fmt_bytes(head['fetched']['transfer'])} | | | {pct(head_hovers, 95):.1f} ms {ok(pct(head_hovers, 95), 16)} |")
+    if errors:
+        print("page errors:", errors)
+
+
 if __name__ == "__main__":
-    main()
+    if "--long" in sys.argv:
+        ap = argparse.ArgumentParser(description="long context (issue 12)")
+        ap.add_argument("--long", action="store_true")
+        ap.add_argument("--hovers", type=int, default=40)
+        ap.add_argument("--keep", help="write the logdir here and keep it (an existing one is measured again)")
+        long_main(ap.parse_args())
+    else:
+        main()

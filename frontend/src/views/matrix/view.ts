@@ -4,7 +4,7 @@
 // viewport holds at most EXACT_CELLS cells, exact tiles are fetched and replace it as they arrive. Hover a
 // cell: query, key and weight (exact when a tile or the row is loaded), and the query's exact row as strips
 // under the plot. Drawing: MatrixPainter (draw.ts); arithmetic: zoom.ts.
-import {CanvasStack} from '../../draw/canvas';
+import {CanvasStack, devicePixelRatioOf} from '../../draw/canvas';
 import type {Theme} from '../../draw/colors';
 import type {Ctx} from '../../draw/ctx';
 import {formatValue} from '../../math';
@@ -67,7 +67,7 @@ export class MatrixView implements ViewBase {
       btn('matrix-reset', 'Whole sequence', 'Show the whole matrix', () => this.setViewport(this.data ? fullViewport(this.data.q, this.data.k) : this.v, true)),
       el('span', {class: 'hint', text: 'Wheel / pinch: zoom · drag: pan · Shift-drag: zoom to a box · double-click: zoom in (Shift: out)'}),
     );
-    this.readout = el('div', {class: 'readout', 'data-testid': 'matrix-readout'});
+    this.readout = el('div', {class: 'readout', 'data-testid': 'matrix-readout', text: 'Hover a cell for its query, key and weight.'});
     this.notesEl = el('div', {class: 'notes', 'data-testid': 'matrix-notes'});
     this.el = el('div', {class: 'matrix-view', 'data-testid': opts.testid ?? 'matrix-view'}, bar, this.notesEl, this.readout, this.stack.root);
     const top = this.stack.top;
@@ -189,7 +189,13 @@ export class MatrixView implements ViewBase {
     } : null;
     const r = (this.rendered = renderPlot(d, this.v, L.w, L.h, this.theme, lookup, TILE));
     const ctx = this.stack.ctx(0);
-    p.paintPlot(ctx, r);
+    if (devicePixelRatioOf() === 1 && typeof ImageData !== 'undefined') {
+      // one pixel per plot pixel already: put it (no intermediate canvas per frame)
+      ctx.putImageData(new ImageData(r.pixels as Uint8ClampedArray<ArrayBuffer>, L.w, L.h), L.x, L.y);
+      ctx.strokeStyle = this.theme.border;
+      ctx.lineWidth = 1;
+      ctx.strokeRect(L.x - 0.5, L.y - 0.5, L.w + 1, L.h + 1);
+    } else p.paintPlot(ctx, r);
     p.paintAxes(ctx, this.v);
     const hv = this.hover;
     const row = hv ? this.rows.get(hv.i) : undefined;
