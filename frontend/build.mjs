@@ -1,4 +1,6 @@
-// Builds the plugin bundle (tensorboard_plugin_attention/static/index.js + index.css) or, with --dev,
+// Builds the plugin bundle (tensorboard_plugin_attention/static/index.js + index.css) and the notebook page's
+// script (static/notebook.js: one classic script, inlined with index.css by notebook.py into every notebook
+// output and standalone file; src/sources/page.ts), or, with --dev,
 // the fixture-backed dev pages (dev/dist/dev.js: the whole app; dev/dist/stories.js: one view alone per
 // story), loadable from file://.
 // Output is deterministic: no timestamps, no source maps with absolute paths, fixed banner.
@@ -33,4 +35,6 @@ if (dev) {
   const outdir = resolve(here, '../tensorboard_plugin_attention/static');
   await esbuild.build({...common, entryPoints: ['src/index.ts'], outfile: `${outdir}/index.js`, format: 'esm'});
   await esbuild.build({...common, entryPoints: ['src/styles.css'], outfile: `${outdir}/index.css`});
+  // inlined into a <script> element: esbuild escapes "</script" in strings, so the page cannot be cut short
+  await esbuild.build({...common, entryPoints: ['src/sources/page.ts'], outfile: `${outdir}/notebook.js`, format: 'iife'});
 }

@@ -174,8 +174,10 @@ export class Toolbar {
     setOptions(this.c.kind, kinds.map((k) => [k, k]), s.kind ?? '');
     const info = header && s.kind ? header.kinds[s.kind] : undefined;
     const nums = (n: number): Opt[] => Array.from({length: Math.min(Number.isSafeInteger(n) ? Math.max(0, n) : 0, MAX_OPTIONS)}, (_, i) => [String(i), String(i)]);
-    setOptions(this.c.layer, nums(info?.layers ?? 0), String(s.layer));
-    setOptions(this.c.head, nums(info?.heads ?? 0), String(s.neuronHead));
+    // a record of some layers / heads (log_attention(layers=, heads=), include_layers) names the model's
+    const named = (opts: Opt[], ids?: number[]): Opt[] => opts.map(([v, l]) => [v, String(ids?.[Number(v)] ?? l)]);
+    setOptions(this.c.layer, named(nums(info?.layers ?? 0), info?.layer_ids), String(s.layer));
+    setOptions(this.c.head, named(nums(info?.heads ?? 0), info?.head_ids), String(s.neuronHead));
     const hasPair = header?.sentence_b_start != null;
     setOptions(this.c.filter, SENTENCE_FILTERS.map((f) => [f, SENTENCE_FILTER_LABELS[f]]), s.filter);
     for (const [ctl, rows] of Object.entries(this.controlRows) as [Control, HTMLElement[]][]) {

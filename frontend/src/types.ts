@@ -45,6 +45,9 @@ export interface KindInfo {
   pyramid_shape?: [number, number];
   topk?: number;
   exact?: boolean;
+  /** The model's indices of the layers / heads logged, when only some were (`layers=` / `heads=`). */
+  layer_ids?: number[];
+  head_ids?: number[];
 }
 
 export interface Header {

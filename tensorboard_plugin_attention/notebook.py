@@ -1,0 +1,496 @@
+"""BertViz's calls in a notebook, drawn by the tab's own views, offline: ``head_view``, ``model_view``,
+``neuron_view`` (BertViz 1.4.1's arguments and meaning) and ``show(logdir)`` for what a training run logged.
+
+Swap the import and keep the call::
+
+    from tensorboard_plugin_attention.notebook import head_view, model_view, neuron_view
+    head_view(outputs.attentions, tokens)
+
+Each call builds records in the stored format (``summary.build_record``: 8-bit ``log8`` chunks, checksummed)
+in memory, or reads them from a logdir through the plugin's reading path (``reader.RecordStore``), and embeds
+them as base64 in one self-contained page with the frontend's notebook script (``static/notebook.js``): an
+in-page data source answers the views as the plugin's routes would. A notebook output is that page in an
+``<iframe srcdoc>``, so any number of them work in one notebook (Jupyter, JupyterLab, VS Code, Colab); nothing
+is loaded from a CDN or anywhere else. ``.save(path)`` writes the page itself: it opens from ``file://``.
+
+Importing this module imports neither torch, transformers nor IPython.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import time
+from typing import Any, Mapping, Optional, Sequence
+
+from . import format as fmt
+from . import summary
+from .metadata import FORMAT_VERSION
+
+__all__ = ["head_view", "model_view", "neuron_view", "show", "AttentionPage", "export_page"]
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+NOTEBOOK_RUN = "notebook"  # run / tag / example of attention passed to the calls directly
+NOTEBOOK_TAG = "attention"
+MAX_FRAME_PX = 1200  # a notebook output grows with its content up to this, then scrolls inside itself
+_HTML_ACTIONS = ("view", "return")
+_DISPLAY_MODES = (None, "dark", "light")
+
+
+# ------------------------------------------------------------------------------------------------ page
+class AttentionPage:
+    """One self-contained attention page: shown by Jupyter through ``_repr_html_``, saved with ``save``.
+
+    ``data`` is the notebook output's HTML (the page in an ``iframe srcdoc``), as BertViz's returned
+    ``IPython.display.HTML`` has it; ``html`` is the page itself.
+    """
+
+    def __init__(self, page: str, *, title: str = "attention"):
+        self.html = page
+        self.title = title
+
+    def _repr_html_(self) -> str:
+        return ('<iframe class="tensorboard-attention" title="%s" style="width:100%%;height:640px;border:0" '
+                'srcdoc="%s"></iframe>' % (html.escape(self.title), html.escape(self.html, quote=True)))
+
+    @property
+    def data(self) -> str:
+        return self._repr_html_()
+
+    def save(self, path: str) -> str:
+        """Write the standalone page (it opens from ``file://`` with no network); returns ``path``."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.html)
+        return path
+
+    def __len__(self) -> int:
+        return len(self.html)
+
+    def __repr__(self) -> str:
+        return f"<AttentionPage {self.title!r}: {len(self.html):,} characters>"
+
+
+def _static(name: str) -> str:
+    path = os.path.join(STATIC_DIR, name)
+    if not os.path.isfile(path):
+        raise RuntimeError(f"the frontend bundle is not built ({path} is missing): run `cd frontend && npm run build`")
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a ``<script>`` element: no ``<`` at all (so no ``</script>`` or ``<!--``)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+
+
+def _page(index: dict, records: list, selection: Mapping[str, Any], theme: Optional[str], title: str) -> str:
+    """The standalone page: the stylesheet and notebook script inlined, the records as base64."""
+    data = {"index": index, "records": records, "theme": theme,
+            "hash": "#" + "&".join(f"p.attention.{k}={_hash_value(v)}" for k, v in selection.items() if v is not None)}
+    script = _static("notebook.js")
+    if "</script" in script.lower():  # esbuild escapes it in strings; guard against a bundler change anyway
+        raise RuntimeError("static/notebook.js contains '</script': it cannot be inlined")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(title)}</title>\n<style>{_static('index.css')}</style>\n"
+            "<style>html,body{margin:0}body{padding:8px}</style></head>\n<body>\n"
+            f"<script type=\"application/json\" id=\"attention-data\">{_script_json(data)}</script>\n"
+            f"<script>{script}</script>\n</body></html>\n")
+
+
+def _hash_value(v: Any) -> str:
+    from urllib.parse import quote
+
+    if isinstance(v, (list, tuple)):
+        v = ",".join(str(int(x)) for x in v)
+    elif isinstance(v, bool):
+        v = "1" if v else "0"
+    return quote(str(v), safe="")
+
+
+def _index(entries: Sequence[Any]) -> dict:
+    """``/index`` of the given index entries, exactly as the plugin serves it (docs/http-api.md)."""
+    from .plugin import API_VERSION, _codec_json, _run_json
+    from .reader import _by_example, latest_entries
+
+    runs: dict = {}
+    for e in entries:
+        runs.setdefault(e.run, []).append(e)
+    return {"version": API_VERSION, "format_version": FORMAT_VERSION, "codec": _codec_json(),
+            "runs": [{"run": r, "tags": _run_json(_by_example(latest_entries(runs[r])))} for r in sorted(runs)],
+            "unreadable": []}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _memory_page(ex: "summary._Example", *, view: str, selection: dict, sentence_b_start: Optional[int],
+                 model_name: Optional[str], theme: Optional[str], html_action: str, title: str) -> Optional[AttentionPage]:
+    """A page of one example built in memory (the stored format, never written anywhere)."""
+    from .reader import IndexEntry
+
+    header, record = summary.build_record(
+        NOTEBOOK_TAG, "0", ex, step=0, wall_time=time.time(), model_name=model_name,
+        sentence_b_start=sentence_b_start, special_tokens=None, metrics=summary._metrics(ex))
+    index = json.loads(fmt.index_payload(header, "notebook.attn", 0, len(record)))
+    entry = IndexEntry(NOTEBOOK_RUN, NOTEBOOK_TAG, "0", 0, header["wall_time"], index)
+    records = [{"run": NOTEBOOK_RUN, "tag": NOTEBOOK_TAG, "example": "0", "step": 0, "data": _b64(record)}]
+    page = AttentionPage(_page(_index([entry]), records, dict(selection, view=view), theme, title), title=title)
+    return _act(page, html_action)
+
+
+def _act(page: AttentionPage, html_action: str) -> Optional[AttentionPage]:
+    if html_action == "return":
+        return page
+    try:
+        from IPython.display import display
+    except ImportError:  # not in IPython: nothing to display into, hand the page back
+        return page
+    display(page)
+    return None
+
+
+def _check_common(html_action: Any, display_mode: Any) -> None:
+    if html_action not in _HTML_ACTIONS:
+        raise ValueError("'html_action' parameter must be 'view' or 'return")  # BertViz's words
+    if display_mode not in _DISPLAY_MODES:
+        raise ValueError(f"'display_mode' must be 'dark' or 'light' (or None: follow the notebook), got {display_mode!r}")
+
+
+# ------------------------------------------------------------------------------------- BertViz arguments
+def _num_layers(attention: Any) -> int:
+    try:
+        return len(attention)
+    except TypeError:
+        raise ValueError("attention must be a list of tensors, one per layer (a model's `attentions` output with "
+                         "output_attentions=True)") from None
+
+
+def _format_attention(attention: Any, layers: Optional[Sequence[int]], what: str) -> list:
+    """One ``(heads, q, k)`` array per layer (``layers`` only), from BertViz-shaped ``(1, heads, q, k)`` tensors."""
+    n = _num_layers(attention)
+    if layers is not None:
+        for l in layers:
+            if not isinstance(l, int) or isinstance(l, bool) or not 0 <= l < n:
+                raise ValueError(f"include_layers: layer {l!r} is not a layer of {what} (0..{n - 1})")
+    out = []
+    for l in (range(n) if layers is None else layers):
+        a = attention[l]
+        if a is None:
+            raise ValueError(f"{what} of layer {l} is None: load the model with attn_implementation='eager' and call it "
+                             "with output_attentions=True")
+        a = summary._np(a, f"{what} layer {l}")
+        if a.ndim != 4:
+            raise ValueError("The attention tensor does not have the correct number of dimensions. Make sure you set "
+                             "output_attentions=True when initializing your model.")
+        if a.shape[0] != 1:
+            raise ValueError(f"{what} has a batch of {a.shape[0]} examples; pass one example (batch size 1), e.g. "
+                             "[a[i:i + 1] for a in attention]")
+        out.append(a[0])
+    return out
+
+
+def _check_tokens(tokens: Any, n: int, side: str, what: str) -> list:
+    tokens = summary._tokens(tokens, what)
+    if len(tokens) != n:
+        raise ValueError(f"Attention has {n} positions, while number of tokens is {len(tokens)} for tokens: "
+                         f"{' '.join(tokens)}")
+    return tokens
+
+
+def _prettify(tokens: list, prettify: bool) -> list:
+    # BertViz removes Ġ / ▁ / </w>; the views show Ġ and ▁ as spaces themselves and merge words by them, so
+    # only </w> (end-of-word BPE) goes here
+    return [t.replace("</w>", "") for t in tokens] if prettify else tokens
+
+
+def _build_example(attention, tokens, sentence_b_start, prettify_tokens, encoder_attention, decoder_attention,
+                   cross_attention, encoder_tokens, decoder_tokens, include_layers) -> tuple:
+    """BertViz's argument rules (head_view / model_view), as an ``_Example`` with its kinds and sequences."""
+    kinds: dict = {}
+    if attention is not None:
+        if tokens is None:
+            raise ValueError("'tokens' is required")
+        if any(x is not None for x in (encoder_attention, decoder_attention, cross_attention, encoder_tokens,
+                                       decoder_tokens)):
+            raise ValueError("If you specify 'attention' you may not specify any encoder-decoder arguments. This"
+                             " argument is only for self-attention models.")
+        kinds["encoder"] = _format_attention(attention, include_layers, "attention")
+        n = kinds["encoder"][0].shape[-1]
+        seqs = {"input": _prettify(_check_tokens(tokens, n, "right", "tokens"), prettify_tokens)}
+        _check_tokens(tokens, kinds["encoder"][0].shape[-2], "left", "tokens")
+        kind_seqs = {"encoder": ("input", "input")}
+    elif encoder_attention is not None or decoder_attention is not None or cross_attention is not None:
+        if sentence_b_start is not None:
+            raise ValueError("sentence_b_start is for self-attention models ('attention'), not encoder-decoder arguments")
+        seqs, kind_seqs = {}, {}
+        if encoder_attention is not None:
+            if encoder_tokens is None:
+                raise ValueError("'encoder_tokens' required if 'encoder_attention' is not None")
+            kinds["encoder"] = _format_attention(encoder_attention, include_layers, "encoder_attention")
+        if decoder_attention is not None:
+            if decoder_tokens is None:
+                raise ValueError("'decoder_tokens' required if 'decoder_attention' is not None")
+            kinds["decoder"] = _format_attention(decoder_attention, include_layers, "decoder_attention")
+        if cross_attention is not None:
+            if encoder_tokens is None:
+                raise ValueError("'encoder_tokens' required if 'cross_attention' is not None")
+            if decoder_tokens is None:
+                raise ValueError("'decoder_tokens' required if 'cross_attention' is not None")
+            kinds["cross"] = _format_attention(cross_attention, include_layers, "cross_attention")
+        if encoder_tokens is not None and ("encoder" in kinds or "cross" in kinds):
+            n = (kinds["encoder"][0].shape[-1] if "encoder" in kinds else kinds["cross"][0].shape[-1])
+            seqs["input"] = _prettify(_check_tokens(encoder_tokens, n, "right", "encoder_tokens"), prettify_tokens)
+        if decoder_tokens is not None and ("decoder" in kinds or "cross" in kinds):
+            n = (kinds["decoder"][0].shape[-1] if "decoder" in kinds else kinds["cross"][0].shape[-2])
+            name = "output" if "input" in seqs else "input"
+            seqs[name] = _prettify(_check_tokens(decoder_tokens, n, "left", "decoder_tokens"), prettify_tokens)
+        enc, dec = "input", ("output" if "output" in seqs else "input")
+        kind_seqs = {"encoder": (enc, enc), "decoder": (dec, dec), "cross": (dec, enc)}
+        kind_seqs = {k: kind_seqs[k] for k in kinds}
+        if "cross" in kinds:  # its shape against both token lists
+            q, k = kinds["cross"][0].shape[-2:]
+            _check_tokens(seqs["output"], q, "left", "decoder_tokens")
+            _check_tokens(seqs["input"], k, "right", "encoder_tokens")
+    else:
+        raise ValueError("You must specify at least one attention argument.")
+    ex = summary._Example(seqs, {k: [fmt.LayerArrays(a, None, None, {}) for a in layers] for k, layers in kinds.items()},
+                          kind_seqs)
+    summary._validate(ex, sentence_b_start)
+    if include_layers is not None:
+        ex.ids = {k: {"layer_ids": [int(l) for l in include_layers],
+                      "head_ids": list(range(layers[0].attention.shape[0]))} for k, layers in ex.kinds.items()}
+    return ex
+
+
+def _check_heads(heads: Optional[Sequence[int]], ex: "summary._Example", what: str) -> Optional[list]:
+    if heads is None:
+        return None
+    n = next(iter(ex.kinds.values()))[0].attention.shape[0]
+    out = list(heads) if not isinstance(heads, (str, bytes)) and hasattr(heads, "__iter__") else [heads]
+    if not out or not all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h < n for h in out):
+        raise ValueError(f"{what} must be head indices in 0..{n - 1}, got {heads!r}")
+    return sorted(set(int(h) for h in out))
+
+
+def head_view(attention=None, tokens=None, sentence_b_start=None, prettify_tokens=True, layer=None, heads=None,
+              encoder_attention=None, decoder_attention=None, cross_attention=None, encoder_tokens=None,
+              decoder_tokens=None, include_layers=None, html_action="view", display_mode=None):
+    """BertViz's head view: the lines between query and key tokens of one layer's heads.
+
+    Arguments as ``bertviz.head_view`` 1.4.1: per-layer ``(1, heads, n, n)`` tensors (``outputs.attentions``
+    of a model called with ``output_attentions=True``) and ``tokens``, or ``encoder_attention`` /
+    ``decoder_attention`` / ``cross_attention`` with ``encoder_tokens`` / ``decoder_tokens``;
+    ``sentence_b_start`` adds the sentence-pair filter (All, A→A, B→B, A→B, B→A); ``layer`` the layer shown
+    first (a model index, one of ``include_layers``); ``heads`` the heads selected first; ``include_layers``
+    the layers kept (the others are not stored). ``html_action='view'`` displays the view, ``'return'``
+    returns an :class:`AttentionPage`. Added: ``display_mode`` ('dark' / 'light'; None follows the notebook).
+    """
+    _check_common(html_action, display_mode)
+    ex = _build_example(attention, tokens, sentence_b_start, prettify_tokens, encoder_attention, decoder_attention,
+                        cross_attention, encoder_tokens, decoder_tokens, include_layers)
+    n_layers = len(next(iter(ex.kinds.values())))
+    layers = list(include_layers) if include_layers is not None else list(range(n_layers))
+    if layer is not None and layer not in layers:
+        raise ValueError(f"Layer {layer} is not in include_layers: {layers}")
+    sel = {"layer": layers.index(layer) if layer is not None else None, "heads": _check_heads(heads, ex, "heads")}
+    return _memory_page(ex, view="head", selection=sel, sentence_b_start=sentence_b_start, model_name=None,
+                        theme=display_mode, html_action=html_action, title="head view")
+
+
+def model_view(attention=None, tokens=None, sentence_b_start=None, prettify_tokens=True, display_mode=None,
+               encoder_attention=None, decoder_attention=None, cross_attention=None, encoder_tokens=None,
+               decoder_tokens=None, include_layers=None, include_heads=None, html_action="view"):
+    """BertViz's model view: every layer x head as a thumbnail (click one: its head view beside the grid).
+
+    Arguments as ``bertviz.model_view`` 1.4.1. ``include_layers`` / ``include_heads`` choose the thumbnails
+    shown (the grid's include controls can bring the others back: all are stored, 8-bit). ``display_mode``:
+    'dark' / 'light', or None (default here; BertViz's is 'dark') to follow the notebook.
+    """
+    _check_common(html_action, display_mode)
+    ex = _build_example(attention, tokens, sentence_b_start, prettify_tokens, encoder_attention, decoder_attention,
+                        cross_attention, encoder_tokens, decoder_tokens, None)
+    n_layers = len(next(iter(ex.kinds.values())))
+    if include_layers is not None:
+        bad = [l for l in include_layers if not isinstance(l, int) or isinstance(l, bool) or not 0 <= l < n_layers]
+        if bad or not list(include_layers):
+            raise ValueError(f"include_layers must be layer indices in 0..{n_layers - 1}, got {include_layers!r}")
+    sel = {"mlayers": sorted(set(include_layers)) if include_layers is not None else None,
+           "mheads": _check_heads(include_heads, ex, "include_heads")}
+    return _memory_page(ex, view="model", selection=sel, sentence_b_start=sentence_b_start, model_name=None,
+                        theme=display_mode, html_action=html_action, title="model view")
+
+
+def neuron_view(model=None, model_type=None, tokenizer=None, sentence_a=None, sentence_b=None, display_mode=None,
+                layer=None, head=None, html_action="view", *, capture=None, tokens=None):
+    """BertViz's neuron view (``bertviz.neuron_view.show``): queries, keys, their product and the softmax
+    for one head, for any model ``capture_attention`` records (not only BertViz's forked BERT / GPT-2 /
+    RoBERTa): ``neuron_view(model, 'bert', tokenizer, sentence_a, sentence_b, layer=2, head=0)``.
+
+    ``model_type`` is accepted for BertViz's signature and not needed (the capture reads the model); the
+    input is the tokenizer's own encoding of ``sentence_a`` (and ``sentence_b``: the sentence-pair filter).
+    Or pass what was captured: ``neuron_view(capture=cap, tokens=tokens)`` (a capture, one forward or one
+    example, recorded with ``queries_keys=True``). ``neuron_view.show`` is this function, so
+    ``from tensorboard_plugin_attention.notebook import neuron_view; neuron_view.show(...)`` reads as BertViz.
+    """
+    _check_common(html_action, display_mode)
+    if model_type is not None and not isinstance(model_type, str):
+        raise ValueError(f"model_type must be a string such as 'bert' (or None), got {model_type!r}")
+    sentence_b_start = None
+    if capture is None:
+        if model is None or tokenizer is None:
+            raise ValueError("neuron_view needs a model and its tokenizer (with sentence_a), or capture= and tokens=")
+        if not sentence_a:
+            raise ValueError("Sentence A is required")
+        capture, tokens, sentence_b_start = _run_model(model, tokenizer, sentence_a, sentence_b)
+    elif tokens is None:
+        raise ValueError("'tokens' is required with capture=")
+    ex = summary._normalise(capture, tokens, batch_index=0, queries=None, keys=None, key_tokens=None,
+                            decoder_tokens=None, kind=None)
+    summary._validate(ex, sentence_b_start)
+    if not any(l.queries is not None for layers in ex.kinds.values() for l in layers if not fmt.is_long(l)) and \
+            not any(fmt.is_long(l) and l.queries is not None for layers in ex.kinds.values() for l in layers):
+        raise ValueError("the capture holds no queries/keys: record it with capture_attention(model, queries_keys=True)")
+    first = next(iter(ex.kinds.values()))
+    n_layers = len(first)
+    n_heads = first[0].shape[0] if fmt.is_long(first[0]) else first[0].attention.shape[0]
+    if layer is not None and not (isinstance(layer, int) and 0 <= layer < n_layers):
+        raise ValueError(f"layer must be in 0..{n_layers - 1}, got {layer!r}")
+    if head is not None and not (isinstance(head, int) and 0 <= head < n_heads):
+        raise ValueError(f"head must be in 0..{n_heads - 1}, got {head!r}")
+    model_name = getattr(capture, "model_name", None) or None
+    return _memory_page(ex, view="neuron", selection={"layer": layer, "nhead": head},
+                        sentence_b_start=sentence_b_start, model_name=model_name, theme=display_mode,
+                        html_action=html_action, title="neuron view")
+
+
+neuron_view.show = neuron_view  # type: ignore[attr-defined]  # BertViz: from bertviz.neuron_view import show
+
+
+def _run_model(model: Any, tokenizer: Any, sentence_a: str, sentence_b: Optional[str]) -> tuple:
+    """One forward of ``model`` on the tokenizer's encoding, captured with q/k: (example, tokens, B start)."""
+    import torch
+
+    from .capture import capture_attention
+
+    enc = tokenizer(sentence_a, sentence_b, return_tensors="pt") if sentence_b else tokenizer(sentence_a, return_tensors="pt")
+    ids = enc["input_ids"][0]
+    tokens = tokenizer.convert_ids_to_tokens(ids.tolist())
+    b_start = None
+    if sentence_b:
+        types = enc.get("token_type_ids")
+        seq_ids = enc.sequence_ids(0) if hasattr(enc, "sequence_ids") and getattr(enc, "_encodings", None) else None
+        if seq_ids is not None and 1 in seq_ids:
+            b_start = seq_ids.index(1)
+        elif types is not None and int(types[0].max()) == 1:
+            b_start = int(types[0].tolist().index(1))
+        if not b_start:
+            raise ValueError("cannot tell where sentence B starts in the tokenizer's encoding of the pair")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), capture_attention(model, queries_keys=True) as cap:
+            model(**enc)
+    finally:
+        model.train(was_training)
+    return cap.last.example(0), tokens, b_start
+
+
+# ----------------------------------------------------------------------------------------- from a logdir
+def _logdir_index(logdir: Optional[str], logdir_spec: Optional[str]) -> tuple:
+    """(run -> RunIndex, RecordStore) of a logdir, as ``read_attention`` opens it (the plugin's reading path)."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_ingester, data_provider, plugin_event_multiplexer
+
+    from .metadata import PLUGIN_NAME
+    from .reader import IndexCache, RecordStore, RunDirs
+
+    if (logdir is None) == (logdir_spec is None):
+        raise ValueError("pass either logdir or logdir_spec")
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={PLUGIN_NAME: 0})
+    if logdir is not None:
+        logdir = str(logdir)
+        if "://" not in logdir and not os.path.isdir(logdir):
+            raise ValueError(f"logdir {logdir!r} is not a directory")
+        multiplexer.AddRunsFromDirectory(logdir)
+    else:
+        for path, name in data_ingester._parse_event_files_spec(logdir_spec).items():
+            multiplexer.AddRunsFromDirectory(path, name)
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir or "")
+    store = RecordStore(RunDirs(logdir or "", multiplexer), cache_bytes=0)
+    return IndexCache(provider).get(context.RequestContext()), store
+
+
+def _record_bytes(store: Any, entry: Any) -> bytes:
+    """The whole stored record of an index entry (frame, header, chunks), checked against the entry."""
+    rec = store.record(entry)
+
+    def ends(t: Any) -> int:
+        if isinstance(t, list) and len(t) == 3 and all(isinstance(x, int) for x in t):
+            return t[0] + t[1]
+        return max((ends(x) for x in (t.values() if isinstance(t, dict) else t)), default=0)
+
+    length = rec.data_offset - rec.offset + ends(rec.header["chunks"])
+    data = store.read_range(rec.path, rec.offset, length)
+    if len(data) != length:
+        raise fmt.FormatError(f"{rec.path}@{rec.offset}: truncated record")
+    return data
+
+
+def export_page(logdir: Optional[str] = None, *, logdir_spec: Optional[str] = None, run: Optional[str] = None,
+                tag: Optional[str] = None, example: Optional[str] = None, step: Optional[int] = None,
+                all_steps: bool = True, view: str = "head", display_mode: Optional[str] = None,
+                max_bytes: int = 512 << 20) -> AttentionPage:
+    """The page of logged records: every run (or ``run``), tag (or ``tag``) and example (or ``example``), each
+    with all its steps (``all_steps=False``: only ``step``, or the latest), opened at ``step`` (default: the
+    latest) in ``view``. The stored bytes are embedded as they are; ``ValueError`` when nothing matches or the
+    page would exceed ``max_bytes`` of records."""
+    _check_common("return", display_mode)
+    runs, store = _logdir_index(logdir, logdir_spec)
+    picked = []
+    for r in sorted(runs):
+        if run is not None and r != run:
+            continue
+        for (t, x), es in sorted(runs[r].examples.items()):
+            if (tag is not None and t != tag) or (example is not None and x != str(example)):
+                continue
+            if step is not None and not any(e.step == step for e in es):
+                continue
+            if not all_steps:
+                es = [e for e in es if e.step == step] if step is not None else es[-1:]
+            picked.extend(es)
+    if not picked:
+        where = ", ".join(f"{k}={v!r}" for k, v in (("run", run), ("tag", tag), ("example", example), ("step", step))
+                          if v is not None) or "any run"
+        have = sorted({(r, t) for r in runs for (t, _) in runs[r].examples})
+        raise ValueError(f"no attention records for {where} in {logdir or logdir_spec}"
+                         + (f" (logged: {', '.join(f'{r}/{t}' for r, t in have[:10])})" if have else " (none logged)"))
+    records, total = [], 0
+    for e in picked:
+        data = _record_bytes(store, e)
+        total += len(data)
+        if total > max_bytes:
+            raise ValueError(f"the records come to more than {max_bytes >> 20} MB: choose a run, tag, example or "
+                             "step (all_steps=False), or raise max_bytes")
+        records.append({"run": e.run, "tag": e.tag, "example": e.example, "step": e.step, "data": _b64(data)})
+    first = picked[0]
+    sel = {"run": first.run, "tag": first.tag, "example": first.example, "step": step}
+    title = f"{first.run} · {first.tag}"
+    return AttentionPage(_page(_index(picked), records, dict(sel, view=view), display_mode, title), title=title)
+
+
+def show(logdir: Optional[str] = None, run: Optional[str] = None, tag: Optional[str] = None,
+         step: Optional[int] = None, *, example: Optional[str] = None, logdir_spec: Optional[str] = None,
+         view: str = "head", all_steps: bool = True, display_mode: Optional[str] = None,
+         html_action: str = "view") -> Optional[AttentionPage]:
+    """Open logged attention in the notebook, no TensorBoard running: the tab's views over the records of
+    ``logdir`` (every step of each selected example, so the step slider, the compare modes and heads over
+    training work), opened at ``step`` (default: the latest). See :func:`export_page`."""
+    _check_common(html_action, display_mode)
+    page = export_page(logdir, logdir_spec=logdir_spec, run=run, tag=tag, example=example, step=step,
+                       all_steps=all_steps, view=view, display_mode=display_mode)
+    return _act(page, html_action)
