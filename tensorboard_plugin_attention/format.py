@@ -65,19 +65,20 @@ _BOUNDS = ((LUT[1:].astype(np.float64) + LUT[:-1]) / 2).astype(np.float32)  # ne
 _GOLDEN = 0.6180339887498949
 
 
-def encode_attention(attention: np.ndarray) -> np.ndarray:
+def encode_attention(attention: np.ndarray, first_key: int = 0) -> np.ndarray:
     """Quantize probabilities in [0, 1] to log8 codes (uint8, same shape).
 
     Values are rounded to the nearest code, except below the smallest non-zero code (LUT[1] ≈ 1.3e-4),
-    where ordered dithering along each row (a golden-ratio sequence) picks 0 or LUT[1] so that the row's
-    expected sum is preserved instead of the whole tail rounding to 0.
+    where ordered dithering along each row (a golden-ratio sequence over the key index) picks 0 or LUT[1] so
+    that the row's expected sum is preserved instead of the whole tail rounding to 0. ``first_key`` is the
+    key index of the last axis' first column, so a window codes each weight as the whole row would.
     """
     a = np.asarray(attention, dtype=np.float32)
     codes = np.searchsorted(_BOUNDS, a, side="right").astype(np.uint8)
     tiny = a < LUT[1]
     if tiny.any():
         k = a.shape[-1] if a.ndim else 1
-        dither = np.modf(np.arange(k, dtype=np.float64) * _GOLDEN + 0.5)[0].astype(np.float32)
+        dither = np.modf((np.arange(k, dtype=np.float64) + first_key) * _GOLDEN + 0.5)[0].astype(np.float32)
         codes[tiny] = (a / LUT[1] > np.broadcast_to(dither, a.shape))[tiny]
     return codes
 

@@ -593,7 +593,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             return self._binary(request, key, np.ascontiguousarray(values[None], "<f4").view(np.uint8),
                                 [("X-Attention-Shape", f"1,{values.shape[0]},{values.shape[1]}"),
                                  ("X-Attention-Dtype", "float32")])
-        codes = fmt.encode_attention(values)[None]
+        codes = fmt.encode_attention(values, first_key=cols[0])[None]  # a tile codes a weight as its row does
         return self._binary(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
 
     @web.route

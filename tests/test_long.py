@@ -295,6 +295,8 @@ def test_window_route_equals_read_attention(long_app):
     coded = long_app.get("/window", rows="100:300", cols="0:1500", **P)
     codes = np.frombuffer(coded.get_data(), np.uint8).reshape(200, 1500)
     assert np.abs(fmt.decode_attention(codes) - got).max() <= BOUND
+    tile = long_app.get("/window", rows="150:160", cols="700:956", **P)  # codes as the whole rows code them
+    np.testing.assert_array_equal(np.frombuffer(tile.get_data(), np.uint8).reshape(10, 256), codes[50:60, 700:956])
 
 
 @pytest.mark.parametrize("rows,cols", [("-1:5", "0:5"), ("5:1", "0:5"), ("0:1501", "0:5"), ("0:0", "0:5"),
