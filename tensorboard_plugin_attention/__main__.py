@@ -2,6 +2,7 @@
 
   demo       fine-tune the demo model(s) on the CPU, logging loss and attention; print the tensorboard command
   backfill   log the attention of probe texts for saved checkpoints (checkpoint-<step> folders)
+  export     write logged attention as one self-contained HTML page (opens from file://, no server)
 
 Importing this module imports neither torch nor transformers; the subcommands do, when they run.
 """
@@ -91,6 +92,16 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .notebook import export_page
+
+    page = export_page(args.logdir, logdir_spec=args.logdir_spec, run=args.run, tag=args.tag, example=args.example,
+                       step=args.step, all_steps=args.all_steps, view=args.view, display_mode=args.display_mode)
+    page.save(args.output)
+    print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.2f} MB): open it in a browser, no server needed")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tensorboard-attention",
                                 description="Log attention for TensorBoard's Attention tab.")
@@ -132,6 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=_cmd_backfill)
+
+    e = sub.add_parser("export", help="write logged attention as one self-contained HTML page",
+                       description="Writes the records of a logdir (by default one step: --step, else the latest; "
+                       "--all-steps for every step, so the step slider, comparisons and heads over training work) as "
+                       "one HTML file with the tab's views inlined: it opens from file:// with no network and no "
+                       "TensorBoard, for sharing one record.")
+    where = e.add_mutually_exclusive_group(required=True)
+    where.add_argument("--logdir", help="TensorBoard logdir (a run directory or a directory of runs)")
+    where.add_argument("--logdir_spec", help="as TensorBoard's --logdir_spec (name:path,name:path)")
+    e.add_argument("--run", help="run (default: every run holding the tag)")
+    e.add_argument("--tag", help="attention tag (default: every tag)")
+    e.add_argument("--example", help="example (default: every example of the tag)")
+    e.add_argument("--step", type=int, help="the step shown (default: the latest)")
+    e.add_argument("--all-steps", action="store_true", help="embed every step, not only the one shown")
+    e.add_argument("--view", default="head", help="view opened first: head, model, neuron, ... (default: head)")
+    e.add_argument("--display-mode", choices=("dark", "light"), help="theme (default: the reader's system theme)")
+    e.add_argument("-o", "--output", required=True, metavar="FILE.html", help="file to write")
+    e.set_defaults(func=_cmd_export)
     return p
 
 

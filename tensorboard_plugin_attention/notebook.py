@@ -95,7 +95,7 @@ def _page(index: dict, records: list, selection: Mapping[str, Any], theme: Optio
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{html.escape(title)}</title>\n<style>{_static('index.css')}</style>\n"
-            "<style>html,body{margin:0}body{padding:8px}</style></head>\n<body>\n"
+            "<style>html,body{margin:0}body{padding:8px}.attention-app{min-height:0}</style></head>\n<body>\n"
             f"<script type=\"application/json\" id=\"attention-data\">{_script_json(data)}</script>\n"
             f"<script>{script}</script>\n</body></html>\n")
 
@@ -172,6 +172,10 @@ def _num_layers(attention: Any) -> int:
 def _format_attention(attention: Any, layers: Optional[Sequence[int]], what: str) -> list:
     """One ``(heads, q, k)`` array per layer (``layers`` only), from BertViz-shaped ``(1, heads, q, k)`` tensors."""
     n = _num_layers(attention)
+    if n == 0:
+        raise ValueError(f"{what} is empty: no layers. With transformers 5 a model's last output (outputs[-1]) "
+                         "can be an empty cross_attentions tuple: pass outputs.attentions (the model called with "
+                         "output_attentions=True, loaded with attn_implementation='eager')")
     if layers is not None:
         for l in layers:
             if not isinstance(l, int) or isinstance(l, bool) or not 0 <= l < n:
