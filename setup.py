@@ -42,6 +42,8 @@ setup(
             "gcsfs>=2023.1",  # the gs:// tests (as the [gcs] extra)
             "moto[server]>=5",  # a real S3 API on 127.0.0.1 for the s3:// tests, started by the tests
             "gcp-storage-emulator>=2022.6",  # a GCS JSON API on 127.0.0.1 for the gs:// tests
+            "nbclient>=0.7",  # runs a real notebook headless in tests/test_notebook.py (nbformat comes with it)
+            "ipykernel>=6",  # the kernel that notebook runs in
         ],
         # logdirs on object storage (imported only for such URLs): s3:// through boto3, as TensorBoard's gfile
         "s3": ["boto3>=1.28"],
