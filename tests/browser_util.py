@@ -155,7 +155,7 @@ _CANVAS_JS = """
   let h = 2166136261 >>> 0;
   const canvases = [];
   for (const c of root.querySelectorAll('canvas')) {
-    const hidden = getComputedStyle(c).visibility === 'hidden';
+    const hidden = c.hidden || getComputedStyle(c).visibility === 'hidden' || getComputedStyle(c).display === 'none';
     let drawn = 0;
     if (c.width && c.height) {
       const px = new Uint32Array(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.buffer);

@@ -153,7 +153,8 @@ def test_tab_appears_and_head_view_draws(page, servers, load_fast):
     assert int(d["linesRest"]) > 100 and d["linesDrawn"] == d["linesRest"]
     assert d["activeHeads"] == ",".join(map(str, range(12)))
     digest = canvas_digest(frame, HEAD)
-    assert len(digest["canvases"]) == 3 and all(c["drawn"] > 0 for c in digest["canvases"][1:]), digest  # lines, text
+    shown = [c for c in digest["canvases"] if not c["hidden"]]  # (the minimap shows only beside virtual columns)
+    assert len(shown) == 3 and all(c["drawn"] > 0 for c in shown[1:]), digest  # hover layer, lines, text
     status = frame.locator('[data-testid="status"]').text_content()
     assert "all-MiniLM-L6-v2" in status and "6 layers × 12 heads" in status
     assert pg.url.split("#", 1)[1].startswith("attention&") and "p.attention.run=minilm" in pg.url
