@@ -24,6 +24,13 @@ Reported side by side:
   the handler has run and the next frame is produced; tokens spread through the input, alternating the query
   and key columns, scrolled on screen first (not timed). BertViz gets at most ``--hover-budget`` seconds.
 
+Notebook / standalone HTML (``tensorboard_plugin_attention.notebook``): the same attention through our
+``head_view`` / ``model_view`` (``html_action="return"``), saved as a file and opened from ``file://`` in the
+same Chromium with every request refused: bytes of the page (bundle and base64 records included; BertViz's
+fragment is the same kind of output) and first paint (navigation start until the view is drawn and the next
+frame produced, as for BertViz). ``--notebook-only`` measures just that plus BertViz's HTML size (no
+TensorBoard, no BertViz page loads; its first paint is in the full run's table).
+
 BertViz loads require.js, d3 5.7.0 and jQuery 2.0.0 from cdnjs. Those requests are answered from local copies
 taken from the npm registry (``npm pack`` into ``bench/.cache/``, git-ignored; jQuery 2.0.0 was never on npm, so
 2.1.0, the nearest 2.x) through Playwright's request routing; any other non-local request is aborted and
@@ -328,6 +335,8 @@ class Case:
     open: dict = field(default_factory=dict)
     hovers: list = field(default_factory=list)
     model: dict = field(default_factory=dict)
+    notebook: dict = field(default_factory=dict)  # view -> our notebook page's measurements
+    bertviz_bytes: dict = field(default_factory=dict)  # view -> BertViz HTML bytes (--notebook-only)
 
     @property
     def n(self) -> int:
@@ -357,6 +366,100 @@ def open_at(browser, url: str, example: str, n: int, timeout_ms: int) -> dict:
     plugin = page.evaluate("() => window.__ab.fetched(window.__ab.win(), 0)")
     page.close()
     return {"ms": ms, "bytes": got["bytes"], "requests": got["requests"], "plugin": plugin}
+
+
+# ----------------------------------------------------------------------------------- ours, in a notebook
+# Runs in our page before its scripts: the time the view is drawn (its counters set, the app ready) and the
+# next frame produced, taken in the page (as BV_INIT does for BertViz), so Playwright's round trips on a
+# loaded machine are not counted.
+NB_INIT = """
+(() => {
+  const st = window.__nb = {done: null};
+  const drawn = () => {
+    const root = document.querySelector('[data-testid="attention-root"]');
+    if (!root || root.dataset.state !== 'ready') return false;
+    if (window.__nbView === 'head') { const v = document.querySelector('[data-testid="head-view"]');
+      return !!v && v.dataset.rows === String(window.__nbN) && Number(v.dataset.linesDrawn) > 0; }
+    const v = document.querySelector('[data-testid="model-view"]');
+    return !!v && Number(v.dataset.cells) > 0;
+  };
+  const obs = new MutationObserver(() => {
+    if (!drawn()) return;
+    obs.disconnect();
+    requestAnimationFrame(() => setTimeout(() => { st.done = performance.now(); }, 0));
+  });
+  obs.observe(document, {subtree: true, childList: true, attributes: true});
+})();
+"""
+
+
+def build_notebook(view: str, att: np.ndarray, tokens: list) -> tuple[str, float]:
+    """Our notebook page (``notebook.head_view`` / ``model_view``, html_action='return') and its build seconds."""
+    from tensorboard_plugin_attention import notebook
+
+    fn = notebook.head_view if view == "head" else notebook.model_view
+    t = time.perf_counter()
+    page = fn([a[None] for a in att], list(tokens), html_action="return")
+    return page.html, time.perf_counter() - t
+
+
+def load_notebook(browser, path: str, view: str, n: int, timeout_ms: int = 120_000) -> dict:
+    """The saved page from file:// with the network off: navigation start until drawn and painted."""
+    ctx = browser.new_context(viewport=bb.VIEWPORT, offline=True)
+    page = ctx.new_page()
+    refused = []  # offline: any request would fail; listened to, not routed (routing delays the navigation)
+    page.on("request", lambda r: None if r.url.startswith(("file://", "data:", "blob:", "about:")) else refused.append(r.url))
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.add_init_script(f"window.__nbView = {view!r}; window.__nbN = {n};" + NB_INIT)
+    page.goto("file://" + path, wait_until="commit")
+    page.wait_for_function("() => window.__nb && window.__nb.done !== null", timeout=timeout_ms)
+    ms = page.evaluate("() => window.__nb.done")
+    drawn = page.evaluate("() => Object.assign({}, document.querySelector('[data-testid=\"%s-view\"]').dataset)" % view)
+    ctx.close()
+    return {"ms": ms, "refused": refused, "errors": errors, "lines": drawn.get("linesDrawn"), "cells": drawn.get("cells")}
+
+
+def measure_notebook(browser, cases: list, html_dir: str) -> None:
+    for i, c in enumerate(cases):
+        if c.att is None or not c.ours:
+            continue
+        for view in c.views:
+            html, build_s = build_notebook(view, c.att, c.tokens)
+            path = os.path.join(html_dir, f"nb{i}-{view}.html")
+            size = write_file(html, path)
+            del html
+            res = load_notebook(browser, path, view, c.n)
+            res.update(bytes=size, build_s=build_s)
+            c.notebook[view] = res
+            print(f"  notebook {c.name} {view}: {bb.fmt_bytes(size)}, build {build_s:.2f} s, first paint "
+                  f"{res['ms'] / 1000:.2f} s, refused {len(res['refused'])}, errors {len(res['errors'])}", flush=True)
+            os.remove(path)
+
+
+def write_file(text: str, path: str) -> int:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return os.path.getsize(path)
+
+
+def notebook_table(cases: list) -> str:
+    out = ["**Notebook / standalone HTML** (ours: `notebook.head_view` / `model_view`, the page saved and opened "
+           "from file:// offline; BertViz: its `html_action=\"return\"` HTML; first paint: navigation start → "
+           "drawn and painted)", "",
+           "| case | view | BertViz HTML | ours: page | BertViz / ours (target ≥ 100x) | BertViz first paint "
+           "| ours: first paint | BertViz / ours (target ≥ 10x) | ours: build s |",
+           "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    for c in cases:
+        for view, nbr in c.notebook.items():
+            bv = c.bertviz.get(view)
+            size = bv.html_bytes if bv else c.bertviz_bytes.get(view)
+            ratio = f"{size / nbr['bytes']:,.0f}x" if size else "-"
+            paint = ms_or(bv) if bv and (bv.rendered or bv.note) else "-"
+            pr = f"{bv.paint_ms / nbr['ms']:,.0f}x" if bv and bv.rendered else "-"
+            out.append(f"| {c.name} | {view} | {bb.fmt_bytes(size) if size else '-'} | {bb.fmt_bytes(nbr['bytes'])} "
+                       f"| {ratio} | {paint} | {nbr['ms'] / 1000:.2f} s | {pr} | {nbr['build_s']:.2f} |")
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -425,11 +528,17 @@ def main() -> None:
     ap.add_argument("--hover-budget", type=float, default=45, help="seconds of BertViz hovers per page")
     ap.add_argument("--sizes", default="128,512", help="MiniLM lengths")
     ap.add_argument("--keep-html", action="store_true", help="keep BertViz's HTML in bench/.cache/bertviz/")
+    ap.add_argument("--notebook-only", action="store_true",
+                    help="only our notebook pages (bytes, first paint) and BertViz's HTML size; no TensorBoard")
+    ap.add_argument("--bertviz-paint", action="store_true",
+                    help="with --notebook-only: also load BertViz's pages (first paint in the same run)")
     args = ap.parse_args()
     t_start = time.perf_counter()
 
     from playwright.sync_api import sync_playwright
 
+    if args.notebook_only:
+        return notebook_only(args, t_start)
     vendored = vendor_js()
     print("# vendored: " + ", ".join(f"{spec} ({os.path.getsize(vendored[u]) / 1e3:.0f} kB)"
                                       for u, (spec, _) in CDN.items()), flush=True)
@@ -486,6 +595,7 @@ def main() -> None:
                       f"hover p95 {bb.pct([h['frameMs'] for h in c.hovers], 95):.1f} ms"
                       + (f", model {c.model['ms']:.0f} ms" if c.model else ""), flush=True)
             tab.close()
+            measure_notebook(browser, cases, html_dir)
             browser.close()
 
             for i, c in enumerate(cases):
@@ -527,6 +637,47 @@ def main() -> None:
           + f"; requests to anywhere else: {len(blocked)}. Whole bench {time.perf_counter() - t_start:.0f} s.")
     print()
     print(tables(cases))
+    print()
+    print(notebook_table(cases))
+
+
+def notebook_only(args, t_start: float) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ensure_cache_dir()
+    html_dir = os.path.join(CACHE, "notebook")
+    os.makedirs(html_dir, exist_ok=True)
+    cases = [Case(f"MiniLM 6x12x{n}", *bb.minilm_attention(n)) for n in [int(s) for s in args.sizes.split(",")]]
+    vendored = vendor_js() if args.bertviz_paint else {}
+    server = LocalServer(html_dir)
+    try:
+        with sync_playwright() as p:
+            browser = bb.launch(p)
+            info = bb.machine_info(browser.version)
+            measure_notebook(browser, cases, html_dir)  # ours first (the machine is quieter before BertViz)
+            browser.close()
+            for i, c in enumerate(cases):
+                for view in c.views:
+                    html, build_s = build_bertviz(view, c.att, c.tokens)
+                    fname = f"bv{i}-{view}.html"
+                    size = write_page(html, os.path.join(html_dir, fname))
+                    c.bertviz_bytes[view] = size
+                    del html
+                    gc.collect()
+                    head = c.bertviz.get("head")
+                    if args.bertviz_paint and not (view == "model" and head is not None and not head.rendered):
+                        res = BvResult(view, size, build_s, c.att.shape[1] * c.n * c.n * (c.att.shape[0] if view == "model" else 1))
+                        load_bertviz(p, server, fname, res, vendored, args.bound, 0, 0)
+                        c.bertviz[view] = res
+                        print(f"  BertViz {c.name} {view}: {bb.fmt_bytes(size)}, first paint {ms_or(res)}", flush=True)
+                    os.remove(os.path.join(html_dir, fname))
+    finally:
+        server.stop()
+    print()
+    print(f"Machine: {info}. bertviz 1.4.1 ({'first paint in this run' if args.bertviz_paint else 'HTML size only'}). "
+          f"Whole bench {time.perf_counter() - t_start:.0f} s.")
+    print()
+    print(notebook_table(cases))
 
 
 if __name__ == "__main__":

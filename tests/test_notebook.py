@@ -382,3 +382,12 @@ def test_encoder_decoder_and_include_layers_in_chromium(browser):
     watch.check()
     assert watch.requests == []
     page.close()
+
+
+def test_import_loads_no_torch_nor_ipython():
+    import subprocess
+
+    code = ("import sys\nimport tensorboard_plugin_attention.notebook\n"
+            "print(','.join(m for m in ('torch', 'transformers', 'IPython') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
