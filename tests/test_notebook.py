@@ -391,3 +391,39 @@ def test_import_loads_no_torch_nor_ipython():
             "print(','.join(m for m in ('torch', 'transformers', 'IPython') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_show_long_record_windows_match_the_reader(browser, tmp_path):
+    """A long record (logged from q/k): the page's exact windows are reader.exact_window's, and the head
+    view draws from the stored top-k."""
+    pytest.importorskip("torch")
+    from tensorboard_plugin_attention import AttentionWriter, log_attention, read_attention
+
+    rng = np.random.default_rng(3)
+    n, d = 40, 8
+    toks = [f"t{i}" for i in range(n)]
+    q = [rng.normal(size=(2, n, d)).astype(np.float32)]
+    k = [rng.normal(size=(1, n, d)).astype(np.float32)]  # grouped-query: one key head for two query heads
+    with AttentionWriter(str(tmp_path / "run")) as w:
+        log_attention(w, "long", None, toks, 7, queries=q, keys=k, layer_info={"causal": True})
+    page_obj = nb.show(str(tmp_path), html_action="return")
+    assert record_header(page_obj)["kinds"]["encoder"]["layout"] == "long"
+    path = page_obj.save(str(tmp_path / "long.html"))
+    want = read_attention(str(tmp_path), rows=(0, n), cols=(0, n))[0].attention["encoder"][0, 1]
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    watch = PageWatch()
+    watch.attach(page)
+    page.goto("file://" + path)
+    page.wait_for_selector(READY, timeout=30_000)
+    assert int(dataset(page, '[data-testid="head-view"]')["rows"]) == n
+    assert int(dataset(page, '[data-testid="head-view"]')["linesDrawn"]) > 0
+    got = page.evaluate("""async ([n]) => {
+        const src = window.attentionApp.o.source, ref = {run: 'run', tag: 'long', example: '0', step: 7};
+        const w = await src.window(ref, 'encoder', 0, 1, [0, n], [0, n]);
+        const p = await src.pyramid(ref, 'encoder', 0, 1, 1);
+        return {w: Array.from(w.data), rows: p.rows, cols: p.cols}; }""", [n])
+    assert np.abs(np.array(got["w"]).reshape(n, n) - want).max() < 1e-5
+    assert (got["rows"], got["cols"]) == (20, 20)  # level 1 halves the 40 stored bins
+    assert not watch.errors, watch.errors
+    context.close()
