@@ -289,3 +289,34 @@ def test_matrix_compare_b_minus_a_and_neuron_keys(page, tb):
     d = dataset(frame, MATRIX)
     assert float(d["y0"]) <= R - 1 < float(d["y1"])
     watch.check()
+
+
+def test_matrix_small_multiples_share_one_viewport(page, tb):
+    pg, watch = page
+    multi = '[data-testid="matrix-multi"]'
+    frame = open_tab(pg, tb.url, {**SEL, "step": 0, "view": "matrix", "mh": "all", "mz": f"{R - 32}:{R + 32},{J - 32}:{J + 32}"},
+                     timeout=120_000)
+    frame.locator(multi).wait_for()
+    d = dataset(frame, multi)
+    assert d["heads"] == "0,1" and float(d["x0"]) <= J < float(d["x1"]) and float(d["y0"]) <= R < float(d["y1"])
+    assert "small multiples" in frame.locator('[data-testid="status"]').text_content()
+    assert frame.locator('[data-testid="matrix-heads"]').input_value() == "all"
+    # hover the link's cell in the second plot: both heads' values are given (each head's pyramid bin)
+    side = float(d["side"])
+    cells = [tuple(map(float, c.split(":"))) for c in d["cells"].split(",")]
+    x0, x1, y0, y1 = (float(d[k]) for k in ("x0", "x1", "y0", "y1"))
+    px = cells[1][0] + (J + 0.5 - x0) / (x1 - x0) * side
+    py = cells[1][1] + (R + 0.5 - y0) / (y1 - y0) * side
+    canvas = frame.locator('[data-testid="matrix-multi-canvas"]')
+    canvas.hover(position={"x": px, "y": py})
+    wait_attr(frame, multi, "data-hover", lambda v: v == f"{R},{J}", what="the hovered cell")
+    values = dataset(frame, multi)["hoverValues"].split(";")
+    assert len(values) == 2 and all(v and v not in ("masked", "padding") for v in values), values
+    # a wheel on one plot zooms the one viewport all plots share; a crisp render follows the scaled frames
+    pg.mouse.wheel(0, 400)
+    wait_attr(frame, multi, "data-x0", lambda v: float(v) < x0, what="zoomed out")
+    wait_attr(frame, multi, "data-frame", lambda v: v == "full", what="the crisp render at rest")
+    # back to one head
+    frame.locator('[data-testid="matrix-heads"]').select_option("")
+    frame.locator(MATRIX).wait_for()
+    watch.check()

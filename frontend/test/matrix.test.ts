@@ -6,9 +6,11 @@ import {FixtureSource} from '../dev/fixtures';
 import {LIGHT} from '../src/draw/colors';
 import {SvgContext} from '../src/draw/ctx';
 import type {MatrixData} from '../src/views/matrix/data';
-import {diffMatrixData} from '../src/views/matrix/data';
+import {coarseValue, diffMatrixData, padded, planeOf, shareExtent} from '../src/views/matrix/data';
+import {scaledDraw} from '../src/views/matrix/cache';
+import {MAX_MULTI, MultiPainter, multiLayout, multiValueText, plotAt} from '../src/views/matrix/multi';
 import {axisMap, logBucket, MatrixPainter, matrixLayout, renderPlot, tickStep} from '../src/views/matrix/draw';
-import {formatViewport, parseViewport} from '../src/views/matrix/spec';
+import {formatViewport, multiHeads, multiMode, parseViewport} from '../src/views/matrix/spec';
 import {topIndices} from '../src/views/matrix/view';
 import {
   around,
@@ -230,5 +232,124 @@ describe('matrix story', () => {
     expect(texts).toContain(d.queryLabels[1].replace(/&/g, '&amp;').replace(/</g, '&lt;'));
     expect(texts).toContain('query 3');
     expect(texts).toContain('masked');
+  });
+});
+
+/** A dense fixture: q × k weights `f(i, j)`, no mask. */
+function dense(q: number, k: number, head: number, f: (i: number, j: number) => number): MatrixData {
+  const data = new Float32Array(q * k);
+  for (let i = 0; i < q; i++) for (let j = 0; j < k; j++) data[i * k + j] = f(i, j);
+  return {
+    layer: 0, head, q, k, long: false, exact: true, notes: [], baseLabel: 'dense',
+    queryLabels: Array.from({length: q}, (_, i) => `q${i}`),
+    keyLabels: Array.from({length: k}, (_, j) => `k${j}`),
+    mask: {causal: false, window: null, off: 0},
+    base: {rows: q, cols: k, data},
+    loadRow: async (i) => data.slice(i * k, (i + 1) * k),
+  };
+}
+
+describe('small multiples', () => {
+  it('lays heads out on a grid and finds the plot under a point', () => {
+    const L = multiLayout(1000, 12);
+    expect(L.cols).toBe(4);
+    expect(L.rows).toBe(3);
+    expect(L.cells.length).toBe(12);
+    expect(L.side).toBeLessThanOrEqual(260);
+    expect(L.cells[5].x).toBeGreaterThan(L.cells[4].x);
+    expect(L.cells[4].y).toBeGreaterThan(L.cells[3].y);
+    const c = L.cells[6];
+    expect(plotAt(L, c.x + 3, c.y + 7)).toEqual({n: 6, px: 3, py: 7});
+    expect(plotAt(L, c.x - 2, c.y + 7)).toBeNull(); // the gap between plots
+    expect(multiLayout(300, 1).side).toBeGreaterThanOrEqual(80);
+  });
+  it('shows the selected heads or all of them, at most MAX_MULTI', () => {
+    expect(multiHeads('all', 4, [1])).toEqual({shown: [0, 1, 2, 3], of: 4});
+    expect(multiHeads('sel', 4, [3, 1, 9])).toEqual({shown: [3, 1], of: 2});
+    expect(multiHeads('sel', 4, null).shown).toEqual([0, 1, 2, 3]); // nothing selected: all
+    const many = multiHeads('all', 40, null);
+    expect(many.shown.length).toBe(MAX_MULTI);
+    expect(many.of).toBe(40);
+    expect(multiMode({mh: 'all'})).toBe('all');
+    expect(multiMode({mh: 'bogus'})).toBe('');
+  });
+  it('draws every head with the hovered cell’s value in its title, marked on every plot', () => {
+    const ds = [0, 1, 2].map((h) => dense(8, 8, h, (i, j) => (i === j ? 0.5 + h / 10 : 0.01)));
+    ds[2].mask = {causal: true, window: null, off: 0};
+    const L = multiLayout(900, ds.length);
+    const p = new MultiPainter(ds, L, LIGHT);
+    const v = fullViewport(8, 8);
+    const rs = ds.map((d) => renderPlot(d, v, L.side, L.side, LIGHT, null, TILE));
+    expect(rs[2].maskedPixels).toBeGreaterThan(0);
+    const svg = new SvgContext();
+    p.paint(svg, v, rs, {i: 2, j: 5});
+    const texts = svg.elements.filter((e) => e.startsWith('<text ')).join('\n');
+    expect(texts).toContain('H0: 0.01');
+    expect(texts).toContain('H1: 0.01');
+    expect(texts).toContain('H2: masked'); // key 5 > query 2 under the causal mask
+    expect(texts).toContain('query 2 “q2” → key 5 “k5”');
+    expect(texts).toContain('queries 0–8 × keys 0–8');
+    expect(multiValueText(ds[1], 3, 3)).toBe('0.6');
+    // one mark per plot at the hovered cell: cell (2, 5) of an 8 × 8 viewport
+    const s = L.side / 8;
+    const marks = svg.elements.filter((e) => e.startsWith('<rect ') && e.includes('stroke-width="1.5"'));
+    expect(marks.length).toBe(3);
+    ds.forEach((_, n) => expect(marks[n]).toContain(`x="${+(L.cells[n].x + 5 * s - 1).toFixed(2)}" y="${+(L.cells[n].y + 2 * s - 1).toFixed(2)}"`));
+    // every plot is drawn: one image per head (and the legend's ramp)
+    expect(svg.elements.filter((e) => e.startsWith('<image ') || e.includes('placeholder')).length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('padding (cells past a record’s tokens)', () => {
+  it('shares one plane between records of other lengths and draws the shorter one’s outside grey', () => {
+    const a = dense(6, 6, 0, () => 1 / 6);
+    const b = dense(10, 10, 0, () => 0.1);
+    shareExtent([a, b]);
+    expect(a.extent).toEqual({q: 10, k: 10});
+    expect(padded(a)).toBe(true);
+    expect(padded(b)).toBe(false);
+    expect(planeOf(a)).toEqual({q: 10, k: 10});
+    const v = fullViewport(10, 10);
+    const r = renderPlot(a, v, 10, 10, LIGHT, null, TILE);
+    expect(r.paddedPixels).toBe(100 - 36);
+    expect(r.maskedPixels).toBe(0);
+    // a padding pixel is the masked grey (never the ramp's colour of 0), an inside one is not
+    const masked = renderPlot({...dense(2, 2, 0, () => 0.5), mask: {causal: true, window: null, off: 0}}, fullViewport(2, 2), 2, 2, LIGHT, null, TILE);
+    const greyPx = Array.from(masked.pixels.subarray(4, 8)); // (0, 1): masked
+    expect(Array.from(r.pixels.subarray(4 * 7, 4 * 8))).toEqual(greyPx); // (0, 7): past key 5
+    expect(Array.from(r.pixels.subarray(0, 4))).not.toEqual(greyPx);
+    expect(coarseValue(a, 7, 2)).toMatchObject({masked: true, beyond: true});
+    expect(coarseValue(a, 2, 2)).toMatchObject({masked: false, beyond: false});
+    expect(multiValueText(a, 2, 8)).toBe('padding');
+    // same lengths: no extent, nothing padded
+    const c = dense(6, 6, 0, () => 0.1);
+    const d = dense(6, 6, 0, () => 0.2);
+    shareExtent([c, d]);
+    expect(c.extent).toBeUndefined();
+    // the legend says what grey means
+    const svg = new SvgContext();
+    new MatrixPainter(a, matrixLayout(900), LIGHT).paintLegend(svg, 1);
+    expect(svg.elements.filter((e) => e.startsWith('<text ')).join('\n')).toContain('padding: past this record’s tokens');
+    const plain = new SvgContext();
+    new MatrixPainter(b, matrixLayout(900), LIGHT).paintLegend(plain, 1);
+    expect(plain.elements.join('\n')).not.toContain('padding');
+  });
+});
+
+describe('scaled frames', () => {
+  it('maps a viewport into the cached render of another', () => {
+    const c = {x0: 0, x1: 100, y0: 0, y1: 100};
+    // zoomed in 2× on the middle: the middle half of the cache fills the plot
+    expect(scaledDraw(c, 200, 200, {x0: 25, x1: 75, y0: 25, y1: 75}, 400, 400)).toEqual({sx: 50, sy: 50, sw: 100, sh: 100, dx: 0, dy: 0, dw: 400, dh: 400});
+    // zoomed out (past the cache on the right and bottom): the whole cache in the plot's top-left part
+    const out = scaledDraw({x0: 0, x1: 50, y0: 0, y1: 50}, 100, 100, {x0: 0, x1: 100, y0: 0, y1: 100}, 400, 400)!;
+    expect(out).toEqual({sx: 0, sy: 0, sw: 100, sh: 100, dx: 0, dy: 0, dw: 200, dh: 200});
+    // panned left by 10 tokens: the cache's left part moves right by 10 % of the plot
+    const pan = scaledDraw(c, 100, 100, {x0: -10, x1: 90, y0: 0, y1: 100}, 100, 100)!;
+    expect(pan.sx).toBe(0);
+    expect(pan.dx).toBeCloseTo(10);
+    expect(pan.sw).toBeCloseTo(90);
+    // no overlap
+    expect(scaledDraw(c, 100, 100, {x0: 200, x1: 300, y0: 0, y1: 100}, 100, 100)).toBeNull();
   });
 });

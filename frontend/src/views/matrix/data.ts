@@ -3,7 +3,7 @@
 // exact tiles and rows come through loaders the spec gives (the view knows nothing about HTTP).
 import {resolveLayerInfo} from '../../math';
 import type {Grid, Header, Kind} from '../../types';
-import type {Mask, Tile} from './zoom';
+import {binOf, binStart, type Mask, type Tile} from './zoom';
 
 export interface MatrixData {
   layer: number;
@@ -29,6 +29,41 @@ export interface MatrixData {
   /** What the coarse level is, for the status line. */
   baseLabel: string;
   notes: string[];
+  /**
+   * The plane the viewport moves over when it is larger than this record's q × k (side by side with a
+   * record of other lengths: one viewport for both); cells past q or k are not this record's (padding) and
+   * are drawn grey like masked cells. Absent: q × k.
+   */
+  extent?: {q: number; k: number};
+}
+
+/** The plane a viewport of `d` moves over: its extent, else q × k. */
+export function planeOf(d: MatrixData): {q: number; k: number} {
+  return d.extent ?? {q: d.q, k: d.k};
+}
+
+/** Whether `d` is shown on a plane larger than its own sequences (cells beyond them are padding). */
+export function padded(d: MatrixData): boolean {
+  return !!d.extent && (d.extent.q > d.q || d.extent.k > d.k);
+}
+
+/** Sets one extent (the largest q and k) on every data shown side by side; none when they agree. */
+export function shareExtent(ds: MatrixData[]): void {
+  const q = Math.max(...ds.map((d) => d.q));
+  const k = Math.max(...ds.map((d) => d.k));
+  for (const d of ds) d.extent = ds.some((o) => o.q !== q || o.k !== k) ? {q, k} : undefined;
+}
+
+/** What the stored level says of cell (i, j): dense: the stored weight; pyramid: its bin's mean per cell. */
+export function coarseValue(d: MatrixData, i: number, j: number): {value: number; exact: boolean; masked: boolean; beyond: boolean} {
+  if (i >= d.q || j >= d.k) return {value: 0, exact: true, masked: true, beyond: true};
+  const m = d.mask;
+  if ((m.causal && j > i + m.off) || (m.window !== null && i + m.off - j >= m.window)) return {value: 0, exact: true, masked: true, beyond: false};
+  const B = d.base;
+  if (!d.long) return {value: B.data[i * d.k + j], exact: true, masked: false, beyond: false};
+  // a pyramid bin holds its keys' summed mass: per cell, its mean over the bin's keys
+  const bj = binOf(j, d.k, B.cols);
+  return {value: B.data[binOf(i, d.q, B.rows) * B.cols + bj] / (binStart(bj + 1, d.k, B.cols) - binStart(bj, d.k, B.cols)), exact: false, masked: false, beyond: false};
 }
 
 /** The mask of a kind's layer from its layer_info (causal by default for decoder self-attention). */

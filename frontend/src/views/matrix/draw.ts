@@ -8,7 +8,7 @@ import {drawRaster, raster} from '../../draw/heatmap';
 import {fillTextRotated} from '../../draw/ctx';
 import {fitText} from '../../draw/tokens';
 import {formatValue} from '../../math';
-import type {MatrixData} from './data';
+import {padded, type MatrixData} from './data';
 import {binOf, binStart, blockMasked, pixelOf, type Viewport} from './zoom';
 
 export const RAMP = sequentialRamp(VIRIDIS);
@@ -56,6 +56,8 @@ export interface Rendered {
   /** Pixels drawn from exact tiles (the rest from the coarse level). */
   exactPixels: number;
   maskedPixels: number;
+  /** Pixels past the record's own sequences (a plane shared with a longer record): grey, as masked. */
+  paddedPixels: number;
   /** Largest |value| drawn (the scale of a difference). */
   maxAbs: number;
 }
@@ -126,10 +128,21 @@ export function renderPlot(d: MatrixData, v: Viewport, w: number, h: number, the
   const ey = tile ? axisMap(v.y0, v.y1 - v.y0, h, d.q, d.q) : null;
   let exactPixels = 0;
   let maskedPixels = 0;
+  let paddedPixels = 0;
   let maxAbs = 0;
+  // pixels that start past the record's last query / key (padding on a shared plane)
+  const outX = new Uint8Array(w);
+  const outY = new Uint8Array(h);
+  for (let px = 0; px < w; px++) outX[px] = v.x0 + (px * (v.x1 - v.x0)) / w >= d.k ? 1 : 0;
+  for (let py = 0; py < h; py++) outY[py] = v.y0 + (py * (v.y1 - v.y0)) / h >= d.q ? 1 : 0;
   for (let py = 0; py < h; py++) {
     for (let px = 0; px < w; px++) {
       const o = py * w + px;
+      if (outX[px] || outY[py]) {
+        vals[o] = NaN;
+        paddedPixels++;
+        continue;
+      }
       if (blockMasked(d.mask, cy.lo[py], cy.hi[py], cx.lo[px], cx.hi[px])) {
         vals[o] = NaN;
         maskedPixels++;
@@ -208,7 +221,7 @@ export function renderPlot(d: MatrixData, v: Viewport, w: number, h: number, the
     out[p + 1] = RAMP[b + 1];
     out[p + 2] = RAMP[b + 2];
   }
-  return {pixels: out, exactPixels, maskedPixels, maxAbs};
+  return {pixels: out, exactPixels, maskedPixels, paddedPixels, maxAbs};
 }
 
 /** A "nice" tick step (1, 2, 5 × 10^e tokens) so ticks are at least `minPx` apart. */
@@ -373,6 +386,7 @@ export class MatrixPainter {
     ctx.fillStyle = t.text;
     ctx.textAlign = 'left';
     ctx.fillText('masked (causal / window)', L.x + 438, y);
+    if (padded(this.data)) ctx.fillText('or padding: past this record’s tokens', L.x + 438, y + 15);
   }
 
   /** Everything at rest (the export). */

@@ -5,7 +5,10 @@ import {kindInfo, sameTokens} from '../../axes';
 import type {Grid} from '../../types';
 import type {Loaded, ViewHost, ViewSpec} from '../spec';
 import {paneTitles} from '../spec';
-import {diffMatrixData, layerMask, type MatrixData} from './data';
+import {el} from '../common';
+import {diffMatrixData, layerMask, shareExtent, type MatrixData} from './data';
+import {MAX_MULTI} from './multi';
+import {MatrixMultiView} from './multi-view';
 import {MatrixView} from './view';
 import type {Viewport} from './zoom';
 
@@ -69,15 +72,48 @@ export async function loadMatrixData(host: ViewHost, x: Loaded, layer: number, h
 
 let urlTimer: ReturnType<typeof setTimeout> | null = null;
 
+function rememberViewport(host: ViewHost, v: Viewport): void {
+  if (urlTimer) clearTimeout(urlTimer);
+  urlTimer = setTimeout(() => host.remember({extra: {...host.sel.extra, mz: formatViewport(v)}}), 250);
+}
+
+/** Small multiples (URL `mh`): '' one head (the Head selector's), `sel` the selected heads, `all` the layer's. */
+export type MultiMode = '' | 'sel' | 'all';
+
+export function multiMode(extra: Readonly<Record<string, string>>): MultiMode {
+  return extra.mh === 'sel' || extra.mh === 'all' ? extra.mh : '';
+}
+
+/** The heads drawn as small multiples: the selected ones (`heads`; null: all) or all, at most MAX_MULTI. */
+export function multiHeads(mode: MultiMode, heads: number, selected: readonly number[] | null): {shown: number[]; of: number} {
+  const all = Array.from({length: heads}, (_, h) => h);
+  const want = mode === 'sel' && selected ? selected.filter((h) => h >= 0 && h < heads) : all;
+  return {shown: want.slice(0, MAX_MULTI), of: want.length};
+}
+
+/** The heads selector of the matrix view's toolbar (changes the URL's `mh` and redraws). */
+function headsControl(host: ViewHost): HTMLElement {
+  const sel = el('select', {'data-testid': 'matrix-heads', title: 'One head, or several as small multiples sharing one viewport'});
+  for (const [v, text] of [['', 'One head'], ['sel', 'Selected heads'], ['all', `All heads (≤ ${MAX_MULTI})`]]) sel.appendChild(el('option', {value: v, text}));
+  sel.value = multiMode(host.sel.extra);
+  sel.addEventListener('change', () => {
+    const extra = {...host.sel.extra};
+    if (sel.value) extra.mh = sel.value;
+    else delete extra.mh;
+    host.update({extra});
+  });
+  return sel;
+}
+
 function makeMatrixView(host: ViewHost, testid: string, viewport: Viewport | null): MatrixView {
   return new MatrixView({
     theme: host.theme,
     testid,
     viewport,
+    controls: testid === 'matrix-view' ? [headsControl(host)] : [],
     onViewport: (v) => {
-      for (const o of host.shown()) if (o instanceof MatrixView && o.el.dataset.testid !== testid) o.setViewport(v);
-      if (urlTimer) clearTimeout(urlTimer);
-      urlTimer = setTimeout(() => host.remember({extra: {...host.sel.extra, mz: formatViewport(v)}}), 250);
+      for (const o of host.shown()) if (o instanceof MatrixView && o.el.dataset.testid !== testid) o.setViewport(v, false, true);
+      rememberViewport(host, v);
     },
     onHover: (cell) => {
       for (const o of host.shown()) if (o instanceof MatrixView && o.el.dataset.testid !== testid) o.setHover(cell);
@@ -94,9 +130,25 @@ export const matrixSpec: ViewSpec = {
   exportName: (s) => `_L${s.layer}_H${s.neuronHead}`,
   async show(host, a, b, mode) {
     const {layer, neuronHead: head} = host.sel;
+    const multi = multiMode(host.sel.extra);
+    const vp = parseViewport(host.sel.extra.mz);
+    if (multi && !b) {
+      // small multiples of one record
+      const {shown, of} = multiHeads(multi, kindInfo(a.header, a.kind).heads, host.sel.heads);
+      const ds = await Promise.all(shown.map((h) => loadMatrixData(host, a, layer, h)));
+      if (!host.current()) return;
+      const notes: string[] = [];
+      if (of > shown.length) notes.push(`The first ${shown.length} of ${of} heads are shown.`);
+      if (ds[0].long) notes.push('Small multiples show each head’s stored pyramid; the single-head view (One head) fetches exact tiles.');
+      const [view] = host.panes('matrix-multi', () => [new MatrixMultiView({theme: host.theme, viewport: vp, controls: [headsControl(host)], onViewport: (v) => rememberViewport(host, v)})]);
+      view.setData(ds, notes, vp);
+      host.status?.(`matrix L${layer} heads ${shown.join(', ')} (small multiples): ${ds[0].long ? 'pyramid level 0 per head' : 'stored dense'}`);
+      return;
+    }
     const da = await loadMatrixData(host, a, layer, head);
     const db = b ? await loadMatrixData(host, b, layer, head) : null;
     if (!host.current()) return;
+    if (multi) da.notes.push('Small multiples show one record: comparing, the matrix view shows the Head selector’s head.');
     let datas: MatrixData[];
     let key: string;
     if (db && mode === 'diff') {
@@ -105,9 +157,10 @@ export const matrixSpec: ViewSpec = {
       key = 'matrix-diff';
     } else {
       datas = db ? [da, db] : [da];
+      // one viewport over both: a shorter record's cells past its tokens are padding (grey)
+      if (db) shareExtent(datas);
       key = db ? 'matrix-side' : 'matrix';
     }
-    const vp = parseViewport(host.sel.extra.mz);
     const testids = ['matrix-view', 'matrix-view-b'];
     const views = host.panes(key, () => datas.map((_, i) => makeMatrixView(host, testids[i], vp)), db && mode !== 'diff' ? paneTitles(a, b!) : undefined);
     views.forEach((v, i) => v.setData(datas[i], vp));

@@ -5,11 +5,12 @@
 // cell: query, key and weight (exact when a tile or the row is loaded), and the query's exact row as strips
 // under the plot. Drawing: MatrixPainter (draw.ts); arithmetic: zoom.ts.
 import {CanvasStack, devicePixelRatioOf} from '../../draw/canvas';
-import type {Theme} from '../../draw/colors';
+import {nanColors, type Theme} from '../../draw/colors';
+import {PlotCache} from './cache';
 import type {Ctx} from '../../draw/ctx';
 import {formatValue} from '../../math';
 import {el, type ViewBase} from '../common';
-import type {MatrixData} from './data';
+import {coarseValue, padded, planeOf, type MatrixData} from './data';
 import {MatrixPainter, matrixLayout, renderPlot, type Rendered} from './draw';
 import {around, binOf, binStart, boxViewport, cellAtPixel, chooseSource, clampViewport, fullViewport, panBy, pixelOf, TILE, tilesFor, zoomAt, type MatrixSourceKind, type Tile, type Viewport} from './zoom';
 
@@ -22,9 +23,13 @@ export interface MatrixViewOptions {
   onHover?: (cell: {i: number; j: number} | null) => void;
   /** What the view shows now, for the tab's status line. */
   onStatus?: (text: string) => void;
+  /** Controls of the spec's (the heads selector), first in the view's toolbar. */
+  controls?: HTMLElement[];
 }
 
 const MAX_PARALLEL = 6;
+/** Zoom / pan frames draw the last crisp render scaled (one drawImage); this long after the last, a crisp render. */
+export const SETTLE_MS = 150;
 const ROW_CACHE = 64;
 
 export class MatrixView implements ViewBase {
@@ -47,12 +52,18 @@ export class MatrixView implements ViewBase {
   private tileTimer: ReturnType<typeof setTimeout> | null = null;
   private rowTimer: ReturnType<typeof setTimeout> | null = null;
   private rendered: Rendered | null = null;
+  private renderedV: Viewport | null = null;
+  private cache = new PlotCache();
+  private full = false;
+  private settle: ReturnType<typeof setTimeout> | null = null;
   private source: MatrixSourceKind = 'pyramid';
   private gen = 0;
 
   constructor(private opts: MatrixViewOptions) {
     this.theme = opts.theme;
-    this.stack = new CanvasStack(2, () => this.drawNow());
+    // layers: 0 the plot, axes and legend (redrawn by zoom / pan); 1 the hovered row's strips; 2 the overlay
+    // (crosshair, found token, box): a hover redraws 1 and 2 only
+    this.stack = new CanvasStack(3, () => this.drawNow());
     this.stack.root.setAttribute('data-testid', 'matrix-canvas');
     const btn = (testid: string, text: string, title: string, f: () => void) => {
       const b = el('button', {type: 'button', 'data-testid': testid, text, title});
@@ -62,9 +73,10 @@ export class MatrixView implements ViewBase {
     const bar = el(
       'div',
       {class: 'view-toolbar'},
+      ...(opts.controls ?? []),
       btn('matrix-zoom-in', '+', 'Zoom in (or: wheel, double-click)', () => this.zoomBy(0.5, 0.5, 0.5)),
       btn('matrix-zoom-out', '−', 'Zoom out (or: wheel, Shift-double-click)', () => this.zoomBy(2, 0.5, 0.5)),
-      btn('matrix-reset', 'Whole sequence', 'Show the whole matrix', () => this.setViewport(this.data ? fullViewport(this.data.q, this.data.k) : this.v, true)),
+      btn('matrix-reset', 'Whole sequence', 'Show the whole matrix', () => this.setViewport(this.data ? fullViewport(planeOf(this.data).q, planeOf(this.data).k) : this.v, true)),
       el('span', {class: 'hint', text: 'Wheel / pinch: zoom · drag: pan · Shift-drag: zoom to a box · double-click: zoom in (Shift: out)'}),
     );
     this.readout = el('div', {class: 'readout', 'data-testid': 'matrix-readout', text: 'Hover a cell for its query, key and weight.'});
@@ -89,10 +101,12 @@ export class MatrixView implements ViewBase {
   /** Shows `d`; at `viewport` when given, else where it was (same shape) or the whole matrix. */
   setData(d: MatrixData, viewport: Viewport | null = null): void {
     const same = this.data && this.data.q === d.q && this.data.k === d.k;
+    const P = planeOf(d);
     this.data = d;
     this.gen++;
     this.tiles.clear();
     this.rows.clear();
+    this.cache.clear();
     this.inflight = 0;
     if (!same) this.hover = null;
     const total = (this.el.closest('.pane') as HTMLElement | null)?.clientWidth || (this.el.closest('.panes') as HTMLElement | null)?.clientWidth || document.documentElement.clientWidth || 1000;
@@ -101,7 +115,7 @@ export class MatrixView implements ViewBase {
     this.painter = new MatrixPainter(d, L, this.theme);
     this.stack.resize(L.width, L.height);
     const want = viewport ?? this.opts.viewport ?? (same ? this.v : null);
-    this.v = clampViewport(want ?? fullViewport(d.q, d.k), d.q, d.k);
+    this.v = clampViewport(want ?? fullViewport(P.q, P.k), P.q, P.k);
     this.opts.viewport = null;
     const ds = this.el.dataset;
     ds.q = String(d.q);
@@ -122,14 +136,14 @@ export class MatrixView implements ViewBase {
   }
 
   /** Shows `v` (clamped); `emit`: tell the other panes and the URL. */
-  setViewport(v: Viewport, emit = false): void {
+  setViewport(v: Viewport, emit = false, fast = false): void {
     const d = this.data;
     if (!d) {
       this.v = v;
       return;
     }
-    this.v = clampViewport(v, d.q, d.k);
-    this.schedule();
+    this.v = clampViewport(v, planeOf(d).q, planeOf(d).k);
+    this.schedule(!fast);
     if (emit) this.opts.onViewport?.(this.viewport());
   }
 
@@ -139,12 +153,13 @@ export class MatrixView implements ViewBase {
     if (!d) return;
     this.found = pos;
     this.el.dataset.found = String(pos);
-    this.setViewport(around(Math.min(pos, d.q - 1), Math.min(pos, d.k - 1), 64, d.q, d.k), true);
+    this.setViewport(around(Math.min(pos, d.q - 1), Math.min(pos, d.k - 1), 64, planeOf(d).q, planeOf(d).k), true);
   }
 
   dispose(): void {
     this.gen++;
     cancelAnimationFrame(this.frame);
+    if (this.settle) clearTimeout(this.settle);
     if (this.tileTimer) clearTimeout(this.tileTimer);
     if (this.rowTimer) clearTimeout(this.rowTimer);
     window.removeEventListener('mouseup', this.onUp);
@@ -158,18 +173,69 @@ export class MatrixView implements ViewBase {
   paint(ctx: Ctx): void {
     const p = this.painter;
     if (!p || !this.rendered) return;
+    const rv = this.renderedV;
+    if (!rv || rv.x0 !== this.v.x0 || rv.x1 !== this.v.x1 || rv.y0 !== this.v.y0 || rv.y1 !== this.v.y1) this.drawNow(); // a scaled frame is shown: render it
     const h = this.hover ? this.rows.get(this.hover.i) : undefined;
     p.paint(ctx, this.v, this.rendered, this.hover && h ? {i: this.hover.i, row: h, exact: this.data!.exact} : null);
   }
 
   // ------------------------------------------------------------------------------------------ drawing
 
-  private schedule(): void {
+  /**
+   * Next frame: crisp (`full`: new data, tiles, a jump), or during a gesture the last crisp render scaled
+   * to the viewport, then crisp once the gesture has rested SETTLE_MS.
+   */
+  private schedule(full = true): void {
+    this.full ||= full;
+    if (!full) {
+      if (this.settle) clearTimeout(this.settle);
+      this.settle = setTimeout(() => {
+        this.settle = null;
+        this.schedule(true);
+      }, SETTLE_MS);
+    }
     if (this.frame || typeof requestAnimationFrame === 'undefined') return;
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
-      this.drawNow();
+      const full = this.full;
+      this.full = false;
+      if (full || !this.drawScaled()) this.drawNow();
     });
+  }
+
+  /** A gesture's frame: the cached crisp render scaled, axes, the row strip over the visible keys, the overlay. */
+  private drawScaled(): boolean {
+    const p = this.painter;
+    const d = this.data;
+    if (!p || !d || !this.cache.v) return false;
+    const t0 = performance.now();
+    const L = p.layout;
+    const ctx = this.stack.ctx(0, false);
+    this.cache.draw(ctx, this.v, L.x, L.y, L.w, L.h, nanColors(this.theme).fill);
+    ctx.strokeStyle = this.theme.border;
+    ctx.lineWidth = 1;
+    ctx.strokeRect(L.x - 0.5, L.y - 0.5, L.w + 1, L.h + 1);
+    p.paintAxes(ctx, this.v);
+    const hv = this.hover;
+    const i = hv && hv.i < d.q ? hv.i : null;
+    p.paintRow(this.stack.ctx(1), this.v, i, i !== null ? this.rows.get(i) ?? null : null, d.exact);
+    this.drawOverlay();
+    this.source = chooseSource(this.v, d.long, d.exact && !!d.loadTile);
+    this.stampViewport();
+    const ds = this.el.dataset;
+    ds.frame = 'scaled';
+    ds.frameMs = (performance.now() - t0).toFixed(1);
+    ds.pending = String(this.pendingTiles());
+    return true;
+  }
+
+  private stampViewport(): void {
+    const ds = this.el.dataset;
+    ds.x0 = this.v.x0.toFixed(2);
+    ds.x1 = this.v.x1.toFixed(2);
+    ds.y0 = this.v.y0.toFixed(2);
+    ds.y1 = this.v.y1.toFixed(2);
+    ds.source = this.source;
   }
 
   private tileKey(ti: number, tj: number): string {
@@ -188,28 +254,33 @@ export class MatrixView implements ViewBase {
       return t instanceof Float32Array ? t : null;
     } : null;
     const r = (this.rendered = renderPlot(d, this.v, L.w, L.h, this.theme, lookup, TILE));
+    this.renderedV = {...this.v};
     const ctx = this.stack.ctx(0);
-    if (devicePixelRatioOf() === 1 && typeof ImageData !== 'undefined') {
-      // one pixel per plot pixel already: put it (no intermediate canvas per frame)
-      ctx.putImageData(new ImageData(r.pixels as Uint8ClampedArray<ArrayBuffer>, L.w, L.h), L.x, L.y);
+    // kept for the next gesture's scaled frames
+    const cached = this.cache.store(r.pixels, L.w, L.h, this.v);
+    if (cached) {
+      const dpr1 = devicePixelRatioOf() === 1;
+      if (dpr1) ctx.putImageData(new ImageData(r.pixels as Uint8ClampedArray<ArrayBuffer>, L.w, L.h), L.x, L.y); // one pixel per plot pixel
+      else {
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(cached, L.x, L.y, L.w, L.h);
+      }
       ctx.strokeStyle = this.theme.border;
       ctx.lineWidth = 1;
       ctx.strokeRect(L.x - 0.5, L.y - 0.5, L.w + 1, L.h + 1);
     } else p.paintPlot(ctx, r);
     p.paintAxes(ctx, this.v);
-    const hv = this.hover;
-    const row = hv ? this.rows.get(hv.i) : undefined;
-    p.paintRow(ctx, this.v, hv?.i ?? null, row ?? null, d.exact);
+    const hi = this.hover && this.hover.i < d.q ? this.hover.i : null;
+    p.paintRow(this.stack.ctx(1), this.v, hi, hi !== null ? this.rows.get(hi) ?? null : null, d.exact);
     p.paintLegend(ctx, r.maxAbs);
     this.drawOverlay();
+    this.stampViewport();
     const ds = this.el.dataset;
-    ds.x0 = this.v.x0.toFixed(2);
-    ds.x1 = this.v.x1.toFixed(2);
-    ds.y0 = this.v.y0.toFixed(2);
-    ds.y1 = this.v.y1.toFixed(2);
-    ds.source = this.source;
+    ds.frame = 'full';
+    ds.frameMs = (performance.now() - t0).toFixed(1);
     ds.exactPixels = String(r.exactPixels);
     ds.maskedPixels = String(r.maskedPixels);
+    ds.paddedPixels = String(r.paddedPixels);
     ds.renderMs = (performance.now() - t0).toFixed(1);
     this.reportStatus();
     if (this.source === 'exact') this.requestTiles();
@@ -230,7 +301,7 @@ export class MatrixView implements ViewBase {
         : this.source === 'exact'
           ? `exact from q/k (tiles of ${TILE}; ${this.pendingTiles() ? 'loading, pyramid meanwhile' : 'all loaded'})`
           : `${d.baseLabel}${d.exact ? '; zoom in for exact values' : ''}`;
-    const text = `matrix L${d.layer} H${d.head}: ${what}${d.long && !d.exact ? '; exact windows not available for this layer (no q/k, or a learned position bias): pyramid and top-k only' : ''}`;
+    const text = `matrix L${d.layer} H${d.head}: ${what}${d.long && !d.exact ? '; exact windows not available for this layer (no q/k, or a learned position bias): pyramid and top-k only' : ''}${padded(d) ? `; grey past its ${d.q} × ${d.k} tokens: padding (the other record is longer)` : ''}`;
     this.el.dataset.status = text;
     this.opts.onStatus?.(text);
   }
@@ -276,7 +347,7 @@ export class MatrixView implements ViewBase {
     const p = this.painter;
     const d = this.data;
     if (!p || !d) return;
-    const ctx = this.stack.ctx(1);
+    const ctx = this.stack.ctx(2);
     const L = p.layout;
     const v = this.v;
     const cell = (i: number, j: number) => {
@@ -312,22 +383,18 @@ export class MatrixView implements ViewBase {
   // ------------------------------------------------------------------------------------------ hover
 
   /** The best value known for cell (i, j), and whether it is exact. */
-  valueAt(i: number, j: number): {value: number; exact: boolean; masked: boolean} {
+  valueAt(i: number, j: number): {value: number; exact: boolean; masked: boolean; beyond: boolean} {
     const d = this.data!;
-    const m = d.mask;
-    if ((m.causal && j > i + m.off) || (m.window !== null && i + m.off - j >= m.window)) return {value: 0, exact: true, masked: true};
-    if (!d.long) return {value: d.base.data[i * d.k + j], exact: true, masked: false};
+    const c = coarseValue(d, i, j);
+    if (c.masked || !d.long) return c;
     // the drawn tile first: log8 windows dither values under 1.3e-4 per request, so a row may differ there
     const ti = Math.floor(i / TILE);
     const tj = Math.floor(j / TILE);
     const t = this.tiles.get(this.tileKey(ti, tj));
-    if (t instanceof Float32Array) return {value: t[(i - ti * TILE) * Math.min(TILE, d.k - tj * TILE) + (j - tj * TILE)], exact: true, masked: false};
+    if (t instanceof Float32Array) return {value: t[(i - ti * TILE) * Math.min(TILE, d.k - tj * TILE) + (j - tj * TILE)], exact: true, masked: false, beyond: false};
     const row = this.rows.get(i);
-    if (row) return {value: row[j], exact: d.exact, masked: false};
-    const B = d.base;
-    // a pyramid bin holds its keys' summed mass: per cell, its mean over the bin's keys
-    const bj = binOf(j, d.k, B.cols);
-    return {value: B.data[binOf(i, d.q, B.rows) * B.cols + bj] / (binStart(bj + 1, d.k, B.cols) - binStart(bj, d.k, B.cols)), exact: false, masked: false};
+    if (row) return {value: row[j], exact: d.exact, masked: false, beyond: false};
+    return c;
   }
 
   setHover(cell: {i: number; j: number} | null, emit = false): void {
@@ -338,9 +405,10 @@ export class MatrixView implements ViewBase {
     this.drawOverlay();
     this.describeHover();
     if (rowChanged && this.painter) {
-      const row = cell ? this.rows.get(cell.i) : undefined;
-      this.painter.paintRow(this.stack.ctx(0, false), this.v, cell?.i ?? null, row ?? null, this.data!.exact);
-      if (cell && !row) this.loadRowSoon(cell.i);
+      const i = cell && cell.i < this.data!.q ? cell.i : null; // a padding row has no row to show
+      const row = i !== null ? this.rows.get(i) : undefined;
+      this.painter.paintRow(this.stack.ctx(1), this.v, i, row ?? null, this.data!.exact);
+      if (i !== null && !row) this.loadRowSoon(i);
     }
     this.el.dataset.hoverMs = (performance.now() - t0).toFixed(1);
     if (emit) this.opts.onHover?.(cell);
@@ -356,11 +424,11 @@ export class MatrixView implements ViewBase {
       this.stack.top.title = '';
       return;
     }
-    const {value, exact, masked} = this.valueAt(hv.i, hv.j);
+    const {value, exact, masked, beyond} = this.valueAt(hv.i, hv.j);
     ds.hover = `${hv.i},${hv.j}`;
-    ds.hoverValue = masked ? 'masked' : String(value);
+    ds.hoverValue = beyond ? 'padding' : masked ? 'masked' : String(value);
     ds.hoverExact = exact ? '1' : '0';
-    const what = masked ? 'masked' : `${d.signed ? 'B − A ' : ''}${formatValue(value)}${exact ? (d.long ? ' (exact)' : ' (stored)') : ' (pyramid bin mean; loading exact)'}`;
+    const what = beyond ? `padding: past this record’s ${d.q} × ${d.k} tokens` : masked ? 'masked' : `${d.signed ? 'B − A ' : ''}${formatValue(value)}${exact ? (d.long ? ' (exact)' : ' (stored)') : ' (pyramid bin mean; loading exact)'}`;
     const text = `query ${hv.i} “${d.queryLabels[hv.i] ?? ''}” → key ${hv.j} “${d.keyLabels[hv.j] ?? ''}”: ${what}`;
     this.readout.textContent = text;
     this.stack.top.title = text;
@@ -385,7 +453,7 @@ export class MatrixView implements ViewBase {
           this.rows.set(i, row);
           if (this.rows.size > ROW_CACHE) this.rows.delete(this.rows.keys().next().value!);
           if (this.hover?.i !== i || !this.painter) return;
-          this.painter.paintRow(this.stack.ctx(0, false), this.v, i, row, d.exact);
+          this.painter.paintRow(this.stack.ctx(1), this.v, i, row, d.exact);
           this.describeHover();
           this.el.dataset.rowLoaded = String(i);
         },
@@ -404,10 +472,10 @@ export class MatrixView implements ViewBase {
     return {px, py, inside: px >= 0 && py >= 0 && px < L.w && py < L.h};
   }
 
-  private zoomBy(factor: number, fx: number, fy: number): void {
+  private zoomBy(factor: number, fx: number, fy: number, fast = false): void {
     const d = this.data;
     if (!d) return;
-    this.setViewport(zoomAt(this.v, factor, fx, fy, d.q, d.k), true);
+    this.setViewport(zoomAt(this.v, factor, fx, fy, planeOf(d).q, planeOf(d).k), true, fast);
   }
 
   private onWheel(e: WheelEvent): void {
@@ -418,7 +486,7 @@ export class MatrixView implements ViewBase {
     const L = this.painter.layout;
     // pixels or lines; a pinch arrives as a wheel with ctrlKey and small deltas
     const dy = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaY;
-    this.zoomBy(Math.exp(dy * (e.ctrlKey ? 0.01 : 0.002)), p.px / L.w, p.py / L.h);
+    this.zoomBy(Math.exp(dy * (e.ctrlKey ? 0.01 : 0.002)), p.px / L.w, p.py / L.h, true);
   }
 
   private onDown(e: MouseEvent): void {
@@ -441,7 +509,7 @@ export class MatrixView implements ViewBase {
       const a = tok(g.x, g.y);
       const b = tok(this.boxEnd.x, this.boxEnd.y);
       this.boxEnd = null;
-      if (Math.abs(b.x - a.x) > 0 && Math.abs(b.y - a.y) > 0) this.setViewport(boxViewport(a.x, a.y, b.x, b.y, this.data.q, this.data.k), true);
+      if (Math.abs(b.x - a.x) > 0 && Math.abs(b.y - a.y) > 0) this.setViewport(boxViewport(a.x, a.y, b.x, b.y, planeOf(this.data).q, planeOf(this.data).k), true);
       else this.drawOverlay();
     }
     void e;
@@ -463,13 +531,13 @@ export class MatrixView implements ViewBase {
       const dx = ((g.x - c.x) / L.w) * (g.v.x1 - g.v.x0);
       const dy = ((g.y - c.y) / L.h) * (g.v.y1 - g.v.y0);
       g.moved = true;
-      this.v = panBy(g.v, dx, dy, d.q, d.k);
-      this.schedule();
+      this.v = panBy(g.v, dx, dy, planeOf(d).q, planeOf(d).k);
+      this.schedule(false);
       this.opts.onViewport?.(this.viewport());
       return;
     }
     const q = this.plotPoint(e);
-    this.setHover(cellAtPixel(this.v, p.layout.w, p.layout.h, q.px, q.py, d.q, d.k), true);
+    this.setHover(cellAtPixel(this.v, p.layout.w, p.layout.h, q.px, q.py, planeOf(d).q, planeOf(d).k), true);
   }
 
   private onDblClick(e: MouseEvent): void {
