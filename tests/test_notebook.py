@@ -242,7 +242,8 @@ def notebook_outputs(tmp_path_factory):
         errors = [o for o in cell.outputs if o.output_type == "error"]
         assert not errors, "\n".join(o.get("evalue", "") for o in errors)
         outputs.append([o["data"]["text/html"] for o in cell.outputs if o.output_type == "display_data"])
-    n_tokens, b_start = (int(x) for x in book.cells[1].outputs[-1]["text"].split())
+    printed = "".join(o["text"] for o in book.cells[1].outputs if o.output_type == "stream" and o.name == "stdout")
+    n_tokens, b_start = (int(x) for x in printed.split()[-2:])
     assert [len(o) for o in outputs] == [0, 1, 1, 1, 1]  # one output per call, no require.js / script cells
     return {"html": [o[0] for o in outputs[1:]], "n": n_tokens, "b": b_start}
 
