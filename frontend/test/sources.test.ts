@@ -1,6 +1,5 @@
 // The in-page data source (src/sources/): records in the stored format (docs/format.md), built here byte by
 // byte as format.encode_record writes them, answer as the plugin's routes do.
-import {deflateSync} from 'node:zlib';
 import {describe, expect, it} from 'vitest';
 import {EmbeddedSource, poolPyramid} from '../src/sources/embedded';
 import {notebookDark} from '../src/sources/page';
@@ -10,8 +9,19 @@ import type {IndexResponse} from '../src/types';
 const LUT = Array.from({length: 256}, (_, c) => c / 255);
 const REF = {run: 'notebook', tag: 'attention', example: '0', step: 0};
 
+/** A zlib stream (RFC 1950), as the writer stores chunks (CompressionStream: no Node types needed). */
+async function zlib(data: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(new Blob([data as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new CompressionStream('deflate'))).arrayBuffer());
+}
+
+function base64(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
 /** A dense record: 1 layer, 2 heads, 3 tokens, q/k of width 2 (float16 1.0 = 0x3c00, 0 = 0). */
-function record(corrupt = false): {bytes: Uint8Array; header: Record<string, unknown>} {
+async function record(corrupt = false): Promise<{bytes: Uint8Array; header: Record<string, unknown>}> {
   const chunks: Uint8Array[] = [];
   let pos = 0;
   const add = (b: Uint8Array): [number, number, number] => {
@@ -23,10 +33,10 @@ function record(corrupt = false): {bytes: Uint8Array; header: Record<string, unk
   const codes = (h: number) => Uint8Array.from({length: 9}, (_, i) => (h * 9 + i) * 7 % 256);
   const f16 = (vals: number[]) => new Uint8Array(Uint16Array.from(vals.map((v) => (v ? 0x3c00 : 0))).buffer);
   const table = {
-    attention: [[add(deflateSync(codes(0))), add(deflateSync(codes(1)))]],
+    attention: [[add(await zlib(codes(0))), add(await zlib(codes(1)))]],
     queries: [[add(f16([1, 0, 0, 1, 1, 1])), add(f16([0, 0, 0, 0, 0, 0]))]],
     keys: [[add(f16([1, 0, 0, 1, 0, 0])), add(f16([1, 1, 1, 1, 1, 1]))]],
-    overview: add(deflateSync(Uint8Array.from({length: 18}, (_, i) => i))),
+    overview: add(await zlib(Uint8Array.from({length: 18}, (_, i) => i))),
   };
   const header = {
     version: 3, tag: 'attention', example: '0', step: 0, wall_time: 1, model: null,
@@ -53,11 +63,11 @@ function record(corrupt = false): {bytes: Uint8Array; header: Record<string, unk
   return {bytes: all, header};
 }
 
-function source(corrupt = false): EmbeddedSource {
-  const {bytes, header} = record(corrupt);
+async function source(corrupt = false): Promise<EmbeddedSource> {
+  const {bytes, header} = await record(corrupt);
   const index: IndexResponse = {version: 1, codec: {name: 'log8', lut: LUT},
     runs: [{run: 'notebook', tags: [{tag: 'attention', examples: [{example: '0', steps: [0], qk_steps: [0], header: header as never}]}]}]};
-  return new EmbeddedSource({index, records: [{...REF, data: Buffer.from(bytes).toString('base64')}]});
+  return new EmbeddedSource({index, records: [{...REF, data: base64(bytes)}]});
 }
 
 describe('stored records in the page', () => {
@@ -65,15 +75,15 @@ describe('stored records in the page', () => {
     expect(crc32c(new TextEncoder().encode('123456789'))).toBe(0xe3069283);
   });
 
-  it('refuses a damaged header', () => {
-    const {bytes} = record();
+  it('refuses a damaged header', async () => {
+    const {bytes} = await record();
     bytes[20] ^= 1;
     expect(() => AssetRecord.parse(bytes)).toThrow(/checksum/);
     expect(() => AssetRecord.parse(bytes.subarray(0, 10))).toThrow(/magic/);
   });
 
   it('serves attention, q/k, overview, header and metrics as the routes do', async () => {
-    const s = source();
+    const s = await source();
     const h = await s.header(REF);
     expect(h.sequences.input).toEqual(['[CLS]', 'a', '[SEP]']);
     expect('chunks' in h).toBe(false);
@@ -101,7 +111,7 @@ describe('stored records in the page', () => {
   });
 
   it('checks every chunk', async () => {
-    await expect(source(true).overview(REF, 'encoder')).rejects.toThrow(/checksum/);
+    await expect((await source(true)).overview(REF, 'encoder')).rejects.toThrow(/checksum/);
   });
 
   it('pools a pyramid level as format.pool_pyramid', () => {
