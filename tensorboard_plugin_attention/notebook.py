@@ -26,7 +26,7 @@ import time
 from typing import Any, Mapping, Optional, Sequence
 
 from . import format as fmt
-from . import summary
+from . import reader, summary
 from .metadata import FORMAT_VERSION
 
 __all__ = ["head_view", "model_view", "neuron_view", "show", "AttentionPage", "export_page"]
@@ -404,31 +404,6 @@ def _run_model(model: Any, tokenizer: Any, sentence_a: str, sentence_b: Optional
 
 
 # ----------------------------------------------------------------------------------------- from a logdir
-def _logdir_index(logdir: Optional[str], logdir_spec: Optional[str]) -> tuple:
-    """(run -> RunIndex, RecordStore) of a logdir, as ``read_attention`` opens it (the plugin's reading path)."""
-    from tensorboard import context
-    from tensorboard.backend.event_processing import data_ingester, data_provider, plugin_event_multiplexer
-
-    from .metadata import PLUGIN_NAME
-    from .reader import IndexCache, RecordStore, RunDirs
-
-    if (logdir is None) == (logdir_spec is None):
-        raise ValueError("pass either logdir or logdir_spec")
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={PLUGIN_NAME: 0})
-    if logdir is not None:
-        logdir = str(logdir)
-        if "://" not in logdir and not os.path.isdir(logdir):
-            raise ValueError(f"logdir {logdir!r} is not a directory")
-        multiplexer.AddRunsFromDirectory(logdir)
-    else:
-        for path, name in data_ingester._parse_event_files_spec(logdir_spec).items():
-            multiplexer.AddRunsFromDirectory(path, name)
-    multiplexer.Reload()
-    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir or "")
-    store = RecordStore(RunDirs(logdir or "", multiplexer), cache_bytes=0)
-    return IndexCache(provider).get(context.RequestContext()), store
-
-
 def _record_bytes(store: Any, entry: Any) -> bytes:
     """The whole stored record of an index entry (frame, header, chunks), checked against the entry."""
     rec = store.record(entry)
@@ -454,7 +429,7 @@ def export_page(logdir: Optional[str] = None, *, logdir_spec: Optional[str] = No
     latest) in ``view``. The stored bytes are embedded as they are; ``ValueError`` when nothing matches or the
     page would exceed ``max_bytes`` of records."""
     _check_common("return", display_mode)
-    runs, store = _logdir_index(logdir, logdir_spec)
+    runs, store = reader.open_logdir(logdir, logdir_spec)
     picked = []
     for r in sorted(runs):
         if run is not None and r != run:

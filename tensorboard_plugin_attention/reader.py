@@ -6,6 +6,7 @@ The plugin backend and ``read_attention`` (for notebooks and scripts) share ever
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -581,6 +582,31 @@ def _decode(store: RecordStore, entry: IndexEntry, with_qk: bool, rows: Optional
     return ex
 
 
+def open_logdir(logdir: Optional[str] = None, logdir_spec: Optional[str] = None,
+                cache_bytes: int = 0) -> tuple[dict, "RecordStore"]:
+    """``(run -> RunIndex, RecordStore)`` of a logdir (or a ``--logdir_spec``) read as TensorBoard's Python
+    loader reads it, through the plugin's own index and record checks: what ``read_attention`` and the
+    notebook views read from."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_ingester, data_provider, plugin_event_multiplexer
+
+    if (logdir is None) == (logdir_spec is None):
+        raise ValueError("pass either logdir or logdir_spec")
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={PLUGIN_NAME: 0})
+    if logdir is not None:
+        logdir = str(logdir)
+        if "://" not in logdir and not os.path.isdir(logdir):
+            raise ValueError(f"logdir {logdir!r} is not a directory")
+        multiplexer.AddRunsFromDirectory(logdir)
+    else:  # as TensorBoard reads --logdir_spec (its own parser)
+        for path, name in data_ingester._parse_event_files_spec(logdir_spec).items():
+            multiplexer.AddRunsFromDirectory(path, name)
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir or "")
+    store = RecordStore(RunDirs(logdir or "", multiplexer), cache_bytes=cache_bytes)
+    return IndexCache(provider).get(context.RequestContext()), store  # the latest write of a step wins
+
+
 def read_attention(
     logdir: Optional[str] = None,
     *,
@@ -624,22 +650,7 @@ def iter_attention(logdir: Optional[str] = None, *, logdir_spec: Optional[str] =
                    queries_keys: bool = True, rows: Optional[tuple] = None, cols: Optional[tuple] = None,
                    strict: bool = False) -> Iterator[AttentionExample]:
     """Like :func:`read_attention`, one example at a time."""
-    from tensorboard import context
-    from tensorboard.backend.event_processing import data_ingester, data_provider, plugin_event_multiplexer
-
-    if (logdir is None) == (logdir_spec is None):
-        raise ValueError("pass either logdir or logdir_spec")
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={PLUGIN_NAME: 0})
-    if logdir is not None:
-        logdir = str(logdir)
-        multiplexer.AddRunsFromDirectory(logdir)
-    else:  # as TensorBoard reads --logdir_spec (its own parser)
-        for path, name in data_ingester._parse_event_files_spec(logdir_spec).items():
-            multiplexer.AddRunsFromDirectory(path, name)
-    multiplexer.Reload()
-    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir or "")
-    store = RecordStore(RunDirs(logdir or "", multiplexer), cache_bytes=0)
-    runs = IndexCache(provider).get(context.RequestContext())  # the plugin's index: the latest write wins
+    runs, store = open_logdir(logdir, logdir_spec)
     for r in sorted(runs):
         if run is not None and r != run:
             continue
