@@ -1,7 +1,7 @@
 """The Attention tab in headless Chromium against a real ``tensorboard`` process: one command, a markdown table.
 
     .venv/bin/python bench/bench_browser.py [--repeats 3] [--hovers 50] [--no-2048] [--probe-line-width]
-    .venv/bin/python bench/bench_browser.py --long [--hovers 40] [--keep DIR]   # long context (issue 12)
+    .venv/bin/python bench/bench_browser.py --long [--hovers 40] [--keep DIR] [--cpu-throttle 4]   # long context (issue 12)
 
 What it measures, in TensorBoard's own page (``/#attention``; the tab is TensorBoard's same-origin iframe
 ``data/plugin_entry.html?name=attention``), viewport 1300 x 900, ``--disable-gpu`` (software raster):
@@ -576,14 +576,21 @@ LONG_HELPERS = r"""
     sel.dispatchEvent(new w.Event('change', {bubbles: true}));
     await ab.waitFor(w, () => root.dataset.state === 'ready' && mv(w) && mv(w).dataset.q === String(n) && mv(w).dataset.renderMs, timeoutMs);
     await ab.painted(w);
-    return {ms: w.performance.now() - t0, renderMs: +mv(w).dataset.renderMs, source: mv(w).dataset.source, fetched: ab.fetched(w, t0)};
+    return {ms: w.performance.now() - t0, renderMs: +mv(w).dataset.renderMs, source: mv(w).dataset.source, fetched: ab.fetched(w, t0),
+            plot: `${mv(w).dataset.width} × ${mv(w).dataset.height}`};
   };
   const plotPoint = (w, fx, fy) => {
     const m = mv(w), c = m.querySelector('[data-testid=matrix-canvas]'), r = c.getBoundingClientRect();
     return {top: c.lastElementChild, x: r.left + +m.dataset.left + fx * +m.dataset.width, y: r.top + +m.dataset.top + fy * +m.dataset.height};
   };
+  // let the view come to rest (a re-render it defers until a gesture rests, rows / tiles in flight) before
+  // timing the next kind of event, so one kind's frames do not pay for the previous kind's deferred work
+  ab.rest = async (w) => { await new Promise((r) => w.setTimeout(r, 400)); await ab.painted(w); };
+  // the view's own drawing time of the frame just produced (data-frame-ms; older bundles: data-render-ms)
+  const drawMs = (w) => +(mv(w).dataset.frameMs ?? mv(w).dataset.renderMs);
   ab.zooms = async (count) => {
     const w = ab.win(), out = [];
+    await ab.rest(w);
     for (let k = 0; k < count; k++) {
       const p = plotPoint(w, 0.3 + 0.4 * ((k * 0.618) % 1), 0.3 + 0.4 * ((k * 0.382) % 1));
       const dy = k < count / 2 ? -240 : 240;  // in, then out
@@ -591,12 +598,13 @@ LONG_HELPERS = r"""
       const t0 = w.performance.now();
       p.top.dispatchEvent(new w.WheelEvent('wheel', {clientX: p.x, clientY: p.y, deltaY: dy, bubbles: true, cancelable: true}));
       await ab.painted(w);
-      out.push({frameMs: w.performance.now() - t0, renderMs: +mv(w).dataset.renderMs, source: mv(w).dataset.source});
+      out.push({frameMs: w.performance.now() - t0, renderMs: +mv(w).dataset.renderMs, source: mv(w).dataset.source, drawMs: drawMs(w), span: +mv(w).dataset.x1 - +mv(w).dataset.x0});
     }
     return out;
   };
   ab.pans = async (count) => {
     const w = ab.win(), out = [];
+    await ab.rest(w);
     const p = plotPoint(w, 0.5, 0.5);
     p.top.dispatchEvent(new w.MouseEvent('mousedown', {clientX: p.x, clientY: p.y, button: 0, buttons: 1, bubbles: true}));
     for (let k = 1; k <= count; k++) {
@@ -605,20 +613,33 @@ LONG_HELPERS = r"""
       const dx = 40 * Math.sin(k / 3), dy = 40 * Math.cos(k / 4);
       p.top.dispatchEvent(new w.MouseEvent('mousemove', {clientX: p.x + dx, clientY: p.y + dy, buttons: 1, bubbles: true}));
       await ab.painted(w);
-      out.push({frameMs: w.performance.now() - t0});
+      out.push({frameMs: w.performance.now() - t0, drawMs: drawMs(w)});
     }
     w.dispatchEvent(new w.MouseEvent('mouseup', {clientX: p.x, clientY: p.y, bubbles: true}));
     return out;
   };
   ab.matrixHovers = async (count) => {
     const w = ab.win(), out = [];
+    await ab.rest(w);
     for (let k = 0; k < count; k++) {
       const p = plotPoint(w, (k * 0.618) % 1, (k * 0.382 + 0.1) % 1);
       await ab.painted(w);
       const t0 = w.performance.now();
       p.top.dispatchEvent(new w.MouseEvent('mousemove', {clientX: p.x, clientY: p.y, bubbles: true}));
       await ab.painted(w);
-      out.push({frameMs: w.performance.now() - t0, ok: !!mv(w).dataset.hover});
+      out.push({frameMs: w.performance.now() - t0, ok: !!mv(w).dataset.hover, appMs: +mv(w).dataset.hoverMs});
+    }
+    return out;
+  };
+  // the metric's floor: the same wait with no event at all (the next frame after a frame, in this browser)
+  ab.idleFrames = async (count) => {
+    const w = ab.win(), out = [];
+    await ab.rest(w);
+    for (let k = 0; k < count; k++) {
+      await ab.painted(w);
+      const t0 = w.performance.now();
+      await ab.painted(w);
+      out.push({frameMs: w.performance.now() - t0});
     }
     return out;
   };
@@ -654,22 +675,33 @@ def long_main(args) -> None:
             info = machine_info(browser.version)
             tab = Tab(browser, tb.url, "00-start", hash_extra="&p.attention.run=long&p.attention.view=matrix")
             tab.page.evaluate(LONG_HELPERS)
-            print(f"# tab open {tab.open_s:.1f} s", flush=True)
+            if args.cpu_throttle > 1:
+                # Chromium's own CPU slowdown (DevTools' "CPU throttling") of the tab's renderer, iframe included:
+                # a slower or loaded machine, reproducibly; frame timing (vsync) is not slowed
+                tab.page.context.new_cdp_session(tab.page).send("Emulation.setCPUThrottlingRate", {"rate": args.cpu_throttle})
+            print(f"# tab open {tab.open_s:.1f} s; CPU throttle {args.cpu_throttle:g}x", flush=True)
             for n in (8192, 32768):
                 paint = tab.page.evaluate("([e, n, t]) => window.__ab.selectMatrix(e, n, t)", [str(n), n, tab.timeout_ms])
                 zooms = tab.page.evaluate("(c) => window.__ab.zooms(c)", args.hovers)
                 tab.page.evaluate("() => window.__ab.reset()")
                 pans = tab.page.evaluate("(c) => window.__ab.pans(c)", args.hovers)
                 hovers = tab.page.evaluate("(c) => window.__ab.matrixHovers(c)", args.hovers)
+                idle = [x["frameMs"] for x in tab.page.evaluate("(c) => window.__ab.idleFrames(c)", args.hovers)]
                 z = [x["frameMs"] for x in zooms]
                 pn = [x["frameMs"] for x in pans]
                 hv = [x["frameMs"] for x in hovers]
-                row = {"n": n, "paint": paint, "zoom": z, "pan": pn, "hover": hv,
+                zd = [x["drawMs"] for x in zooms]
+                print(f"  matrix {n}: zooms spanned {min(x['span'] for x in zooms):.0f} to {max(x['span'] for x in zooms):.0f} keys; "
+                      f"drawing per zoom frame (first 12) {' '.join('%.1f' % d for d in zd[:12])} ms", flush=True)
+                pd = [x["drawMs"] for x in pans]
+                row = {"n": n, "zoom_draw": zd, "pan_draw": pd, "paint": paint, "zoom": z, "pan": pn, "hover": hv, "idle": idle,
                        "exact_zooms": sum(x["source"] == "exact" for x in zooms)}
                 rows.append(row)
-                print(f"  matrix {n}: paint {paint['ms']:.0f} ms ({paint['source']}, render {paint['renderMs']:.0f} ms), "
+                print(f"  matrix {n}: paint {paint['ms']:.0f} ms ({paint['source']}, plot {paint['plot']} px, render {paint['renderMs']:.0f} ms), "
                       f"fetched {fmt_bytes(paint['fetched']['transfer'])}; zoom p95 {pct(z, 95):.1f} ms, "
-                      f"pan p95 {pct(pn, 95):.1f} ms, hover p95 {pct(hv, 95):.1f} ms", flush=True)
+                      f"pan p95 {pct(pn, 95):.1f} ms (the view's drawing p95: zoom {pct(zd, 95):.1f}, pan {pct(pd, 95):.1f} ms), hover p95 {pct(hv, 95):.1f} ms (p50 {pct(hv, 50):.1f}; "
+                      f"handler p95 {pct([x['appMs'] for x in hovers], 95):.1f} ms); no event: p50 {pct(idle, 50):.1f} / "
+                      f"p95 {pct(idle, 95):.1f} ms", flush=True)
             # the head view at 8192: first paint, hovers
             tab.page.evaluate("() => { const d = window.__ab.win().document; const s = d.querySelector('[data-testid=example-select]');"
                               " s.value = '8192'; s.dispatchEvent(new Event('change', {bubbles: true})); }")
@@ -691,11 +723,11 @@ def long_main(args) -> None:
         return "✓" if v <= t else f"✗ ({v / t:.1f}x)"
 
     print()
-    print(f"Machine: {info}. Whole bench {time.perf_counter() - t_start:.0f} s; {args.hovers} zooms / pans / hovers "
+    print(f"Machine: {info}; CPU throttle {args.cpu_throttle:g}x. Whole bench {time.perf_counter() - t_start:.0f} s; {args.hovers} zooms / pans / hovers "
           "each, every one timed from the event to the next produced frame.")
     print()
-    print("| view | tokens | first paint | fetched | zoom p95 | pan p95 | hover p95 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| view | tokens | first paint | fetched | zoom p95 | pan p95 | hover p95 | no event (floor) p50 / p95 |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         n = r["n"]
         b = r["paint"]["fetched"]["transfer"]
@@ -703,9 +735,9 @@ def long_main(args) -> None:
         print(f"| matrix | {n} | {r['paint']['ms']:.0f} ms {ok(r['paint']['ms'], LONG_TARGETS[('matrix_paint', n)])} | "
               f"{fmt_bytes(b)}{bytes_ok} | {pct(r['zoom'], 95):.1f} ms {ok(pct(r['zoom'], 95), 33)} | "
               f"{pct(r['pan'], 95):.1f} ms {ok(pct(r['pan'], 95), 33)} | {pct(r['hover'], 95):.1f} ms "
-              f"{ok(pct(r['hover'], 95), 16)} |")
+              f"{ok(pct(r['hover'], 95), 16)} | {pct(r['idle'], 50):.1f} / {pct(r['idle'], 95):.1f} ms |")
     print(f"| head | 8192 | {head['ms']:.0f} ms {ok(head['ms'], 1000)} ({lines} lines at rest) | "
-          f"{fmt_bytes(head['fetched']['transfer'])} | | | {pct(head_hovers, 95):.1f} ms {ok(pct(head_hovers, 95), 16)} |")
+          f"{fmt_bytes(head['fetched']['transfer'])} | | | {pct(head_hovers, 95):.1f} ms {ok(pct(head_hovers, 95), 16)} | |")
     if errors:
         print("page errors:", errors)
 
@@ -716,6 +748,8 @@ if __name__ == "__main__":
         ap.add_argument("--long", action="store_true")
         ap.add_argument("--hovers", type=int, default=40)
         ap.add_argument("--keep", help="write the logdir here and keep it (an existing one is measured again)")
+        ap.add_argument("--cpu-throttle", type=float, default=1,
+                        help="slow the tab's CPU this many times (Chromium's Emulation.setCPUThrottlingRate; 1: off)")
         long_main(ap.parse_args())
     else:
         main()
