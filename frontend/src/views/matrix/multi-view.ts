@@ -206,6 +206,7 @@ export class MatrixMultiView implements ViewBase {
     const ctx = this.stack.ctx(0);
     ctx.fillStyle = this.theme.bg;
     ctx.fillRect(0, 0, L.width, L.height);
+    ctx.imageSmoothingEnabled = false; // crisp cells on a high-dpi screen
     rs.forEach((r, n) => {
       const c = this.caches[n].store(r.pixels, L.side, L.side, this.v);
       if (c) ctx.drawImage(c, L.cells[n].x, L.cells[n].y, L.side, L.side);
