@@ -127,27 +127,37 @@ def summarize(
     rows_per_chunk = max(1, min(n, chunk_bytes // (4 * 3 * heads * m)))
     pyramid = torch.zeros(heads, bq, bk, dtype=torch.float32, device=device)
     lse_out = np.empty((heads, n), np.float32)
-    top_i = np.empty((heads, n, topk), np.uint32)
-    top_v = np.empty((heads, n, topk), np.float32)
+    top_i = np.zeros((heads, n, topk), np.uint32)
+    top_v = np.zeros((heads, n, topk), np.float32)
     sums = {name: np.zeros((heads, n)) for name in ("entropy", "sink", "distance", "prev_token", "induction")}
     repeated = np.zeros(n, dtype=bool)
     out = None if v is None else torch.empty(heads, n, v.shape[-1], dtype=v.dtype, device=device)
+    width = m // bk if m % bk == 0 else 0  # keys per pyramid bin, when the bins are equal
 
     kf = k.float()
     qs = q.float() * scaling  # scaling folded into the queries: s = qs . k
     for r0 in range(0, n, rows_per_chunk):
         r1 = min(n, r0 + rows_per_chunk)
         r = r1 - r0
+        # Only the keys some row of the chunk can see: up to the last row's diagonal (causal), from the first
+        # row's window start (sliding window); widened to whole pyramid bins. Causal layers do half the work.
+        c0 = max(0, r0 + offset - sliding_window + 1) if sliding_window else 0
+        c1 = min(m, r1 + offset) if causal else m
+        if width:
+            c0, c1 = c0 // width * width, min(m, -(-c1 // width) * width)
+        c1 = max(c1, min(m, c0 + 1))
+        mc = c1 - c0
+        cs = cols[c0:c1]
         qc = qs[:, r0:r1].reshape(kv_heads, group * r, d)  # heads of a key group are consecutive
-        s = torch.bmm(qc, kt).reshape(heads, r, m)
+        s = torch.bmm(qc, kt[:, :, c0:c1]).reshape(heads, r, mc)
         if softcap:
             s.div_(softcap).tanh_().mul_(softcap)
         rows = torch.arange(r0, r1, device=device) + offset  # key index of the diagonal, per row
         allowed = None
         if causal:
-            allowed = cols[None, :] <= rows[:, None]
+            allowed = cs[None, :] <= rows[:, None]
         if sliding_window:
-            near = rows[:, None] - cols[None, :] < sliding_window
+            near = rows[:, None] - cs[None, :] < sliding_window
             allowed = near if allowed is None else allowed & near
         if allowed is not None:
             s.masked_fill_(~allowed, float("-inf"))
@@ -159,50 +169,61 @@ def summarize(
         z = e.sum(dim=-1, keepdim=True)  # (heads, r, 1)
         lse = (peak + z.log()).squeeze(-1)  # (heads, r)
         zr = z.squeeze(-1)  # (heads, r)
-        eg = e.reshape(kv_heads, group * r, m)
+        eg = e.reshape(kv_heads, group * r, mc)
         if out is not None:
-            out[:, r0:r1] = (torch.bmm(eg.to(vf.dtype), vf).reshape(heads, r, -1) / z).to(vf.dtype)
-        if m % bk == 0:  # equal bins
-            pooled = e.reshape(heads, r, bk, m // bk).sum(-1)
+            out[:, r0:r1] = (torch.bmm(eg.to(vf.dtype), vf[:, c0:c1]).reshape(heads, r, -1) / z).to(vf.dtype)
+        if width:  # equal bins, and the chunk's keys are whole bins
+            pooled = e.reshape(heads, r, mc // width, width).sum(-1)
+            pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], pooled.div_(z))
         else:
-            pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin, e)
-        pyramid.index_add_(1, qbin[r0:r1], pooled.div_(z))
-        tv, ti = torch.topk(e, topk, dim=-1)
+            pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin[c0:c1], e)
+            pyramid.index_add_(1, qbin[r0:r1], pooled.div_(z))
+        kk = min(topk, mc)
+        tv, ti = torch.topk(e, kk, dim=-1)
         lse_out[:, r0:r1] = lse.cpu().numpy()
-        top_v[:, r0:r1] = (tv / z).cpu().numpy()
-        top_i[:, r0:r1] = ti.to(torch.int64).cpu().numpy().astype(np.uint32)
+        top_v[:, r0:r1, :kk] = (tv / z).cpu().numpy()
+        top_i[:, r0:r1, :kk] = (ti.to(torch.int64) + c0).cpu().numpy().astype(np.uint32)
         # per-row sums for the metrics (metrics.row_sums, on the device)
         if softcap:
             p = e / z
             entropy = -torch.special.xlogy(p, p).sum(-1)
             del p
         else:  # -sum p log p = lse - sum_j p_ij s_ij, and sum_j p_ij s_ij = qs_i . (e @ k)_i / z_i: a small product
-            ps = (qc * torch.bmm(eg, kf)).sum(-1).reshape(heads, r) / zr
+            ps = (qc * torch.bmm(eg, kf[:, c0:c1])).sum(-1).reshape(heads, r) / zr
             entropy = lse - ps
         sums["entropy"][:, r0:r1] = entropy.double().cpu().numpy()
-        sums["sink"][:, r0:r1] = (e[:, :, 0] / zr).double().cpu().numpy()
+        if c0 == 0:
+            sums["sink"][:, r0:r1] = (e[:, :, 0] / zr).double().cpu().numpy()
         i_tok = torch.arange(r0, r1, device=device)
         if square:
             if causal:  # every visible key is at or before the row: sum_j p_ij (i - j) = i - sum_j p_ij j
-                expected_key = torch.bmm(eg, cols.float()[None, :, None].expand(kv_heads, m, 1)).reshape(heads, r)
+                expected_key = torch.bmm(eg, cs.float()[None, :, None].expand(kv_heads, mc, 1)).reshape(heads, r)
                 distance = i_tok.float()[None, :] - expected_key / zr
             else:
-                distance = torch.einsum("hrm,rm->hr", e, (i_tok[:, None] - cols[None, :]).abs().float()) / zr
+                distance = torch.einsum("hrm,rm->hr", e, (i_tok[:, None] - cs[None, :]).abs().float()) / zr
             sums["distance"][:, r0:r1] = distance.double().cpu().numpy()
-            has_prev = i_tok >= 1
+            has_prev = (i_tok >= 1) & (i_tok - 1 >= c0) & (i_tok - 1 < c1)
             prev = torch.zeros(heads, r, device=device)
             idx = torch.nonzero(has_prev).flatten()
             if idx.numel():
-                prev[:, idx] = e[:, idx, i_tok[idx] - 1]
+                prev[:, idx] = e[:, idx, i_tok[idx] - 1 - c0]
             sums["prev_token"][:, r0:r1] = (prev / zr).double().cpu().numpy()
             if codes is not None:
-                same = (codes[r0:r1][:, None] == codes[None, : m - 1]) & (cols[None, : m - 1] < i_tok[:, None])
-                targets = torch.zeros(r, m, dtype=torch.float32, device=device)
-                targets[:, 1:] = same
+                i_codes = codes[r0:r1]
+                # targets [i, j]: token j - 1 equals token i and j - 1 < i (j in c0..c1)
+                prev_cols = cs - 1
+                valid = prev_cols >= 0
+                same = (i_codes[:, None] == codes[prev_cols.clamp(min=0)][None, :]) & valid[None, :] \
+                    & (prev_cols[None, :] < i_tok[:, None])
+                targets = same.float()
                 sums["induction"][:, r0:r1] = (torch.einsum("hrm,rm->hr", e, targets) / zr).double().cpu().numpy()
-                repeated[r0:r1] = (targets > 0).any(-1).cpu().numpy()
         del e, eg
 
+    if codes is not None:  # a row counts for induction when its token occurred before it (seen or not)
+        host = codes.cpu().numpy()
+        first = np.full(int(host.max()) + 1, n)
+        np.minimum.at(first, host, np.arange(n))
+        repeated = first[host] < np.arange(n)
     counts = torch.bincount(qbin, minlength=bq).float()
     pyramid = (pyramid / counts[None, :, None]).cpu().numpy()
     metrics = metrics_mod.metrics_from_rows(dict(sums, repeated=repeated, has_tokens=codes is not None), n, m,

@@ -291,6 +291,9 @@ class _LongFromQK:
 
         out = []
         for q, k, facts in self.layers:
+            if token_ids is not None and len(token_ids) != q.shape[1]:
+                raise ValueError(f"queries have {q.shape[1]} positions but there are {len(token_ids)} tokens: pass one "
+                                 "token per position")
             scaling = facts.get("scaling") or 1.0 / math.sqrt(q.shape[-1])
             out.append(long_layers.summarize_numpy(
                 q, k, scaling=scaling, causal=facts["causal"], sliding_window=facts.get("sliding_window"),
