@@ -97,6 +97,41 @@ def write_attention_run(logdir: str, *, steps: Iterable[int] = (0,), examples: S
     return out
 
 
+# ------------------------------------------------------------------------------------------- browser
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium through playwright, once per test module; fails (never skips) when it is missing."""
+    from browser_util import chromium_path, launch
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:  # pragma: no cover - the [test] extra installs it
+        pytest.fail(f"playwright is missing (pip install -e '.[test]'): {e}")
+    if chromium_path() is None:
+        pytest.fail("chromium not found at /usr/bin/chromium: `make test` installs it (apt-get install -y "
+                    "chromium); or point $CHROMIUM at a chromium binary")
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh light-theme page and its ``PageWatch`` (checked at the end of every test); a test module may set
+    ``VIEWPORT = (width, height)``."""
+    from browser_util import PageWatch
+
+    width, height = getattr(request.module, "VIEWPORT", (1400, 900))
+    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme="light",
+                                  service_workers="block")
+    watch = PageWatch()
+    pg = watch.attach(context.new_page())
+    pg.set_default_timeout(60_000)
+    yield pg, watch
+    context.close()
+
+
 def write_index_record(run_dir, tag: str, example: str, step: int, payload: bytes,
                        metadata_content: Optional[bytes] = None) -> None:
     """One crafted index record (``payload`` as the event's string tensor) in a new event file of ``run_dir``:

@@ -22,8 +22,8 @@ import sys
 import numpy as np
 import pytest
 
-from browser_util import (ROOT, PageWatch, canvas_digest, chromium_path, dataset, hover_token, launch, open_tab,
-                          plugin_frame, wait_attr, wait_idle, wait_ready)
+from browser_util import (ROOT, canvas_digest, dataset, hover_token, open_tab, plugin_frame, wait_attr, wait_idle,
+                          wait_ready)
 from conftest import TensorBoardProcess
 
 pytestmark = pytest.mark.browser
@@ -44,21 +44,6 @@ def step_label(i: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:  # pragma: no cover - [test] extra installs it
-        pytest.fail(f"playwright is missing (pip install -e '.[test]'): {e}")
-    if chromium_path() is None:
-        pytest.fail("chromium not found at /usr/bin/chromium: `make test` installs it (apt-get install -y "
-                    "chromium); or point $CHROMIUM at a chromium binary")
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
 @pytest.fixture(scope="module")
 def logdir(minilm_training_logs, tmp_path_factory) -> str:
     """The MiniLM run ``minilm``, plus ``xss``: one small example whose name and a token are HTML."""
@@ -109,18 +94,6 @@ def servers(logdir):
     yield get
     for tb in started.values():
         tb.stop()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh light-theme page and its ``PageWatch`` (checked at the end of every test)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light",
-                                  service_workers="block")
-    watch = PageWatch()
-    pg = watch.attach(context.new_page())
-    pg.set_default_timeout(60_000)
-    yield pg, watch
-    context.close()
 
 
 def digest_changed(frame, selector: str, before: dict, what: str, timeout: float = 20_000) -> dict:

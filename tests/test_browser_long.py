@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import pytest
 
-from browser_util import PageWatch, canvas_digest, chromium_path, dataset, launch, open_tab, wait_attr, wait_idle
+from browser_util import canvas_digest, dataset, open_tab, wait_attr, wait_idle
 from conftest import TensorBoardProcess
 
 pytestmark = pytest.mark.browser
@@ -94,27 +94,7 @@ def lut(tb) -> np.ndarray:
     return np.asarray(tb.plugin("index").json()["codec"]["lut"], np.float32)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if chromium_path() is None:
-        pytest.fail("chromium not found at /usr/bin/chromium (`make test` installs it)")
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1300, "height": 1000}, color_scheme="light",
-                                  service_workers="block")
-    watch = PageWatch()
-    pg = watch.attach(context.new_page())
-    pg.set_default_timeout(60_000)
-    yield pg, watch
-    context.close()
+VIEWPORT = (1300, 1000)
 
 
 def window(tb, lut, rows, cols, step=0, head=0, example="0") -> np.ndarray:

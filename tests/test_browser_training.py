@@ -28,7 +28,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from browser_util import ROOT, PageWatch, canvas_digest, chromium_path, dataset, launch, open_tab, wait_attr, wait_idle
+from browser_util import ROOT, canvas_digest, dataset, open_tab, wait_attr, wait_idle
 from conftest import TensorBoardProcess, softmax_attention
 
 pytestmark = pytest.mark.browser
@@ -85,20 +85,6 @@ print(json.dumps(train_induction(sys.argv[1], **json.loads(sys.argv[2]))))
 
 
 # -------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:  # pragma: no cover - [test] extra installs it
-        pytest.fail(f"playwright is missing (pip install -e '.[test]'): {e}")
-    if chromium_path() is None:
-        pytest.fail("chromium not found at /usr/bin/chromium (apt-get install -y chromium; or set $CHROMIUM)")
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
 def listed(tb: TensorBoardProcess, ref: dict):
     """The /index entry of (run, tag, example), or None while TensorBoard has not loaded it."""
     for r in tb.plugin("index").json()["runs"]:
@@ -149,18 +135,6 @@ def induction(trainer, server) -> list:
     server.wait_for(lambda: (listed(server, INDUCTION) or {}).get("steps") == steps, timeout=90,
                     what=f"/index to list steps {steps} of {INDUCTION}")
     return steps
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh light-theme page and its ``PageWatch`` (checked at the end of every test)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light",
-                                  service_workers="block")
-    watch = PageWatch()
-    pg = watch.attach(context.new_page())
-    pg.set_default_timeout(60_000)
-    yield pg, watch
-    context.close()
 
 
 # ----------------------------------------------------------------------------------------------- helpers

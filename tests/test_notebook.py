@@ -24,7 +24,7 @@ from tensorboard_plugin_attention import format as fmt
 from tensorboard_plugin_attention import notebook as nb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from browser_util import PageWatch, canvas_digest, chromium_path, dataset, hover_token, launch  # noqa: E402
+from browser_util import PageWatch, canvas_digest, dataset, hover_token  # noqa: E402
 from conftest import softmax_attention  # noqa: E402
 
 READY = '[data-testid="attention-root"][data-state="ready"]'
@@ -173,18 +173,6 @@ def test_export_errors(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- browser
-@pytest.fixture(scope="module")
-def browser():
-    if chromium_path() is None:
-        pytest.skip("chromium not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
 def frames_of(page, count: int, timeout: float = 60_000) -> list:
     """The content frames of the page's notebook outputs (iframe srcdoc), each waited until ready."""
     page.wait_for_function(f"() => document.querySelectorAll('iframe').length === {count}", timeout=timeout)
