@@ -354,17 +354,30 @@ def test_logdir_spec_serves_every_view(tensorboard, tmp_path):
 # ------------------------------------------------------------------------------- long context (issue 11)
 @pytest.fixture(scope="module")
 def long_logs(tmp_path_factory):
-    """One 16384-token causal layer (2 heads sharing one key head) logged from q/k: a long layer."""
-    from tensorboard_plugin_attention import AttentionWriter
+    """One 16384-token causal layer (2 heads sharing one key head) logged from q/k: a long layer. Written in a
+    subprocess under a 4 GB address-space cap (a regression that allocated n x n would fail cleanly)."""
+    import subprocess
+    import sys
 
     root = tmp_path_factory.mktemp("long16k")
-    rng = np.random.default_rng(0)
-    n, d = 16384, 16
-    q = rng.normal(size=(2, n, d)).astype(np.float16)
-    k = rng.normal(size=(1, n, d)).astype(np.float16)
-    with AttentionWriter(str(root / "long")) as w:
-        w.add_attention("ctx", None, [f"w{i % 97}" for i in range(n)], 7, queries=[q], keys=[k], kind="decoder")
+    out = subprocess.run([sys.executable, "-c", _WRITE_16K, str(root / "long")], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
     return root
+
+
+_WRITE_16K = r'''
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, resource.RLIM_INFINITY))
+import numpy as np
+from tensorboard_plugin_attention import AttentionWriter
+rng = np.random.default_rng(0)
+n, d = 16384, 16
+q = rng.normal(size=(2, n, d)).astype(np.float16)
+k = rng.normal(size=(1, n, d)).astype(np.float16)
+with AttentionWriter(sys.argv[1]) as w:
+    w.add_attention("ctx", None, [f"w{i % 97}" for i in range(n)], 7, queries=[q], keys=[k], kind="decoder")
+'''
 
 
 @pytest.mark.parametrize("load_fast", LOADERS)
