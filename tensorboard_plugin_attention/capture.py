@@ -103,6 +103,7 @@ __all__ = [
     "ExampleAttention",
     "LayerArrays",
     "LayerRecord",
+    "UnsupportedParallelismError",
     "capture_attention",
 ]
 
@@ -137,6 +138,10 @@ class LayerRecord:
     module_name: str
     long: list | None = None  # above the dense limit: one format.LongLayer per example (padding trimmed)
     shape: tuple = ()  # (batch, heads, q_len, k_len) of the layer call
+    # Where this call sits in the whole model, for records made of several processes' pieces (distributed.py):
+    layer_id: int | None = None  # the model's layer index (module.layer_idx, else the name's first number)
+    head_offset: int = 0  # the model's id of this call's first head (tensor parallel: this rank's slice)
+    total_heads: int | None = None  # heads of the whole layer (None: this call holds them all)
 
     def info(self) -> dict[str, Any]:
         """The per-layer metadata as a plain dict (keys as in ``LayerArrays.info``)."""
@@ -422,6 +427,7 @@ def _capture_attention_forward(
     captures = _ACTIVE.get(id(module))
     if not captures or _in_backward():
         return eager(module, query, key, value, attention_mask, *args, **kwargs)
+    _refuse_sharded_sequence(module, query, key)
 
     dropout = kwargs.get("dropout", args[1] if len(args) > 1 else 0.0)
     q_len, k_len = query.shape[2], key.shape[2]
@@ -459,13 +465,15 @@ def _capture_attention_forward(
         queries = query.detach().float().cpu()
         keys = _expand_kv(key.detach(), query.shape[1]).float().cpu()
     for cap in captures:
+        name = cap._names.get(id(module), "")
         cap._add(
             kind,
             attention=attention,
             queries=queries if cap.queries_keys else None,
             keys=keys if cap.queries_keys else None,
-            module_name=cap._names.get(id(module), ""),
+            module_name=name,
             **fields,
+            **_placement(module, name, query.shape[1]),
         )
     return out
 
@@ -527,8 +535,95 @@ def _capture_long(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
         mine = [fmt.LongLayer(**{**l.__dict__, "info": dict(l.info, module_name=name)}) for l in mine]
         cap._add(kind, attention=None, queries=None, keys=None, module_name=name, scaling=scaling, causal=causal,
                  position_bias=False, softcap=softcap, sliding_window=window, long=mine,
-                 shape=(batch, heads, n, m))
+                 shape=(batch, heads, n, m), **_placement(module, name, heads))
     return out, None
+
+
+# ------------------------------------------------------------------ placement in a distributed model
+
+_LAYER_NUMBER = re.compile(r"(?:^|\.)(\d+)(?=\.|$)")  # the first numbered part of a name: model.layers.3.attn
+_HEAD_COUNT_ATTRS = ("num_heads", "num_attention_heads", "n_heads", "n_head")
+
+
+def _placement(module: nn.Module, name: str, local_heads: int) -> dict[str, Any]:
+    """``layer_id``, ``head_offset`` and ``total_heads`` of one layer call (see ``LayerRecord``).
+
+    A layer sharded by tensor parallelism computes fewer heads than it has: the heads' ids then come from the
+    DTensor placement of its projection weights (transformers' ``tp_plan``, torch's ``parallelize_module``),
+    or, for plain tensors sharded by hand, from the rank in the world (checked when the record is assembled).
+    """
+    layer_id = getattr(module, "layer_idx", None)
+    if not isinstance(layer_id, int) or isinstance(layer_id, bool):
+        numbers = _LAYER_NUMBER.findall(name)
+        layer_id = int(numbers[0]) if numbers else None
+    total = _total_heads(module)
+    if total is None or local_heads >= total:
+        return {"layer_id": layer_id, "head_offset": 0, "total_heads": None}
+    shard = _sharded_rank(module)
+    if shard is None:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return {"layer_id": layer_id, "head_offset": 0, "total_heads": None}  # pruned heads, one process
+        shard = dist.get_rank()
+    return {"layer_id": layer_id, "head_offset": shard * local_heads, "total_heads": total}
+
+
+def _total_heads(module: nn.Module) -> int | None:
+    """The layer's head count as the model defines it (module attribute, else its config)."""
+    for source in (module, getattr(module, "config", None)):
+        for attr in _HEAD_COUNT_ATTRS:
+            value = getattr(source, attr, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def _sharded_rank(module: nn.Module) -> int | None:
+    """This process's index along the mesh dimension that shards the module's output features (Shard(0) of a
+    projection weight), or None when no weight of the module is a sharded DTensor."""
+    try:
+        from torch.distributed.tensor import DTensor, Shard
+    except ImportError:  # pragma: no cover - torch without DTensor
+        return None
+    for param in module.parameters():
+        if isinstance(param, DTensor):
+            for dim, placement in enumerate(param.placements):
+                if isinstance(placement, Shard) and placement.dim == 0:
+                    return int(param.device_mesh.get_local_rank(dim))
+    return None
+
+
+class UnsupportedParallelismError(RuntimeError):
+    """The model is split across processes in a way the capture cannot assemble into a whole record."""
+
+
+def _refuse_sharded_sequence(module: nn.Module, query: torch.Tensor, key: torch.Tensor) -> None:
+    """Refuse context / sequence parallelism: each rank would record its slice of the sequence only."""
+    try:
+        from torch.distributed.tensor import DTensor, Shard
+    except ImportError:  # pragma: no cover
+        return
+    for t in (query, key):
+        if isinstance(t, DTensor) and any(isinstance(p, Shard) and p.dim == 2 for p in t.placements):
+            raise UnsupportedParallelismError(
+                "capture_attention: the attention inputs are sharded along the sequence (context / sequence "
+                "parallelism); capturing them is not supported: run the probes without context parallelism.")
+    if _context_parallel_active():
+        raise UnsupportedParallelismError(
+            "capture_attention: torch's context parallelism (torch.distributed.tensor.experimental."
+            "context_parallel) is active, so each rank holds a slice of the sequence; capturing attention under "
+            "context parallelism is not supported: run the probes outside the context_parallel block.")
+
+
+def _context_parallel_active() -> bool:
+    """Whether torch's context parallelism has replaced scaled_dot_product_attention (its private state, read
+    defensively: a torch without it has no context parallelism to detect)."""
+    cp = sys.modules.get("torch.distributed.tensor.experimental._context_parallel._attention")
+    if cp is None:
+        return False
+    replaced = getattr(cp, "_replaced_functions", {}) or {}
+    return torch.nn.functional.scaled_dot_product_attention in replaced
 
 
 _WARNED: dict = {}

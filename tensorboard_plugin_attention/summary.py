@@ -27,7 +27,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_
 
 from . import format as fmt
 from . import metrics as m
-from . import storage
+from . import ranks, storage
 from .metadata import FORMAT_VERSION, PLUGIN_NAME, create_summary_metadata
 
 logger = logging.getLogger(__name__)
@@ -735,14 +735,17 @@ class AttentionWriter:
     """
 
     def __init__(self, logdir: str, *, background: bool = True, max_pending: int = 4, max_queue: int = 10,
-                 flush_secs: int = 120, filename_suffix: str = ""):
+                 flush_secs: int = 120, filename_suffix: str = "", any_rank: bool = False):
         """Args:
           logdir: the run directory.
           background: encode and write in a background thread, so ``add_attention`` returns once the input
             is validated (errors in input are still raised at the call; I/O errors in the thread at the next
             call, at ``flush()`` or ``close()``, as ``BackgroundWriteError``; every accepted record is still
             attempted). At most ``max_pending`` examples wait; more block the caller.
+          any_rank: allow a writer on a distributed rank other than 0 (for a run directory of its own; by
+            default such a writer raises ``RuntimeError`` before writing anything).
         """
+        ranks.check_writer_rank("AttentionWriter", any_rank)
         self.logdir = str(logdir)
         self._events = storage.event_file_writer(self.logdir, max_queue, flush_secs, filename_suffix)
         self._asset: Optional[storage.AssetFile] = None
@@ -897,6 +900,7 @@ def _sink(writer: Any):
     if isinstance(writer, AttentionWriter):
         return writer
     if hasattr(writer, "_get_file_writer") and (hasattr(writer, "get_logdir") or hasattr(writer, "log_dir")):
+        ranks.check_writer_rank("log_attention through a SummaryWriter")
         return _SummaryWriterAdapter(writer)
     raise ValueError(
         f"writer must be an AttentionWriter or a torch.utils.tensorboard.SummaryWriter, got {type(writer).__name__}"

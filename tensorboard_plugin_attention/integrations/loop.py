@@ -42,7 +42,10 @@ class AttentionLogger:
       queries_keys_every: keep q/k on every N-th logged checkpoint (1: all; 0: never).
       tag, names, max_length, batch_size, model_name, metric_scalars: as for ``AttentionCallback``.
       is_main_process: whether this process writes (default: rank 0 of ``torch.distributed`` if it is
-        initialised, else True). Every process runs the probes: call ``maybe_log`` on all ranks.
+        initialised, else True). Every process runs the probes: call ``maybe_log`` on all ranks; the pieces
+        of a sharded model (tensor / pipeline parallel) become one record on rank 0 (docs/distributed.md).
+      collective_timeout: seconds a rank waits for the others at the probes' exchange before every rank
+        raises ``DistributedCaptureError`` (default 300).
     """
 
     def __init__(
@@ -62,11 +65,13 @@ class AttentionLogger:
         model_name: Optional[str] = None,
         metric_scalars: bool = True,
         is_main_process: Optional[bool] = None,
+        collective_timeout: Optional[float] = None,
     ):
         self.model = model
         self.runner = ProbeRunner(tokenizer, texts, names=names, tag=tag, max_length=max_length,
                                   batch_size=batch_size, model_name=model_name,
-                                  queries_keys_every=queries_keys_every, metric_scalars=metric_scalars)
+                                  queries_keys_every=queries_keys_every, metric_scalars=metric_scalars,
+                                  collective_timeout=collective_timeout)
         self.schedule = Schedule(every_n_steps, steps)
         self.is_main_process = _is_main_process() if is_main_process is None else bool(is_main_process)
         self._own_writer = isinstance(logdir, (str, bytes)) or hasattr(logdir, "__fspath__")

@@ -207,12 +207,19 @@ class ProbeRunner:
         ``log_attention``).
       queries_keys_every: ``log_checkpoint`` keeps queries/keys on every N-th logged checkpoint (the first
         included); 0 or None: never.
+      collective_timeout: with several processes (torch.distributed), seconds a rank waits for the others at
+        the probes' exchange before raising ``DistributedCaptureError`` (default
+        ``distributed.DEFAULT_TIMEOUT_S``).
+
+    With several processes every rank must call ``run`` / ``log`` at the same steps: the probes run on every
+    rank (sharded models need all of them in a forward), the pieces become one record on rank 0
+    (``distributed.complete_forward``), and only rank 0 writes.
     """
 
     def __init__(self, tokenizer: Any, texts: Iterable[ProbeLike], *, names: Optional[Sequence[str]] = None,
                  tag: str = "probes", max_length: int = 128, batch_size: int = 16,
                  model_name: Optional[str] = None, queries_keys_every: Optional[int] = 1,
-                 metric_scalars: bool = True):
+                 metric_scalars: bool = True, collective_timeout: Optional[float] = None):
         if tokenizer is None:
             raise ValueError("a tokenizer is needed to run the probes")
         if int(batch_size) < 1 or int(max_length) < 2:
@@ -224,6 +231,7 @@ class ProbeRunner:
         self.batch_size = int(batch_size)
         self.model_name = model_name
         self.metric_scalars = bool(metric_scalars)
+        self.collective_timeout = collective_timeout
         if queries_keys_every is not None and (isinstance(queries_keys_every, bool) or int(queries_keys_every) < 0):
             raise ValueError(f"queries_keys_every must be a non-negative integer, got {queries_keys_every!r}")
         self.queries_keys_every = int(queries_keys_every or 0)
@@ -298,6 +306,7 @@ class ProbeRunner:
         Eval mode and ``no_grad`` during the pass, the modules' modes restored after; the attention
         implementation is restored by ``capture_attention``.
         """
+        from .. import distributed
         from ..capture import capture_attention
 
         model = _unwrap(model)
@@ -305,20 +314,30 @@ class ProbeRunner:
         config = getattr(model, "config", None)
         enc_dec = bool(getattr(config, "is_encoder_decoder", False))
         out: list[tuple[Any, int]] = []
+        several = distributed.is_distributed()
         with inference_mode(model), capture_attention(model, queries_keys=queries_keys) as cap:
             for start in range(0, len(self.encoded), self.batch_size):
                 chunk = self.encoded[start:start + self.batch_size]
-                batch = {k: v.to(device) for k, v in self._batch(chunk, model).items()}
-                n_before = len(cap.forwards)
-                if enc_dec:  # the encoder alone: probes are inputs, there is no target sequence
-                    batch.pop("token_type_ids", None)
-                    model.get_encoder()(**batch)
-                else:
-                    model(**batch)
-                if len(cap.forwards) == n_before:
-                    raise RuntimeError("capture_attention recorded no forward pass for the probes")
-                fwd = cap.forwards[-1]
-                out.extend((fwd, j) for j in range(len(chunk)))
+                fwd, error = None, None
+                try:
+                    batch = {k: v.to(device) for k, v in self._batch(chunk, model).items()}
+                    n_before = len(cap.forwards)
+                    if enc_dec:  # the encoder alone: probes are inputs, there is no target sequence
+                        batch.pop("token_type_ids", None)
+                        model.get_encoder()(**batch)
+                    else:
+                        model(**batch)
+                    if len(cap.forwards) == n_before:
+                        raise RuntimeError("capture_attention recorded no forward pass for the probes")
+                    fwd = cap.forwards[-1]
+                except Exception as e:  # noqa: BLE001 - with several processes every rank must hear of it
+                    if not several:
+                        raise
+                    error = e
+                if several:  # one whole forward on rank 0 from every rank's heads / layers (None elsewhere)
+                    fwd = distributed.complete_forward(fwd, error, timeout=self.collective_timeout)
+                if fwd is not None:
+                    out.extend((fwd, j) for j in range(len(chunk)))
         return out
 
     def log(self, writer: Any, model: Any, step: int, *, queries_keys: bool = True) -> int:
@@ -344,8 +363,8 @@ class ProbeRunner:
                 )
             except BackgroundWriteError as err:  # an earlier record's I/O error: this one was accepted
                 earlier = earlier or err
-        if not isinstance(writer, AttentionWriter) and hasattr(writer, "flush"):
-            writer.flush()
+        if hasattr(writer, "flush") and (not isinstance(writer, AttentionWriter) or _several_processes()):
+            writer.flush()  # with several processes a rank may die any time: what was logged is on disk
         if earlier is not None:
             raise earlier
         return len(results)
@@ -357,6 +376,7 @@ class ProbeRunner:
         every = self.queries_keys_every
         queries_keys = bool(every) and self._checkpoints % every == 0
         self._checkpoints += 1
+        from ..distributed import DistributedCaptureError
         from ..summary import BackgroundWriteError
 
         try:
@@ -365,6 +385,8 @@ class ProbeRunner:
             if not self._first_done:
                 raise
             logger.warning("attention probes: %s", e)
+        except DistributedCaptureError:  # every rank raises it together: skipping on some would hang the others
+            raise
         except Exception as e:  # noqa: BLE001
             if not self._first_done:
                 raise
@@ -372,6 +394,12 @@ class ProbeRunner:
             return False
         self._first_done = True
         return True
+
+
+def _several_processes() -> bool:
+    from ..ranks import process_rank
+
+    return process_rank()[1] > 1
 
 
 def _accepts(model: Any, arg: str) -> bool:

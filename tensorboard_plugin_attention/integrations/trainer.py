@@ -49,9 +49,12 @@ class AttentionCallback(TrainerCallback):
       max_length, batch_size: truncation length and probes per forward pass.
       model_name: shown in the tab (default: from the model's config).
       metric_scalars: also write each layer's strongest-head metrics (entropy, ...) as TensorBoard scalars.
+      collective_timeout: seconds a rank waits for the others at the probes' exchange before every rank
+        raises ``DistributedCaptureError`` (default 300).
 
-    With several processes (DDP, FSDP, DeepSpeed) every rank runs the probes, since sharded models need
-    all ranks in a forward pass, and only the world's process zero writes.
+    With several processes (DDP, FSDP, tensor / pipeline parallel) every rank runs the probes, since sharded
+    models need all ranks in a forward pass; the pieces become one record on the world's process zero, the
+    only one that writes (docs/distributed.md).
     """
 
     def __init__(
@@ -72,13 +75,14 @@ class AttentionCallback(TrainerCallback):
         batch_size: int = 16,
         model_name: Optional[str] = None,
         metric_scalars: bool = True,
+        collective_timeout: Optional[float] = None,
     ):
         self.texts = list(texts)
         if not self.texts:
             raise ValueError("AttentionCallback needs probe texts: texts=['a sentence', ('sentence A', 'sentence B')]")
         self._runner_args = dict(names=names, tag=tag, max_length=max_length, batch_size=batch_size,
                                  model_name=model_name, queries_keys_every=queries_keys_every,
-                                 metric_scalars=metric_scalars)
+                                 metric_scalars=metric_scalars, collective_timeout=collective_timeout)
         self.tokenizer = tokenizer
         self.runner: Optional[ProbeRunner] = None
         if tokenizer is not None:  # validate the probes now, not when training starts
