@@ -44,7 +44,10 @@ setup(
             "gcp-storage-emulator>=2022.6",  # a GCS JSON API on 127.0.0.1 for the gs:// tests
             "nbclient>=0.7",  # runs a real notebook headless in tests/test_notebook.py (nbformat comes with it)
             "ipykernel>=6",  # the kernel that notebook runs in
+            "lightning>=2.2",  # the Lightning callback's tests (Trainer.fit, its DDP strategy on CPU)
         ],
+        # the Lightning callback (integrations.lightning)
+        "lightning": ["torch>=2.2", "transformers>=5.0,<6", "lightning>=2.2"],
         # logdirs on object storage (imported only for such URLs): s3:// through boto3, as TensorBoard's gfile
         "s3": ["boto3>=1.28"],
         # gs:// through fsspec's gcsfs (TensorBoard's Python loader reads gs:// with it too)

@@ -209,7 +209,6 @@ def parallel(out: str) -> None:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.tensor.experimental import context_parallel
 
-        from tensorboard_plugin_attention.integrations.probes import ProbeRunner  # noqa: F401
         mesh = init_device_mesh(DEVICE, (dist.get_world_size(),))
         cp_ids = ids.clone().to(DEVICE)
         error = None
@@ -278,11 +277,110 @@ def rank_dies(out: str) -> None:
         os._exit(3)  # the peer is gone: skip gloo's teardown, which can hang on a dead peer
 
 
+def _save_after_probes(cb, out: str):
+    """A Lightning callback placed after ours: saves the weights the probes just ran with (global rank 0)."""
+    import lightning.pytorch as pl
+
+    class Saver(pl.Callback):
+        def _save(self, trainer, pl_module):
+            if cb.logged_steps and cb.logged_steps[-1] == trainer.global_step and trainer.is_global_zero:
+                torch.save(pl_module.model.state_dict(), os.path.join(out, f"weights-{trainer.global_step}.pt"))
+
+        on_train_start = on_train_end = _save
+
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            self._save(trainer, pl_module)
+
+    return Saver()
+
+
+def lightning_fit(out: str, devices: int = 1) -> None:
+    """Lightning's Trainer.fit on CPU (one process, or its DDP strategy over ``devices`` processes, which
+    Lightning launches by running this script again) with a TensorBoardLogger and our AttentionCallback."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from transformers import DataCollatorWithPadding
+
+    from tensorboard_plugin_attention.integrations.lightning import AttentionCallback
+
+    tok = tokenizer()
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = tiny_bert(tok.vocab_size)
+
+        def training_step(self, batch, batch_idx):
+            loss = self.model(**batch).loss
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.5)
+
+    data = [{**tok(f"example number {i} is here", truncation=True), "labels": i % 2} for i in range(32)]
+    loader = torch.utils.data.DataLoader(data, batch_size=4, collate_fn=DataCollatorWithPadding(tok))
+    cb = AttentionCallback(tok, PROBES, every_n_steps=2, collective_timeout=TIMEOUT)
+    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
+                         max_steps=4, logger=TensorBoardLogger(out, name="lightning", version=0),
+                         callbacks=[cb, _save_after_probes(cb, out)], log_every_n_steps=1,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Module(), loader)
+    rank = trainer.global_rank
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump({"rank": rank, "world": trainer.world_size, "pid": os.getpid(), "steps": cb.logged_steps,
+                   "writer": cb.logdir}, f)
+
+
+def lightning_ddp(out: str) -> None:
+    lightning_fit(out, devices=2)
+
+
+def accelerate_loop(out: str) -> None:
+    """A plain loop under Accelerate (``accelerate launch`` with 2 CPU processes): AttentionLogger writes from
+    the main process only."""
+    from accelerate import Accelerator
+    from transformers import DataCollatorWithPadding
+
+    from tensorboard_plugin_attention import AttentionLogger
+
+    accelerator = Accelerator(cpu=DEVICE == "cpu")
+    tok = tokenizer()
+    data = [{**tok(f"example number {i} is here", truncation=True), "labels": i % 2} for i in range(32)]
+    loader = torch.utils.data.DataLoader(data, batch_size=4, collate_fn=DataCollatorWithPadding(tok))
+    model = tiny_bert(tok.vocab_size)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model, opt, loader = accelerator.prepare(model, opt, loader)
+    logger = AttentionLogger(model, tok, PROBES, os.path.join(out, "run"), every_n_steps=2,
+                             is_main_process=accelerator.is_main_process, collective_timeout=TIMEOUT)
+    for step, batch in enumerate(loader):
+        if step > 4:
+            break
+        if logger.maybe_log(step) and accelerator.is_main_process:
+            torch.save(accelerator.unwrap_model(model).state_dict(), os.path.join(out, f"weights-{step}.pt"))
+        model.train()
+        accelerator.backward(model(**batch).loss)
+        opt.step()
+        opt.zero_grad()
+    logger.close()
+    with open(os.path.join(out, f"rank{accelerator.process_index}.json"), "w") as f:
+        json.dump({"rank": accelerator.process_index, "world": accelerator.num_processes, "pid": os.getpid(),
+                   "steps": logger.logged_steps, "writer": logger.writer is not None}, f)
+    accelerator.end_training()
+
+
 SCENARIOS = {f.__name__: f for f in (loop_ddp, loop_fsdp, trainer_ddp, parallel, probe_fails, rank_dies)}
+# scenarios whose framework starts (or joins) the process group itself
+LAUNCHED_BY_FRAMEWORK = {f.__name__: f for f in (lightning_fit, lightning_ddp, accelerate_loop)}
 
 
 def main() -> None:
     scenario, out = sys.argv[1], sys.argv[2]
+    if scenario in LAUNCHED_BY_FRAMEWORK:
+        LAUNCHED_BY_FRAMEWORK[scenario](out)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        return
     if DEVICE == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(os.environ.get("BACKEND", "gloo"))

@@ -275,3 +275,58 @@ def test_one_process_is_unchanged():
     with pytest.raises(KeyError):
         distributed.complete_forward(None, KeyError("x"))
     assert LayerRecord.__dataclass_fields__["head_offset"].default == 0
+
+
+# ------------------------------------------------------------------------------ Lightning and Accelerate
+def _reference_from_weights(tmp_path, tok, steps):
+    ref_dir = tmp_path / "single"
+    model = worker.tiny_bert(tok.vocab_size)
+    with AttentionLogger(model, tok, worker.PROBES, str(ref_dir), steps=steps) as logger:
+        for step in steps:
+            model.load_state_dict(torch.load(tmp_path / f"weights-{step}.pt"))
+            logger.log(step)
+    return _records(ref_dir)
+
+
+def _run_script(args, tmp_path, timeout=300):
+    p = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path))
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+
+
+@pytest.mark.parametrize("scenario", ["lightning_fit", "lightning_ddp"])
+def test_lightning_callback_logs_beside_the_tensorboard_loggers_scalars(tmp_path, tok, scenario):
+    """lightning.pytorch Trainer.fit on CPU, one process and Lightning's DDP strategy on 2 processes (Lightning
+    launches the second by running the script again): the records land in the TensorBoardLogger's run, in
+    its own event file beside train_loss, written by global rank 0 only, equal to one process's records."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _run_script([sys.executable, WORKER, scenario, str(tmp_path)], tmp_path)
+    world = 2 if scenario == "lightning_ddp" else 1
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
+    assert all(r["steps"] == [0, 2, 4] for r in ranks)
+    run = tmp_path / "lightning" / "version_0"
+    assert ranks[0]["writer"] == str(run) and all(r["writer"] is None for r in ranks[1:])
+    events = [f for f in os.listdir(run) if f.startswith("events.out.tfevents")]
+    assert len(events) == 1  # one event file: the logger's, holding its scalars and our index records
+    acc = EventAccumulator(str(run / events[0]), size_guidance={"tensors": 0, "scalars": 0}).Reload()
+    assert "train_loss" in acc.Tags()["scalars"] and any(t.startswith("probes/") for t in acc.Tags()["tensors"])
+    assert all(f".{ranks[0]['pid']}." in os.path.basename(f) for f in _files_of(run) if "tfevents" in f or
+               f.endswith(".attn"))
+    _same_records(_records(run), _reference_from_weights(tmp_path, tok, [0, 2, 4]))
+
+
+def test_accelerate_launch_logs_from_the_main_process_only(tmp_path, tok):
+    """``accelerate launch`` with 2 processes (its torchrun-based launcher; Accelerator(cpu=True) makes it a
+    gloo run on CPU): AttentionLogger(is_main_process=accelerator.is_main_process) writes from the main
+    process only, one record per probe and logged step, equal to one process's records."""
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    _run_script([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                 "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+                 WORKER, "accelerate_loop", str(tmp_path)], tmp_path)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["world"] for r in ranks] == [2, 2] and [r["steps"] for r in ranks] == [[0, 2], [0, 2]]
+    assert ranks[0]["writer"] and not ranks[1]["writer"]
+    assert all(f".{ranks[0]['pid']}." in os.path.basename(f) for f in _files_of(tmp_path / "run"))
+    got = _records(tmp_path / "run")
+    assert sorted(got) == [("probes", str(p), s) for p in range(2) for s in (0, 2)]
+    _same_records(got, _reference_from_weights(tmp_path, tok, [0, 2]))

