@@ -5,7 +5,7 @@
 import {CanvasStack} from '../../draw/canvas';
 import {layerColor, lighten, type Theme} from '../../draw/colors';
 import type {Ctx} from '../../draw/ctx';
-import type {ThumbStyle} from '../../state';
+import type {ThumbStyle} from './draw';
 import {el, type ViewBase} from '../common';
 import type {ModelData} from './data';
 import {AXIS_LEFT, AXIS_TOP, GAP, ModelPainter, modelLayout} from './draw';
