@@ -2,7 +2,7 @@
 // the panes, says what cannot be shown, plays through steps and exports (the toolbar is toolbar.ts). It
 // knows views only through the registry (views/registry.ts): each view's spec says its label, controls,
 // comparison modes, its own URL state, whether it applies to a record, and how it loads and draws. Views know nothing about HTTP; the data source no pixels.
-import {headerProblem} from './api';
+import {headerProblem, limitsOf} from './api';
 import {kindInfo} from './axes';
 import {renderToCanvas} from './draw/canvas';
 import {DARK, LIGHT, type Theme} from './draw/colors';
@@ -318,7 +318,7 @@ export class App {
     const header = example.header.step === st ? example.header : await this.o.source.header(ref);
     const kind = this.sel.kind;
     if (!kind || !header.kinds[kind]) throw new Error(`step ${st} of run ${run} has no ${kind ?? ''} attention`);
-    const problem = headerProblem(header);
+    const problem = headerProblem(header, limitsOf(this.index));
     if (problem) throw new Error(`Step ${st} of ${run} is not drawn: ${problem}`);
     return {ref, header, example, kind};
   }
