@@ -9,13 +9,13 @@ import {DARK, LIGHT, type Theme} from './draw/colors';
 import {SvgContext, type Ctx} from './draw/ctx';
 import type {Host} from './host';
 import {latestStep, resolveStep, stepKey} from './math';
-import {readSelectionFromHash, viewState, withKeys, writeSelectionToHash, type CompareMode, type Selection, type ShellKey} from './state';
+import {readSelectionFromHash, reconcileViews, resetViews, setViewKeys, viewState, writeSelectionToHash, type CompareMode, type Selection, type ShellKey} from './state';
 import {FindBox} from './find';
 import {findExample, Toolbar} from './toolbar';
 import {KINDS, type DataSource, type IndexExample, type IndexResponse, type RecordRef} from './types';
 import {clear, el, type ViewBase} from './views/common';
 import {VIEW_SPECS, viewSpec} from './views/registry';
-import type {Loaded, ViewHost, ViewSpec} from './views/spec';
+import {whyUnavailable, type Loaded, type ViewHost, type ViewSpec} from './views/spec';
 
 /** The /index `version` (the HTTP API's, docs/http-api.md) this frontend reads. */
 export const SUPPORTED_API_VERSION = 1;
@@ -221,7 +221,7 @@ export class App {
         this.writeUrl();
       },
       open: (view, patch, keys) => {
-        for (const v of VIEW_SPECS) if (v.url?.keys.some((k) => k in keys)) this.setViewState(v, withKeys(v, viewState(this.sel, v), keys));
+        setViewKeys(this.sel, VIEW_SPECS, keys);
         this.update({...patch, view});
       },
       redraw: () => void this.renderView(),
@@ -231,21 +231,17 @@ export class App {
     };
   }
 
-  private setViewState(spec: ViewSpec, state: object): void {
-    this.sel.views = {...this.sel.views, [spec.name]: state};
-  }
-
   /** Applies a patch of the shell's fields and of `spec`'s own state (no reset, no redraw). */
   private apply<S extends object>(patch: Partial<Selection>, spec?: ViewSpec<S>, state?: Partial<S>): void {
     Object.assign(this.sel, patch);
-    if (spec && state) this.setViewState(spec, {...viewState(this.sel, spec), ...state});
+    if (spec && state) this.sel.views = {...this.sel.views, [spec.name]: {...viewState(this.sel, spec), ...state}};
   }
 
   /** Changes the selection (each view's state reset as its spec says for the shell fields changed) and redraws. */
   private update<S extends object>(patch: Partial<Selection>, spec?: ViewSpec<S>, state?: Partial<S>): void {
     const changed = new Set((Object.keys(patch) as ShellKey[]).filter((k) => JSON.stringify(patch[k]) !== JSON.stringify(this.sel[k])));
     this.apply(patch, spec, state);
-    if (changed.size) for (const v of VIEW_SPECS) if (v.url?.reset) this.setViewState(v, v.url.reset(viewState(this.sel, v), changed));
+    resetViews(this.sel, VIEW_SPECS, changed);
     this.reconcile();
     this.writeUrl();
     this.renderControls();
@@ -282,7 +278,7 @@ export class App {
         s.heads = s.heads.filter((h) => h < info.heads);
         if (!s.heads.length) s.heads = null;
       }
-      for (const v of VIEW_SPECS) if (v.url?.reconcile) this.setViewState(v, v.url.reconcile(viewState(s, v), info));
+      reconcileViews(s, VIEW_SPECS, info);
     }
     if (ex.header.sentence_b_start == null) s.filter = 'all';
     if (s.compareRun) {
@@ -398,7 +394,7 @@ export class App {
     const spec = viewSpec(this.sel.view);
     try {
       const a = await this.load(this.sel.run, this.sel.step);
-      const unavailable = spec.unavailable?.(a.header, a.kind);
+      const unavailable = whyUnavailable(spec, a.header, a.kind);
       if (unavailable) throw new Error(unavailable);
       const b = this.sel.compareRun && spec.compare.length ? await this.load(this.sel.compareRun, this.sel.compareStep) : null;
       if (my !== this.gen) return;

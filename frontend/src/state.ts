@@ -283,6 +283,22 @@ export function sameSelection(a: Selection, b: Selection, views: readonly ViewUr
   return JSON.stringify(toParams(a, views)) === JSON.stringify(toParams(b, views));
 }
 
+/** Each view's state made valid for the selected kind of the shown record (its spec's `reconcile`). */
+export function reconcileViews(sel: Selection, views: readonly ViewUrl[], info: KindInfo): void {
+  sel.views = {...sel.views, ...Object.fromEntries(views.flatMap((v) => (v.url?.reconcile ? [[v.name, v.url.reconcile(viewState(sel, v), info)]] : [])))};
+}
+
+/** Each view's state after the shell's fields `changed` (its spec's `reset`, e.g. a pinned token dropped). */
+export function resetViews(sel: Selection, views: readonly ViewUrl[], changed: ReadonlySet<ShellKey>): void {
+  if (!changed.size) return;
+  sel.views = {...sel.views, ...Object.fromEntries(views.flatMap((v) => (v.url?.reset ? [[v.name, v.url.reset(viewState(sel, v), changed)]] : [])))};
+}
+
+/** Sets (a string) or clears (null) URL keys of whichever views own them: how one view changes another's. */
+export function setViewKeys(sel: Selection, views: readonly ViewUrl[], keys: Readonly<Record<string, string | null>>): void {
+  for (const v of views) if (v.url?.keys.some((k) => k in keys)) sel.views = {...sel.views, [v.name]: withKeys(v, viewState(sel, v), keys)};
+}
+
 /**
  * View `v`'s state with some of its URL keys set (a string) or cleared (null), as `parse` reads them: how
  * one view changes another's state (the URL's keys are the only names views share).

@@ -8,7 +8,7 @@ import {SENTENCE_FILTER_LABELS, SENTENCE_FILTERS, type SentenceFilter} from './t
 import {KINDS, type IndexExample, type IndexResponse, type Kind} from './types';
 import {clear, el} from './views/common';
 import {VIEW_SPECS} from './views/registry';
-import type {Control, ViewSpec} from './views/spec';
+import {whyUnavailable, type Control, type ViewSpec} from './views/spec';
 
 type Opt = [value: string, label: string];
 
@@ -217,7 +217,7 @@ export class Toolbar {
       b.classList.toggle('on', on);
       b.setAttribute('aria-selected', on ? 'true' : 'false');
       // a view that cannot show this record is disabled, its reason the button's tooltip
-      const why = header && s.kind && header.kinds[s.kind] ? (v.unavailable?.(header, s.kind) ?? null) : null;
+      const why = whyUnavailable(v, header, s.kind);
       b.disabled = !!why;
       b.title = why ?? '';
       if (why) b.dataset.unavailable = why;

@@ -77,6 +77,11 @@ export function defineView<S extends object>(spec: ViewSpec<S>): ViewSpec<S> {
   return spec;
 }
 
+/** Why view `spec` cannot show `kind` of a record with `header` (null: it can, or nothing is selected). */
+export function whyUnavailable(spec: Pick<ViewSpec, 'unavailable'>, header: Header | undefined, kind: Kind | null): string | null {
+  return header && kind && header.kinds[kind] ? (spec.unavailable?.(header, kind) ?? null) : null;
+}
+
 /** "A: run @ step", "B: run @ step" over side-by-side panes. */
 export function paneTitles(a: Loaded, b: Loaded): string[] {
   return [`A: ${a.ref.run} @ ${a.ref.step}`, `B: ${b.ref.run} @ ${b.ref.step}`];
