@@ -394,8 +394,6 @@ export class App {
     const spec = viewSpec(this.sel.view);
     try {
       const a = await this.load(this.sel.run, this.sel.step);
-      const unavailable = whyUnavailable(spec, a.header, a.kind);
-      if (unavailable) throw new Error(unavailable);
       const b = this.sel.compareRun && spec.compare.length ? await this.load(this.sel.compareRun, this.sel.compareStep) : null;
       if (my !== this.gen) return;
       this.current = a;
@@ -412,6 +410,9 @@ export class App {
       ]
         .filter(Boolean)
         .join('  ·  ');
+      // a view that cannot show this record is not asked to: its reason is the error
+      const unavailable = whyUnavailable(spec, a.header, a.kind);
+      if (unavailable) throw new Error(unavailable);
       await spec.show(this.hostFor(spec, my), a, b, this.compareMode(spec));
       if (my !== this.gen) return;
       this.errorEl.hidden = true;
