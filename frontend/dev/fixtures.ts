@@ -10,7 +10,8 @@
 //               ~140 (the heads-over-training view's demo), a weaker one (L1 H2) later
 // /metrics, /divergence and /rollout are computed from the fixture attention (dev/fixture-metrics.ts).
 import {CodedAttention, FloatAttention, makeLut} from '../src/api';
-import {headMetrics, jensenShannon, rollout as computeRollout} from './fixture-metrics';
+import {jensenShannon, rollout as computeRollout} from '../src/derived';
+import {headMetrics} from './fixture-metrics';
 import {looksSpecial} from '../src/tokens';
 import type {
   AttentionLayer,

@@ -10,6 +10,7 @@ import type {
   Header,
   IndexResponse,
   Kind,
+  Limits,
   MetricsResponse,
   Overview,
   QK,
@@ -196,27 +197,43 @@ export const MAX_WINDOW_VALUES = 4_194_304;
  * Counts past which a record is refused instead of drawn: the largest models have ~128 layers and heads; a header claiming more (tampered, or a bug) would otherwise
  * allocate or loop for its claimed size and freeze the tab.
  */
-export const LIMITS = {layers: 1024, heads: 1024, tokens: 1 << 21, headDim: 1 << 14, overview: 4096}; // as format.MAX_COUNTS, MAX_HEAD_DIM
+export const LIMITS: Readonly<Limits> = Object.freeze({layers: 1024, heads: 1024, tokens: 1 << 21, headDim: 1 << 14, overview: 4096}); // as format.MAX_COUNTS, MAX_HEAD_DIM
+
+/**
+ * The bounds `/index` serves (`limits`, from the backend's one definition), each field that is a positive
+ * whole number; a field absent or malformed (an older backend serves none) keeps `LIMITS`'.
+ */
+export function limitsOf(index: Pick<IndexResponse, 'limits'> | null | undefined): Limits {
+  const out = {...LIMITS};
+  const served = index?.limits;
+  if (served && typeof served === 'object') {
+    for (const k of Object.keys(LIMITS) as (keyof Limits)[]) {
+      const v = served[k];
+      if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) out[k] = v;
+    }
+  }
+  return out;
+}
 
 const countOk = (v: unknown, max: number, min = 1): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
 
-/** Why a record's header is not drawn (counts out of bounds or malformed), or null when it is fine. */
-export function headerProblem(h: Header): string | null {
+/** Why a record's header is not drawn (counts past `limits`, or malformed), or null when it is fine. */
+export function headerProblem(h: Header, limits: Readonly<Limits> = LIMITS): string | null {
   if (!h || typeof h !== 'object' || !h.kinds || typeof h.kinds !== 'object' || !h.sequences || typeof h.sequences !== 'object') return 'its header is malformed.';
   for (const [name, toks] of Object.entries(h.sequences)) {
     if (!Array.isArray(toks)) return `its sequence ${JSON.stringify(name)} is not a token list.`;
-    if (toks.length > LIMITS.tokens) return `it claims ${toks.length} ${name} tokens (at most ${LIMITS.tokens} are drawn).`;
+    if (toks.length > limits.tokens) return `it claims ${toks.length} ${name} tokens (at most ${limits.tokens} are drawn).`;
   }
   for (const [kind, k] of Object.entries(h.kinds)) {
     if (!k) continue;
-    if (!countOk(k.layers, LIMITS.layers)) return `its ${kind} attention claims ${String(k.layers)} layers (at most ${LIMITS.layers}).`;
-    if (!countOk(k.heads, LIMITS.heads)) return `its ${kind} attention claims ${String(k.heads)} heads (at most ${LIMITS.heads}).`;
-    if (k.head_dim != null && !countOk(k.head_dim, LIMITS.headDim)) return `its ${kind} attention claims a head size of ${String(k.head_dim)} (at most ${LIMITS.headDim}).`;
+    if (!countOk(k.layers, limits.layers)) return `its ${kind} attention claims ${String(k.layers)} layers (at most ${limits.layers}).`;
+    if (!countOk(k.heads, limits.heads)) return `its ${kind} attention claims ${String(k.heads)} heads (at most ${limits.heads}).`;
+    if (k.head_dim != null && !countOk(k.head_dim, limits.headDim)) return `its ${kind} attention claims a head size of ${String(k.head_dim)} (at most ${limits.headDim}).`;
     const ov = k.overview_shape;
-    if (ov != null && (!Array.isArray(ov) || ov.length !== 2 || !ov.every((x) => countOk(x, LIMITS.overview, 0)))) return `its ${kind} overview shape ${JSON.stringify(ov)} is out of bounds.`;
+    if (ov != null && (!Array.isArray(ov) || ov.length !== 2 || !ov.every((x) => countOk(x, limits.overview, 0)))) return `its ${kind} overview shape ${JSON.stringify(ov)} is out of bounds.`;
     for (const [side, seq] of [['query', k.query], ['key', k.key]] as const) {
       const n = side === 'query' ? k.q_len : k.k_len;
-      if (n != null && !countOk(n, LIMITS.tokens, 0)) return `its ${kind} attention claims ${String(n)} ${side} tokens (at most ${LIMITS.tokens}).`;
+      if (n != null && !countOk(n, limits.tokens, 0)) return `its ${kind} attention claims ${String(n)} ${side} tokens (at most ${limits.tokens}).`;
       if (typeof seq !== 'string' || !Array.isArray(h.sequences[seq])) return `its ${kind} attention names no ${side} sequence.`;
     }
   }

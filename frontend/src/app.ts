@@ -1,21 +1,21 @@
 // The shell: loads the index and the selected records, keeps the selection valid and in the URL, lays out
 // the panes, says what cannot be shown, plays through steps and exports (the toolbar is toolbar.ts). It
 // knows views only through the registry (views/registry.ts): each view's spec says its label, controls,
-// comparison modes and how it loads and draws. Views know nothing about HTTP; the data source no pixels.
-import {headerProblem} from './api';
+// comparison modes, its own URL state, whether it applies to a record, and how it loads and draws. Views know nothing about HTTP; the data source no pixels.
+import {headerProblem, limitsOf} from './api';
 import {kindInfo} from './axes';
 import {renderToCanvas} from './draw/canvas';
 import {DARK, LIGHT, type Theme} from './draw/colors';
 import {SvgContext, type Ctx} from './draw/ctx';
 import type {Host} from './host';
 import {latestStep, resolveStep, stepKey} from './math';
-import {readSelectionFromHash, writeSelectionToHash, type CompareMode, type Selection} from './state';
+import {readSelectionFromHash, reconcileViews, resetViews, setViewKeys, viewState, writeSelectionToHash, type CompareMode, type Selection, type ShellKey} from './state';
 import {FindBox} from './find';
 import {findExample, Toolbar} from './toolbar';
 import {KINDS, type DataSource, type IndexExample, type IndexResponse, type RecordRef} from './types';
 import {clear, el, type ViewBase} from './views/common';
-import {viewSpec} from './views/registry';
-import type {Loaded, ViewHost, ViewSpec} from './views/spec';
+import {VIEW_SPECS, viewSpec} from './views/registry';
+import {whyUnavailable, type Loaded, type ViewHost, type ViewSpec} from './views/spec';
 
 /** The /index `version` (the HTTP API's, docs/http-api.md) this frontend reads. */
 export const SUPPORTED_API_VERSION = 1;
@@ -52,11 +52,10 @@ export class App {
   private reloading: Promise<void> | null = null;
   private playTimer: ReturnType<typeof setInterval> | null = null;
   private current: Loaded | null = null;
-  private readonly viewHost: ViewHost;
 
   constructor(private o: AppOptions) {
     this.root = o.root;
-    this.sel = readSelectionFromHash(o.host.readHash());
+    this.sel = readSelectionFromHash(o.host.readHash(), VIEW_SPECS);
     this.theme = o.host.isDark() ? DARK : LIGHT;
     this.toolbar = new Toolbar({
       change: (patch) => this.update(patch),
@@ -84,37 +83,13 @@ export class App {
     this.root.append(this.toolbar.el, this.find.el, this.errorEl, this.noticeEl, this.statusEl, this.main);
     this.applyTheme();
 
-    const app = this; // the getters below read the live selection and theme
-    this.viewHost = {
-      source: o.source,
-      get sel() {
-        return app.sel;
-      },
-      get theme() {
-        return app.theme;
-      },
-      current: () => true, // bound to each render in renderView
-      record: () => this.current,
-      panes: (key, make, titles) => this.panes(key, make, titles),
-      shown: () => this.views,
-      update: (patch) => this.update(patch),
-      remember: (patch) => {
-        Object.assign(this.sel, patch);
-        this.writeUrl();
-      },
-      redraw: () => void this.renderView(),
-      status: (text) => {
-        this.statusView.textContent = text ? `  ·  ${text}` : '';
-      },
-    };
-
     o.host.onThemeChange((dark) => {
       this.theme = dark ? DARK : LIGHT;
       this.applyTheme();
       for (const v of this.views) v.setTheme(this.theme);
     });
     o.host.onHashChange(() => {
-      const next = readSelectionFromHash(o.host.readHash());
+      const next = readSelectionFromHash(o.host.readHash(), VIEW_SPECS);
       if (JSON.stringify(next) !== JSON.stringify(this.sel)) {
         this.sel = next;
         this.reconcile();
@@ -222,8 +197,51 @@ export class App {
     this.errorEl.textContent = e instanceof Error ? e.message : String(e);
   }
 
-  private update(patch: Partial<Selection>): void {
+  /** What a view's render may do: the live selection, theme and its own state; `current` bound to render `gen`. */
+  private hostFor<S extends object>(spec: ViewSpec<S>, gen: number): ViewHost<S> {
+    const app = this; // the getters read the live selection, state and theme
+    return {
+      source: this.o.source,
+      get sel() {
+        return app.sel;
+      },
+      get state() {
+        return viewState(app.sel, spec);
+      },
+      get theme() {
+        return app.theme;
+      },
+      current: () => gen === this.gen,
+      record: () => this.current,
+      panes: (key, make, titles) => this.panes(key, make, titles),
+      shown: () => this.views,
+      update: (patch, state) => this.update(patch, spec, state),
+      remember: (patch, state) => {
+        this.apply(patch, spec, state);
+        this.writeUrl();
+      },
+      open: (view, patch, keys) => {
+        setViewKeys(this.sel, VIEW_SPECS, keys);
+        this.update({...patch, view});
+      },
+      redraw: () => void this.renderView(),
+      status: (text) => {
+        this.statusView.textContent = text ? `  ·  ${text}` : '';
+      },
+    };
+  }
+
+  /** Applies a patch of the shell's fields and of `spec`'s own state (no reset, no redraw). */
+  private apply<S extends object>(patch: Partial<Selection>, spec?: ViewSpec<S>, state?: Partial<S>): void {
     Object.assign(this.sel, patch);
+    if (spec && state) this.sel.views = {...this.sel.views, [spec.name]: {...viewState(this.sel, spec), ...state}};
+  }
+
+  /** Changes the selection (each view's state reset as its spec says for the shell fields changed) and redraws. */
+  private update<S extends object>(patch: Partial<Selection>, spec?: ViewSpec<S>, state?: Partial<S>): void {
+    const changed = new Set((Object.keys(patch) as ShellKey[]).filter((k) => JSON.stringify(patch[k]) !== JSON.stringify(this.sel[k])));
+    this.apply(patch, spec, state);
+    resetViews(this.sel, VIEW_SPECS, changed);
     this.reconcile();
     this.writeUrl();
     this.renderControls();
@@ -231,7 +249,7 @@ export class App {
   }
 
   private writeUrl(): void {
-    this.o.host.writeHash(writeSelectionToHash(this.o.host.readHash(), this.sel));
+    this.o.host.writeHash(writeSelectionToHash(this.o.host.readHash(), this.sel, VIEW_SPECS));
   }
 
   /** Makes the selection valid for the index (unknown run/tag/example/step/kind fall back to the first). */
@@ -260,11 +278,7 @@ export class App {
         s.heads = s.heads.filter((h) => h < info.heads);
         if (!s.heads.length) s.heads = null;
       }
-      if (s.detail && (s.detail[0] >= info.layers || s.detail[1] >= info.heads)) s.detail = null;
-      if (s.modelLayers) s.modelLayers = s.modelLayers.filter((l) => l < info.layers);
-      if (s.modelHeads) s.modelHeads = s.modelHeads.filter((h) => h < info.heads);
-      if (s.modelLayers && !s.modelLayers.length) s.modelLayers = null;
-      if (s.modelHeads && !s.modelHeads.length) s.modelHeads = null;
+      reconcileViews(s, VIEW_SPECS, info);
     }
     if (ex.header.sentence_b_start == null) s.filter = 'all';
     if (s.compareRun) {
@@ -300,7 +314,7 @@ export class App {
     const header = example.header.step === st ? example.header : await this.o.source.header(ref);
     const kind = this.sel.kind;
     if (!kind || !header.kinds[kind]) throw new Error(`step ${st} of run ${run} has no ${kind ?? ''} attention`);
-    const problem = headerProblem(header);
+    const problem = headerProblem(header, limitsOf(this.index));
     if (problem) throw new Error(`Step ${st} of ${run} is not drawn: ${problem}`);
     return {ref, header, example, kind};
   }
@@ -396,9 +410,10 @@ export class App {
       ]
         .filter(Boolean)
         .join('  ·  ');
-      // the shared host (live selection and theme), with `current` bound to this render
-      const host: ViewHost = Object.assign(Object.create(this.viewHost) as ViewHost, {current: () => my === this.gen});
-      await spec.show(host, a, b, this.compareMode(spec));
+      // a view that cannot show this record is not asked to: its reason is the error
+      const unavailable = whyUnavailable(spec, a.header, a.kind);
+      if (unavailable) throw new Error(unavailable);
+      await spec.show(this.hostFor(spec, my), a, b, this.compareMode(spec));
       if (my !== this.gen) return;
       this.errorEl.hidden = true;
       this.root.dataset.state = 'ready';
@@ -462,7 +477,7 @@ export class App {
   private exportView(format: 'png' | 'svg'): void {
     const s = this.sel;
     const spec = viewSpec(s.view);
-    const what = spec.exportName ? spec.exportName(s) : `_L${s.layer}`;
+    const what = spec.exportName ? spec.exportName(s, viewState(s, spec)) : `_L${s.layer}`;
     const name = safeName(`attention_${spec.name}_${s.run}_${this.current?.ref.step ?? ''}${what}`) + '.' + format;
     const {width, height, draw} = this.exportDrawing();
     if (format === 'svg') {

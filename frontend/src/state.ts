@@ -6,18 +6,17 @@
 // keys there, in TensorBoard's own page (the parent window, same origin), keeping the tab and every other
 // key as they are, so a shared link or a reload reopens the same view and TensorBoard still routes to
 // #attention. Only values that differ from the defaults are written.
-import {FUSIONS, KINDS, METRIC_NAMES, type Fusion, type Kind, type MetricName} from './types';
+import {KINDS, type Kind, type KindInfo} from './types';
 import {SENTENCE_FILTERS, type SentenceFilter} from './tokens';
-import {VIEW_SPECS} from './views/registry';
 
 export const PLUGIN_NAME = 'attention';
 export const URL_PREFIX = `p.${PLUGIN_NAME}.`;
 
 export type CompareMode = 'side' | 'diff';
-export type ThumbStyle = 'auto' | 'lines' | 'heat';
-/** A view's name (`VIEW_SPECS` in views/registry.ts lists them; the first is the default). */
+/** A view's name (`VIEW_SPECS` in views/registry.ts lists them). */
 export type ViewName = string;
 
+/** What the shell owns: the record, the layer and heads, the token filters, the view and the comparison. */
 export interface Selection {
   run: string;
   tag: string;
@@ -26,8 +25,10 @@ export interface Selection {
   step: number | null;
   kind: Kind | null;
   layer: number;
-  /** Heads shown in the head view; null: all. */
+  /** Heads shown in the head view (and the matrix view's selected small multiples); null: all. */
   heads: number[] | null;
+  /** The toolbar's Head selector (the neuron and matrix views' one head). */
+  neuronHead: number;
   view: ViewName;
   filter: SentenceFilter;
   hideSpecial: boolean;
@@ -38,31 +39,36 @@ export interface Selection {
   compareRun: string;
   compareStep: number | null;
   compareMode: CompareMode;
-  /** Layers / heads included in the model view; null: all. */
-  modelLayers: number[] | null;
-  modelHeads: number[] | null;
-  /** Head detail opened from the model view: [layer, head]. */
-  detail: [number, number] | null;
-  thumbs: ThumbStyle;
-  neuronHead: number;
-  /** Query token pinned in the neuron view (index into the shown rows). */
-  query: number | null;
-  collapsed: boolean;
-  /** Heads over training: the metric shown, the two checkpoints compared (null: first / selected step). */
-  metric: MetricName;
-  divA: number | null;
-  divB: number | null;
-  logX: boolean;
-  /** What clicking a head in the training view opens. */
-  openIn: 'head' | 'neuron';
-  /** Attention rollout: weight of the identity (residual) and how heads are fused. */
-  residual: number;
-  fusion: Fusion;
-  /**
-   * Our URL keys this file does not know, as they were: a view's own state (a view added later keeps its
-   * keys here, read and written by its spec, without a change to this file).
-   */
+  /** Each view's own state by view name, as its spec's `url` reads and writes it (`viewState`). */
+  views: Readonly<Record<ViewName, object>>;
+  /** Our URL keys that neither the shell nor a view declares, as they were (written back unchanged). */
   extra: Readonly<Record<string, string>>;
+}
+
+/** The shell's fields a view's state may react to (`UrlState.reset`). */
+export type ShellKey = Exclude<keyof Selection, 'views' | 'extra'>;
+
+/**
+ * A view's state in the URL: the keys it owns (`p.attention.<key>`), how it reads, writes and repairs them.
+ * Its spec declares it (`ViewSpec.url`); this file knows views only through it (it imports no view).
+ */
+export interface UrlState<S extends object> {
+  /** Its keys, without the prefix: no other view's and none of the shell's (KNOWN_KEYS). */
+  readonly keys: readonly string[];
+  /** Its state from the URL's values; a missing or malformed value gives the default. */
+  parse(get: (key: string) => string | undefined): S;
+  /** Its keys and values, only those that differ from the defaults (what `parse` reads back). */
+  write(state: S): [string, string][];
+  /** Made valid for the selected kind of the shown record (e.g. layers past its last dropped). */
+  reconcile?(state: S, info: KindInfo): S;
+  /** After the shell's fields `changed` (the toolbar, a view's update), e.g. a pinned token reset. */
+  reset?(state: S, changed: ReadonlySet<ShellKey>): S;
+}
+
+/** A view as this file sees it: its name and, if it keeps state in the URL, its `UrlState`. */
+export interface ViewUrl {
+  readonly name: string;
+  readonly url?: UrlState<object>;
 }
 
 export const DEFAULT_SELECTION: Readonly<Selection> = Object.freeze({
@@ -73,6 +79,7 @@ export const DEFAULT_SELECTION: Readonly<Selection> = Object.freeze({
   kind: null,
   layer: 0,
   heads: null,
+  neuronHead: 0,
   view: 'head',
   filter: 'all',
   hideSpecial: false,
@@ -81,31 +88,24 @@ export const DEFAULT_SELECTION: Readonly<Selection> = Object.freeze({
   compareRun: '',
   compareStep: null,
   compareMode: 'side',
-  modelLayers: null,
-  modelHeads: null,
-  detail: null,
-  thumbs: 'auto',
-  neuronHead: 0,
-  query: null,
-  collapsed: false,
-  metric: 'entropy',
-  divA: null,
-  divB: null,
-  logX: false,
-  openIn: 'head',
-  residual: 0.5,
-  fusion: 'mean',
+  views: Object.freeze({}),
   extra: Object.freeze({}),
 }) as Selection;
 
-export function defaultSelection(): Selection {
-  return {...DEFAULT_SELECTION, extra: {}};
+const NONE = () => undefined;
+
+/** The default selection, with the default state of each of `views`. */
+export function defaultSelection(views: readonly ViewUrl[] = []): Selection {
+  return {...DEFAULT_SELECTION, views: Object.fromEntries(views.flatMap((v) => (v.url ? [[v.name, v.url.parse(NONE)]] : []))), extra: {}};
 }
 
-/** The keys this file reads and writes (`extra` holds the others). */
-export const KNOWN_KEYS: ReadonlySet<string> = new Set(
-  'run tag example step kind view layer heads filter hide merge topk crun cstep cmode mlayers mheads detail thumbs nhead q collapsed metric sa sb logx open residual fusion'.split(' '),
-);
+/** View `v`'s state in `sel` (its default when `sel` holds none). */
+export function viewState<S extends object>(sel: Selection, v: {readonly name: string; readonly url?: UrlState<S>}): S {
+  return (sel.views[v.name] as S | undefined) ?? ((v.url?.parse(NONE) ?? {}) as S);
+}
+
+/** The keys the shell reads and writes (views declare theirs; `extra` holds the others). */
+export const KNOWN_KEYS: ReadonlySet<string> = new Set('run tag example step kind view layer heads filter hide merge topk crun cstep cmode nhead'.split(' '));
 const EXTRA_KEY = /^[a-z][a-z0-9_]{0,31}$/;
 const MAX_EXTRA = 32;
 
@@ -138,16 +138,18 @@ export function decodeIntList(v: string, max = 1 << 16): number[] | null {
   return out;
 }
 
-function parseIntStrict(v: string | undefined, min = 0): number | undefined {
+/** A whole number of at least `min` (no sign, fraction or exponent), else undefined. */
+export function parseIntStrict(v: string | undefined, min = 0): number | undefined {
   if (v === undefined || !/^-?\d+$/.test(v)) return undefined;
   const n = Number(v);
   return Number.isSafeInteger(n) && n >= min ? n : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Selection <-> key/value pairs (without prefix)
+// Selection <-> key/value pairs (without prefix). `views`: the registered views (their URL state).
 
-export function toParams(sel: Selection): [string, string][] {
+/** Our keys and values of `sel`: the shell's, each view's (its spec writes them), then `extra`'s. */
+export function toParams(sel: Selection, views: readonly ViewUrl[] = []): [string, string][] {
   const d = DEFAULT_SELECTION;
   const out: [string, string][] = [];
   const put = (k: string, v: string) => out.push([k, v]);
@@ -168,26 +170,20 @@ export function toParams(sel: Selection): [string, string][] {
     if (sel.compareStep !== null) put('cstep', String(sel.compareStep));
     if (sel.compareMode !== d.compareMode) put('cmode', sel.compareMode);
   }
-  if (sel.modelLayers) put('mlayers', encodeIntList(sel.modelLayers));
-  if (sel.modelHeads) put('mheads', encodeIntList(sel.modelHeads));
-  if (sel.detail) put('detail', `${sel.detail[0]}.${sel.detail[1]}`);
-  if (sel.thumbs !== d.thumbs) put('thumbs', sel.thumbs);
   if (sel.neuronHead !== d.neuronHead) put('nhead', String(sel.neuronHead));
-  if (sel.query !== null) put('q', String(sel.query));
-  if (sel.collapsed) put('collapsed', '1');
-  if (sel.metric !== d.metric) put('metric', sel.metric);
-  if (sel.divA !== null) put('sa', String(sel.divA));
-  if (sel.divB !== null) put('sb', String(sel.divB));
-  if (sel.logX) put('logx', '1');
-  if (sel.openIn !== d.openIn) put('open', sel.openIn);
-  if (sel.residual !== d.residual) put('residual', String(sel.residual));
-  if (sel.fusion !== d.fusion) put('fusion', sel.fusion);
-  for (const [k, v] of Object.entries(sel.extra ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) if (!KNOWN_KEYS.has(k) && EXTRA_KEY.test(k)) put(k, v);
+  const declared = new Set(KNOWN_KEYS);
+  for (const v of views) {
+    if (!v.url) continue;
+    for (const k of v.url.keys) declared.add(k);
+    const st = sel.views[v.name];
+    if (st) for (const [k, x] of v.url.write(st)) if (v.url.keys.includes(k)) put(k, x);
+  }
+  for (const [k, v] of Object.entries(sel.extra ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) if (!declared.has(k) && EXTRA_KEY.test(k)) put(k, v);
   return out;
 }
 
 /** Reads a selection from key/value pairs; missing or malformed values fall back to the defaults. */
-export function fromParams(params: ReadonlyMap<string, string>): Selection {
+export function fromParams(params: ReadonlyMap<string, string>, views: readonly ViewUrl[] = []): Selection {
   const s = defaultSelection();
   const g = (k: string) => params.get(k);
   s.run = g('run') ?? '';
@@ -197,7 +193,7 @@ export function fromParams(params: ReadonlyMap<string, string>): Selection {
   const kind = g('kind');
   s.kind = kind && (KINDS as readonly string[]).includes(kind) ? (kind as Kind) : null;
   const view = g('view');
-  if (view && VIEW_SPECS.some((v) => v.name === view)) s.view = view;
+  if (view && views.some((v) => v.name === view)) s.view = view;
   s.layer = parseIntStrict(g('layer')) ?? 0;
   const heads = g('heads');
   if (heads !== undefined) s.heads = decodeIntList(heads);
@@ -212,30 +208,19 @@ export function fromParams(params: ReadonlyMap<string, string>): Selection {
     const cm = g('cmode');
     if (cm === 'side' || cm === 'diff') s.compareMode = cm;
   }
-  const ml = g('mlayers');
-  if (ml !== undefined) s.modelLayers = decodeIntList(ml);
-  const mh = g('mheads');
-  if (mh !== undefined) s.modelHeads = decodeIntList(mh);
-  const det = /^(\d+)\.(\d+)$/.exec(g('detail') ?? '');
-  if (det) s.detail = [Number(det[1]), Number(det[2])];
-  const th = g('thumbs');
-  if (th === 'lines' || th === 'heat' || th === 'auto') s.thumbs = th;
   s.neuronHead = parseIntStrict(g('nhead')) ?? 0;
-  s.query = parseIntStrict(g('q')) ?? null;
-  s.collapsed = g('collapsed') === '1';
-  const metric = g('metric');
-  if (metric && (METRIC_NAMES as readonly string[]).includes(metric)) s.metric = metric as MetricName;
-  s.divA = parseIntStrict(g('sa'), -(2 ** 53)) ?? null;
-  s.divB = parseIntStrict(g('sb'), -(2 ** 53)) ?? null;
-  s.logX = g('logx') === '1';
-  if (g('open') === 'neuron') s.openIn = 'neuron';
-  const res = g('residual');
-  if (res !== undefined && /^(?:0(?:\.\d{1,3})?|1(?:\.0{1,3})?|\.\d{1,3})$/.test(res)) s.residual = Number(res);
-  const fusion = g('fusion');
-  if (fusion && (FUSIONS as readonly string[]).includes(fusion)) s.fusion = fusion as Fusion;
+  const declared = new Set(KNOWN_KEYS);
+  const states: Record<string, object> = {};
+  for (const v of views) {
+    if (!v.url) continue;
+    const keys = v.url.keys;
+    for (const k of keys) declared.add(k);
+    states[v.name] = v.url.parse((k) => (keys.includes(k) ? g(k) : undefined));
+  }
+  s.views = states;
   const extra: Record<string, string> = {};
   for (const [k, v] of params) {
-    if (KNOWN_KEYS.has(k) || !EXTRA_KEY.test(k) || v.length > 1000 || Object.keys(extra).length >= MAX_EXTRA) continue;
+    if (declared.has(k) || !EXTRA_KEY.test(k) || v.length > 1000 || Object.keys(extra).length >= MAX_EXTRA) continue;
     extra[k] = v;
   }
   s.extra = extra;
@@ -280,20 +265,47 @@ export function buildHash(parsed: ParsedHash): string {
 }
 
 /** Our keys out of a hash, prefix removed. */
-export function readSelectionFromHash(hash: string, prefix = URL_PREFIX): Selection {
+export function readSelectionFromHash(hash: string, views: readonly ViewUrl[] = [], prefix = URL_PREFIX): Selection {
   const m = new Map<string, string>();
   for (const [k, v] of parseHash(hash).pairs) if (k.startsWith(prefix)) m.set(k.slice(prefix.length), v);
-  return fromParams(m);
+  return fromParams(m, views);
 }
 
 /** A new hash with our keys replaced by `sel`'s; the tab and all other keys are kept in order. */
-export function writeSelectionToHash(hash: string, sel: Selection, prefix = URL_PREFIX): string {
+export function writeSelectionToHash(hash: string, sel: Selection, views: readonly ViewUrl[] = [], prefix = URL_PREFIX): string {
   const parsed = parseHash(hash);
   const others = parsed.pairs.filter(([k]) => !k.startsWith(prefix));
-  const ours = toParams(sel).map(([k, v]) => [prefix + k, v] as [string, string]);
+  const ours = toParams(sel, views).map(([k, v]) => [prefix + k, v] as [string, string]);
   return buildHash({tab: parsed.tab, pairs: [...others, ...ours]});
 }
 
-export function sameSelection(a: Selection, b: Selection): boolean {
-  return JSON.stringify(toParams(a)) === JSON.stringify(toParams(b));
+export function sameSelection(a: Selection, b: Selection, views: readonly ViewUrl[] = []): boolean {
+  return JSON.stringify(toParams(a, views)) === JSON.stringify(toParams(b, views));
+}
+
+/** Each view's state made valid for the selected kind of the shown record (its spec's `reconcile`). */
+export function reconcileViews(sel: Selection, views: readonly ViewUrl[], info: KindInfo): void {
+  sel.views = {...sel.views, ...Object.fromEntries(views.flatMap((v) => (v.url?.reconcile ? [[v.name, v.url.reconcile(viewState(sel, v), info)]] : [])))};
+}
+
+/** Each view's state after the shell's fields `changed` (its spec's `reset`, e.g. a pinned token dropped). */
+export function resetViews(sel: Selection, views: readonly ViewUrl[], changed: ReadonlySet<ShellKey>): void {
+  if (!changed.size) return;
+  sel.views = {...sel.views, ...Object.fromEntries(views.flatMap((v) => (v.url?.reset ? [[v.name, v.url.reset(viewState(sel, v), changed)]] : [])))};
+}
+
+/** Sets (a string) or clears (null) URL keys of whichever views own them: how one view changes another's. */
+export function setViewKeys(sel: Selection, views: readonly ViewUrl[], keys: Readonly<Record<string, string | null>>): void {
+  for (const v of views) if (v.url?.keys.some((k) => k in keys)) sel.views = {...sel.views, [v.name]: withKeys(v, viewState(sel, v), keys)};
+}
+
+/**
+ * View `v`'s state with some of its URL keys set (a string) or cleared (null), as `parse` reads them: how
+ * one view changes another's state (the URL's keys are the only names views share).
+ */
+export function withKeys<S extends object>(v: {readonly url?: UrlState<S>}, state: S, keys: Readonly<Record<string, string | null>>): S {
+  if (!v.url) return state;
+  const m = new Map(v.url.write(state));
+  for (const [k, x] of Object.entries(keys)) if (v.url.keys.includes(k)) x === null ? m.delete(k) : m.set(k, x);
+  return v.url.parse((k) => m.get(k));
 }

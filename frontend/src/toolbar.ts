@@ -1,4 +1,5 @@
-// The tab's toolbar: record selectors (run, tag, example, kind), the view buttons (from the registry), the
+// The tab's toolbar: record selectors (run, tag, example, kind), the view buttons (from the registry; one
+// that cannot show the record is disabled with its spec's reason), the
 // controls a view's spec asks for, the step slider and playback, comparison, export. It shows a selection
 // and reports changes as selection patches; it loads nothing.
 import {latestStep, resolveStep, stepKey} from './math';
@@ -7,7 +8,7 @@ import {SENTENCE_FILTER_LABELS, SENTENCE_FILTERS, type SentenceFilter} from './t
 import {KINDS, type IndexExample, type IndexResponse, type Kind} from './types';
 import {clear, el} from './views/common';
 import {VIEW_SPECS} from './views/registry';
-import type {Control, ViewSpec} from './views/spec';
+import {whyUnavailable, type Control, type ViewSpec} from './views/spec';
 
 type Opt = [value: string, label: string];
 
@@ -137,16 +138,17 @@ export class Toolbar {
     const c = this.c;
     c.run.addEventListener('change', () => ev.change({run: c.run.value, step: null, compareRun: ''}));
     c.tag.addEventListener('change', () => ev.change({tag: c.tag.value, step: null}));
-    c.example.addEventListener('change', () => ev.change({example: c.example.value, step: null, query: null}));
-    c.kind.addEventListener('change', () => ev.change({kind: c.kind.value as Kind, detail: null, query: null}));
+    // what a view keeps that these changes invalidate (a pinned token, an open detail) its spec resets
+    c.example.addEventListener('change', () => ev.change({example: c.example.value, step: null}));
+    c.kind.addEventListener('change', () => ev.change({kind: c.kind.value as Kind}));
     c.layer.addEventListener('change', () => ev.change({layer: Number(c.layer.value)}));
     c.head.addEventListener('change', () => ev.change({neuronHead: Number(c.head.value)}));
-    c.filter.addEventListener('change', () => ev.change({filter: c.filter.value as SentenceFilter, query: null}));
+    c.filter.addEventListener('change', () => ev.change({filter: c.filter.value as SentenceFilter}));
     c.crun.addEventListener('change', () => ev.change({compareRun: c.crun.value, compareStep: null}));
     c.cstep.addEventListener('change', () => ev.change({compareStep: c.cstep.value === '' ? null : Number(c.cstep.value)}));
     c.cmode.addEventListener('change', () => ev.change({compareMode: c.cmode.value as CompareMode}));
-    this.hideSpecial.addEventListener('change', () => ev.change({hideSpecial: this.hideSpecial.checked, query: null}));
-    this.merge.addEventListener('change', () => ev.change({merge: this.merge.checked, query: null}));
+    this.hideSpecial.addEventListener('change', () => ev.change({hideSpecial: this.hideSpecial.checked}));
+    this.merge.addEventListener('change', () => ev.change({merge: this.merge.checked}));
     this.topk.addEventListener('change', () => ev.topk(Math.max(0, Math.floor(Number(this.topk.value) || 0))));
     this.stepSlider.addEventListener('input', () => {
       const s = this.steps[Number(this.stepSlider.value)];
@@ -209,10 +211,17 @@ export class Toolbar {
     this.cstepRow.hidden = this.cmodeRow.hidden = !s.compareRun || !canCompare;
     this.c.crun.disabled = !canCompare;
     this.compareNote.hidden = canCompare;
-    for (const [v, b] of this.viewBtns) {
-      const on = v === spec.name;
+    for (const v of VIEW_SPECS) {
+      const b = this.viewBtns.get(v.name)!;
+      const on = v.name === spec.name;
       b.classList.toggle('on', on);
       b.setAttribute('aria-selected', on ? 'true' : 'false');
+      // a view that cannot show this record is disabled, its reason the button's tooltip
+      const why = whyUnavailable(v, header, s.kind);
+      b.disabled = !!why;
+      b.title = why ?? '';
+      if (why) b.dataset.unavailable = why;
+      else delete b.dataset.unavailable;
     }
   }
 }

@@ -101,6 +101,19 @@ export interface IndexResponse {
   runs: IndexRun[];
   /** Tags whose records could not be read (absent on older backends). */
   unreadable?: Unreadable[];
+  /** The backend's bounds on what a record may claim (absent on older backends: api.ts `LIMITS`). */
+  limits?: Partial<Limits>;
+}
+
+/** Counts past which a record is refused instead of drawn (the backend's format.MAX_COUNTS, MAX_HEAD_DIM). */
+export interface Limits {
+  layers: number;
+  heads: number;
+  /** Tokens of a sequence (and a kind's q_len / k_len). */
+  tokens: number;
+  headDim: number;
+  /** Either side of the pooled overview. */
+  overview: number;
 }
 
 /** One layer of attention, (heads, q, k) in C order; `head(h)` gives a (q, k) row-major view. */

@@ -12,6 +12,8 @@ import {
   formatResidual,
   halfToFloat,
   headerProblem,
+  limitsOf,
+  LIMITS,
   revisionsOf,
   makeLut,
   parseShape,
@@ -343,5 +345,18 @@ describe('record headers with absurd counts', () => {
     expect(headerProblem(withKind({overview_shape: [1e9, 3]}))).toMatch(/overview/);
     expect(headerProblem(withKind({key: 'nope'}))).toMatch(/key sequence/);
     expect(headerProblem({...ok, sequences: {input: 'abc'}} as never)).toMatch(/token list/);
+  });
+  it('reads the bounds from /index when it serves them, else the built-in ones', () => {
+    expect(limitsOf(null)).toEqual(LIMITS);
+    expect(limitsOf({})).toEqual(LIMITS);
+    const served = limitsOf({limits: {layers: 8, heads: 4, tokens: 16, headDim: 32, overview: 64}});
+    expect(served).toEqual({layers: 8, heads: 4, tokens: 16, headDim: 32, overview: 64});
+    // a malformed field keeps the built-in bound; unknown fields are ignored
+    expect(limitsOf({limits: {layers: -1, heads: 1.5, tokens: '9', other: 3} as never})).toEqual(LIMITS);
+    const withKind = (patch: object) => ({...ok, kinds: {encoder: {...ok.kinds.encoder, ...patch}}});
+    expect(headerProblem(ok, served)).toMatch(/12 layers \(at most 8\)/);
+    expect(headerProblem(withKind({layers: 8, heads: 4, head_dim: 32}), served)).toBeNull();
+    expect(headerProblem(withKind({layers: 8, heads: 4, head_dim: 33}), served)).toMatch(/head size of 33 \(at most 32\)/);
+    expect(headerProblem(withKind({layers: 8, heads: 4, head_dim: 32}), {...served, tokens: 2})).toMatch(/3 input tokens/);
   });
 });

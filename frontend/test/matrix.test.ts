@@ -1,7 +1,7 @@
 // The matrix view's arithmetic (zoom, pan, tiles, binning, masks), its renderer (what a pixel shows at each
 // level) and its drawing through the recording context.
 import {describe, expect, it} from 'vitest';
-import {STORIES} from '../dev/stories';
+import {loadStory} from '../dev/stories';
 import {FixtureSource} from '../dev/fixtures';
 import {LIGHT} from '../src/draw/colors';
 import {SvgContext} from '../src/draw/ctx';
@@ -217,7 +217,7 @@ describe('renderer', () => {
 
 describe('matrix story', () => {
   it('draws the dense GPT-2 layer with its mask, labels and a row', async () => {
-    const d = (await STORIES.matrix.data(new FixtureSource())) as MatrixData;
+    const d = (await (await loadStory('matrix')).data(new FixtureSource())) as MatrixData;
     expect(d.long).toBe(false);
     expect(d.mask.causal).toBe(true);
     const L = matrixLayout(900);

@@ -1,11 +1,11 @@
 // Every view drawn without a browser: its story's fixture data through its data builder, painted by its
 // drawing code into the SVG recording context. What is counted is what was drawn.
 import {describe, expect, it} from 'vitest';
-import {STORIES} from '../dev/stories';
+import {findStory, loadStory} from '../dev/stories';
 import {FixtureSource} from '../dev/fixtures';
 import {headColor, hexToRgb, LIGHT, layerColor} from '../src/draw/colors';
 import {SvgContext} from '../src/draw/ctx';
-import {readSelectionFromHash} from '../src/state';
+import {KNOWN_KEYS, defaultSelection, readSelectionFromHash, viewState} from '../src/state';
 import {diffHeadData, type HeadData} from '../src/views/head/data';
 import {HeadPainter, headLayout} from '../src/views/head/draw';
 import type {ModelData} from '../src/views/model/data';
@@ -34,23 +34,41 @@ function visibleLines(d: HeadData, rows: (i: number) => boolean): number {
 }
 
 describe('registry', () => {
-  it('lists each view once, with a story, and is what the URL accepts', () => {
+  it('lists each view once, with a story, and is what the URL accepts', async () => {
     const names = VIEW_SPECS.map((s) => s.name);
     expect(new Set(names).size).toBe(names.length);
     for (const s of VIEW_SPECS) {
-      expect(STORIES[s.name], `story of ${s.name}`).toBeDefined();
+      expect(await findStory(s.name), `story of ${s.name} (dev/stories/${s.name}.story.ts)`).not.toBeNull();
+      expect((await loadStory(s.name)).spec, `the story of ${s.name} shows its spec`).toBe(s);
       expect(s.compare.every((m) => m === 'side' || m === 'diff')).toBe(true);
-      expect(readSelectionFromHash(`#p.attention.view=${s.name}`).view).toBe(s.name);
+      expect(new Set(s.compare).size).toBe(s.compare.length);
+      expect(readSelectionFromHash(`#p.attention.view=${s.name}`, VIEW_SPECS).view).toBe(s.name);
     }
+    expect(await findStory('nonsense')).toBeNull();
+    await expect(loadStory('nonsense')).rejects.toThrow(/no story/);
     expect(viewSpec('nonsense')).toBe(VIEW_SPECS[0]);
-    // comparisons: decided by each spec alone
-    expect(Object.fromEntries(VIEW_SPECS.map((s) => [s.name, s.compare.join(',')]))).toEqual({head: 'side,diff', model: 'side,diff', neuron: 'side', matrix: 'side,diff', training: '', rollout: ''});
+  });
+  it('gives each URL key to one owner: the shell or one view', () => {
+    const owner = new Map<string, string>([...KNOWN_KEYS].map((k) => [k, 'shell']));
+    for (const s of VIEW_SPECS)
+      for (const k of s.url?.keys ?? []) {
+        expect(owner.get(k), `${s.name}'s key ${k}`).toBeUndefined();
+        owner.set(k, s.name);
+      }
+  });
+  it('round-trips each view’s state through its keys, defaults writing nothing', () => {
+    for (const s of VIEW_SPECS) {
+      if (!s.url) continue;
+      const d = s.url.parse(() => undefined);
+      expect(s.url.write(d), `${s.name}: defaults`).toEqual([]);
+      expect(viewState(defaultSelection(VIEW_SPECS), s)).toEqual(d);
+    }
   });
 });
 
 describe('head view', () => {
   it('draws every visible line at rest, tokens as text, and one token on hover', async () => {
-    const d = (await STORIES.head.data(source)) as HeadData;
+    const d = (await (await loadStory('head')).data(source)) as HeadData;
     const layout = headLayout(d, LIGHT);
     expect([layout.rows, layout.cols]).toEqual([17, 17]);
     const p = new HeadPainter(d, layout, {theme: LIGHT, colorOf: headColor, active: d.heads, topk: 0});
@@ -66,7 +84,7 @@ describe('head view', () => {
     expect(count(hover, 'rect')).toBeGreaterThan(0); // the row highlight and per-head bars
   });
   it('draws fewer lines with fewer heads or top-k, and B − A by sign', async () => {
-    const d = (await STORIES.head.data(source)) as HeadData;
+    const d = (await (await loadStory('head')).data(source)) as HeadData;
     const layout = headLayout(d, LIGHT);
     const p = new HeadPainter(d, layout, {theme: LIGHT, colorOf: headColor, active: d.heads, topk: 0});
     const all = p.paint(new SvgContext());
@@ -85,7 +103,7 @@ describe('head view', () => {
 
 describe('model view', () => {
   it('draws every thumbnail, as lines in distinct layer colours or as heatmap images', async () => {
-    const d = (await STORIES.model.data(source)) as ModelData;
+    const d = (await (await loadStory('model')).data(source)) as ModelData;
     const layout = modelLayout(d, 1200);
     const p = new ModelPainter(d, layout, {theme: LIGHT, style: 'lines', detail: [1, 2]});
     const svg = new SvgContext();
@@ -114,7 +132,7 @@ describe('model view', () => {
 
 describe('neuron view', () => {
   it('draws q, k and the selected query: products, scores and the recomputed softmax', async () => {
-    const d = (await STORIES.neuron.data(source)) as NeuronData;
+    const d = (await (await loadStory('neuron')).data(source)) as NeuronData;
     expect(d.qk).not.toBeNull();
     const layout = neuronLayout(d, LIGHT, false);
     expect(layout.expanded).toBe(true);
@@ -137,7 +155,7 @@ describe('neuron view', () => {
 
 describe('heads over training', () => {
   it('draws the grid, the focused trajectory over every step and the divergence map', async () => {
-    const d = (await STORIES.training.data(source)) as TrainingData;
+    const d = (await (await loadStory('training')).data(source)) as TrainingData;
     const p = new TrainingPainter(d, trainingLayout(d, 1400, false), LIGHT);
     expect(p.paintHeat(new SvgContext(), d.focus)).toBe(d.layers * d.heads);
     expect(p.paintChart(new SvgContext(), d.focus, false)).toBe(d.steps.length);
@@ -152,7 +170,7 @@ describe('heads over training', () => {
 
 describe('rollout view', () => {
   it('draws every cell, the last query’s bars at rest and a hovered row', async () => {
-    const d = (await STORIES.rollout.data(source)) as RolloutData;
+    const d = (await (await loadStory('rollout')).data(source)) as RolloutData;
     const p = new RolloutPainter(d, rolloutLayout(d, 1000), LIGHT);
     const svg = new SvgContext();
     expect(p.paintBase(svg, null)).toBe(17 * 17);

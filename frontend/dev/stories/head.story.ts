@@ -5,7 +5,7 @@ import {headData, type HeadData} from '../../src/views/head/data';
 import {headSpec} from '../../src/views/head/spec';
 import {fixtureRecord, type Story} from './story';
 
-export const headStory: Story<HeadData> = {
+export const story: Story<HeadData> = {
   spec: headSpec,
   run: 'bert',
   example: 'pair',

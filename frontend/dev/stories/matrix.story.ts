@@ -7,7 +7,7 @@ import type {MatrixData} from '../../src/views/matrix/data';
 import {loadMatrixData, matrixSpec} from '../../src/views/matrix/spec';
 import type {ViewHost} from '../../src/views/spec';
 
-export const matrixStory: Story<MatrixData> = {
+export const story: Story<MatrixData> = {
   spec: matrixSpec,
   run: 'gpt2',
   example: '0',

@@ -5,7 +5,7 @@ import {modelData, type ModelData} from '../../src/views/model/data';
 import {modelSpec} from '../../src/views/model/spec';
 import {fixtureRecord, type Story} from './story';
 
-export const modelStory: Story<ModelData> = {
+export const story: Story<ModelData> = {
   spec: modelSpec,
   run: 'gpt2',
   example: '0',

@@ -5,12 +5,13 @@ import {neuronData, type NeuronData} from '../../src/views/neuron/data';
 import {neuronSpec} from '../../src/views/neuron/spec';
 import {fixtureRecord, type Story} from './story';
 
-export const neuronStory: Story<NeuronData> = {
+export const story: Story<NeuronData> = {
   spec: neuronSpec,
   run: 'gpt2',
   example: '0',
   kind: 'decoder',
-  sel: {layer: 3, neuronHead: 5, query: 4},
+  sel: {layer: 3, neuronHead: 5},
+  state: {query: 4},
   async data(source) {
     const x = await fixtureRecord(source, 'gpt2', '0', 'decoder');
     const att = await source.attention(x.ref, 'decoder', 3, 5);

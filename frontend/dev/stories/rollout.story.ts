@@ -5,7 +5,7 @@ import {rolloutData, type RolloutData} from '../../src/views/rollout/data';
 import {rolloutSpec} from '../../src/views/rollout/spec';
 import {fixtureRecord, type Story} from './story';
 
-export const rolloutStory: Story<RolloutData> = {
+export const story: Story<RolloutData> = {
   spec: rolloutSpec,
   run: 'bert',
   example: 'pair',

@@ -3,7 +3,7 @@
 // plain element. No server, no toolbar.
 import {LIGHT, type Theme} from '../../src/draw/colors';
 import {resolveStep} from '../../src/math';
-import {defaultSelection, type Selection} from '../../src/state';
+import {defaultSelection, viewState, withKeys, type Selection} from '../../src/state';
 import type {DataSource, Kind} from '../../src/types';
 import {clear, el, type ViewBase} from '../../src/views/common';
 import type {Loaded, ViewHost, ViewSpec} from '../../src/views/spec';
@@ -16,6 +16,8 @@ export interface Story<D> {
   kind: Kind;
   step?: number;
   sel?: Partial<Selection>;
+  /** The view's own state (its spec's `url`), over the defaults. */
+  state?: Record<string, unknown>;
   /** The view's data built from the fixture, without a DOM (what the view tests draw). */
   data(source: DataSource): Promise<D>;
 }
@@ -32,7 +34,8 @@ export async function fixtureRecord(source: DataSource, run: string, example: st
 }
 
 export function storySelection<D>(s: Story<D>): Selection {
-  return {...defaultSelection(), run: s.run, example: s.example, kind: s.kind, ...s.sel};
+  const sel: Selection = {...defaultSelection(), run: s.run, example: s.example, kind: s.kind, ...s.sel};
+  return {...sel, views: {[s.spec.name]: {...viewState(sel, s.spec), ...s.state}}};
 }
 
 /** Renders a story's view into `root` through its spec, as the app would, with nothing else around it. */
@@ -41,6 +44,10 @@ export async function mountStory<D>(s: Story<D>, source: DataSource, root: HTMLE
   let views: ViewBase[] = [];
   let key = '';
   let rec: Loaded | null = null;
+  const remember = (patch: Partial<Selection>, state?: object) => {
+    Object.assign(sel, patch);
+    if (state) sel.views = {...sel.views, [s.spec.name]: {...viewState(sel, s.spec), ...state}};
+  };
   const draw = async () => {
     rec = await fixtureRecord(source, s.run, s.example, s.kind, sel.step ?? s.step);
     await s.spec.show(host, rec, null, s.spec.compare[0] ?? 'side');
@@ -48,6 +55,9 @@ export async function mountStory<D>(s: Story<D>, source: DataSource, root: HTMLE
   const host: ViewHost = {
     source,
     sel,
+    get state() {
+      return viewState(sel, s.spec);
+    },
     theme,
     current: () => true,
     record: () => rec,
@@ -62,11 +72,17 @@ export async function mountStory<D>(s: Story<D>, source: DataSource, root: HTMLE
       return views as V[];
     },
     shown: () => views,
-    update(patch) {
-      Object.assign(sel, patch);
+    update(patch, state) {
+      remember(patch, state);
       void draw();
     },
-    remember: (patch) => Object.assign(sel, patch),
+    remember: (patch, state) => remember(patch, state),
+    // another view: the story shows one; its own keys are applied
+    open: (_, patch, keys) => {
+      Object.assign(sel, {...patch, view: sel.view});
+      sel.views = {...sel.views, [s.spec.name]: withKeys(s.spec, viewState(sel, s.spec), keys)};
+      void draw();
+    },
     redraw: () => void draw(),
   };
   await draw();

@@ -4,12 +4,12 @@ import {trainingData, type TrainingData} from '../../src/views/training/data';
 import {trainingSpec} from '../../src/views/training/spec';
 import {fixtureRecord, type Story} from './story';
 
-export const trainingStory: Story<TrainingData> = {
+export const story: Story<TrainingData> = {
   spec: trainingSpec,
   run: 'induction',
   example: '0',
   kind: 'decoder',
-  sel: {metric: 'induction'},
+  state: {metric: 'induction'},
   async data(source) {
     const x = await fixtureRecord(source, 'induction', '0', 'decoder');
     const ex = {run: x.ref.run, tag: x.ref.tag, example: x.ref.example};

@@ -1,7 +1,7 @@
 // A DataSource over records embedded in the page (notebooks, standalone HTML): the same answers as the
 // plugin's routes (docs/http-api.md), computed from the stored bytes as the backend computes them
 // (reader.py, plugin.py), so the views cannot tell it from HttpSource. Nothing is requested from anywhere.
-import {jensenShannon, rollout as rolloutOf} from '../../dev/fixture-metrics';
+import {jensenShannon, rollout as rolloutOf} from '../derived';
 import {ApiError, CodedAttention, FloatAttention, LruCache, decodeCodes, decodeFloat16, makeLut} from '../api';
 import type {
   AttentionLayer,

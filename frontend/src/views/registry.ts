@@ -1,5 +1,5 @@
 // Every view the tab offers, in button order. Adding a view: its folder (data.ts, draw.ts, view.ts,
-// spec.ts) and one line here.
+// spec.ts), one line here, and its story (dev/stories/<name>.story.ts).
 import {headSpec} from './head/spec';
 import {matrixSpec} from './matrix/spec';
 import {modelSpec} from './model/spec';

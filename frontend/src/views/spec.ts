@@ -1,7 +1,8 @@
-// What a view tells the shell about itself (ViewSpec), and what the shell lends a view while it shows
+// What a view tells the shell about itself (ViewSpec: label, controls, comparison modes, its URL state,
+// whether it applies to a record, how it loads and draws), and what the shell lends a view while it shows
 // (ViewHost). The shell knows views only through these and the registry (registry.ts).
 import type {Theme} from '../draw/colors';
-import type {CompareMode, Selection} from '../state';
+import type {CompareMode, Selection, UrlState} from '../state';
 import type {DataSource, Header, IndexExample, Kind, RecordRef} from '../types';
 import type {ViewBase} from './common';
 
@@ -16,10 +17,13 @@ export interface Loaded {
 /** Shell controls a view may use (run, tag, example, kind, step and compare are always there). */
 export type Control = 'layer' | 'neuronHead' | 'topk' | 'filter' | 'tokens';
 
-export interface ViewHost {
+/** What the shell lends a view while it shows; `S`: the view's own state (its spec's `url`). */
+export interface ViewHost<S extends object = object> {
   readonly source: DataSource;
   /** The live selection (read it; change it through update / remember). */
   readonly sel: Selection;
+  /** The view's own live state (its spec's `url`; change it through update / remember). */
+  readonly state: S;
   readonly theme: Theme;
   /** False once a newer render has started: draw nothing then. */
   current(): boolean;
@@ -29,17 +33,22 @@ export interface ViewHost {
   panes<V extends ViewBase>(key: string, make: () => V[], titles?: string[]): V[];
   /** The panes shown now (e.g. to pass a hover to the other side). */
   shown(): readonly ViewBase[];
-  /** Changes the selection, writes the URL and redraws. */
-  update(patch: Partial<Selection>): void;
-  /** Changes the selection and the URL only (the view already shows the change). */
-  remember(patch: Partial<Selection>): void;
+  /** Changes the selection (and the view's own state), writes the URL and redraws. */
+  update(patch: Partial<Selection>, state?: Partial<S>): void;
+  /** Changes the selection (and the view's own state) and the URL only (the view already shows it). */
+  remember(patch: Partial<Selection>, state?: Partial<S>): void;
+  /**
+   * Shows view `view` with `patch` and some of that view's URL keys set (a string) or cleared (null): views
+   * know each other only by their URL keys (README, URL).
+   */
+  open(view: string, patch: Partial<Selection>, keys: Readonly<Record<string, string | null>>): void;
   /** Redraws the current selection. */
   redraw(): void;
   /** What the view shows now (e.g. "exact from q/k"), appended to the tab's status line. */
   status?(text: string): void;
 }
 
-export interface ViewSpec {
+export interface ViewSpec<S extends object = object> {
   /** The URL's `view` value and the button's testid suffix (`view-<name>`). */
   readonly name: string;
   readonly label: string;
@@ -49,10 +58,28 @@ export interface ViewSpec {
    * says so; the `crun` key is kept for the other views).
    */
   readonly compare: readonly CompareMode[];
+  /** Its own state in the URL: keys, parse, write, reconcile, reset (none: it keeps nothing there). */
+  readonly url?: UrlState<S>;
+  /**
+   * Why it cannot show `kind` of a record with this header, or null (absent: it shows every record). The
+   * toolbar disables its button with the reason; selected anyway (a URL, a kind change), the shell shows
+   * the reason as the error instead of calling `show`.
+   */
+  unavailable?(header: Header, kind: Kind): string | null;
   /** Loads what it needs of record `a` (and `b`, compared in `mode`) and draws it through `host.panes`. */
-  show(host: ViewHost, a: Loaded, b: Loaded | null, mode: CompareMode): Promise<void>;
+  show(host: ViewHost<S>, a: Loaded, b: Loaded | null, mode: CompareMode): Promise<void>;
   /** The export file name's part after the step (default: `_L<layer>`). */
-  exportName?(sel: Selection): string;
+  exportName?(sel: Selection, state: S): string;
+}
+
+/** A spec with its state type checked against its `url` and `show` (the registry holds them untyped). */
+export function defineView<S extends object>(spec: ViewSpec<S>): ViewSpec<S> {
+  return spec;
+}
+
+/** Why view `spec` cannot show `kind` of a record with `header` (null: it can, or nothing is selected). */
+export function whyUnavailable(spec: Pick<ViewSpec, 'unavailable'>, header: Header | undefined, kind: Kind | null): string | null {
+  return header && kind && header.kinds[kind] ? (spec.unavailable?.(header, kind) ?? null) : null;
 }
 
 /** "A: run @ step", "B: run @ step" over side-by-side panes. */

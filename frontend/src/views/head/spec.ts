@@ -1,8 +1,9 @@
 // Head view: one layer, every head (or B − A, or two records side by side).
 import {buildAxes, kindInfo, sameTokens} from '../../axes';
 import {headColor} from '../../draw/colors';
-import type {ViewHost, Loaded, ViewSpec} from '../spec';
-import {paneTitles} from '../spec';
+import type {UrlState} from '../../state';
+import type {ViewHost, Loaded} from '../spec';
+import {defineView, paneTitles} from '../spec';
 import type {TopK} from '../../types';
 import {diffHeadData, headData, longHeadData, type HeadData} from './data';
 import type {OpacityRule} from './draw';
@@ -31,23 +32,34 @@ export async function loadHeadData(host: ViewHost, x: Loaded, layer: number, hea
 }
 
 /** The opacity rule in the URL (`op` = abs | row, `gain`), or null for the data's default. */
-export function opacityFromUrl(extra: Readonly<Record<string, string>>): OpacityRule | null {
+export function opacityFromUrl(extra: Readonly<Record<string, string | undefined>>): OpacityRule | null {
   const mode = extra.op === 'abs' || extra.op === 'row' ? extra.op : null;
   const gain = Number(extra.gain);
   if (!mode && !extra.gain) return null;
   return {mode: mode ?? 'abs', gain: Number.isFinite(gain) && gain >= 0.25 && gain <= 64 ? gain : 1};
 }
 
-function makeHeadView(host: ViewHost, testid: string): HeadView {
+/** The head view's own state: its opacity rule (null: the data's default). */
+export interface HeadState {
+  opacity: OpacityRule | null;
+}
+
+export const headUrl: UrlState<HeadState> = {
+  keys: ['op', 'gain'],
+  parse: (get) => ({opacity: opacityFromUrl({op: get('op'), gain: get('gain')})}),
+  write: ({opacity}) => (opacity ? [['op', opacity.mode], ['gain', String(opacity.gain)]] : []),
+};
+
+function makeHeadView(host: ViewHost<HeadState>, testid: string): HeadView {
   return new HeadView({
     theme: host.theme,
     colorOf: headColor,
     active: host.sel.heads,
     topk: host.sel.topk,
     testid,
-    opacity: opacityFromUrl(host.sel.extra),
+    opacity: host.state.opacity,
     onOpacity: (rule) => {
-      host.remember({extra: {...host.sel.extra, op: rule.mode, gain: String(rule.gain)}});
+      host.remember({}, {opacity: rule});
       for (const v of host.shown()) if (v instanceof HeadView && v.el.dataset.testid !== testid) v.setOpacity(rule);
     },
     onActiveChange: (active) => {
@@ -60,11 +72,12 @@ function makeHeadView(host: ViewHost, testid: string): HeadView {
   });
 }
 
-export const headSpec: ViewSpec = {
+export const headSpec = defineView<HeadState>({
   name: 'head',
   label: 'Head view',
   controls: ['layer', 'topk', 'filter', 'tokens'],
   compare: ['side', 'diff'],
+  url: headUrl,
   async show(host, a, b, mode) {
     const layer = host.sel.layer;
     const da = await loadHeadData(host, a, layer);
@@ -97,4 +110,4 @@ export const headSpec: ViewSpec = {
         : `head view L${layer}: stored dense; ${op}`,
     );
   },
-};
+});

@@ -4,11 +4,12 @@
 // per-head bars on the keys; hover a key token: the transposed view. At rest, invisible lines are skipped
 // and an optional top-k per query token thins long inputs; the hovered token always shows all its lines.
 // The drawing itself is HeadPainter (draw.ts); this is its DOM: canvases, swatches, pointer.
-import {CanvasStack, scrollParent} from '../../draw/canvas';
+import {scrollParent} from '../../draw/canvas';
 import {lighten, type Theme} from '../../draw/colors';
 import type {Ctx} from '../../draw/ctx';
 import {rowAt} from '../../draw/tokens';
-import {el, type ViewBase} from '../common';
+import {el} from '../common';
+import {CanvasView} from '../canvas-view';
 import type {HeadData} from './data';
 import {defaultOpacity, HeadPainter, headLayout, type HeadHover, type OpacityRule} from './draw';
 
@@ -28,11 +29,10 @@ export interface HeadViewOptions {
   testid?: string;
 }
 
-export class HeadView implements ViewBase {
+export class HeadView extends CanvasView {
   readonly el: HTMLElement;
   private swatchBar: HTMLElement;
   private legend: HTMLElement;
-  private stack: CanvasStack;
   private painter: HeadPainter | null = null;
   private theme: Theme;
   private active: Set<number> = new Set();
@@ -48,11 +48,10 @@ export class HeadView implements ViewBase {
   private hoverGen = 0;
 
   constructor(private opts: HeadViewOptions) {
+    super(3, 'head-canvas');
     this.theme = opts.theme;
     this.activeSel = opts.active;
     this.topk = opts.topk;
-    this.stack = new CanvasStack(3, () => this.drawAll());
-    this.stack.root.setAttribute('data-testid', 'head-canvas');
     this.swatchBar = el('div', {class: 'swatches', 'data-testid': 'head-swatches'});
     this.legend = el('div', {class: 'legend'});
     this.modeSel = el('select', {'data-testid': 'opacity-mode', title: 'Line opacity: absolute (weight / active heads, as BertViz) or per row (relative to each query row’s largest weight: every row shows its strongest line)'});
@@ -84,7 +83,7 @@ export class HeadView implements ViewBase {
     this.theme = t;
     this.painter?.set({theme: t});
     this.renderSwatches();
-    this.drawAll();
+    this.redraw();
   }
 
   setData(d: HeadData): void {
@@ -109,7 +108,7 @@ export class HeadView implements ViewBase {
     r.rightX = String(Math.round(layout.Rt.x + layout.Rt.width / 2));
     this.renderSwatches();
     this.renderLegend();
-    this.drawAll();
+    this.redraw();
   }
 
   opacityRule(): OpacityRule {
@@ -122,7 +121,7 @@ export class HeadView implements ViewBase {
     this.gainInput.value = String(rule.gain);
     this.el.dataset.opacity = `${rule.mode}:${rule.gain}`;
     this.painter?.set({opacity: rule});
-    this.drawAll();
+    this.redraw();
   }
 
   /** Find-a-token: scroll query token `pos` into view and hover it (its lines drawn). */
@@ -149,14 +148,14 @@ export class HeadView implements ViewBase {
     this.activeSel = active;
     this.resolveActive();
     this.renderSwatches();
-    this.drawAll();
+    this.redraw();
   }
 
   setTopk(k: number): void {
     if (k === this.topk) return;
     this.topk = k;
     this.painter?.set({topk: k});
-    this.drawAll();
+    this.redraw();
   }
 
   /** Hover from outside (the other pane of a side-by-side comparison). */
@@ -193,10 +192,6 @@ export class HeadView implements ViewBase {
     }, 60);
   }
 
-  dispose(): void {
-    this.stack.dispose();
-  }
-
   private resolveActive(): void {
     const heads = this.data?.heads ?? [];
     const sel = this.activeSel ? heads.filter((h) => this.activeSel!.includes(h)) : heads;
@@ -208,11 +203,7 @@ export class HeadView implements ViewBase {
     return (this.data?.heads ?? []).filter((h) => this.active.has(h));
   }
 
-  exportSize(): {width: number; height: number} {
-    return {width: this.stack.width, height: this.stack.height};
-  }
-
-  private drawAll(): void {
+  protected redraw(): void {
     const p = this.painter;
     if (!p) return;
     const t0 = performance.now();
@@ -366,7 +357,7 @@ export class HeadView implements ViewBase {
     this.activeSel = list.length === all.length ? null : list;
     this.painter?.set({active: list});
     this.renderSwatches();
-    this.drawAll();
+    this.redraw();
     this.opts.onActiveChange?.(this.activeSel);
   }
 

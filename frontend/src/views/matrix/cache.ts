@@ -1,6 +1,6 @@
 // The last crisp render of a matrix plot, kept as a canvas with the viewport it shows, so that a zoom or
 // pan frame draws it scaled (one drawImage) instead of re-rendering every pixel; the view renders crisply
-// again once the gesture rests (view.ts: SETTLE_MS). The rectangle arithmetic is pure (unit-tested).
+// again once the gesture rests (frames.ts: SETTLE_MS). The rectangle arithmetic is pure (unit-tested).
 import type {Viewport} from './zoom';
 
 /** Source and destination rectangles of a scaled draw (source in cache pixels, destination in plot pixels). */

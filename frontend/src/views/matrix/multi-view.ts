@@ -3,10 +3,11 @@
 // cell marks it on every plot and titles each head with its value there. Plots show each head's stored level
 // (dense: exact; long: the pyramid's bins; the single-head view fetches exact tiles). Zoom / pan frames
 // draw the last crisp renders scaled; they are rendered again once the gesture rests.
-import {CanvasStack} from '../../draw/canvas';
 import {nanColors, type Theme} from '../../draw/colors';
 import type {Ctx} from '../../draw/ctx';
-import {el, type ViewBase} from '../common';
+import {el} from '../common';
+import {CanvasView} from '../canvas-view';
+import {FrameScheduler} from './frames';
 import {PlotCache} from './cache';
 import {planeOf, type MatrixData} from './data';
 import {renderPlot, type Rendered} from './draw';
@@ -21,12 +22,8 @@ export interface MultiViewOptions {
   controls?: HTMLElement[];
 }
 
-/** A gesture's frames draw the cached renders scaled; this long after the last one, a crisp render. */
-const SETTLE_MS = 150;
-
-export class MatrixMultiView implements ViewBase {
+export class MatrixMultiView extends CanvasView {
   readonly el: HTMLElement;
-  private stack: CanvasStack;
   private readout: HTMLElement;
   private notesEl: HTMLElement;
   private datas: MatrixData[] = [];
@@ -35,17 +32,14 @@ export class MatrixMultiView implements ViewBase {
   private v: Viewport = {x0: 0, x1: 1, y0: 0, y1: 1};
   private rendered: Rendered[] = [];
   private renderedV: Viewport | null = null;
+  private readonly frames = new FrameScheduler({scaled: () => this.drawScaled(), crisp: () => this.redraw()});
   private caches: PlotCache[] = [];
   private hover: {i: number; j: number} | null = null;
   private drag: {x: number; y: number; v: Viewport} | null = null;
-  private frame = 0;
-  private full = false;
-  private settle: ReturnType<typeof setTimeout> | null = null;
 
   constructor(private opts: MultiViewOptions) {
+    super(2, 'matrix-multi-canvas');
     this.theme = opts.theme;
-    this.stack = new CanvasStack(2, () => this.drawNow());
-    this.stack.root.setAttribute('data-testid', 'matrix-multi-canvas');
     const btn = (testid: string, text: string, title: string, f: () => void) => {
       const b = el('button', {type: 'button', 'data-testid': testid, text, title});
       b.addEventListener('click', f);
@@ -85,7 +79,7 @@ export class MatrixMultiView implements ViewBase {
   setTheme(t: Theme): void {
     this.theme = t;
     if (this.painter) this.painter.theme = t;
-    this.drawNow();
+    this.redraw();
   }
 
   /** Shows the heads `ds` (one record, one layer); at `viewport` when given, else where it was. */
@@ -111,7 +105,7 @@ export class MatrixMultiView implements ViewBase {
     s.cells = L.cells.map((c) => `${c.x}:${c.y}`).join(',');
     this.notesEl.textContent = '';
     for (const n of [...notes, ...ds[0].notes]) this.notesEl.appendChild(el('div', {class: 'note', text: n}));
-    this.drawNow();
+    this.redraw();
   }
 
   viewport(): Viewport {
@@ -122,7 +116,7 @@ export class MatrixMultiView implements ViewBase {
   setViewport(v: Viewport, emit = false, fast = false): void {
     const P = this.plane();
     this.v = clampViewport(v, P.q, P.k);
-    this.schedule(!fast);
+    this.frames.schedule(!fast);
     if (emit) this.opts.onViewport?.(this.viewport());
   }
 
@@ -133,15 +127,10 @@ export class MatrixMultiView implements ViewBase {
     this.setViewport(clampViewport({x0: pos + 0.5 - span / 2, x1: pos + 0.5 + span / 2, y0: pos + 0.5 - span / 2, y1: pos + 0.5 + span / 2}, P.q, P.k), true);
   }
 
-  dispose(): void {
-    cancelAnimationFrame(this.frame);
-    if (this.settle) clearTimeout(this.settle);
+  override dispose(): void {
+    this.frames.dispose();
     window.removeEventListener('mouseup', this.onUp);
-    this.stack.dispose();
-  }
-
-  exportSize(): {width: number; height: number} {
-    return {width: this.stack.width, height: this.stack.height};
+    super.dispose();
   }
 
   paint(ctx: Ctx): void {
@@ -163,25 +152,6 @@ export class MatrixMultiView implements ViewBase {
     return this.rendered;
   }
 
-  /** Next frame: scaled from the caches (during a gesture), or crisp (`full`). */
-  private schedule(full: boolean): void {
-    this.full ||= full;
-    if (!full) {
-      if (this.settle) clearTimeout(this.settle);
-      this.settle = setTimeout(() => {
-        this.settle = null;
-        this.schedule(true);
-      }, SETTLE_MS);
-    }
-    if (this.frame || typeof requestAnimationFrame === 'undefined') return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      const full = this.full;
-      this.full = false;
-      if (full || !this.drawScaled()) this.drawNow();
-    });
-  }
-
   /** A gesture's frame: every plot's last crisp render, scaled to the viewport. */
   private drawScaled(): boolean {
     const p = this.painter;
@@ -197,7 +167,7 @@ export class MatrixMultiView implements ViewBase {
     return true;
   }
 
-  private drawNow(): void {
+  protected redraw(): void {
     const p = this.painter;
     if (!p) return;
     const t0 = performance.now();
@@ -287,7 +257,7 @@ export class MatrixMultiView implements ViewBase {
   private onUp = (): void => {
     if (!this.drag) return;
     this.drag = null;
-    this.schedule(true);
+    this.frames.schedule(true);
   };
 
   private onMove(e: MouseEvent): void {

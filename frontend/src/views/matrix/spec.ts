@@ -3,8 +3,9 @@
 // B − A. The viewport is kept in the URL (`mz=y0:y1,x0:x1`, tokens).
 import {kindInfo, sameTokens} from '../../axes';
 import type {Grid} from '../../types';
-import type {Loaded, ViewHost, ViewSpec} from '../spec';
-import {paneTitles} from '../spec';
+import type {UrlState} from '../../state';
+import type {Loaded, ViewHost} from '../spec';
+import {defineView, paneTitles} from '../spec';
 import {el} from '../common';
 import {diffMatrixData, layerMask, shareExtent, type MatrixData} from './data';
 import {MAX_MULTI} from './multi';
@@ -70,18 +71,30 @@ export async function loadMatrixData(host: ViewHost, x: Loaded, layer: number, h
   };
 }
 
-let urlTimer: ReturnType<typeof setTimeout> | null = null;
-
-function rememberViewport(host: ViewHost, v: Viewport): void {
-  if (urlTimer) clearTimeout(urlTimer);
-  urlTimer = setTimeout(() => host.remember({extra: {...host.sel.extra, mz: formatViewport(v)}}), 250);
-}
-
 /** Small multiples (URL `mh`): '' one head (the Head selector's), `sel` the selected heads, `all` the layer's. */
 export type MultiMode = '' | 'sel' | 'all';
 
-export function multiMode(extra: Readonly<Record<string, string>>): MultiMode {
+export function multiMode(extra: Readonly<Record<string, string | undefined>>): MultiMode {
   return extra.mh === 'sel' || extra.mh === 'all' ? extra.mh : '';
+}
+
+/** The matrix view's own state: its viewport (`mz`; null: the whole sequence) and small multiples (`mh`). */
+export interface MatrixState {
+  viewport: Viewport | null;
+  multi: MultiMode;
+}
+
+export const matrixUrl: UrlState<MatrixState> = {
+  keys: ['mz', 'mh'],
+  parse: (get) => ({viewport: parseViewport(get('mz')), multi: multiMode({mh: get('mh')})}),
+  write: ({viewport, multi}) => [...(viewport ? [['mz', formatViewport(viewport)] as [string, string]] : []), ...(multi ? [['mh', multi] as [string, string]] : [])],
+};
+
+let urlTimer: ReturnType<typeof setTimeout> | null = null;
+
+function rememberViewport(host: ViewHost<MatrixState>, v: Viewport): void {
+  if (urlTimer) clearTimeout(urlTimer);
+  urlTimer = setTimeout(() => host.remember({}, {viewport: parseViewport(formatViewport(v))}), 250);
 }
 
 /** The heads drawn as small multiples: the selected ones (`heads`; null: all) or all, at most MAX_MULTI. */
@@ -92,20 +105,15 @@ export function multiHeads(mode: MultiMode, heads: number, selected: readonly nu
 }
 
 /** The heads selector of the matrix view's toolbar (changes the URL's `mh` and redraws). */
-function headsControl(host: ViewHost): HTMLElement {
+function headsControl(host: ViewHost<MatrixState>): HTMLElement {
   const sel = el('select', {'data-testid': 'matrix-heads', title: 'One head, or several as small multiples sharing one viewport'});
   for (const [v, text] of [['', 'One head'], ['sel', 'Selected heads'], ['all', `All heads (≤ ${MAX_MULTI})`]]) sel.appendChild(el('option', {value: v, text}));
-  sel.value = multiMode(host.sel.extra);
-  sel.addEventListener('change', () => {
-    const extra = {...host.sel.extra};
-    if (sel.value) extra.mh = sel.value;
-    else delete extra.mh;
-    host.update({extra});
-  });
+  sel.value = host.state.multi;
+  sel.addEventListener('change', () => host.update({}, {multi: multiMode({mh: sel.value})}));
   return sel;
 }
 
-function makeMatrixView(host: ViewHost, testid: string, viewport: Viewport | null): MatrixView {
+function makeMatrixView(host: ViewHost<MatrixState>, testid: string, viewport: Viewport | null): MatrixView {
   return new MatrixView({
     theme: host.theme,
     testid,
@@ -122,16 +130,16 @@ function makeMatrixView(host: ViewHost, testid: string, viewport: Viewport | nul
   });
 }
 
-export const matrixSpec: ViewSpec = {
+export const matrixSpec = defineView<MatrixState>({
   name: 'matrix',
   label: 'Matrix',
   controls: ['layer', 'neuronHead'],
   compare: ['side', 'diff'],
+  url: matrixUrl,
   exportName: (s) => `_L${s.layer}_H${s.neuronHead}`,
   async show(host, a, b, mode) {
     const {layer, neuronHead: head} = host.sel;
-    const multi = multiMode(host.sel.extra);
-    const vp = parseViewport(host.sel.extra.mz);
+    const {multi, viewport: vp} = host.state;
     if (multi && !b) {
       // small multiples of one record
       const {shown, of} = multiHeads(multi, kindInfo(a.header, a.kind).heads, host.sel.heads);
@@ -165,4 +173,4 @@ export const matrixSpec: ViewSpec = {
     const views = host.panes(key, () => datas.map((_, i) => makeMatrixView(host, testids[i], vp)), db && mode !== 'diff' ? paneTitles(a, b!) : undefined);
     views.forEach((v, i) => v.setData(datas[i], vp));
   },
-};
+});

@@ -4,12 +4,14 @@
 // viewport holds at most EXACT_CELLS cells, exact tiles are fetched and replace it as they arrive. Hover a
 // cell: query, key and weight (exact when a tile or the row is loaded), and the query's exact row as strips
 // under the plot. Drawing: MatrixPainter (draw.ts); arithmetic: zoom.ts.
-import {CanvasStack, devicePixelRatioOf} from '../../draw/canvas';
+import {devicePixelRatioOf} from '../../draw/canvas';
 import {nanColors, type Theme} from '../../draw/colors';
 import {PlotCache} from './cache';
 import type {Ctx} from '../../draw/ctx';
 import {formatValue} from '../../math';
-import {el, type ViewBase} from '../common';
+import {el} from '../common';
+import {CanvasView} from '../canvas-view';
+import {FrameScheduler} from './frames';
 import {coarseValue, padded, planeOf, type MatrixData} from './data';
 import {MatrixPainter, matrixLayout, renderPlot, type Rendered} from './draw';
 import {around, binOf, binStart, boxViewport, cellAtPixel, chooseSource, clampViewport, fullViewport, panBy, pixelOf, TILE, tilesFor, zoomAt, type MatrixSourceKind, type Tile, type Viewport} from './zoom';
@@ -28,13 +30,10 @@ export interface MatrixViewOptions {
 }
 
 const MAX_PARALLEL = 6;
-/** Zoom / pan frames draw the last crisp render scaled (one drawImage); this long after the last, a crisp render. */
-export const SETTLE_MS = 150;
 const ROW_CACHE = 64;
 
-export class MatrixView implements ViewBase {
+export class MatrixView extends CanvasView {
   readonly el: HTMLElement;
-  private stack: CanvasStack;
   private readout: HTMLElement;
   private notesEl: HTMLElement;
   private data: MatrixData | null = null;
@@ -48,24 +47,21 @@ export class MatrixView implements ViewBase {
   private found: number | null = null;
   private drag: {x: number; y: number; v: Viewport; box: boolean; moved: boolean} | null = null;
   private boxEnd: {x: number; y: number} | null = null;
-  private frame = 0;
   private tileTimer: ReturnType<typeof setTimeout> | null = null;
   private rowTimer: ReturnType<typeof setTimeout> | null = null;
   private rendered: Rendered | null = null;
   private renderedV: Viewport | null = null;
+  private readonly frames = new FrameScheduler({scaled: () => this.drawScaled(), crisp: () => this.redraw()});
   private cache = new PlotCache();
-  private full = false;
-  private settle: ReturnType<typeof setTimeout> | null = null;
   private source: MatrixSourceKind = 'pyramid';
   private gen = 0;
 
   constructor(private opts: MatrixViewOptions) {
+    super(2, 'matrix-canvas');
     this.theme = opts.theme;
     // layers: 0 the plot, axes, row strips and legend; 1 the overlay (crosshair, found token, box). A hover
     // redraws the overlay and, when its row changes, the strips' rectangle of layer 0, never the plot (a third
     // layer for the strips measured ~2 ms slower per hover frame: one more full-size layer to composite)
-    this.stack = new CanvasStack(2, () => this.drawNow());
-    this.stack.root.setAttribute('data-testid', 'matrix-canvas');
     const btn = (testid: string, text: string, title: string, f: () => void) => {
       const b = el('button', {type: 'button', 'data-testid': testid, text, title});
       b.addEventListener('click', f);
@@ -96,7 +92,7 @@ export class MatrixView implements ViewBase {
   setTheme(t: Theme): void {
     this.theme = t;
     if (this.painter) this.painter.theme = t;
-    this.drawNow();
+    this.redraw();
   }
 
   /** Shows `d`; at `viewport` when given, else where it was (same shape) or the whole matrix. */
@@ -129,7 +125,7 @@ export class MatrixView implements ViewBase {
     ds.signed = d.signed ? '1' : '0';
     this.notesEl.textContent = '';
     for (const n of d.notes) this.notesEl.appendChild(el('div', {class: 'note', text: n}));
-    this.drawNow();
+    this.redraw();
   }
 
   viewport(): Viewport {
@@ -144,7 +140,7 @@ export class MatrixView implements ViewBase {
       return;
     }
     this.v = clampViewport(v, planeOf(d).q, planeOf(d).k);
-    this.schedule(!fast);
+    this.frames.schedule(!fast);
     if (emit) this.opts.onViewport?.(this.viewport());
   }
 
@@ -157,52 +153,25 @@ export class MatrixView implements ViewBase {
     this.setViewport(around(Math.min(pos, d.q - 1), Math.min(pos, d.k - 1), 64, planeOf(d).q, planeOf(d).k), true);
   }
 
-  dispose(): void {
+  override dispose(): void {
     this.gen++;
-    cancelAnimationFrame(this.frame);
-    if (this.settle) clearTimeout(this.settle);
+    this.frames.dispose();
     if (this.tileTimer) clearTimeout(this.tileTimer);
     if (this.rowTimer) clearTimeout(this.rowTimer);
     window.removeEventListener('mouseup', this.onUp);
-    this.stack.dispose();
-  }
-
-  exportSize(): {width: number; height: number} {
-    return {width: this.stack.width, height: this.stack.height};
+    super.dispose();
   }
 
   paint(ctx: Ctx): void {
     const p = this.painter;
     if (!p || !this.rendered) return;
     const rv = this.renderedV;
-    if (!rv || rv.x0 !== this.v.x0 || rv.x1 !== this.v.x1 || rv.y0 !== this.v.y0 || rv.y1 !== this.v.y1) this.drawNow(); // a scaled frame is shown: render it
+    if (!rv || rv.x0 !== this.v.x0 || rv.x1 !== this.v.x1 || rv.y0 !== this.v.y0 || rv.y1 !== this.v.y1) this.redraw(); // a scaled frame is shown: render it
     const h = this.hover ? this.rows.get(this.hover.i) : undefined;
     p.paint(ctx, this.v, this.rendered, this.hover && h ? {i: this.hover.i, row: h, exact: this.data!.exact} : null);
   }
 
   // ------------------------------------------------------------------------------------------ drawing
-
-  /**
-   * Next frame: crisp (`full`: new data, tiles, a jump), or during a gesture the last crisp render scaled
-   * to the viewport, then crisp once the gesture has rested SETTLE_MS.
-   */
-  private schedule(full = true): void {
-    this.full ||= full;
-    if (!full) {
-      if (this.settle) clearTimeout(this.settle);
-      this.settle = setTimeout(() => {
-        this.settle = null;
-        this.schedule(true);
-      }, SETTLE_MS);
-    }
-    if (this.frame || typeof requestAnimationFrame === 'undefined') return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      const full = this.full;
-      this.full = false;
-      if (full || !this.drawScaled()) this.drawNow();
-    });
-  }
 
   /** A gesture's frame: the cached crisp render scaled, axes, the row strip over the visible keys, the overlay. */
   private drawScaled(): boolean {
@@ -243,7 +212,7 @@ export class MatrixView implements ViewBase {
     return `${ti},${tj}`;
   }
 
-  private drawNow(): void {
+  protected redraw(): void {
     const p = this.painter;
     const d = this.data;
     if (!p || !d) return;
@@ -333,13 +302,13 @@ export class MatrixView implements ViewBase {
         if (gen !== this.gen) return;
         this.inflight--;
         this.tiles.set(key, vals);
-        this.schedule();
+        this.frames.schedule();
       },
       () => {
         if (gen !== this.gen) return;
         this.inflight--;
         this.tiles.set(key, 'failed');
-        this.schedule();
+        this.frames.schedule();
       },
     );
   }
@@ -533,7 +502,7 @@ export class MatrixView implements ViewBase {
       const dy = ((g.y - c.y) / L.h) * (g.v.y1 - g.v.y0);
       g.moved = true;
       this.v = panBy(g.v, dx, dy, planeOf(d).q, planeOf(d).k);
-      this.schedule(false);
+      this.frames.schedule(false);
       this.opts.onViewport?.(this.viewport());
       return;
     }

@@ -4,8 +4,10 @@ import {DIVERGING, alphaRamp, hexToRgb, layerColor, type Theme} from '../../draw
 import type {Ctx} from '../../draw/ctx';
 import {drawHeatmap, linearBucketer, paintCells, paintSignedCells, raster, type Raster} from '../../draw/heatmap';
 import {collectLines, drawLines} from '../../draw/lines';
-import type {ThumbStyle} from '../../state';
 import type {ModelData} from './data';
+
+/** Thumbnails as BertViz lines, heatmaps, or `auto` (lines up to a cell budget). */
+export type ThumbStyle = 'auto' | 'lines' | 'heat';
 
 export const AXIS_LEFT = 56;
 export const AXIS_TOP = 40;

@@ -4,35 +4,81 @@ import {headColor, layerColor} from '../../draw/colors';
 import {diffHeadData, type HeadData} from '../head/data';
 import {loadHeadData} from '../head/spec';
 import {HeadView} from '../head/view';
-import type {Loaded, ViewHost, ViewSpec} from '../spec';
-import {paneTitles} from '../spec';
+import {decodeIntList, encodeIntList, type UrlState} from '../../state';
+import type {Loaded, ViewHost} from '../spec';
+import {defineView, paneTitles} from '../spec';
 import {diffModelData, modelData} from './data';
+import type {ThumbStyle} from './draw';
 import {ModelView} from './view';
 
-function makeModelView(host: ViewHost): ModelView {
+/** The model view's own state: layers / heads included (null: all), the opened head detail, thumbnails. */
+export interface ModelState {
+  modelLayers: number[] | null;
+  modelHeads: number[] | null;
+  /** Head detail opened from a thumbnail: [layer, head]. */
+  detail: [number, number] | null;
+  thumbs: ThumbStyle;
+}
+
+export const modelUrl: UrlState<ModelState> = {
+  keys: ['mlayers', 'mheads', 'detail', 'thumbs'],
+  parse(get) {
+    const ml = get('mlayers');
+    const mh = get('mheads');
+    const det = /^(\d+)\.(\d+)$/.exec(get('detail') ?? '');
+    const th = get('thumbs');
+    return {
+      modelLayers: ml !== undefined ? decodeIntList(ml) : null,
+      modelHeads: mh !== undefined ? decodeIntList(mh) : null,
+      detail: det ? [Number(det[1]), Number(det[2])] : null,
+      thumbs: th === 'lines' || th === 'heat' ? th : 'auto',
+    };
+  },
+  write(s) {
+    const out: [string, string][] = [];
+    if (s.modelLayers) out.push(['mlayers', encodeIntList(s.modelLayers)]);
+    if (s.modelHeads) out.push(['mheads', encodeIntList(s.modelHeads)]);
+    if (s.detail) out.push(['detail', `${s.detail[0]}.${s.detail[1]}`]);
+    if (s.thumbs !== 'auto') out.push(['thumbs', s.thumbs]);
+    return out;
+  },
+  reconcile(s, info) {
+    const keep = (xs: number[] | null, n: number) => {
+      const kept = xs?.filter((x) => x < n);
+      return kept?.length ? kept : null;
+    };
+    const detail = s.detail && s.detail[0] < info.layers && s.detail[1] < info.heads ? s.detail : null;
+    return {...s, detail, modelLayers: keep(s.modelLayers, info.layers), modelHeads: keep(s.modelHeads, info.heads)};
+  },
+  // another kind has other layers and heads: the detail closes
+  reset: (s, changed) => (changed.has('kind') ? {...s, detail: null} : s),
+};
+
+function makeModelView(host: ViewHost<ModelState>): ModelView {
   return new ModelView({
     theme: host.theme,
-    style: host.sel.thumbs,
-    detail: host.sel.detail,
+    style: host.state.thumbs,
+    detail: host.state.detail,
     onDetail: (d) => {
-      host.remember({detail: d});
+      host.remember({}, {detail: d});
       host.redraw();
     },
-    onInclude: (layers, heads) => host.update({modelLayers: layers, modelHeads: heads}),
+    onInclude: (layers, heads) => host.update({}, {modelLayers: layers, modelHeads: heads}),
     onStyle: (s) => {
-      host.remember({thumbs: s});
+      host.remember({}, {thumbs: s});
       for (const v of host.shown()) if (v instanceof ModelView) v.setStyle(s);
     },
   });
 }
 
-export const modelSpec: ViewSpec = {
+export const modelSpec = defineView<ModelState>({
   name: 'model',
   label: 'Model view',
   controls: ['filter', 'tokens'],
   compare: ['side', 'diff'],
+  url: modelUrl,
   async show(host, a, b, mode) {
-    const s = host.sel;
+    const s = {...host.sel, ...host.state};
     const diff = !!b && mode === 'diff';
     const model = async (x: Loaded) => modelData(await host.source.overview(x.ref, x.kind), buildAxes(x.header, x.kind, s), s.modelLayers, s.modelHeads);
     const ma = await model(a);
@@ -64,4 +110,4 @@ export const modelSpec: ViewSpec = {
       v.setData(datas[i]);
     });
   },
-};
+});

@@ -2,11 +2,11 @@
 // /overview, drawn as lines in the layer's colour (as BertViz) or as heatmaps; click a thumbnail to open
 // the head detail (a head view of that layer and head) beside the grid, click it again to close it.
 // Layers and heads can be included / excluded.
-import {CanvasStack} from '../../draw/canvas';
 import {layerColor, lighten, type Theme} from '../../draw/colors';
 import type {Ctx} from '../../draw/ctx';
-import type {ThumbStyle} from '../../state';
-import {el, type ViewBase} from '../common';
+import type {ThumbStyle} from './draw';
+import {el} from '../common';
+import {CanvasView} from '../canvas-view';
 import type {ModelData} from './data';
 import {AXIS_LEFT, AXIS_TOP, GAP, ModelPainter, modelLayout} from './draw';
 
@@ -19,12 +19,11 @@ export interface ModelViewOptions {
   onStyle?: (s: ThumbStyle) => void;
 }
 
-export class ModelView implements ViewBase {
+export class ModelView extends CanvasView {
   readonly el: HTMLElement;
   private chips: HTMLElement;
   private noteEl: HTMLElement;
   private detailEl: HTMLElement;
-  private stack: CanvasStack;
   private painter: ModelPainter | null = null;
   private theme: Theme;
   private style: ThumbStyle;
@@ -35,10 +34,10 @@ export class ModelView implements ViewBase {
   private inclHeads: number[] | null = null;
 
   constructor(private opts: ModelViewOptions) {
+    super(2);
     this.theme = opts.theme;
     this.style = opts.style;
     this.detail = opts.detail;
-    this.stack = new CanvasStack(2, () => this.draw());
     this.chips = el('div', {class: 'model-chips', 'data-testid': 'model-include'});
     this.noteEl = el('div', {class: 'note', 'data-testid': 'model-note'});
     this.detailEl = el('div', {class: 'model-detail', 'data-testid': 'model-detail'});
@@ -52,7 +51,7 @@ export class ModelView implements ViewBase {
     this.theme = t;
     this.painter?.set({theme: t});
     this.renderChips();
-    this.draw();
+    this.redraw();
   }
 
   setStyle(s: ThumbStyle): void {
@@ -60,7 +59,7 @@ export class ModelView implements ViewBase {
     this.style = s;
     this.painter?.set({style: s});
     this.renderChips();
-    this.draw();
+    this.redraw();
   }
 
   /** The include lists as selected (null: all) and the sizes they choose from. */
@@ -88,7 +87,7 @@ export class ModelView implements ViewBase {
     this.el.dataset.gridLeft = String(AXIS_LEFT);
     this.el.dataset.gridTop = String(AXIS_TOP);
     this.el.dataset.gap = String(GAP);
-    this.draw();
+    this.redraw();
   }
 
   setDetail(detail: [number, number] | null, content: HTMLElement | null): void {
@@ -104,18 +103,10 @@ export class ModelView implements ViewBase {
     }
     this.detailEl.hidden = !(content && detail);
     this.el.dataset.detail = detail ? `${detail[0]}.${detail[1]}` : '';
-    this.draw();
+    this.redraw();
   }
 
-  dispose(): void {
-    this.stack.dispose();
-  }
-
-  exportSize(): {width: number; height: number} {
-    return {width: this.stack.width, height: this.stack.height};
-  }
-
-  private draw(): void {
+  protected redraw(): void {
     const p = this.painter;
     if (!p) return;
     const res = p.paint(this.stack.ctx(0), this.stack.y0, this.stack.y1);

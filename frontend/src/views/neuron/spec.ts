@@ -1,8 +1,9 @@
 // Neuron view: one head of one layer, q and k (when logged) and the recomputed softmax; side by side only.
 import {buildAxes, kindInfo} from '../../axes';
 import {stepKey} from '../../math';
-import type {Loaded, ViewHost, ViewSpec} from '../spec';
-import {paneTitles} from '../spec';
+import {parseIntStrict, type ShellKey, type UrlState} from '../../state';
+import type {Loaded, ViewHost} from '../spec';
+import {defineView, paneTitles} from '../spec';
 import {neuronData, type NeuronData} from './data';
 import {NeuronView} from './view';
 import {LongNeuronView, type LongNeuronData} from './long';
@@ -10,8 +11,22 @@ import {resolveLayerInfo} from '../../math';
 import {formatViewport} from '../matrix/spec';
 import {around} from '../matrix/zoom';
 
+/** The neuron view's own state: the pinned query token (index into the shown rows) and the layout. */
+export interface NeuronState {
+  query: number | null;
+  collapsed: boolean;
+}
+
+export const neuronUrl: UrlState<NeuronState> = {
+  keys: ['q', 'collapsed'],
+  parse: (get) => ({query: parseIntStrict(get('q')) ?? null, collapsed: get('collapsed') === '1'}),
+  write: (s) => [...(s.query !== null ? [['q', String(s.query)] as [string, string]] : []), ...(s.collapsed ? [['collapsed', '1'] as [string, string]] : [])],
+  // other rows: the pin goes
+  reset: (s, changed) => (['example', 'kind', 'filter', 'hideSpecial', 'merge'].some((k) => changed.has(k as ShellKey)) ? {...s, query: null} : s),
+};
+
 /** A long record: the pinned query's exact row from /window (or its stored top-k), q/k from /qk. */
-function longNeuronData(host: ViewHost, x: Loaded): LongNeuronData {
+function longNeuronData(host: ViewHost<NeuronState>, x: Loaded): LongNeuronData {
   const s = host.sel;
   const src = host.source;
   const info = kindInfo(x.header, x.kind);
@@ -42,7 +57,7 @@ function longNeuronData(host: ViewHost, x: Loaded): LongNeuronData {
   };
 }
 
-async function loadNeuronData(host: ViewHost, x: Loaded): Promise<NeuronData> {
+async function loadNeuronData(host: ViewHost<NeuronState>, x: Loaded): Promise<NeuronData> {
   const s = host.sel;
   const info = kindInfo(x.header, x.kind);
   const layer = s.layer;
@@ -67,11 +82,12 @@ async function loadNeuronData(host: ViewHost, x: Loaded): Promise<NeuronData> {
   });
 }
 
-export const neuronSpec: ViewSpec = {
+export const neuronSpec = defineView<NeuronState>({
   name: 'neuron',
   label: 'Neuron view',
   controls: ['layer', 'neuronHead', 'filter', 'tokens'],
   compare: ['side'],
+  url: neuronUrl,
   async show(host, a, b) {
     if (kindInfo(a.header, a.kind).layout === 'long') {
       const datas = [a, ...(b ? [b] : [])].map((x) => longNeuronData(host, x));
@@ -82,14 +98,14 @@ export const neuronSpec: ViewSpec = {
             () =>
               new LongNeuronView({
                 theme: host.theme,
-                query: host.sel.query,
+                query: host.state.query,
                 onPin: (i) => {
-                  host.remember({query: i});
+                  host.remember({}, {query: i});
                   for (const v of host.shown()) if (v instanceof LongNeuronView) v.pin(i ?? 0, false);
                 },
                 onJump: (i, j) => {
                   const n = datas[0].queryLabels.length;
-                  host.update({view: 'matrix', extra: {...host.sel.extra, mz: formatViewport(around(i, j, 64, n, datas[0].keyLabels.length))}});
+                  host.open('matrix', {}, {mz: formatViewport(around(i, j, 64, n, datas[0].keyLabels.length))});
                 },
               }),
           ),
@@ -108,14 +124,14 @@ export const neuronSpec: ViewSpec = {
         () =>
           new NeuronView({
             theme: host.theme,
-            collapsed: host.sel.collapsed,
-            query: host.sel.query,
-            onPin: (r) => host.remember({query: r}),
-            onCollapsed: (c) => host.remember({collapsed: c}),
+            collapsed: host.state.collapsed,
+            query: host.state.query,
+            onPin: (r) => host.remember({}, {query: r}),
+            onCollapsed: (c) => host.remember({}, {collapsed: c}),
             onGoToStep: (step) => host.update({step: stepKey(host.record()?.example.steps ?? [], step)}),
           }),
       );
     const views = host.panes(`neuron-${datas.length}`, make, b ? paneTitles(a, b) : undefined);
     views.forEach((v, i) => v.setData(datas[i]));
   },
-};
+});

@@ -3,11 +3,11 @@
 // elementwise q × k, the scaled dot product and the softmax (recomputed from q/k, causal / sliding-window
 // masks applied), next to the stored attention. Positive values in one colour, negative in the other, with
 // opacity tanh(|v| / 4). Collapsed, it shows the head's attention lines only. Drawing: NeuronPainter.
-import {CanvasStack} from '../../draw/canvas';
 import type {Theme} from '../../draw/colors';
 import type {Ctx} from '../../draw/ctx';
 import {rowAt} from '../../draw/tokens';
-import {el, type ViewBase} from '../common';
+import {el} from '../common';
+import {CanvasView} from '../canvas-view';
 import type {NeuronData} from './data';
 import {HEAD, NeuronPainter, neuronLayout} from './draw';
 
@@ -20,11 +20,10 @@ export interface NeuronViewOptions {
   onGoToStep?: (step: number) => void;
 }
 
-export class NeuronView implements ViewBase {
+export class NeuronView extends CanvasView {
   readonly el: HTMLElement;
   private bar: HTMLElement;
   private notesEl: HTMLElement;
-  private stack: CanvasStack;
   private data: NeuronData | null = null;
   private painter: NeuronPainter | null = null;
   private theme: Theme;
@@ -33,10 +32,10 @@ export class NeuronView implements ViewBase {
   private hover: number | null = null;
 
   constructor(private opts: NeuronViewOptions) {
+    super(2);
     this.theme = opts.theme;
     this.collapsed = opts.collapsed;
     this.pinned = opts.query;
-    this.stack = new CanvasStack(2, () => this.drawAll());
     this.bar = el('div', {class: 'view-toolbar'});
     this.notesEl = el('div', {class: 'notes', 'data-testid': 'neuron-notes'});
     this.el = el('div', {class: 'neuron-view', 'data-testid': 'neuron-view'}, this.bar, this.notesEl, this.stack.root);
@@ -49,7 +48,7 @@ export class NeuronView implements ViewBase {
   setTheme(t: Theme): void {
     this.theme = t;
     this.painter?.setTheme(t);
-    this.drawAll();
+    this.redraw();
   }
 
   setData(d: NeuronData): void {
@@ -59,11 +58,7 @@ export class NeuronView implements ViewBase {
     this.renderBar();
     this.renderNotes();
     this.layout();
-    this.drawAll();
-  }
-
-  dispose(): void {
-    this.stack.dispose();
+    this.redraw();
   }
 
   private renderBar(): void {
@@ -79,7 +74,7 @@ export class NeuronView implements ViewBase {
       this.opts.onCollapsed?.(this.collapsed);
       this.renderBar();
       this.layout();
-      this.drawAll();
+      this.redraw();
     });
     b.appendChild(btn);
     b.appendChild(el('span', {class: 'hint', text: 'Hover a query token on the left; click to pin it.'}));
@@ -137,10 +132,6 @@ export class NeuronView implements ViewBase {
     ds.expanded = L.expanded ? '1' : '0';
   }
 
-  exportSize(): {width: number; height: number} {
-    return {width: this.stack.width, height: this.stack.height};
-  }
-
   private selected(): number | null {
     return this.hover ?? this.pinned;
   }
@@ -171,7 +162,7 @@ export class NeuronView implements ViewBase {
     this.drawDynamic();
   }
 
-  private drawAll(): void {
+  protected redraw(): void {
     if (!this.painter) return;
     // static (tokens, q and k) on top, so highlights drawn below never cover the text
     this.painter.paintStatic(this.stack.ctx(1), this.stack.y0, this.stack.y1);

@@ -2,12 +2,12 @@
 // contributes to each position (row) after the last layer, following attention through the residual stream,
 // with the residual weight and the head fusion as controls. Hovering a row draws that query's rollout over
 // the input tokens as bars under the heatmap (click pins the row). Knows nothing about HTTP.
-import {CanvasStack} from '../../draw/canvas';
 import type {Theme} from '../../draw/colors';
 import type {Ctx} from '../../draw/ctx';
 import {cellAt, gridHeight} from '../../draw/grid';
 import {FUSIONS, type Fusion} from '../../types';
-import {clear, el, type ViewBase} from '../common';
+import {clear, el} from '../common';
+import {CanvasView} from '../canvas-view';
 import type {RolloutData} from './data';
 import {RolloutPainter, rolloutLayout} from './draw';
 
@@ -22,12 +22,11 @@ export interface RolloutViewOptions {
 export const ROLLOUT_HELP =
   'Rollout R = Â_L ··· Â_1 with Â_l = residual·I + (1 − residual)·A_l, A_l the heads of layer l fused by mean / max / min, rows renormalised to sum to 1 (Abnar & Zuidema 2020; residual 0.5 is the paper’s). R[i, j]: how much input token j contributes to position i after the last layer. Colour: √ scale.';
 
-export class RolloutView implements ViewBase {
+export class RolloutView extends CanvasView {
   readonly el: HTMLElement;
   private theme: Theme;
   private data: RolloutData | null = null;
   private painter: RolloutPainter | null = null;
-  private stack: CanvasStack;
   private toolbar: HTMLElement;
   private notesEl: HTMLElement;
   private readout: HTMLElement;
@@ -38,9 +37,8 @@ export class RolloutView implements ViewBase {
   private pinned: number | null = null;
 
   constructor(private opts: RolloutViewOptions) {
+    super(2, 'rollout-canvas');
     this.theme = opts.theme;
-    this.stack = new CanvasStack(2, () => this.draw());
-    this.stack.root.setAttribute('data-testid', 'rollout-canvas');
     this.residualInput = el('input', {type: 'range', min: 0, max: 1, step: 0.05, value: opts.residual, 'data-testid': 'rollout-residual', title: 'Residual weight: Â = residual·I + (1 − residual)·A'});
     this.residualLabel = el('span', {class: 'step-label', 'data-testid': 'rollout-residual-value', text: opts.residual.toFixed(2)});
     this.fusionSel = el('select', {'data-testid': 'rollout-fusion', title: 'How the heads of a layer are fused'});
@@ -76,7 +74,7 @@ export class RolloutView implements ViewBase {
   setTheme(t: Theme): void {
     this.theme = t;
     if (this.painter) this.painter.theme = t;
-    this.draw();
+    this.redraw();
   }
 
   setData(d: RolloutData): void {
@@ -101,18 +99,10 @@ export class RolloutView implements ViewBase {
     ds.left = String(L.G.x);
     ds.top = String(L.G.y);
     ds.cell = String(L.G.cw);
-    this.draw();
+    this.redraw();
   }
 
-  dispose(): void {
-    this.stack.dispose();
-  }
-
-  exportSize(): {width: number; height: number} {
-    return {width: this.stack.width, height: this.stack.height};
-  }
-
-  private draw(): void {
+  protected redraw(): void {
     const p = this.painter;
     if (!p) return;
     const cells = p.paintBase(this.stack.ctx(0), this.pinned);
@@ -168,6 +158,6 @@ export class RolloutView implements ViewBase {
     if (p.y < G.y || p.y >= G.y + gridHeight(G)) return;
     const row = Math.floor((p.y - G.y) / G.ch);
     this.pinned = this.pinned === row ? null : row;
-    this.draw();
+    this.redraw();
   }
 }
