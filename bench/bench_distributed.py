@@ -142,12 +142,12 @@ def main() -> None:
     base = results["one process"][0]
     print(f"LLaMA-shaped {LAYERS} layers x {HEADS} heads ({KV_HEADS} kv), hidden {HIDDEN}; dense: {args.probes} "
           f"probes x {args.tokens} tokens; long: 1 x {args.long} tokens; best of {args.repeats}")
-    print("| setting | record | logging step (s) | vs one process | model forward (s) | bytes moved per step |")
+    print("| setting | record | logging step (s) | vs one process | model forward (s) | bytes into rank 0 per step |")
     print("|---|---|---|---|---|---|")
     for name, ranks in results.items():
         for rec in ("dense", "long"):
             r0 = ranks[0][rec]
-            moved = sum(r[rec]["bytes_moved"] for r in ranks)
+            moved = r0["bytes_moved"]  # rank 0 counts what it received (the senders count what they sent)
             print(f"| {name} | {rec} | {r0['log_step_s']:.3f} | {r0['log_step_s'] / base[rec]['log_step_s']:.2f}x | "
                   f"{r0['forward_s']:.3f} | {moved:,} |")
 
