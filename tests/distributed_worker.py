@@ -91,8 +91,8 @@ def loop_ddp(out: str) -> None:
     dev = device()
     model = DDP(tiny_bert(tok.vocab_size).to(dev), device_ids=[dev.index] if dev.type == "cuda" else None)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    logger = AttentionLogger(model, tok, PROBES, os.path.join(out, "run"), every_n_steps=2,
-                             collective_timeout=TIMEOUT)
+    logdir = os.environ.get("RUN_LOGDIR") or os.path.join(out, "run")  # e.g. s3://bucket/run: rank 0 writes there
+    logger = AttentionLogger(model, tok, PROBES, logdir, every_n_steps=2, collective_timeout=TIMEOUT)
     for step, batch in batches(tok, 5):
         if logger.maybe_log(step) and dist.get_rank() == 0:
             torch.save({k: v.cpu() for k, v in model.module.state_dict().items()},

