@@ -187,10 +187,10 @@ def complete_forward(fwd: Optional[CapturedForward], error: Optional[BaseExcepti
         return fwd
     timeout = DEFAULT_TIMEOUT_S if timeout is None else float(timeout)
     rank, world = dist.get_rank(), dist.get_world_size()
-    group = _exchange_group(timeout)
     mine = {"error": f"{type(error).__name__}: {error}"} if error is not None else _manifest(fwd)
     manifests: list[Any] = [None] * world
     try:
+        group = _exchange_group(timeout)  # its creation is itself a rendezvous of every rank
         dist.all_gather_object(manifests, mine, group=group)
     except Exception as exc:  # a rank died, or did not come within the timeout
         raise DistributedCaptureError(

@@ -385,7 +385,29 @@ def accelerate_loop(out: str) -> None:
     accelerator.end_training()
 
 
-SCENARIOS = {f.__name__: f for f in (loop_ddp, loop_fsdp, trainer_ddp, parallel, probe_fails, rank_dies)}
+def rank_hangs(out: str) -> None:
+    """Rank 1 hangs in its probe forward: rank 0 must raise at the exchange's timeout, not wait forever."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from tensorboard_plugin_attention import AttentionLogger
+
+    tok = tokenizer()
+    model = DDP(tiny_bert(tok.vocab_size))
+    if dist.get_rank() == 1:
+        model.module.register_forward_pre_hook(lambda *a, **k: time.sleep(600), with_kwargs=True)
+    logger = AttentionLogger(model, tok, PROBES, os.path.join(out, "run"), every_n_steps=1,
+                             collective_timeout=TIMEOUT)
+    t0 = time.monotonic()
+    try:
+        logger.maybe_log(0)
+        report(out, error=None)
+    except Exception as e:  # noqa: BLE001
+        report(out, error=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
+        os._exit(3)
+
+
+SCENARIOS = {f.__name__: f for f in (loop_ddp, loop_fsdp, trainer_ddp, parallel, probe_fails, rank_dies,
+                                     rank_hangs)}
 # scenarios whose framework starts (or joins) the process group itself
 LAUNCHED_BY_FRAMEWORK = {f.__name__: f for f in (lightning_fit, lightning_ddp, accelerate_loop)}
 

@@ -53,22 +53,23 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def two_ranks_by_hand(scenario, out, timeout=240):
-    """Both ranks started directly (no torchrun agent, which would SIGTERM the survivors of a dead rank)."""
+def two_ranks_by_hand(scenario, out, timeout=240, wait_for=(0, 1), **env):
+    """Both ranks started directly (no torchrun agent, which would SIGTERM the survivors of a dead rank);
+    waits for the ranks in ``wait_for``, then kills what is left."""
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, WORKER, scenario, str(out)], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True,
                               env=_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(r), LOCAL_RANK=str(r),
-                                       WORLD_SIZE="2", LOCAL_WORLD_SIZE="2"))
+                                       WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", **env))
              for r in range(2)]
     outs = []
     try:
-        for p in procs:
-            outs.append(p.communicate(timeout=timeout)[0])
+        for r in wait_for:
+            outs.append(procs[r].communicate(timeout=timeout)[0])
     finally:
         for p in procs:
             p.kill()
-    return [p.returncode for p in procs], outs
+    return [p.wait() for p in procs], outs
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +236,16 @@ def test_a_rank_killed_mid_step_ends_the_others_with_a_clear_error(tmp_path):
     assert report["steps"] == [0, 1]
     got = _records(tmp_path / "run")
     assert sorted(got) == [("probes", str(p), s) for p in range(2) for s in (0, 1)]
+
+
+def test_a_hung_rank_makes_the_others_raise_at_the_collective_timeout(tmp_path):
+    """Rank 1 hangs in its probe forward: rank 0 raises DistributedCaptureError at the exchange's own timeout
+    (5 s here), whatever the default process group's timeout is."""
+    codes, outs = two_ranks_by_hand("rank_hangs", tmp_path, wait_for=(0,), TB_ATTENTION_COLLECTIVE_TIMEOUT="5")
+    assert codes[0] == 3, outs[0][-3000:]
+    report = json.loads((tmp_path / "rank0.json").read_text())
+    assert report["error"].startswith("DistributedCaptureError") and "within 5 s" in report["error"], report
+    assert 4 < report["seconds"] < 60
 
 
 def test_a_writer_on_a_nonzero_rank_is_refused_before_writing(tmp_path, monkeypatch):
