@@ -242,8 +242,9 @@ def parallel(out: str) -> None:
     report(out, **facts)
 
 
-def probe_fails(out: str) -> None:
-    """A probe forward that raises on rank 1 only: every rank must raise the same clear error, quickly."""
+def _ddp_probes(out: str, hook, steps: int = 1, exit_on_error: bool = False) -> None:
+    """DDP + AttentionLogger logging every step for ``steps`` steps, with ``hook`` as a forward pre-hook of
+    rank 1's model (given the logger); reports the error each rank ends with and how long it took."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from tensorboard_plugin_attention import AttentionLogger
@@ -251,46 +252,41 @@ def probe_fails(out: str) -> None:
     tok = tokenizer()
     dev = device()
     model = DDP(tiny_bert(tok.vocab_size).to(dev), device_ids=[dev.index] if dev.type == "cuda" else None)
-    if dist.get_rank() == 1:
-        def boom(module, args, kwargs):
-            raise ValueError("planted failure in rank 1's probe forward")
-        model.module.register_forward_pre_hook(boom, with_kwargs=True)
     logger = AttentionLogger(model, tok, PROBES, os.path.join(out, "run"), every_n_steps=1,
                              collective_timeout=TIMEOUT)
+    if dist.get_rank() == 1:
+        model.module.register_forward_pre_hook(lambda *a, **k: hook(logger), with_kwargs=True)
     t0 = time.monotonic()
     try:
-        logger.maybe_log(0)
+        for step in range(steps):
+            logger.maybe_log(step)
         report(out, error=None)
     except Exception as e:  # noqa: BLE001
-        report(out, error=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
-    finally:
-        logger.close()
+        report(out, error=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0, steps=logger.logged_steps)
+        if exit_on_error:
+            os._exit(3)  # the peer is gone: skip gloo's teardown, which can hang on a dead peer
+    logger.close()
+
+
+def probe_fails(out: str) -> None:
+    """A probe forward that raises on rank 1 only: every rank must raise the same clear error, quickly."""
+    def boom(logger):
+        raise ValueError("planted failure in rank 1's probe forward")
+    _ddp_probes(out, boom)
 
 
 def rank_dies(out: str) -> None:
     """Rank 1 dies (os._exit) in the middle of the probes at step 2; rank 0 must end with a clear error and
     the records of steps 0 and 1 stay readable."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
+    def die(logger):
+        if logger.runner.logged_steps == [0, 1]:
+            os._exit(17)
+    _ddp_probes(out, die, steps=4, exit_on_error=True)
 
-    from tensorboard_plugin_attention import AttentionLogger
 
-    tok = tokenizer()
-    model = DDP(tiny_bert(tok.vocab_size))
-    logger = AttentionLogger(model, tok, PROBES, os.path.join(out, "run"), every_n_steps=1,
-                             collective_timeout=TIMEOUT)
-    if dist.get_rank() == 1:
-        def die(module, args, kwargs):
-            if logger.runner.logged_steps == [0, 1]:
-                os._exit(17)
-        model.module.register_forward_pre_hook(die, with_kwargs=True)
-    t0 = time.monotonic()
-    try:
-        for step in range(4):
-            logger.maybe_log(step)
-        report(out, error=None)
-    except Exception as e:  # noqa: BLE001
-        report(out, error=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0, steps=logger.logged_steps)
-        os._exit(3)  # the peer is gone: skip gloo's teardown, which can hang on a dead peer
+def rank_hangs(out: str) -> None:
+    """Rank 1 hangs in its probe forward: rank 0 must raise at the exchange's timeout, not wait forever."""
+    _ddp_probes(out, lambda logger: time.sleep(600), exit_on_error=True)
 
 
 def _save_after_probes(cb, out: str):
