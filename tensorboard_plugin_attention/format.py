@@ -27,8 +27,10 @@ import google_crc32c
 import numpy as np
 
 from .metadata import check_version
+from .records import LayerArrays, LongLayer, is_long  # noqa: F401 - the record types the format encodes
 
 KINDS = ("encoder", "decoder", "cross")
+SELF_ATTENTION_KINDS = ("encoder", "decoder")  # queries and keys from one sequence (cross: decoder -> encoder)
 ASSET_SUBDIR = os.path.join("plugins", "attention")
 ASSET_SUFFIX = ".attn"
 
@@ -40,6 +42,28 @@ _FRAME = struct.Struct("<8sII")
 MAX_COUNTS = {"layers": 1024, "heads": 1024, "q_len": 1 << 21, "k_len": 1 << 21}
 MAX_HEAD_DIM = 1 << 14
 MAX_HEADER_BYTES = 1 << 30  # a record header (tokens, chunk table) is far smaller
+MAX_OVERVIEW_BINS = 4096  # an overview side a viewer draws (the writer pools to at most 64 bins)
+# The bounds above as the frontend checks a header against them (served in /index as "limits").
+LIMITS = {"layers": MAX_COUNTS["layers"], "heads": MAX_COUNTS["heads"],
+          "tokens": max(MAX_COUNTS["q_len"], MAX_COUNTS["k_len"]), "headDim": MAX_HEAD_DIM,
+          "overview": MAX_OVERVIEW_BINS}
+
+
+def kind_sequences(kinds: Iterable[str], *, two_stacks: bool) -> dict[str, tuple[str, str]]:
+    """``{kind: (query sequence, key sequence)}`` of the given kinds: the one map from a kind of attention to
+    the token sequences (``"input"``, ``"output"``) its queries and keys run over.
+
+    ``two_stacks``: an encoder-decoder record (the decoder reads ``"output"``); otherwise there is one
+    sequence, ``"input"``. Cross attention is decoder queries over encoder keys.
+    """
+    out = {}
+    for kind in kinds:
+        if kind == "cross":
+            out[kind] = ("output", "input")
+        else:
+            seq = "output" if kind == "decoder" and two_stacks else "input"
+            out[kind] = (seq, seq)
+    return out
 
 # ---------------------------------------------------------------------------------------------- codec
 # log8: code 0 is exactly 0; codes 1..LOG8_SPLIT_CODE-1 are log-spaced by LOG8_RATIO up to LOG8_SPLIT;
@@ -113,17 +137,8 @@ def pool_overview(attention: np.ndarray, max_bins: int = 64) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------- records
-@dataclass
-class LayerArrays:
-    """One layer of one example: attention ``(H, q, k)``, optional queries ``(H, q, d)`` / keys ``(H, k, d)``."""
-
-    attention: np.ndarray
-    queries: Optional[np.ndarray] = None
-    keys: Optional[np.ndarray] = None
-    info: Optional[dict] = None
-
-
 def crc32c(data: bytes) -> int:
+    """CRC32C (Castagnoli) of ``data``: every checksum of the format (record headers, chunks, index payloads)."""
     return google_crc32c.value(data)
 
 
@@ -132,28 +147,6 @@ PYRAMID_BINS = 512  # finest pooled level of a long layer, per side
 DEFAULT_TOPK = 8  # largest weights kept per row
 LAYOUT_LONG = "long"  # kinds[kind]["layout"]; absent (or "dense") for dense kinds
 QK_DTYPES = {"float16": "<f2", "bfloat16": "<u2", "float32": "<f4"}  # bfloat16 is stored as its raw bits
-
-
-@dataclass
-class LongLayer:
-    """One long layer of one example (see ``long_layers.summarize``): exact from q/k + lse, summarized by a
-    pyramid, per-row top-k and metrics. ``queries``/``keys`` are None when not kept (summaries only)."""
-
-    queries: Optional[np.ndarray]  # (H, n, d) float16 / float32, or uint16 bfloat16 bits (qk_dtype)
-    keys: Optional[np.ndarray]  # (kv_heads, m, d), one per key/value head
-    qk_dtype: str
-    lse: np.ndarray  # (H, n) float32, natural log
-    k_len: int  # m
-    pyramid: np.ndarray  # (H, bq, bk) float32 pooled means (rows sum to 1)
-    topk_index: np.ndarray  # (H, n, K) uint32 key indices
-    topk_value: np.ndarray  # (H, n, K) float32 weights, descending
-    metrics: dict  # name -> (H,) float64
-    info: Optional[dict] = None
-
-    @property
-    def shape(self) -> tuple:
-        """(heads, q_len, k_len) of the attention it stands for."""
-        return (*self.lse.shape, self.k_len)
 
 
 def common_qk_dtype(layers: Sequence[LongLayer]) -> list:
@@ -166,14 +159,6 @@ def common_qk_dtype(layers: Sequence[LongLayer]) -> list:
         "queries": decode_qk(np.ascontiguousarray(l.queries).tobytes(), QK_DTYPES[l.qk_dtype], l.queries.shape),
         "keys": decode_qk(np.ascontiguousarray(l.keys).tobytes(), QK_DTYPES[l.qk_dtype], l.keys.shape)})
         for l in layers]
-
-
-def is_long(layer: Any) -> bool:
-    return isinstance(layer, LongLayer)
-
-
-def crc32c(data: bytes) -> int:
-    return google_crc32c.value(data)
 
 
 def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_level: int = 1) -> bytes:

@@ -179,6 +179,20 @@ def test_index_lists_everything(app, logged):
     assert other["tag"] == "other" and other["examples"][0]["qk_steps"] == []
 
 
+def test_index_serves_the_readers_limits(app):
+    """The bounds a header is checked against come from format (one definition), named as the frontend's LIMITS."""
+    limits = body_json(app.get("/index"))["limits"]
+    assert limits == {"layers": fmt.MAX_COUNTS["layers"], "heads": fmt.MAX_COUNTS["heads"],
+                      "tokens": fmt.MAX_COUNTS["q_len"], "headDim": fmt.MAX_HEAD_DIM, "overview": fmt.MAX_OVERVIEW_BINS}
+    api_ts = os.path.join(os.path.dirname(__file__), "..", "frontend", "src", "api.ts")
+    if os.path.exists(api_ts):  # the frontend's constant has the same fields
+        import re
+
+        fields = re.search(r"export const LIMITS = \{([^}]*)\}", open(api_ts, encoding="utf-8").read())
+        if fields:
+            assert {f.split(":")[0].strip() for f in fields.group(1).split(",")} == set(limits)
+
+
 def test_index_gzipped_when_accepted(app):
     plain = app.get("/index")
     zipped = app.get("/index", headers={"Accept-Encoding": "gzip, deflate"})
