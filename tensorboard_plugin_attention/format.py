@@ -385,93 +385,21 @@ def decode_codes(data: bytes, shape: Iterable[int]) -> np.ndarray:
     return np.frombuffer(out, dtype=np.uint8).reshape(shape)
 
 
-# --------------------------------------------------------------------------- chunks as HTTP bodies
+# ---------------------------------------------------------------------- chunks splicable as HTTP bodies
 # A zlib stream is a 2-byte header, raw deflate data and the Adler-32 of the content (RFC 1950): exactly
 # what HTTP calls "deflate". Deflate streams can be concatenated when all but the last end on a byte
 # boundary with a non-final block, which is what a sync flush leaves; compress_chunk ends every chunk
 # with a sync flush and then an empty final block, so the backend can serve a whole layer (12 chunks)
 # as one deflate or gzip body by concatenation, without decompressing and compressing 48 MB again.
 # Older chunks (plain zlib.compress) are still read the same way; they are served by re-compressing.
-_SYNC_TAIL = b"\x00\x00\xff\xff\x03\x00"  # sync flush (empty stored block), then an empty final block
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, mtime 0, unknown OS
-_ADLER_BASE = 65521
+SYNC_TAIL = b"\x00\x00\xff\xff\x03\x00"  # sync flush (empty stored block), then an empty final block
 
 
 def compress_chunk(data: bytes, level: int = 1) -> bytes:
     """zlib stream of ``data`` that ends with a sync flush and an empty final block (see above): an ordinary
-    zlib stream for every reader (7 bytes longer), and splicable by :func:`splice_zlib` / :func:`splice_gzip`."""
+    zlib stream for every reader (7 bytes longer), and splicable by ``http_io.splice_zlib`` / ``http_io.splice_gzip``."""
     c = zlib.compressobj(level)
     return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH) + c.flush(zlib.Z_FINISH)
-
-
-def _deflate_pieces(chunks: Sequence[bytes]) -> Optional[list]:
-    """The raw deflate data of each zlib chunk, all but the last without their empty final block, so that
-    their concatenation is one deflate stream; None if a chunk is not like that (an older chunk)."""
-    pieces = []
-    for i, c in enumerate(chunks):
-        if len(c) < 8:
-            return None
-        cmf, flg = c[0], c[1]
-        if cmf & 0x0F != 8 or cmf >> 4 > 7 or ((cmf << 8) | flg) % 31 or flg & 0x20:  # deflate, no dictionary
-            return None
-        body = c[2:-4]
-        if i < len(chunks) - 1:
-            if not body.endswith(_SYNC_TAIL):
-                return None
-            body = body[:-2]
-        pieces.append(body)
-    return pieces
-
-
-def adler32_combine(adler1: int, adler2: int, len2: int) -> int:
-    """Adler-32 of ``A + B`` from Adler-32 of ``A``, of ``B`` and ``len(B)`` (zlib's ``adler32_combine``)."""
-    rem = len2 % _ADLER_BASE
-    sum1 = adler1 & 0xFFFF
-    sum2 = (rem * sum1) % _ADLER_BASE
-    sum1 = (sum1 + (adler2 & 0xFFFF) + _ADLER_BASE - 1) % _ADLER_BASE
-    sum2 = (sum2 + ((adler1 >> 16) & 0xFFFF) + ((adler2 >> 16) & 0xFFFF) + _ADLER_BASE - rem) % _ADLER_BASE
-    return sum1 | (sum2 << 16)
-
-
-def splice_zlib(chunks: Sequence[bytes], sizes: Sequence[int]) -> Optional[bytes]:
-    """One zlib stream (HTTP ``Content-Encoding: deflate``) whose content is the chunks' contents one after
-    the other, built without decompressing; None if the chunks cannot be spliced (then re-compress).
-
-    ``sizes`` are the chunks' content sizes (from the header), for the Adler-32 trailer: a chunk whose
-    content has another size makes the stream fail its check in the client, never decode to wrong data.
-    A single chunk is returned as stored.
-    """
-    pieces = _deflate_pieces(chunks)
-    if pieces is None:
-        return None
-    if len(chunks) == 1:
-        return bytes(chunks[0])
-    adler = 1  # Adler-32 of nothing
-    for c, n in zip(chunks, sizes):
-        adler = adler32_combine(adler, struct.unpack(">I", c[-4:])[0], n)
-    return b"\x78\x01" + b"".join(pieces) + struct.pack(">I", adler)
-
-
-def splice_gzip(chunks: Sequence[bytes], sizes: Sequence[int]) -> Optional[bytes]:
-    """Like :func:`splice_zlib`, as a gzip member (HTTP ``Content-Encoding: gzip``). Its trailer needs the
-    CRC-32 of the content, so each chunk is decompressed (about 3x cheaper than compressing again), which
-    also checks its size: ``FormatError`` if a chunk's content is not ``sizes[i]`` bytes."""
-    pieces = _deflate_pieces(chunks)
-    if pieces is None:
-        return None
-    crc = total = 0
-    for i, (piece, n) in enumerate(zip(pieces, sizes)):
-        d = zlib.decompressobj(-15)
-        out = d.decompress(piece, n + 1)  # bounded: never inflate past what the header promises
-        if len(out) > n or d.unconsumed_tail:
-            raise FormatError(f"a chunk holds more than the {n} bytes its header says")
-        if d.eof != (i == len(pieces) - 1) or d.unused_data:
-            return None  # a final block inside a piece: not a chunk we wrote, re-compress instead
-        if len(out) != n:
-            raise FormatError(f"a chunk holds {len(out)} bytes, its header says {n}")
-        crc = zlib.crc32(out, crc)
-        total += n
-    return _GZIP_HEADER + b"".join(pieces) + struct.pack("<II", crc, total & 0xFFFFFFFF)
 
 
 def decode_qk(data: bytes, dtype: str, shape: Iterable[int]) -> np.ndarray:

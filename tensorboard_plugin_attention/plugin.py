@@ -494,7 +494,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         def splice() -> tuple:
             stored = chunks()
             for enc in encodings:
-                body = (fmt.splice_zlib if enc == "deflate" else fmt.splice_gzip)(stored, sizes)
+                body = (web.splice_zlib if enc == "deflate" else web.splice_gzip)(stored, sizes)
                 if body is not None:
                     return body, enc
             return None, None
