@@ -16,7 +16,7 @@ import numpy as np
 from . import format as fmt
 from . import layouts
 from .records import CaptureRecord, ExampleAttention, ForwardRecord, LayerArrays
-from .validation import all_finite, indices, is_int, layer_info, qk_array, to_numpy, token_list
+from .validation import all_finite, check_layer_info, indices, is_int, qk_array, to_numpy, token_list
 
 __all__ = ["Example", "QKLayers", "example_metrics", "layers_from_tuple", "normalise", "select", "validate"]
 
@@ -198,7 +198,7 @@ class QKLayers:
             if unknown:
                 raise ValueError(f"layer_info: unknown keys {sorted(unknown)} (scaling, causal, sliding_window, "
                                  "softcap, module_name)")
-            facts = layer_info(info)
+            facts = check_layer_info(info)
             window = facts.get("sliding_window")
             if window is not None and (not is_int(window) or window < 1):
                 raise ValueError(f"layer_info sliding_window must be a positive integer, got {window!r}")

@@ -24,7 +24,8 @@ import numpy as np
 from . import format as fmt
 from . import metrics as metrics_mod
 from .records import LayerArrays, LongLayer
-from .validation import MAX_TOKENS, MAX_VALUES, ROW_SUM_TOLERANCE, layer_info, length_message, to_numpy
+from .validation import (MAX_TOKENS, MAX_VALUES, ROW_SUM_TOLERANCE, check_layer_info, length_message,
+                         to_numpy)
 
 __all__ = ["DENSE", "LONG", "DenseLayout", "Layout", "LongLayout", "exact_window", "of_kind", "of_layer",
            "of_layers"]
@@ -104,7 +105,7 @@ class DenseLayout(Layout):
         return LayerArrays(to_numpy(layer.attention, f"{kind} attention"),
                            None if layer.queries is None else to_numpy(layer.queries, "queries"),
                            None if layer.keys is None else to_numpy(layer.keys, "keys"),
-                           layer_info(layer.info or {}))
+                           check_layer_info(layer.info or {}))
 
     def validate(self, kind: str, layers: list, qseq: str, nq: int, kseq: str, nk: int) -> list:
         if max(nq, nk) > MAX_TOKENS:
@@ -229,7 +230,7 @@ class LongLayout(Layout):
                 raise ValueError(f"{where} (long layer {layer.shape}): {what}")
         if layer.topk_index.size and int(layer.topk_index.max()) >= m:
             raise ValueError(f"{where}: a top-k key index is past k_len {m}")
-        return LongLayer(**{**layer.__dict__, "info": layer_info(layer.info or {})})
+        return LongLayer(**{**layer.__dict__, "info": check_layer_info(layer.info or {})})
 
     def validate(self, kind: str, layers: list, qseq: str, nq: int, kseq: str, nk: int) -> list:
         if not all(self.holds(l) for l in layers):

@@ -51,7 +51,7 @@ def qk_array(x: Any, what: str) -> Any:
     return to_numpy(x, what)
 
 
-def layer_info(info: Mapping) -> dict:
+def check_layer_info(info: Mapping) -> dict:
     """The per-layer facts kept in a record header (scaling, causal, ...), as JSON values."""
     keep = ("scaling", "causal", "position_bias", "softcap", "sliding_window", "module_name")
     out = {}
