@@ -95,6 +95,7 @@ from transformers.modeling_utils import AttentionInterface
 
 from . import format as fmt
 from .format import KINDS, LayerArrays  # noqa: F401 - one definition of each, re-exported here
+from .records import CaptureRecord, ExampleAttention, ForwardRecord
 from .long_layers import DEFAULT_DENSE_LIMIT
 
 __all__ = [
@@ -156,41 +157,7 @@ class LayerRecord:
 
 
 @dataclass
-class ExampleAttention:
-    """All attention layers of one example of a batch, padding trimmed.
-
-    ``positions["input"]`` are the kept positions of the encoder / single-stack input, ``positions["output"]``
-    those of the decoder input of an encoder-decoder model; ``trim_tokens`` applies them to a token list.
-    ``batch_index`` is the example's index in its batch (``log_attention`` names the example after it).
-    """
-
-    kinds: dict[str, list[LayerArrays]]
-    positions: dict[str, np.ndarray]
-    model_name: str = ""
-    is_encoder_decoder: bool = False
-    batch_index: int | None = None
-
-    def trim_tokens(self, sequence_name: str, tokens: Sequence[Any]) -> list[Any]:
-        """Keep the tokens of ``sequence_name`` ("input" / "output") at the kept positions.
-
-        ``tokens`` is the padded token list; an already trimmed list (same length as the kept positions) is
-        returned unchanged.
-        """
-        pos = self.positions[sequence_name]
-        tokens = list(tokens.tolist() if hasattr(tokens, "tolist") else tokens)
-        if len(pos) == 0:
-            return []
-        if int(pos.max()) < len(tokens):
-            return [tokens[int(p)] for p in pos]
-        if len(tokens) == len(pos):
-            return tokens
-        raise ValueError(
-            f"{len(tokens)} tokens for sequence {sequence_name!r} do not match its positions (max {int(pos.max())})"
-        )
-
-
-@dataclass
-class CapturedForward:
+class CapturedForward(ForwardRecord):
     """The layer calls of one top-level forward.
 
     ``layers`` maps a kind ("encoder", "decoder", "cross") to its layer calls in order; kinds that did not
@@ -298,7 +265,7 @@ def _contig(a: np.ndarray | None) -> np.ndarray | None:
     return None if a is None else np.ascontiguousarray(a)
 
 
-class AttentionCapture:
+class AttentionCapture(CaptureRecord):
     """What ``capture_attention`` yields: the forwards recorded so far."""
 
     def __init__(self, model: nn.Module, queries_keys: bool = True, dense_limit: int = DEFAULT_DENSE_LIMIT) -> None:

@@ -27,8 +27,10 @@ import google_crc32c
 import numpy as np
 
 from .metadata import check_version
+from .records import LayerArrays, LongLayer, is_long  # noqa: F401 - the record types the format encodes
 
 KINDS = ("encoder", "decoder", "cross")
+SELF_ATTENTION_KINDS = ("encoder", "decoder")  # queries and keys from one sequence (cross: decoder -> encoder)
 ASSET_SUBDIR = os.path.join("plugins", "attention")
 ASSET_SUFFIX = ".attn"
 
@@ -40,6 +42,28 @@ _FRAME = struct.Struct("<8sII")
 MAX_COUNTS = {"layers": 1024, "heads": 1024, "q_len": 1 << 21, "k_len": 1 << 21}
 MAX_HEAD_DIM = 1 << 14
 MAX_HEADER_BYTES = 1 << 30  # a record header (tokens, chunk table) is far smaller
+MAX_OVERVIEW_BINS = 4096  # an overview side a viewer draws (the writer pools to at most 64 bins)
+# The bounds above as the frontend checks a header against them (served in /index as "limits").
+LIMITS = {"layers": MAX_COUNTS["layers"], "heads": MAX_COUNTS["heads"],
+          "tokens": max(MAX_COUNTS["q_len"], MAX_COUNTS["k_len"]), "headDim": MAX_HEAD_DIM,
+          "overview": MAX_OVERVIEW_BINS}
+
+
+def kind_sequences(kinds: Iterable[str], *, two_stacks: bool) -> dict[str, tuple[str, str]]:
+    """``{kind: (query sequence, key sequence)}`` of the given kinds: the one map from a kind of attention to
+    the token sequences (``"input"``, ``"output"``) its queries and keys run over.
+
+    ``two_stacks``: an encoder-decoder record (the decoder reads ``"output"``); otherwise there is one
+    sequence, ``"input"``. Cross attention is decoder queries over encoder keys.
+    """
+    out = {}
+    for kind in kinds:
+        if kind == "cross":
+            out[kind] = ("output", "input")
+        else:
+            seq = "output" if kind == "decoder" and two_stacks else "input"
+            out[kind] = (seq, seq)
+    return out
 
 # ---------------------------------------------------------------------------------------------- codec
 # log8: code 0 is exactly 0; codes 1..LOG8_SPLIT_CODE-1 are log-spaced by LOG8_RATIO up to LOG8_SPLIT;
@@ -113,17 +137,8 @@ def pool_overview(attention: np.ndarray, max_bins: int = 64) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------- records
-@dataclass
-class LayerArrays:
-    """One layer of one example: attention ``(H, q, k)``, optional queries ``(H, q, d)`` / keys ``(H, k, d)``."""
-
-    attention: np.ndarray
-    queries: Optional[np.ndarray] = None
-    keys: Optional[np.ndarray] = None
-    info: Optional[dict] = None
-
-
 def crc32c(data: bytes) -> int:
+    """CRC32C (Castagnoli) of ``data``: every checksum of the format (record headers, chunks, index payloads)."""
     return google_crc32c.value(data)
 
 
@@ -132,28 +147,6 @@ PYRAMID_BINS = 512  # finest pooled level of a long layer, per side
 DEFAULT_TOPK = 8  # largest weights kept per row
 LAYOUT_LONG = "long"  # kinds[kind]["layout"]; absent (or "dense") for dense kinds
 QK_DTYPES = {"float16": "<f2", "bfloat16": "<u2", "float32": "<f4"}  # bfloat16 is stored as its raw bits
-
-
-@dataclass
-class LongLayer:
-    """One long layer of one example (see ``long_layers.summarize``): exact from q/k + lse, summarized by a
-    pyramid, per-row top-k and metrics. ``queries``/``keys`` are None when not kept (summaries only)."""
-
-    queries: Optional[np.ndarray]  # (H, n, d) float16 / float32, or uint16 bfloat16 bits (qk_dtype)
-    keys: Optional[np.ndarray]  # (kv_heads, m, d), one per key/value head
-    qk_dtype: str
-    lse: np.ndarray  # (H, n) float32, natural log
-    k_len: int  # m
-    pyramid: np.ndarray  # (H, bq, bk) float32 pooled means (rows sum to 1)
-    topk_index: np.ndarray  # (H, n, K) uint32 key indices
-    topk_value: np.ndarray  # (H, n, K) float32 weights, descending
-    metrics: dict  # name -> (H,) float64
-    info: Optional[dict] = None
-
-    @property
-    def shape(self) -> tuple:
-        """(heads, q_len, k_len) of the attention it stands for."""
-        return (*self.lse.shape, self.k_len)
 
 
 def common_qk_dtype(layers: Sequence[LongLayer]) -> list:
@@ -166,14 +159,6 @@ def common_qk_dtype(layers: Sequence[LongLayer]) -> list:
         "queries": decode_qk(np.ascontiguousarray(l.queries).tobytes(), QK_DTYPES[l.qk_dtype], l.queries.shape),
         "keys": decode_qk(np.ascontiguousarray(l.keys).tobytes(), QK_DTYPES[l.qk_dtype], l.keys.shape)})
         for l in layers]
-
-
-def is_long(layer: Any) -> bool:
-    return isinstance(layer, LongLayer)
-
-
-def crc32c(data: bytes) -> int:
-    return google_crc32c.value(data)
 
 
 def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_level: int = 1) -> bytes:
@@ -400,93 +385,21 @@ def decode_codes(data: bytes, shape: Iterable[int]) -> np.ndarray:
     return np.frombuffer(out, dtype=np.uint8).reshape(shape)
 
 
-# --------------------------------------------------------------------------- chunks as HTTP bodies
+# ---------------------------------------------------------------------- chunks splicable as HTTP bodies
 # A zlib stream is a 2-byte header, raw deflate data and the Adler-32 of the content (RFC 1950): exactly
 # what HTTP calls "deflate". Deflate streams can be concatenated when all but the last end on a byte
 # boundary with a non-final block, which is what a sync flush leaves; compress_chunk ends every chunk
 # with a sync flush and then an empty final block, so the backend can serve a whole layer (12 chunks)
 # as one deflate or gzip body by concatenation, without decompressing and compressing 48 MB again.
 # Older chunks (plain zlib.compress) are still read the same way; they are served by re-compressing.
-_SYNC_TAIL = b"\x00\x00\xff\xff\x03\x00"  # sync flush (empty stored block), then an empty final block
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, mtime 0, unknown OS
-_ADLER_BASE = 65521
+SYNC_TAIL = b"\x00\x00\xff\xff\x03\x00"  # sync flush (empty stored block), then an empty final block
 
 
 def compress_chunk(data: bytes, level: int = 1) -> bytes:
     """zlib stream of ``data`` that ends with a sync flush and an empty final block (see above): an ordinary
-    zlib stream for every reader (7 bytes longer), and splicable by :func:`splice_zlib` / :func:`splice_gzip`."""
+    zlib stream for every reader (7 bytes longer), and splicable by ``http_io.splice_zlib`` / ``http_io.splice_gzip``."""
     c = zlib.compressobj(level)
     return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH) + c.flush(zlib.Z_FINISH)
-
-
-def _deflate_pieces(chunks: Sequence[bytes]) -> Optional[list]:
-    """The raw deflate data of each zlib chunk, all but the last without their empty final block, so that
-    their concatenation is one deflate stream; None if a chunk is not like that (an older chunk)."""
-    pieces = []
-    for i, c in enumerate(chunks):
-        if len(c) < 8:
-            return None
-        cmf, flg = c[0], c[1]
-        if cmf & 0x0F != 8 or cmf >> 4 > 7 or ((cmf << 8) | flg) % 31 or flg & 0x20:  # deflate, no dictionary
-            return None
-        body = c[2:-4]
-        if i < len(chunks) - 1:
-            if not body.endswith(_SYNC_TAIL):
-                return None
-            body = body[:-2]
-        pieces.append(body)
-    return pieces
-
-
-def adler32_combine(adler1: int, adler2: int, len2: int) -> int:
-    """Adler-32 of ``A + B`` from Adler-32 of ``A``, of ``B`` and ``len(B)`` (zlib's ``adler32_combine``)."""
-    rem = len2 % _ADLER_BASE
-    sum1 = adler1 & 0xFFFF
-    sum2 = (rem * sum1) % _ADLER_BASE
-    sum1 = (sum1 + (adler2 & 0xFFFF) + _ADLER_BASE - 1) % _ADLER_BASE
-    sum2 = (sum2 + ((adler1 >> 16) & 0xFFFF) + ((adler2 >> 16) & 0xFFFF) + _ADLER_BASE - rem) % _ADLER_BASE
-    return sum1 | (sum2 << 16)
-
-
-def splice_zlib(chunks: Sequence[bytes], sizes: Sequence[int]) -> Optional[bytes]:
-    """One zlib stream (HTTP ``Content-Encoding: deflate``) whose content is the chunks' contents one after
-    the other, built without decompressing; None if the chunks cannot be spliced (then re-compress).
-
-    ``sizes`` are the chunks' content sizes (from the header), for the Adler-32 trailer: a chunk whose
-    content has another size makes the stream fail its check in the client, never decode to wrong data.
-    A single chunk is returned as stored.
-    """
-    pieces = _deflate_pieces(chunks)
-    if pieces is None:
-        return None
-    if len(chunks) == 1:
-        return bytes(chunks[0])
-    adler = 1  # Adler-32 of nothing
-    for c, n in zip(chunks, sizes):
-        adler = adler32_combine(adler, struct.unpack(">I", c[-4:])[0], n)
-    return b"\x78\x01" + b"".join(pieces) + struct.pack(">I", adler)
-
-
-def splice_gzip(chunks: Sequence[bytes], sizes: Sequence[int]) -> Optional[bytes]:
-    """Like :func:`splice_zlib`, as a gzip member (HTTP ``Content-Encoding: gzip``). Its trailer needs the
-    CRC-32 of the content, so each chunk is decompressed (about 3x cheaper than compressing again), which
-    also checks its size: ``FormatError`` if a chunk's content is not ``sizes[i]`` bytes."""
-    pieces = _deflate_pieces(chunks)
-    if pieces is None:
-        return None
-    crc = total = 0
-    for i, (piece, n) in enumerate(zip(pieces, sizes)):
-        d = zlib.decompressobj(-15)
-        out = d.decompress(piece, n + 1)  # bounded: never inflate past what the header promises
-        if len(out) > n or d.unconsumed_tail:
-            raise FormatError(f"a chunk holds more than the {n} bytes its header says")
-        if d.eof != (i == len(pieces) - 1) or d.unused_data:
-            return None  # a final block inside a piece: not a chunk we wrote, re-compress instead
-        if len(out) != n:
-            raise FormatError(f"a chunk holds {len(out)} bytes, its header says {n}")
-        crc = zlib.crc32(out, crc)
-        total += n
-    return _GZIP_HEADER + b"".join(pieces) + struct.pack("<II", crc, total & 0xFFFFFFFF)
 
 
 def decode_qk(data: bytes, dtype: str, shape: Iterable[int]) -> np.ndarray:

@@ -1,7 +1,8 @@
 """HTTP concerns of the plugin's routes: parameter parsing, content negotiation, binary and JSON bodies.
 
 Nothing here knows about attention records; ``plugin.py`` parses with these, calls an ``*_impl`` and
-responds with these. Client mistakes are raised as ``tensorboard.errors`` and become JSON error bodies with
+responds with these. Stored zlib chunks (``format.compress_chunk``) are spliced into one ``deflate`` or
+``gzip`` body here (:func:`splice_zlib`, :func:`splice_gzip`). Client mistakes are raised as ``tensorboard.errors`` and become JSON error bodies with
 their 4xx status in one place (:func:`route`).
 """
 
@@ -13,6 +14,8 @@ import io
 import json
 import math
 import re
+import struct
+import zlib
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -21,6 +24,8 @@ from werkzeug import wrappers
 from tensorboard import errors
 from tensorboard import plugin_util
 from tensorboard.backend import http_util
+
+from . import format as fmt
 
 GZIP_MIN_BYTES = 1024  # binary responses at least this large are compressed when the client accepts it
 GZIP_LEVEL = 1  # log8 codes compress ~10x even at level 1, and level 1 costs ~5 ms per MB
@@ -164,14 +169,6 @@ def codes_headers(shape: tuple, codec: str) -> list:
     return [("X-Attention-Shape", ",".join(map(str, shape))), ("X-Attention-Codec", codec)]
 
 
-def json_float(v: Any) -> Optional[float]:
-    """A finite float, or None (JSON null) for NaN, infinities and anything that is not a number."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 def route(fn: Callable) -> Callable:
     """Wrap a route: client errors (``tensorboard.errors.PublicError``) become JSON ``{"error": ...}`` bodies
     with their status (TensorBoard's own handler would answer text/plain)."""
@@ -185,3 +182,80 @@ def route(fn: Callable) -> Callable:
             return respond_json(request, {"error": str(e)}, e.http_code, e.headers)
 
     return wrapper
+
+
+# --------------------------------------------------------------------------- stored chunks as bodies
+# Chunks written by format.compress_chunk end on a sync flush, so a layer's chunks concatenate into one deflate
+# stream: served as HTTP "deflate" (zlib) or "gzip" without decompressing and compressing again.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, mtime 0, unknown OS
+_ADLER_BASE = 65521
+
+
+def _deflate_pieces(chunks: Sequence[bytes]) -> Optional[list]:
+    """The raw deflate data of each zlib chunk, all but the last without their empty final block, so that
+    their concatenation is one deflate stream; None if a chunk is not like that (an older chunk)."""
+    pieces = []
+    for i, c in enumerate(chunks):
+        if len(c) < 8:
+            return None
+        cmf, flg = c[0], c[1]
+        if cmf & 0x0F != 8 or cmf >> 4 > 7 or ((cmf << 8) | flg) % 31 or flg & 0x20:  # deflate, no dictionary
+            return None
+        body = c[2:-4]
+        if i < len(chunks) - 1:
+            if not body.endswith(fmt.SYNC_TAIL):
+                return None
+            body = body[:-2]
+        pieces.append(body)
+    return pieces
+
+
+def adler32_combine(adler1: int, adler2: int, len2: int) -> int:
+    """Adler-32 of ``A + B`` from Adler-32 of ``A``, of ``B`` and ``len(B)`` (zlib's ``adler32_combine``)."""
+    rem = len2 % _ADLER_BASE
+    sum1 = adler1 & 0xFFFF
+    sum2 = (rem * sum1) % _ADLER_BASE
+    sum1 = (sum1 + (adler2 & 0xFFFF) + _ADLER_BASE - 1) % _ADLER_BASE
+    sum2 = (sum2 + ((adler1 >> 16) & 0xFFFF) + ((adler2 >> 16) & 0xFFFF) + _ADLER_BASE - rem) % _ADLER_BASE
+    return sum1 | (sum2 << 16)
+
+
+def splice_zlib(chunks: Sequence[bytes], sizes: Sequence[int]) -> Optional[bytes]:
+    """One zlib stream (HTTP ``Content-Encoding: deflate``) whose content is the chunks' contents one after
+    the other, built without decompressing; None if the chunks cannot be spliced (then re-compress).
+
+    ``sizes`` are the chunks' content sizes (from the header), for the Adler-32 trailer: a chunk whose
+    content has another size makes the stream fail its check in the client, never decode to wrong data.
+    A single chunk is returned as stored.
+    """
+    pieces = _deflate_pieces(chunks)
+    if pieces is None:
+        return None
+    if len(chunks) == 1:
+        return bytes(chunks[0])
+    adler = 1  # Adler-32 of nothing
+    for c, n in zip(chunks, sizes):
+        adler = adler32_combine(adler, struct.unpack(">I", c[-4:])[0], n)
+    return b"\x78\x01" + b"".join(pieces) + struct.pack(">I", adler)
+
+
+def splice_gzip(chunks: Sequence[bytes], sizes: Sequence[int]) -> Optional[bytes]:
+    """Like :func:`splice_zlib`, as a gzip member (HTTP ``Content-Encoding: gzip``). Its trailer needs the
+    CRC-32 of the content, so each chunk is decompressed (about 3x cheaper than compressing again), which
+    also checks its size: ``fmt.FormatError`` if a chunk's content is not ``sizes[i]`` bytes."""
+    pieces = _deflate_pieces(chunks)
+    if pieces is None:
+        return None
+    crc = total = 0
+    for i, (piece, n) in enumerate(zip(pieces, sizes)):
+        d = zlib.decompressobj(-15)
+        out = d.decompress(piece, n + 1)  # bounded: never inflate past what the header promises
+        if len(out) > n or d.unconsumed_tail:
+            raise fmt.FormatError(f"a chunk holds more than the {n} bytes its header says")
+        if d.eof != (i == len(pieces) - 1) or d.unused_data:
+            return None  # a final block inside a piece: not a chunk we wrote, re-compress instead
+        if len(out) != n:
+            raise fmt.FormatError(f"a chunk holds {len(out)} bytes, its header says {n}")
+        crc = zlib.crc32(out, crc)
+        total += n
+    return _GZIP_HEADER + b"".join(pieces) + struct.pack("<II", crc, total & 0xFFFFFFFF)

@@ -122,7 +122,7 @@ def summarize(
     square = n == m
     codes = None
     if token_ids is not None and square:
-        codes = torch.as_tensor(metrics_mod._token_codes(list(token_ids)), device=device)
+        codes = torch.as_tensor(metrics_mod.token_codes(list(token_ids)), device=device)
 
     rows_per_chunk = max(1, min(n, chunk_bytes // (4 * 3 * heads * m)))
     pyramid = torch.zeros(heads, bq, bk, dtype=torch.float32, device=device)

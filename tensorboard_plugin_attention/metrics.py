@@ -63,7 +63,7 @@ def is_causal(attention: np.ndarray, tolerance: float = CAUSAL_TOLERANCE) -> boo
     return bool(np.all(np.abs(a[..., upper]) <= tolerance))
 
 
-def _token_codes(token_ids: Sequence[Hashable]) -> np.ndarray:
+def token_codes(token_ids: Sequence[Hashable]) -> np.ndarray:
     """Integer codes with equal codes for equal tokens (any hashable tokens)."""
     arr = np.asarray(token_ids) if isinstance(token_ids, np.ndarray) else None
     if arr is not None and arr.ndim == 1 and arr.dtype.kind in "biuUS":
@@ -78,7 +78,7 @@ def induction_targets(token_ids: Sequence[Hashable]) -> np.ndarray:
     Row ``i`` marks the positions right after every earlier occurrence of token ``i`` (all ``<= i``);
     a row is all false when token ``i`` has not occurred before.
     """
-    codes = _token_codes(token_ids)
+    codes = token_codes(token_ids)
     n = codes.shape[0]
     earlier = (codes[:, None] == codes[None, :]) & np.tri(n, n, -1, dtype=bool)  # [i, j]: same token, j < i
     targets = np.zeros((n, n), dtype=bool)
@@ -149,7 +149,7 @@ def row_sums(rows: np.ndarray, first_row: int, token_ids: Sequence[Hashable] | N
     out["prev_token"] = prev
     targets = None
     if token_ids is not None:
-        codes = _token_codes(token_ids)
+        codes = token_codes(token_ids)
         if len(codes) >= k:
             # [i, j + 1]: token j equals token i, j < i
             same = (codes[i][:, None] == codes[None, : k - 1]) & (np.arange(k - 1)[None, :] < i[:, None])

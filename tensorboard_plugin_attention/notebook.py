@@ -26,8 +26,9 @@ import time
 from typing import Any, Mapping, Optional, Sequence
 
 from . import format as fmt
-from . import reader, summary
-from .metadata import FORMAT_VERSION
+from . import inputs, reader, summary
+from .records import LayerArrays
+from .validation import to_numpy, token_list
 
 __all__ = ["head_view", "model_view", "neuron_view", "show", "AttentionPage", "export_page"]
 
@@ -112,29 +113,26 @@ def _hash_value(v: Any) -> str:
 
 def _index(entries: Sequence[Any]) -> dict:
     """``/index`` of the given index entries, exactly as the plugin serves it (docs/http-api.md)."""
-    from .plugin import API_VERSION, _codec_json, _run_json
-    from .reader import _by_example, latest_entries
+    from .plugin import index_json, run_json
 
     runs: dict = {}
     for e in entries:
         runs.setdefault(e.run, []).append(e)
-    return {"version": API_VERSION, "format_version": FORMAT_VERSION, "codec": _codec_json(),
-            "runs": [{"run": r, "tags": _run_json(_by_example(latest_entries(runs[r])))} for r in sorted(runs)],
-            "unreadable": []}
+    return index_json({r: run_json(reader.by_example(reader.latest_entries(runs[r]))) for r in sorted(runs)})
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _memory_page(ex: "summary._Example", *, view: str, selection: dict, sentence_b_start: Optional[int],
+def _memory_page(ex: inputs.Example, *, view: str, selection: dict, sentence_b_start: Optional[int],
                  model_name: Optional[str], theme: Optional[str], html_action: str, title: str) -> Optional[AttentionPage]:
     """A page of one example built in memory (the stored format, never written anywhere)."""
     from .reader import IndexEntry
 
     header, record = summary.build_record(
         NOTEBOOK_TAG, "0", ex, step=0, wall_time=time.time(), model_name=model_name,
-        sentence_b_start=sentence_b_start, special_tokens=None, metrics=summary._metrics(ex))
+        sentence_b_start=sentence_b_start, special_tokens=None, metrics=inputs.example_metrics(ex))
     index = json.loads(fmt.index_payload(header, "notebook.attn", 0, len(record)))
     entry = IndexEntry(NOTEBOOK_RUN, NOTEBOOK_TAG, "0", 0, header["wall_time"], index)
     records = [{"run": NOTEBOOK_RUN, "tag": NOTEBOOK_TAG, "example": "0", "step": 0, "data": _b64(record)}]
@@ -173,9 +171,11 @@ def _format_attention(attention: Any, layers: Optional[Sequence[int]], what: str
     """One ``(heads, q, k)`` array per layer (``layers`` only), from BertViz-shaped ``(1, heads, q, k)`` tensors."""
     n = _num_layers(attention)
     if n == 0:
-        raise ValueError(f"{what} is empty: no layers. With transformers 5 a model's last output (outputs[-1]) "
-                         "can be an empty cross_attentions tuple: pass outputs.attentions (the model called with "
-                         "output_attentions=True, loaded with attn_implementation='eager')")
+        raise ValueError(f"{what} is empty: the model computed no attention weights (sdpa and flash attention, "
+                         "transformers' defaults, do not). Load it with attn_implementation='eager', e.g. "
+                         "AutoModel.from_pretrained(name, attn_implementation='eager'), and call it with "
+                         "output_attentions=True. (Loaded so, pass outputs.attentions: with transformers 5 a "
+                         "model's last output, outputs[-1], can be an empty cross_attentions tuple.)")
     if layers is not None:
         for l in layers:
             if not isinstance(l, int) or isinstance(l, bool) or not 0 <= l < n:
@@ -184,9 +184,10 @@ def _format_attention(attention: Any, layers: Optional[Sequence[int]], what: str
     for l in (range(n) if layers is None else layers):
         a = attention[l]
         if a is None:
-            raise ValueError(f"{what} of layer {l} is None: load the model with attn_implementation='eager' and call it "
-                             "with output_attentions=True")
-        a = summary._np(a, f"{what} layer {l}")
+            raise ValueError(f"{what} of layer {l} is None: the model computed no attention weights (sdpa and flash "
+                             "attention do not). Load it with attn_implementation='eager' and call it with "
+                             "output_attentions=True")
+        a = to_numpy(a, f"{what} layer {l}")
         if a.ndim != 4:
             raise ValueError("The attention tensor does not have the correct number of dimensions. Make sure you set "
                              "output_attentions=True when initializing your model.")
@@ -198,7 +199,7 @@ def _format_attention(attention: Any, layers: Optional[Sequence[int]], what: str
 
 
 def _check_tokens(tokens: Any, n: int, side: str, what: str) -> list:
-    tokens = summary._tokens(tokens, what)
+    tokens = token_list(tokens, what)
     if len(tokens) != n:
         raise ValueError(f"Attention has {n} positions, while number of tokens is {len(tokens)} for tokens: "
                          f"{' '.join(tokens)}")
@@ -213,7 +214,7 @@ def _prettify(tokens: list, prettify: bool) -> list:
 
 def _build_example(attention, tokens, sentence_b_start, prettify_tokens, encoder_attention, decoder_attention,
                    cross_attention, encoder_tokens, decoder_tokens, include_layers) -> tuple:
-    """BertViz's argument rules (head_view / model_view), as an ``_Example`` with its kinds and sequences."""
+    """BertViz's argument rules (head_view / model_view), as an ``inputs.Example`` with its kinds and sequences."""
     kinds: dict = {}
     if attention is not None:
         if tokens is None:
@@ -226,7 +227,7 @@ def _build_example(attention, tokens, sentence_b_start, prettify_tokens, encoder
         n = kinds["encoder"][0].shape[-1]
         seqs = {"input": _prettify(_check_tokens(tokens, n, "right", "tokens"), prettify_tokens)}
         _check_tokens(tokens, kinds["encoder"][0].shape[-2], "left", "tokens")
-        kind_seqs = {"encoder": ("input", "input")}
+        kind_seqs = fmt.kind_sequences(kinds, two_stacks=False)
     elif encoder_attention is not None or decoder_attention is not None or cross_attention is not None:
         if sentence_b_start is not None:
             raise ValueError("sentence_b_start is for self-attention models ('attention'), not encoder-decoder arguments")
@@ -252,25 +253,23 @@ def _build_example(attention, tokens, sentence_b_start, prettify_tokens, encoder
             n = (kinds["decoder"][0].shape[-1] if "decoder" in kinds else kinds["cross"][0].shape[-2])
             name = "output" if "input" in seqs else "input"
             seqs[name] = _prettify(_check_tokens(decoder_tokens, n, "left", "decoder_tokens"), prettify_tokens)
-        enc, dec = "input", ("output" if "output" in seqs else "input")
-        kind_seqs = {"encoder": (enc, enc), "decoder": (dec, dec), "cross": (dec, enc)}
-        kind_seqs = {k: kind_seqs[k] for k in kinds}
+        kind_seqs = fmt.kind_sequences(kinds, two_stacks="output" in seqs)
         if "cross" in kinds:  # its shape against both token lists
             q, k = kinds["cross"][0].shape[-2:]
             _check_tokens(seqs["output"], q, "left", "decoder_tokens")
             _check_tokens(seqs["input"], k, "right", "encoder_tokens")
     else:
         raise ValueError("You must specify at least one attention argument.")
-    ex = summary._Example(seqs, {k: [fmt.LayerArrays(a, None, None, {}) for a in layers] for k, layers in kinds.items()},
-                          kind_seqs)
-    summary._validate(ex, sentence_b_start)
+    ex = inputs.Example(seqs, {k: [LayerArrays(a, None, None, {}) for a in layers] for k, layers in kinds.items()},
+                        kind_seqs)
+    inputs.validate(ex, sentence_b_start)
     if include_layers is not None:
         ex.ids = {k: {"layer_ids": [int(l) for l in include_layers],
                       "head_ids": list(range(layers[0].attention.shape[0]))} for k, layers in ex.kinds.items()}
     return ex
 
 
-def _check_heads(heads: Optional[Sequence[int]], ex: "summary._Example", what: str) -> Optional[list]:
+def _check_heads(heads: Optional[Sequence[int]], ex: inputs.Example, what: str) -> Optional[list]:
     if heads is None:
         return None
     n = next(iter(ex.kinds.values()))[0].attention.shape[0]
@@ -352,15 +351,14 @@ def neuron_view(model=None, model_type=None, tokenizer=None, sentence_a=None, se
         capture, tokens, sentence_b_start = _run_model(model, tokenizer, sentence_a, sentence_b)
     elif tokens is None:
         raise ValueError("'tokens' is required with capture=")
-    ex = summary._normalise(capture, tokens, batch_index=0, queries=None, keys=None, key_tokens=None,
-                            decoder_tokens=None, kind=None)
-    summary._validate(ex, sentence_b_start)
-    if not any(l.queries is not None for layers in ex.kinds.values() for l in layers if not fmt.is_long(l)) and \
-            not any(fmt.is_long(l) and l.queries is not None for layers in ex.kinds.values() for l in layers):
+    ex = inputs.normalise(capture, tokens, batch_index=0, queries=None, keys=None, key_tokens=None,
+                          decoder_tokens=None, kind=None)
+    inputs.validate(ex, sentence_b_start)
+    if not any(l.queries is not None for layers in ex.kinds.values() for l in layers):
         raise ValueError("the capture holds no queries/keys: record it with capture_attention(model, queries_keys=True)")
     first = next(iter(ex.kinds.values()))
     n_layers = len(first)
-    n_heads = first[0].shape[0] if fmt.is_long(first[0]) else first[0].attention.shape[0]
+    n_heads = first[0].shape[0]
     if layer is not None and not (isinstance(layer, int) and 0 <= layer < n_layers):
         raise ValueError(f"layer must be in 0..{n_layers - 1}, got {layer!r}")
     if head is not None and not (isinstance(head, int) and 0 <= head < n_heads):

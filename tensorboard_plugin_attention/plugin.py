@@ -26,6 +26,7 @@ from tensorboard import context as tb_context
 from tensorboard import errors
 from tensorboard.plugins import base_plugin
 
+from . import derived, layouts
 from . import format as fmt
 from . import http_io as web
 from . import metrics as metrics_mod
@@ -42,7 +43,7 @@ DERIVED_CACHE_FRACTION = 16  # rollout codes: up to 1/16 of --attention_cache_mb
 DIVERGENCE_CACHE_ITEMS = 256  # /divergence results (a few KB each)
 MAX_WINDOW_VALUES = 1 << 22  # one /window: 4 M values (16 MB as float32), e.g. 2048 x 2048
 MAX_PYRAMID_LEVEL = 9  # 512 >> 9 == 1
-LN2 = float(np.log(2.0))
+LN2 = derived.LN2
 
 _CONTENT_TYPES = {
     ".js": "text/javascript",
@@ -138,7 +139,7 @@ def _natural(name: str) -> tuple:
     return (0, int(name), name) if name.isdigit() and len(name) < 19 else (1, 0, name)
 
 
-def _public_header(index: dict) -> dict:
+def public_header(index: dict) -> dict:
     """A record header as served: without the asset location and index checksum (implementation details)."""
     return {k: v for k, v in index.items() if k not in ("asset", "chunks", fmt.INDEX_CRC_KEY)}
 
@@ -147,8 +148,8 @@ def _has_qk(e: IndexEntry) -> bool:
     return any(k.get("has_qk") for k in e.index.get("kinds", {}).values())
 
 
-def _run_json(examples: dict) -> list:
-    """The ``tags`` list of one run in ``/index``."""
+def run_json(examples: dict) -> list:
+    """The ``tags`` list of one run in ``/index``, from ``RunIndex.examples`` (``reader.by_example``)."""
     by_tag: dict = {}
     for (tag, example), es in examples.items():
         by_tag.setdefault(tag, {})[example] = es
@@ -157,14 +158,29 @@ def _run_json(examples: dict) -> list:
         "steps": [e.step for e in es],
         "revisions": [e.revision for e in es],
         "qk_steps": [e.step for e in es if _has_qk(e)],
-        "header": _public_header(es[-1].index),
+        "header": public_header(es[-1].index),
     } for example, es in sorted(by_tag[tag].items(), key=lambda kv: _natural(kv[0]))]} for tag in sorted(by_tag)]
 
 
 @functools.lru_cache(maxsize=1)
-def _codec_json() -> dict:
+def codec_json() -> dict:
+    """The ``codec`` of ``/index``: the log8 table the frontend decodes attention bytes with."""
     # Shortest decimal that round-trips through float32, so Float32Array(lut) reproduces LUT exactly.
     return {"name": fmt.CODEC_NAME, "lut": [float(np.format_float_positional(v, unique=True)) for v in fmt.LUT]}
+
+
+def index_json(runs: dict, unreadable: list = ()) -> dict:
+    """The ``/index`` body (docs/http-api.md): ``runs`` maps a run name to its :func:`run_json` (in order),
+    ``unreadable`` lists ``reader.Unreadable``. The notebook pages embed the same."""
+    return {
+        "version": API_VERSION,
+        "format_version": FORMAT_VERSION,
+        "codec": codec_json(),
+        "limits": dict(fmt.LIMITS),
+        "runs": [{"run": run, "tags": tags} for run, tags in runs.items()],
+        "unreadable": [{"run": u.run, "tag": u.tb_tag, "reason": u.reason, "newer_version": u.newer_version}
+                       for u in unreadable],
+    }
 
 
 # ---------------------------------------------------------------------------------------------- plugin
@@ -260,11 +276,19 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @staticmethod
     def _kind(e: IndexEntry, kind: str) -> dict:
-        kinds = e.index.get("kinds") or {}
-        if kind not in kinds:
-            have = ", ".join(sorted(kinds)) or "none"
-            raise errors.NotFoundError(f"no {kind!r} attention at step {e.step} (logged kinds: {have})")
-        return kinds[kind]
+        try:
+            return derived.kind_of(e, kind)
+        except derived.KindNotLogged as err:
+            raise errors.NotFoundError(str(err)) from None
+
+    @staticmethod
+    def _check_route(route: str, k: dict, kind: str, step: int) -> layouts.Layout:
+        """The layout of a stored kind, if ``route`` can serve it (``InvalidArgumentError`` otherwise)."""
+        layout = layouts.of_kind(k)
+        problem = layout.route_problem(route, kind, step, k)
+        if problem:
+            raise errors.InvalidArgumentError(problem)
+        return layout
 
     def _read(self, e: IndexEntry, what: str, load: Callable[[], Any]) -> Any:
         """Run ``load``; unreadable data becomes a 404 for this request only (logged once per record)."""
@@ -288,30 +312,24 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def index_impl(self, ctx: Any, experiment: str) -> dict:
         """Every run's tags, examples and steps (with each step's revision), and what could not be read."""
         runs = self._index.get(ctx, experiment, fresh=True)
-        return {
-            "version": API_VERSION,
-            "format_version": FORMAT_VERSION,
-            "codec": _codec_json(),
-            "runs": [{"run": run, "tags": self._run_json(runs[run])} for run in sorted(runs) if runs[run].examples],
-            "unreadable": [{"run": u.run, "tag": u.tb_tag, "reason": u.reason, "newer_version": u.newer_version}
-                           for run in sorted(runs) for u in runs[run].unreadable],
-        }
+        return index_json({run: self._run_json(runs[run]) for run in sorted(runs) if runs[run].examples},
+                          [u for run in sorted(runs) for u in runs[run].unreadable])
 
     def _run_json(self, ri: RunIndex) -> list:
-        """``_run_json`` of a run, built once per RunIndex (they are replaced, never changed) and dropped with it."""
+        """``run_json`` of a run, built once per RunIndex (they are replaced, never changed) and dropped with it."""
         listing = self._run_jsons.get(ri)
         if listing is None:
-            listing = self._run_jsons[ri] = _run_json(ri.examples)
+            listing = self._run_jsons[ri] = run_json(ri.examples)
         return listing
 
     def header_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int) -> dict:
-        return _public_header(self.entry(ctx, experiment, run, tag, example, step).index)
+        return public_header(self.entry(ctx, experiment, run, tag, example, step).index)
 
     def attention_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
                        layer: int, head: Optional[int] = None) -> np.ndarray:
         """uint8 log8 codes ``(heads, q_len, k_len)``, or ``(1, q_len, k_len)`` for one head."""
         e, k = self._layer_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
-        _refuse_long(k, kind, step)
+        self._check_route("attention", k, kind, step)
         return self._layer_codes(e, kind, layer, head)
 
     def _layer_entry(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
@@ -328,10 +346,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         e, k = self._layer_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
         if not k.get("has_qk"):
             raise errors.NotFoundError(f"queries/keys were not logged at step {step} of {run!r}/{tag!r}/{example!r}")
-        if k.get("layout") == fmt.LAYOUT_LONG:  # float16 on the wire as for dense layers (bfloat16 widened)
-            q, kk = self._read(e, "queries/keys", lambda: self._store.long_qk(e, kind, layer, head))
-            return q.astype(np.float16), kk.astype(np.float16)
-        return self._read(e, "queries/keys", lambda: self._store.qk(e, kind, layer, head))
+        layout = layouts.of_kind(k)
+        return self._read(e, "queries/keys", lambda: layout.served_qk(self._store, e, kind, layer, head))
 
     def overview_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int,
                       kind: str) -> np.ndarray:
@@ -351,24 +367,23 @@ class AttentionPlugin(base_plugin.TBPlugin):
         if (rows[1] - rows[0]) * (cols[1] - cols[0]) > MAX_WINDOW_VALUES:
             raise errors.InvalidArgumentError(f"a window holds at most {MAX_WINDOW_VALUES} values; ask for less "
                                               "(or use /pyramid for the whole head)")
-        if k.get("layout") == fmt.LAYOUT_LONG and not k.get("exact"):
-            raise errors.NotFoundError(f"layer {layer} of {kind} at step {step} cannot be rebuilt exactly "
-                                       "(no q/k stored, or a learned position bias): use /pyramid or /topk")
+        problem = layouts.of_kind(k).window_problem(kind, layer, step, k)
+        if problem:
+            raise errors.NotFoundError(problem)
         return self._read(e, "window", lambda: self._store.window(e, kind, layer, head, rows, cols))
 
-    def _long_entry(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
-                    layer: int, head: int) -> tuple:
+    def _route_entry(self, route: str, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int,
+                     kind: str, layer: int, head: Optional[int]) -> tuple:
+        """(entry, kind header) of one head, if ``route`` can serve its layout."""
         e, k = self._layer_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
-        if k.get("layout") != fmt.LAYOUT_LONG:
-            raise errors.InvalidArgumentError(f"{kind} attention at step {step} is stored densely "
-                                              f"({k['q_len']} x {k['k_len']}): use /attention")
+        self._check_route(route, k, kind, step)
         return e, k
 
     def pyramid_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
                      layer: int, head: int, level: int = 0) -> np.ndarray:
         """Pooled attention of one head of a long layer as log8 codes ``(1, bq, bk)``: level 0 as stored
         (up to 512 x 512), each level above it halves the bins per side."""
-        e, k = self._long_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
+        e, k = self._route_entry("pyramid", ctx, experiment, run, tag, example, step, kind, layer, head)
         if not 0 <= level <= MAX_PYRAMID_LEVEL:
             raise errors.InvalidArgumentError(f"level must be in 0..{MAX_PYRAMID_LEVEL}, got {level}")
         return fmt.encode_attention(self._read(e, "pyramid", lambda: self._store.pyramid(e, kind, layer, head, level)))[None]
@@ -377,7 +392,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
                   layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
         """Each row's largest weights of one head of a long layer: key indices ``(q_len, K)`` uint32 and log8
         codes ``(q_len, K)``, descending."""
-        e, _ = self._long_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
+        e, _ = self._route_entry("topk", ctx, experiment, run, tag, example, step, kind, layer, head)
         return self._read(e, "top-k", lambda: self._store.topk(e, kind, layer, head))
 
     def metrics_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str,
@@ -385,82 +400,46 @@ class AttentionPlugin(base_plugin.TBPlugin):
         """Per-head metrics of every step of one example, from the index records (no asset reads):
         ``{"steps": [...], "kinds": {kind: {metric: [per step: [[per head] per layer] or null]}}}``."""
         es = self.example_entries(ctx, experiment, run, tag, example)
-        logged = {name for e in es for name in e.index["kinds"]}
-        if kind is not None and kind not in logged:
-            have = ", ".join(sorted(logged))
-            raise errors.NotFoundError(f"no {kind!r} attention in {run!r}/{tag!r}/{example!r} (logged kinds: {have})")
-        kinds = [kind] if kind is not None else [k for k in fmt.KINDS if k in logged]
-        out = {}
-        for kd in kinds:
-            per_step = [_metrics_of(e, kd) for e in es]
-            names = {n for m in per_step for n in m}
-            ordered = [n for n in metrics_mod.METRIC_NAMES if n in names] + sorted(names - set(metrics_mod.METRIC_NAMES))
-            out[kd] = {n: [m.get(n) for m in per_step] for n in ordered}
-        return {"steps": [e.step for e in es], "kinds": out}
+        try:
+            return derived.example_metrics(es, kind, where=f"{run!r}/{tag!r}/{example!r}")
+        except derived.KindNotLogged as err:
+            raise errors.NotFoundError(str(err)) from None
 
     def divergence_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, kind: str,
                         step_a: int, step_b: int) -> dict:
-        """Jensen-Shannon divergence (nats) per layer and head between two steps of one example (cached)."""
+        """Jensen-Shannon divergence (nats) per layer and head between two steps of one example (cached):
+        ``derived.divergence``."""
         ea = self.entry(ctx, experiment, run, tag, example, step_a)
         eb = self.entry(ctx, experiment, run, tag, example, step_b)
-        ka, kb = self._kind(ea, kind), self._kind(eb, kind)
-        sa, sb = _kind_shape(ka), _kind_shape(kb)
-        if sa != sb:
-            raise errors.InvalidArgumentError(
-                f"steps {step_a} and {step_b} of {run!r}/{tag!r}/{example!r} have different {kind} shapes "
-                f"(layers, heads, q_len, k_len) {sa} and {sb}: the tokens changed, so attention cannot be compared")
-        same_tokens = _kind_tokens(ea, ka) == _kind_tokens(eb, kb)
-        long = ka.get("layout") == fmt.LAYOUT_LONG or kb.get("layout") == fmt.LAYOUT_LONG
+        self._kind(ea, kind)
+        self._kind(eb, kind)
+        problem = derived.divergence_problem(ea, eb, kind)
+        if problem:
+            raise errors.InvalidArgumentError(f"{run!r}/{tag!r}/{example!r}: {problem}")
         key = (kind, *sorted([ea.asset_key, eb.asset_key]))
-        js = self._divergences.get(key)
-        if js is None:
-            js = []
-            for layer in range(sa[0]):
-                if long:  # the pooled pyramids: seconds at any length (each pooled row is a distribution)
-                    a, b = (self._pyramid_codes(e, kind, layer) for e in (ea, eb))
-                else:
-                    a = self._layer_codes(ea, kind, layer, cache=False)
-                    b = a if ea.asset_key == eb.asset_key else self._layer_codes(eb, kind, layer, cache=False)
-                js.append([web.json_float(v) for v in metrics_mod.jensen_shannon_codes(a, b, fmt.LUT)])
-            self._divergences.put(key, js)
-        return {"js": js, "unit": "nats", "max": LN2, "same_tokens": same_tokens,
-                "source": "pyramid" if long else "dense"}
-
-    def _pyramid_codes(self, e: IndexEntry, kind: str, layer: int) -> np.ndarray:
-        """Every head's stored pyramid level of a long layer, log8 codes ``(heads, bq, bk)``."""
-        heads = e.index["kinds"][kind]["heads"]
-        return fmt.encode_attention(np.stack([self._read(e, "pyramid", lambda h=h: self._store.pyramid(e, kind, layer, h))
-                                              for h in range(heads)]))
+        body = self._divergences.get(key)
+        if body is None:
+            body = derived.divergence(self._store, ea, eb, kind, read=self._read)
+            self._divergences.put(key, body)
+        return body
 
     def rollout_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
                      residual: float = 0.5, fusion: str = "mean") -> np.ndarray:
-        """Attention rollout over every layer of a self-attention kind: log8 codes ``(1, n, n)`` (cached)."""
-        if fusion not in metrics_mod.FUSIONS:
-            raise errors.InvalidArgumentError(f"fusion must be one of {', '.join(metrics_mod.FUSIONS)}, got {fusion!r}")
-        if not 0.0 <= residual <= 1.0:
-            raise errors.InvalidArgumentError(f"residual must lie in [0, 1], got {residual}")
-        if kind == "cross":
-            raise errors.InvalidArgumentError("rollout needs self-attention; cross attention maps decoder "
-                                              "queries to encoder keys (use kind=encoder or kind=decoder)")
+        """Attention rollout over every layer of a self-attention kind: log8 codes ``(1, n, n)`` (cached):
+        ``derived.rollout``."""
+        problem = derived.rollout_argument_problem(kind, residual, fusion)
+        if problem:
+            raise errors.InvalidArgumentError(problem)
         e = self.entry(ctx, experiment, run, tag, example, step)
-        k = self._kind(e, kind)
-        n = k["q_len"]
-        if k["k_len"] != n:
-            raise errors.InvalidArgumentError(f"rollout needs square self-attention; {kind} attention at step {step} "
-                                              f"is {n} queries x {k['k_len']} keys")
+        self._kind(e, kind)
+        problem = derived.rollout_problem(e, kind)
+        if problem:
+            raise errors.InvalidArgumentError(problem)
         key = ("rollout", e.asset_key, kind, residual, fusion)
-        long = k.get("layout") == fmt.LAYOUT_LONG
-        if long:  # on the pooled pyramid (bins x bins): products of 512 x 512 matrices, not n x n
-            n = k["pyramid_shape"][0]
-            if k["pyramid_shape"][1] != n:
-                raise errors.InvalidArgumentError(f"rollout needs a square pyramid, got {k['pyramid_shape']}")
         cached = self._rollouts.get(key)
         if cached is not None:
-            return np.frombuffer(cached, np.uint8).reshape(1, n, n)
-        layer_codes = self._pyramid_codes if long else (lambda e_, kind_, layer: self._layer_codes(e_, kind_, layer,
-                                                                                                    cache=False))
-        fused = [metrics_mod.fuse_heads_codes(layer_codes(e, kind, layer), fusion, fmt.LUT) for layer in range(k["layers"])]
-        codes = fmt.encode_attention(metrics_mod.rollout(fused, residual=residual, head_fusion=fusion)).reshape(1, n, n)
+            return np.frombuffer(cached, np.uint8).reshape(derived.rollout_shape(e, kind))
+        codes = derived.rollout(self._store, e, kind, residual, fusion, read=self._read)
         self._rollouts.put(key, codes.tobytes(), codes.nbytes)
         return codes
 
@@ -515,7 +494,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         def splice() -> tuple:
             stored = chunks()
             for enc in encodings:
-                body = (fmt.splice_zlib if enc == "deflate" else fmt.splice_gzip)(stored, sizes)
+                body = (web.splice_zlib if enc == "deflate" else web.splice_gzip)(stored, sizes)
                 if body is not None:
                     return body, enc
             return None, None
@@ -556,7 +535,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         layer = web.uint_param(request.args, "layer")
         head = web.uint_param(request.args, "head", required=False)
         e, k = self._layer_entry(*common, kind, layer, head)
-        _refuse_long(k, kind, common[-1])
+        self._check_route("attention", k, kind, common[-1])
         shape = (1 if head is not None else k["heads"], k["q_len"], k["k_len"])
         return self._stored(request, e, ("attention", e.asset_key, kind, layer, head), "attention", shape,
                             lambda: self._store.attention_chunks(e, kind, layer, head),
@@ -601,7 +580,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         common, kind, layer, head = self._head_params(request)
         level = web.uint_param(request.args, "level", required=False) or 0
         if level == 0:  # as stored: the chunk itself, spliced or decoded like /attention's
-            e, k = self._long_entry(*common, kind, layer, head)
+            e, k = self._route_entry("pyramid", *common, kind, layer, head)
             shape = (1, *k["pyramid_shape"])
             return self._stored(request, e, ("pyramid", e.asset_key, kind, layer, head), "pyramid", shape,
                                 lambda: [self._store.pyramid_chunk(e, kind, layer, head)],
@@ -644,7 +623,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         codes = self.rollout_impl(*common, kind, residual, fusion)
         e = self.entry(*common)
         key = ("rollout", e.asset_key, kind, residual, fusion)
-        source = "pyramid" if e.index["kinds"][kind].get("layout") == fmt.LAYOUT_LONG else "dense"
+        source = layouts.of_kind(e.index["kinds"][kind]).source
         return self._binary(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME)
                             + [("X-Attention-Source", source)])
 
@@ -664,34 +643,3 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @web.route
     def not_found_route(self, request):
         raise errors.NotFoundError(f"no attention route {request.path[:120]!r}")
-
-
-def _refuse_long(k: dict, kind: str, step: int) -> None:
-    if k.get("layout") == fmt.LAYOUT_LONG:
-        raise errors.InvalidArgumentError(
-            f"{kind} attention at step {step} is a long layer ({k['q_len']} x {k['k_len']} tokens, not stored "
-            "densely): ask /window for exact values, /pyramid for the pooled head or /topk for each row's largest")
-
-
-def _kind_shape(k: dict) -> tuple:
-    return k["layers"], k["heads"], k["q_len"], k["k_len"]
-
-
-def _kind_tokens(e: IndexEntry, k: dict) -> tuple:
-    seqs = e.index.get("sequences") or {}
-    return seqs.get(k.get("query")), seqs.get(k.get("key"))
-
-
-def _metrics_of(e: IndexEntry, kind: str) -> dict:
-    """``{metric: [[per head] per layer]}`` of one record and kind, each grid checked against the kind's
-    layers x heads (a malformed grid is None: those values are unavailable, the rest still served)."""
-    k = e.index["kinds"].get(kind)
-    by_name = (e.index.get("metrics") or {}).get(kind) if isinstance(e.index.get("metrics"), dict) else None
-    if k is None or not isinstance(by_name, dict):
-        return {}
-    out = {}
-    for name, grid in by_name.items():
-        ok = (isinstance(grid, list) and len(grid) == k["layers"]
-              and all(isinstance(row, list) and len(row) == k["heads"] for row in grid))
-        out[str(name)] = [[web.json_float(v) for v in row] for row in grid] if ok else None
-    return out

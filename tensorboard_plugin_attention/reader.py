@@ -18,13 +18,14 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import numpy as np
 
 from . import format as fmt
-from . import storage
+from . import layouts, storage
+from .layouts import exact_window  # noqa: F401 - re-exported (the one recompute of stored attention)
 from .metadata import PLUGIN_NAME, NewerVersionError, parse_plugin_metadata
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["read_attention", "iter_attention", "AttentionExample", "IndexEntry", "IndexCache", "LRU", "RecordStore",
-           "RunDirs", "list_index"]
+           "RunDirs", "list_index", "decode", "open_logdir"]
 
 
 # What makes one record's arrays unreadable (missing, truncated or corrupt asset file, a chunk table or
@@ -157,7 +158,8 @@ def latest_entries(entries: Iterable[IndexEntry]) -> dict:
     return out
 
 
-def _by_example(entries: dict) -> dict:
+def by_example(entries: dict) -> dict:
+    """(tag, example) -> its entries sorted by step, from :func:`latest_entries`."""
     out: dict = {}
     for (tag, example, _), e in entries.items():
         out.setdefault((tag, example), []).append(e)
@@ -206,7 +208,7 @@ class IndexCache:
                 unreadable: list = []
                 entries = latest_entries(e for e in list_index(self._provider, ctx, experiment_id, run=run,
                                                                unreadable=unreadable) if e.run == run)
-                runs[run] = self._shared[(run, key)] = RunIndex(key, entries, _by_example(entries), unreadable)
+                runs[run] = self._shared[(run, key)] = RunIndex(key, entries, by_example(entries), unreadable)
             self._snapshots.put(experiment_id, (time.monotonic(), runs))
             return runs
 
@@ -430,19 +432,9 @@ class RecordStore:
 
     def window(self, entry: IndexEntry, kind: str, layer: int, head: int, rows: tuple, cols: tuple) -> np.ndarray:
         """Attention of one head over ``rows = (i, j)`` x ``cols = (a, b)`` (half-open), float32: rebuilt exactly
-        from q/k and lse for a long layer (``exact_window``), decoded from the stored code for a dense one."""
-        rec = self.record(entry)
-        k = rec.header["kinds"][kind]
-        (r0, r1), (c0, c1) = rows, cols
-        if k.get("layout") != fmt.LAYOUT_LONG:
-            return fmt.decode_attention(self.attention_codes(entry, kind, layer, head)[0, r0:r1, c0:c1])
-        if not k.get("exact"):
-            raise KeyError("this long layer cannot be rebuilt exactly (no q/k stored, or a learned position bias): "
-                           "use its pyramid or top-k")
-        q, kk = self.long_qk(entry, kind, layer, head)
-        info = (k.get("layer_info") or [{}] * k["layers"])[layer]
-        return exact_window(q[r0:r1], kk[c0:c1], self.lse(entry, kind, layer, head)[r0:r1], info,
-                            first_row=r0, first_col=c0, offset=k["k_len"] - k["q_len"])
+        from q/k and lse for a long layer (``layouts.exact_window``), decoded from the stored code for a dense one."""
+        k = self.record(entry).header["kinds"][kind]
+        return layouts.of_kind(k).window(self, entry, kind, k, layer, head, rows, cols)
 
     def pyramid_chunk(self, entry: IndexEntry, kind: str, layer: int, head: int) -> bytes:
         """The stored zlib chunk of one head's finest pyramid level (log8 codes ``pyramid_shape``)."""
@@ -492,39 +484,6 @@ def _level_bins(finest: int, length: int, level: int) -> int:
     return b
 
 
-def exact_window(q: np.ndarray, k: np.ndarray, lse: np.ndarray, info: dict, *, first_row: int, first_col: int,
-                 offset: int = 0) -> np.ndarray:
-    """The one recompute of stored attention (the plugin and ``read_attention`` both use it):
-    ``p_ij = exp(s_ij - lse_i)`` with ``s_ij = softcap(scaling * q_i . k_j)`` and ``p_ij = 0`` where the mask
-    hides key ``j`` from row ``i`` (causal: ``j > i + offset``; sliding window ``w``: ``i + offset - j >= w``).
-
-    ``q`` are rows ``first_row..``, ``k`` keys ``first_col..`` (float32), ``lse`` the rows' log-sum-exp.
-    Computed in float32 in blocks of rows, so memory is the window plus one block.
-    """
-    scaling = float(info.get("scaling") or 1.0 / np.sqrt(q.shape[-1]))
-    softcap = info.get("softcap")
-    window = info.get("sliding_window")
-    causal = bool(info.get("causal"))
-    out = np.empty((q.shape[0], k.shape[0]), np.float32)
-    cols = np.arange(first_col, first_col + k.shape[0])
-    kt = np.asarray(k, dtype=np.float32).T  # a transposed view: BLAS reads it as it is (no copy of the keys)
-    step = max(1, (16 << 20) // max(1, 4 * k.shape[0]))
-    for r0 in range(0, q.shape[0], step):
-        r1 = min(q.shape[0], r0 + step)
-        s = (q[r0:r1].astype(np.float32) @ kt) * np.float32(scaling)
-        if softcap:
-            s = np.tanh(s / np.float32(softcap)) * np.float32(softcap)
-        s -= lse[r0:r1, None]
-        np.exp(s, out=s)
-        diag = np.arange(first_row + r0, first_row + r1)[:, None] + offset
-        if causal:
-            s[cols[None, :] > diag] = 0.0
-        if window:
-            s[diag - cols[None, :] >= window] = 0.0
-        out[r0:r1] = s
-    return out
-
-
 @dataclass
 class AttentionExample:
     """One logged example at one step, decoded."""
@@ -546,39 +505,12 @@ class AttentionExample:
         return self.header["sequences"][k["query"]], self.header["sequences"][k["key"]]
 
 
-def _span(name: str, span: Optional[tuple], length: int) -> tuple:
-    if span is None:
-        return 0, length
-    a, b = (int(x) for x in span)
-    if not 0 <= a < b <= length:
-        raise ValueError(f"{name}=({a}, {b}) is not a non-empty range within 0..{length}")
-    return a, b
-
-
-def _decode(store: RecordStore, entry: IndexEntry, with_qk: bool, rows: Optional[tuple] = None,
-            cols: Optional[tuple] = None) -> AttentionExample:
+def decode(store: RecordStore, entry: IndexEntry, with_qk: bool = True, rows: Optional[tuple] = None,
+           cols: Optional[tuple] = None) -> AttentionExample:
+    """One record decoded as :func:`read_attention` returns it (each kind by its layout's handler)."""
     ex = AttentionExample(entry.run, entry.tag, entry.example, entry.step, entry.wall_time, entry.index)
     for kind, k in entry.index["kinds"].items():
-        r, c = _span("rows", rows, k["q_len"]), _span("cols", cols, k["k_len"])
-        if k.get("layout") == fmt.LAYOUT_LONG:
-            ex.pyramid[kind] = np.stack([[store.pyramid(entry, kind, l, h) for h in range(k["heads"])]
-                                         for l in range(k["layers"])])
-            if rows is not None or cols is not None:
-                ex.attention[kind] = np.stack([[store.window(entry, kind, l, h, r, c) for h in range(k["heads"])]
-                                               for l in range(k["layers"])])
-            if with_qk and k.get("has_qk"):
-                group = k["heads"] // k["kv_heads"]
-                pairs = [[store.long_qk(entry, kind, l, h) for h in range(k["heads"])] for l in range(k["layers"])]
-                ex.queries[kind] = np.array([[q for q, _ in layer] for layer in pairs], dtype=np.float32)
-                ex.keys[kind] = np.array([[layer[g * group][1] for g in range(k["kv_heads"])] for layer in pairs],
-                                         dtype=np.float32)
-            continue
-        ex.attention[kind] = np.stack([fmt.decode_attention(store.attention_codes(entry, kind, l))[:, r[0]:r[1], c[0]:c[1]]
-                                       for l in range(k["layers"])])
-        if with_qk and k.get("has_qk"):
-            pairs = [[store.qk(entry, kind, l, h) for h in range(k["heads"])] for l in range(k["layers"])]
-            ex.queries[kind] = np.array([[q for q, _ in layer] for layer in pairs], dtype=np.float32)
-            ex.keys[kind] = np.array([[kk for _, kk in layer] for layer in pairs], dtype=np.float32)
+        layouts.of_kind(k).decode(store, entry, kind, k, with_qk, rows, cols, ex)
     return ex
 
 
@@ -659,7 +591,7 @@ def iter_attention(logdir: Optional[str] = None, *, logdir_spec: Optional[str] =
                     or (step is not None and s != step):
                 continue
             try:
-                ex = _decode(store, e, queries_keys, rows, cols)
+                ex = decode(store, e, queries_keys, rows, cols)
             except DATA_ERRORS as err:
                 if strict:
                     raise

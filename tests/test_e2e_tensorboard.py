@@ -397,3 +397,53 @@ def test_16k_record_listed_and_exact_window_served(tensorboard, long_logs, load_
     np.testing.assert_array_equal(got, ex.attention["decoder"][0, 1])
     assert abs(got.sum(-1) - 1).max() < 0.03 and (got[:, 16129:] == 0).all()  # causal
     assert tb.plugin("pyramid", run="long", tag="ctx", example="0", step=7, kind="decoder", layer=0, head=0).status == 200
+
+
+# ------------------------------------------------------------------------ live writing (issue 18)
+_LIVE_WRITER = r"""
+import sys, time
+import numpy as np
+from tensorboard_plugin_attention import AttentionWriter
+rng = np.random.default_rng(0)
+tokens = ["[CLS]", "a", "b", "[SEP]"]
+with AttentionWriter(sys.argv[1], background=False, flush_secs=1) as w:
+    for step in range(int(sys.argv[2])):
+        for example in ("0", "1"):
+            att = [rng.dirichlet(np.ones(4), size=(2, 4)).astype(np.float32)]
+            w.add_attention("probes", att, tokens, step, example=example)
+        w.flush()
+        time.sleep(0.5)
+"""
+
+
+def test_every_listed_step_is_served_while_a_run_is_written(tensorboard, tmp_path):
+    """Python loader: a writer logs a checkpoint every 0.5 s while a client polls /index and reads each step
+    it lists. Whatever /index lists must be served (it answered 404 for steps it had just listed)."""
+    import subprocess
+    import sys
+    import time
+
+    logdir = tmp_path / "live"
+    (logdir / "train").mkdir(parents=True)
+    tb = tensorboard(str(logdir), "--load_fast=false", "--reload_interval", "0.2")
+    writer = subprocess.Popen([sys.executable, "-c", _LIVE_WRITER, str(logdir / "train"), "40"],
+                              env=dict(os.environ))
+    failures, reads, seen = [], 0, set()
+    try:
+        deadline = time.monotonic() + 45
+        while writer.poll() is None and time.monotonic() < deadline:
+            listed = index_steps(tb)
+            for (run, tag, example), steps in listed.items():
+                for step in steps[-3:]:  # the newest steps: those the reload is racing with
+                    r = tb.plugin("header", run=run, tag=tag, example=example, step=step)
+                    reads += 1
+                    seen.add(step)
+                    if r.status != 200:
+                        failures.append((example, step, r.status, r.body[:200]))
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.wait(10)
+    assert writer.returncode == 0
+    assert len(seen) >= 20 and reads >= 100, (len(seen), reads)
+    assert not failures, f"{len(failures)} of {reads} reads of listed steps failed: {failures[:5]}"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tensorboard_plugin_attention import format as fmt
+from tensorboard_plugin_attention import http_io
 from tensorboard_plugin_attention import storage
 from tensorboard_plugin_attention.metadata import FORMAT_VERSION, UnsupportedVersionError
 
@@ -184,7 +185,7 @@ def test_crafted_lengths_are_bounded_by_the_file(tmp_path):
     with pytest.raises(fmt.FormatError, match="expected 16"):
         fmt.decode_codes(bomb, (4, 4))
     with pytest.raises(fmt.FormatError):
-        fmt.splice_gzip([bomb], [16])
+        http_io.splice_gzip([bomb], [16])
     raw = bytearray(open(path, "rb").read())  # a header length of 2**31 with a valid frame
     raw[4 + 8:4 + 12] = (2**31).to_bytes(4, "little")
     open(path, "wb").write(bytes(raw))

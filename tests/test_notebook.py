@@ -416,3 +416,32 @@ def test_show_long_record_windows_match_the_reader(browser, tmp_path):
     assert (got["rows"], got["cols"]) == (20, 20)  # level 1 halves the 40 stored bins
     assert not watch.errors, watch.errors
     context.close()
+
+
+def test_encoder_decoder_model_loaded_with_sdpa_says_how_to_load_it():
+    """An encoder-decoder model under sdpa returns empty attention tuples: the error names the cause (no
+    attention weights computed) and the fix (attn_implementation='eager'), not outputs[-1]."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    config = BartConfig(vocab_size=100, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                        max_position_embeddings=64, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                        decoder_start_token_id=2)
+    torch.manual_seed(0)
+    model = BartForConditionalGeneration(config).eval()
+    model.config._attn_implementation = "sdpa"
+    ids = torch.tensor([[0, 5, 6, 7, 2]])
+    with torch.no_grad():
+        out = model(input_ids=ids, decoder_input_ids=ids[:, :3], output_attentions=True)
+    enc = [f"e{i}" for i in range(5)]
+    dec = [f"d{i}" for i in range(3)]
+    args = dict(encoder_attention=out.encoder_attentions, decoder_attention=out.decoder_attentions,
+                cross_attention=out.cross_attentions, encoder_tokens=enc, decoder_tokens=dec, html_action="return")
+    if all(a is not None and len(a) and a[0] is not None for a in (out.encoder_attentions, out.cross_attentions)):
+        pytest.skip("this transformers version computes attention weights under sdpa")
+    with pytest.raises(ValueError) as info:
+        nb.head_view(**args)
+    message = str(info.value)
+    assert "the model computed no attention weights" in message and "attn_implementation='eager'" in message
+    assert "outputs[-1]" not in message.split(".")[0]  # the cause comes first

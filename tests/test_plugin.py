@@ -30,6 +30,7 @@ from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
 from tensorboard.compat.proto import event_pb2
 from tensorboard_plugin_attention import format as fmt
+from tensorboard_plugin_attention import http_io as web
 from tensorboard_plugin_attention import storage
 from tensorboard_plugin_attention import plugin as plugin_mod
 from tensorboard_plugin_attention import reader
@@ -177,6 +178,20 @@ def test_index_lists_everything(app, logged):
         assert (k["layers"], k["heads"], k["q_len"], k["k_len"]) == (LAYERS, HEADS, TOKENS, TOKENS)
     (other,) = runs["run2"]["tags"]
     assert other["tag"] == "other" and other["examples"][0]["qk_steps"] == []
+
+
+def test_index_serves_the_readers_limits(app):
+    """The bounds a header is checked against come from format (one definition), named as the frontend's LIMITS."""
+    limits = body_json(app.get("/index"))["limits"]
+    assert limits == {"layers": fmt.MAX_COUNTS["layers"], "heads": fmt.MAX_COUNTS["heads"],
+                      "tokens": fmt.MAX_COUNTS["q_len"], "headDim": fmt.MAX_HEAD_DIM, "overview": fmt.MAX_OVERVIEW_BINS}
+    api_ts = os.path.join(os.path.dirname(__file__), "..", "frontend", "src", "api.ts")
+    if os.path.exists(api_ts):  # the frontend's constant has the same fields
+        import re
+
+        fields = re.search(r"export const LIMITS = \{([^}]*)\}", open(api_ts, encoding="utf-8").read())
+        if fields:
+            assert {f.split(":")[0].strip() for f in fields.group(1).split(",")} == set(limits)
 
 
 def test_index_gzipped_when_accepted(app):
@@ -1091,7 +1106,7 @@ def test_adler32_combine():
     rng = np.random.default_rng(0)
     for _ in range(200):
         x, y = (bytes(rng.integers(0, 256, size=int(rng.integers(0, 70000)), dtype=np.uint8)) for _ in range(2))
-        assert fmt.adler32_combine(zlib.adler32(x), zlib.adler32(y), len(y)) == zlib.adler32(x + y)
+        assert web.adler32_combine(zlib.adler32(x), zlib.adler32(y), len(y)) == zlib.adler32(x + y)
 
 
 def test_fix_flags_polls_every_event_file_unless_user_chose():

@@ -375,12 +375,12 @@ def _max_steps(guard):
 
 @pytest.mark.parametrize("chunk", [7, 1 << 24])
 def test_step_guard_reads_only_what_was_appended_and_skips_a_torn_tail(tmp_path, monkeypatch, chunk):
-    from tensorboard_plugin_attention import summary
-    from tensorboard_plugin_attention.summary import _StepGuard
+    from tensorboard_plugin_attention import step_guard
+    from tensorboard_plugin_attention.step_guard import StepGuard
 
-    monkeypatch.setattr(summary, "_SCAN_CHUNK", chunk)  # records cut across reads are put together
+    monkeypatch.setattr(step_guard, "SCAN_CHUNK", chunk)  # records cut across reads are put together
     run = str(tmp_path)
-    guard = _StepGuard(run)
+    guard = StepGuard(run)
     assert _max_steps(guard) == {}
     with AttentionWriter(run) as w:
         w.add_attention("probes", GOOD, TOKENS, 4)
@@ -398,3 +398,16 @@ def test_step_guard_reads_only_what_was_appended_and_skips_a_torn_tail(tmp_path,
     with open(path2, "wb") as f:
         f.write(data)
     assert _max_steps(guard) == {"probes/0": 8}
+
+
+def test_batch_index_of_unbatched_attention_names_the_shapes(tmp_path):
+    """Attention without a batch dimension has one example: batch_index=5 is a mistake, not example "5"."""
+    unbatched = [a[0] for a in GOOD]
+    with AttentionWriter(str(tmp_path)) as w:
+        with pytest.raises(ValueError, match=r"batch_index=5 .*\(3, 5, 5\).*no batch dimension"):
+            w.add_attention("probes", unbatched, TOKENS, 0, batch_index=5)
+        with pytest.raises(ValueError, match=r"batch_index=1 .*queries of layer 0 .*\(3, 5, 4\)"):
+            w.add_attention("probes", None, TOKENS, 0, batch_index=1, queries=[q[0] for q in QK],
+                            keys=[k[0] for k in QK])
+        w.add_attention("probes", unbatched, TOKENS, 0)  # batch_index left out: fine
+    assert [e.example for e in read_attention(str(tmp_path))] == ["0"]

@@ -49,9 +49,9 @@ def _check_no_purge(logdir: str, tag: str, steps: Sequence[int]) -> None:
     first backfilled step would hide every existing record of the same tag above it that we do not write
     again. Re-running a backfill (the same steps) is fine.
     """
-    from ..summary import _StepGuard
+    from ..step_guard import StepGuard
 
-    guard = _StepGuard(logdir)
+    guard = StepGuard(logdir)
     guard.scan()
     first, ours = min(steps), set(steps)
     hidden = sorted({s for name, found in guard.steps.items() if name.startswith(tag + "/")
