@@ -79,12 +79,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import re
 import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch

@@ -12,11 +12,10 @@ import functools
 import gzip
 import io
 import json
-import math
 import re
 import struct
 import zlib
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from werkzeug import wrappers
@@ -162,6 +161,61 @@ def respond_binary(request: Any, body: bytes, encoding: Optional[str], headers: 
 def respond_static(request: Any, content: bytes, content_type: str):
     """A file of the built frontend."""
     return http_util.Respond(request, content, content_type)
+
+
+class EncodedBodies:
+    """Bodies of uint8 code responses: content negotiation (deflate, gzip or none) and a cache of encoded
+    bodies (``cache``: an LRU with ``get(key)`` / ``put(key, body, cost)``), keyed by what the caller names."""
+
+    def __init__(self, cache: Any):
+        self._cache = cache
+
+    def codes(self, request: Any, key: tuple, codes: np.ndarray, headers: list):
+        """Computed codes as ``application/octet-stream``; gzipped (level 1, cached) when the client accepts it."""
+        if codes.nbytes >= GZIP_MIN_BYTES and gzip_accepted(request):
+            body = self._cache.get(key + ("gzip",))
+            if body is None:
+                body = gzip_bytes(np.ascontiguousarray(codes).tobytes())
+                self._cache.put(key + ("gzip",), body, len(body))
+            return respond_binary(request, body, "gzip", headers)
+        return respond_binary(request, np.ascontiguousarray(codes).tobytes(), None, headers)
+
+    def stored(self, request: Any, key: tuple, shape: tuple, n_chunks: int, read: Callable[[Callable], Any],
+               chunks: Callable[[], list], codes: Callable[[], np.ndarray]):
+        """Log8 codes stored as ``n_chunks`` equal zlib chunks (the heads of a layer, an overview), served
+        without decompressing and compressing again when the client accepts it: ``deflate`` (every browser
+        sends it) is the chunks spliced into one zlib stream; ``gzip`` the same as a gzip member (the chunks
+        are decompressed, only for the CRC-32). Chunks written before ``compress_chunk`` (no sync flush) are
+        decoded (``codes``) and compressed at level 1 instead. ``read`` runs the splice where read errors
+        become the caller's 404; ``chunks`` come from a record the store checked against its index entry."""
+        headers = codes_headers(shape, fmt.CODEC_NAME)
+        size = int(np.prod(shape))
+        encodings = []
+        if size >= GZIP_MIN_BYTES:
+            encodings = [enc for enc, ok in (("deflate", deflate_accepted), ("gzip", gzip_accepted)) if ok(request)]
+        for enc in encodings:
+            body = self._cache.get(key + (enc,))
+            if body is not None:
+                return respond_binary(request, body, enc, headers)
+        if not encodings:
+            return respond_binary(request, np.ascontiguousarray(codes()).tobytes(), None, headers)
+        sizes = [size // n_chunks] * n_chunks  # the content of each chunk
+
+        def splice() -> tuple:
+            stored = chunks()
+            for enc in encodings:
+                body = (splice_zlib if enc == "deflate" else splice_gzip)(stored, sizes)
+                if body is not None:
+                    return body, enc
+            return None, None
+
+        body, enc = read(splice)
+        if body is None:  # chunks from before compress_chunk: compress the decoded codes
+            raw = np.ascontiguousarray(codes()).tobytes()
+            enc = "gzip" if "gzip" in encodings else "deflate"
+            body = gzip_bytes(raw) if enc == "gzip" else zlib.compress(raw, GZIP_LEVEL)
+        self._cache.put(key + (enc,), body, len(body))
+        return respond_binary(request, body, enc, headers)
 
 
 def codes_headers(shape: tuple, codec: str) -> list:

@@ -17,7 +17,6 @@ import functools
 import mimetypes
 import os
 import weakref
-import zlib
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -203,7 +202,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         # multiplexer's, under the Python loader and --logdir_spec), records checked against their index.
         self._store = RecordStore(RunDirs(self._logdir, context.multiplexer), cache_bytes=cache_mb << 20)
         # compressed attention bodies (~10-25x smaller than the codes): a warm request costs no compression
-        self._encoded = LRU((cache_mb << 20) // GZIPPED_CACHE_FRACTION)  # encoded bodies, by bytes
+        self._bodies = web.EncodedBodies(LRU((cache_mb << 20) // GZIPPED_CACHE_FRACTION))  # cached by bytes
         self._rollouts = LRU((cache_mb << 20) // DERIVED_CACHE_FRACTION)  # rollout codes, by bytes
         self._divergences = LRU(DIVERGENCE_CACHE_ITEMS if cache_mb else 0)  # by items
         self._index = IndexCache(self._data_provider)
@@ -458,55 +457,6 @@ class AttentionPlugin(base_plugin.TBPlugin):
         with open(path, "rb") as f:
             return f.read(), ctype
 
-    # ---- bodies
-    def _binary(self, request: Any, key: Any, codes: np.ndarray, headers: list):
-        """Computed uint8 codes as ``application/octet-stream``; gzipped (level 1, cached by ``key``) when the
-        client accepts it."""
-        if codes.nbytes >= web.GZIP_MIN_BYTES and web.gzip_accepted(request):
-            body = self._encoded.get(key + ("gzip",))
-            if body is None:
-                body = web.gzip_bytes(np.ascontiguousarray(codes).tobytes())
-                self._encoded.put(key + ("gzip",), body, len(body))
-            return web.respond_binary(request, body, "gzip", headers)
-        return web.respond_binary(request, np.ascontiguousarray(codes).tobytes(), None, headers)
-
-    def _stored(self, request: Any, e: IndexEntry, key: tuple, what: str, shape: tuple,
-                chunks: Callable[[], list], codes: Callable[[], np.ndarray]):
-        """Log8 codes that are stored as zlib chunks (attention heads of a layer, the overview), served
-        without decompressing and compressing again when the client accepts it: ``deflate`` (every browser
-        sends it) is the chunks spliced into one zlib stream; ``gzip`` the same as a gzip member (the chunks
-        are decompressed, only for the CRC-32). Chunks written before compress_chunk (no sync flush) are
-        decoded and compressed (level 1) instead. Bodies are cached by ``key``. The chunks come from a record
-        the store checked against its index entry."""
-        headers = web.codes_headers(shape, fmt.CODEC_NAME)
-        size = int(np.prod(shape))
-        encodings = []
-        if size >= web.GZIP_MIN_BYTES:
-            encodings = [enc for enc, ok in (("deflate", web.deflate_accepted), ("gzip", web.gzip_accepted)) if ok(request)]
-        for enc in encodings:
-            body = self._encoded.get(key + (enc,))
-            if body is not None:
-                return web.respond_binary(request, body, enc, headers)
-        if not encodings:
-            return web.respond_binary(request, np.ascontiguousarray(codes()).tobytes(), None, headers)
-        sizes = [size // shape[0]] * shape[0] if what == "attention" else [size]  # content of each chunk
-
-        def splice() -> tuple:
-            stored = chunks()
-            for enc in encodings:
-                body = (web.splice_zlib if enc == "deflate" else web.splice_gzip)(stored, sizes)
-                if body is not None:
-                    return body, enc
-            return None, None
-
-        body, enc = self._read(e, what, splice)
-        if body is None:  # chunks from before compress_chunk: compress the decoded codes
-            raw = np.ascontiguousarray(codes()).tobytes()
-            enc = "gzip" if "gzip" in encodings else "deflate"
-            body = web.gzip_bytes(raw) if enc == "gzip" else zlib.compress(raw, web.GZIP_LEVEL)
-        self._encoded.put(key + (enc,), body, len(body))
-        return web.respond_binary(request, body, enc, headers)
-
     # ---- routes: parse, call the impl, respond
     @staticmethod
     def _common(request: Any) -> tuple:
@@ -537,9 +487,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
         e, k = self._layer_entry(*common, kind, layer, head)
         self._check_route("attention", k, kind, common[-1])
         shape = (1 if head is not None else k["heads"], k["q_len"], k["k_len"])
-        return self._stored(request, e, ("attention", e.asset_key, kind, layer, head), "attention", shape,
-                            lambda: self._store.attention_chunks(e, kind, layer, head),
-                            lambda: self._layer_codes(e, kind, layer, head))
+        return self._bodies.stored(request, ("attention", e.asset_key, kind, layer, head), shape, shape[0],
+                                   lambda splice: self._read(e, "attention", splice),
+                                   lambda: self._store.attention_chunks(e, kind, layer, head),
+                                   lambda: self._layer_codes(e, kind, layer, head))
 
     @web.route
     def qk_route(self, request):
@@ -555,9 +506,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
         e = self.entry(*common)
         k = self._kind(e, kind)
         shape = (k["layers"], k["heads"], *k["overview_shape"])
-        return self._stored(request, e, ("overview", e.asset_key, kind), "overview", shape,
-                            lambda: [self._store.overview_chunk(e, kind)],
-                            lambda: self.overview_impl(*common, kind))
+        return self._bodies.stored(request, ("overview", e.asset_key, kind), shape, 1,
+                                   lambda splice: self._read(e, "overview", splice),
+                                   lambda: [self._store.overview_chunk(e, kind)],
+                                   lambda: self.overview_impl(*common, kind))
 
     @web.route
     def window_route(self, request):
@@ -569,11 +521,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
         e = self.entry(*common)
         key = ("window", e.asset_key, kind, layer, head, rows, cols, dtype)
         if dtype == "float32":
-            return self._binary(request, key, np.ascontiguousarray(values[None], "<f4").view(np.uint8),
+            return self._bodies.codes(request, key, np.ascontiguousarray(values[None], "<f4").view(np.uint8),
                                 [("X-Attention-Shape", f"1,{values.shape[0]},{values.shape[1]}"),
                                  ("X-Attention-Dtype", "float32")])
         codes = fmt.encode_attention(values, first_key=cols[0])[None]  # a tile codes a weight as its row does
-        return self._binary(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
+        return self._bodies.codes(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
 
     @web.route
     def pyramid_route(self, request):
@@ -582,12 +534,13 @@ class AttentionPlugin(base_plugin.TBPlugin):
         if level == 0:  # as stored: the chunk itself, spliced or decoded like /attention's
             e, k = self._route_entry("pyramid", *common, kind, layer, head)
             shape = (1, *k["pyramid_shape"])
-            return self._stored(request, e, ("pyramid", e.asset_key, kind, layer, head), "pyramid", shape,
-                                lambda: [self._store.pyramid_chunk(e, kind, layer, head)],
-                                lambda: self.pyramid_impl(*common, kind, layer, head, 0))
+            return self._bodies.stored(request, ("pyramid", e.asset_key, kind, layer, head), shape, 1,
+                                       lambda splice: self._read(e, "pyramid", splice),
+                                       lambda: [self._store.pyramid_chunk(e, kind, layer, head)],
+                                       lambda: self.pyramid_impl(*common, kind, layer, head, 0))
         codes = self.pyramid_impl(*common, kind, layer, head, level)
         key = ("pyramid", self.entry(*common).asset_key, kind, layer, head, level)
-        return self._binary(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
+        return self._bodies.codes(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
 
     @web.route
     def topk_route(self, request):
@@ -595,7 +548,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         index, codes = self.topk_impl(*common, kind, layer, head)
         body = np.ascontiguousarray(index, "<u4").tobytes() + np.ascontiguousarray(codes).tobytes()
         key = ("topk", self.entry(*common).asset_key, kind, layer, head)
-        return self._binary(request, key, np.frombuffer(body, np.uint8),
+        return self._bodies.codes(request, key, np.frombuffer(body, np.uint8),
                             [("X-TopK-Shape", f"{index.shape[0]},{index.shape[1]}"),
                              ("X-Attention-Codec", fmt.CODEC_NAME)])
 
@@ -624,7 +577,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         e = self.entry(*common)
         key = ("rollout", e.asset_key, kind, residual, fusion)
         source = layouts.of_kind(e.index["kinds"][kind]).source
-        return self._binary(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME)
+        return self._bodies.codes(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME)
                             + [("X-Attention-Source", source)])
 
     @web.route
