@@ -154,8 +154,11 @@ interface ExampleSpec {
   image?: {grid: [number, number]; patch: number; plant: (progress: number) => [number, number]};
 }
 
-/** The vit fixture's image: 32 × 32 px, each 8 px patch its own colour (red by column, green by row). */
-export const VIT_PNG = encodePng(32, 32, (x, y) => [40 + 60 * Math.floor(x / 8), 40 + 60 * Math.floor(y / 8), 128 + ((x + y) % 2) * 32]);
+/** The vit fixture's image: 32 × 32 px, greys, each 8 px patch its own shade (lighter right and down), checkered. */
+export const VIT_PNG = encodePng(32, 32, (x, y) => {
+  const v = 70 + 24 * Math.floor(x / 8) + 12 * Math.floor(y / 8) + ((x + y) % 2) * 14;
+  return [v, v, v + 10];
+});
 const VIT_TOKENS = ['[CLS]', ...Array.from({length: 16}, () => '<img>'), '[REG]'];
 
 /**

@@ -16,7 +16,10 @@ import {tokenLabels} from '../src/tokens';
 import type {Header, ImageInfo, IndexResponse} from '../src/types';
 import {defaultQuery, diffImageData, diffWeights, imageData, imageUnavailable, patchWeights, type ImageData} from '../src/views/image/data';
 import {ImagePainter, imageLayout, legendText, patchStyle, RAMP} from '../src/views/image/draw';
-import {imageSpec, imageUrl} from '../src/views/image/spec';
+import {imageSpec, imageUrl, queryRow, type ImageState} from '../src/views/image/spec';
+import type {Loaded, ViewHost} from '../src/views/spec';
+import {fixtureRecord} from '../dev/stories/story';
+import type {DataSource, Grid, Kind, RecordRef} from '../src/types';
 import {whyUnavailable} from '../src/views/spec';
 
 const IMG: ImageInfo = {mime: 'image/png', width: 32, height: 32, grid: [4, 4], sequence: 'input', patch_start: 1, bytes: 100};
@@ -245,7 +248,7 @@ describe('image bytes', () => {
     const fn = async (u: string) => {
       urls.push(u);
       if (u.includes('step=5')) return new Response('step 5 of example "0" has no image', {status: 404, statusText: 'Not Found', headers: {'Content-Type': 'text/plain'}});
-      return new Response(png, {status: 200, headers: {'Content-Type': 'image/png'}});
+      return new Response(png as Uint8Array<ArrayBuffer>, {status: 200, headers: {'Content-Type': 'image/png'}});
     };
     const src = new HttpSource(new URL('http://h/data/plugin/attention/'), fn);
     const got = await src.image({run: 'r', tag: 't', example: '0', step: 3});
@@ -294,5 +297,62 @@ describe('the in-page source’s image chunk', () => {
     await expect(embedded(recordWithImage(VIT_PNG, true)).image(REF)).rejects.toMatchObject({status: 400, message: expect.stringMatching(/image is corrupt: image chunk checksum mismatch/)});
     await expect(embedded(recordWithImage(null)).image(REF)).rejects.toMatchObject({status: 404, message: expect.stringMatching(/has no image/)});
     expect(AssetRecord.parse(recordWithImage(null).bytes).recordChunk('image')).toBeNull();
+  });
+});
+
+/** A ViewHost over `source` with no DOM: enough for loading (queryRow, show up to its panes). */
+function stubHost(source: DataSource, state: ImageState, sel: Partial<ReturnType<typeof defaultSelection>> = {}): ViewHost<ImageState> {
+  return {
+    source, sel: {...defaultSelection(), ...sel}, state, theme: LIGHT, current: () => true, record: () => null,
+    panes: () => { throw new Error('no panes in this test'); }, shown: () => [], update() {}, remember() {}, open() {}, redraw() {},
+  };
+}
+
+describe('the query row', () => {
+  it('a long record: the query’s exact row from /window for each selected head, averaged', async () => {
+    const h = header();
+    h.kinds.encoder = {...h.kinds.encoder!, heads: 3, layout: 'long', exact: true};
+    const calls: string[] = [];
+    const source = {
+      window: async (_r: RecordRef, _k: Kind, layer: number, head: number, rows: [number, number], cols: [number, number]): Promise<Grid> => {
+        calls.push(`${layer} ${head} ${rows} ${cols}`);
+        return {rows: 1, cols: 18, data: plantedRow(head, head, 0.9)};
+      },
+    } as unknown as DataSource;
+    const x: Loaded = {ref: {run: 'r', tag: 't', example: '0', step: 0}, header: h, example: {example: '0', steps: [0], qk_steps: [0], header: h}, kind: 'encoder'};
+    const {row, what, notes} = await queryRow(stubHost(source, {query: null, agg: 'mean', opacity: 0.7}, {layer: 1, heads: [0, 2]}), x, 5, 'mean');
+    expect(calls).toEqual(['1 0 5,6 0,18', '1 2 5,6 0,18']);
+    expect(what).toBe('L1, mean of heads 0, 2');
+    expect(notes.join(' ')).toMatch(/exact row, recomputed from q\/k/);
+    const w = patchWeights(row, IMG);
+    expect(w[0]).toBeCloseTo(0.45, 6);
+    expect(w[2 * 4 + 2]).toBeCloseTo(0.45, 6);
+    calls.length = 0;
+    const one = await queryRow(stubHost(source, {query: null, agg: 'head', opacity: 0.7}, {layer: 0, neuronHead: 1}), x, 0, 'head');
+    expect(calls).toEqual(['0 1 0,1 0,18']);
+    expect(one.what).toBe('L0 H1');
+  });
+  it('rollout: the query’s row of the rollout; refused for pooled (long) rollouts', async () => {
+    const src = new FixtureSource();
+    const x = await fixtureRecord(src, 'vit', '0', 'encoder');
+    const host = stubHost(src, {query: null, agg: 'rollout', opacity: 0.7});
+    const {row, what} = await queryRow(host, x, 0, 'rollout');
+    const r = await src.rollout(x.ref, 'encoder', 0.5, 'mean');
+    expect(Array.from(row)).toEqual(Array.from(r.data.slice(0, 18)));
+    expect(what).toMatch(/^rollout over all layers \(residual 0\.5, mean fusion\)$/);
+    const pooled = {rollout: async () => ({n: 4, data: new Float32Array(16)})} as unknown as DataSource;
+    await expect(queryRow(stubHost(pooled, host.state), x, 0, 'rollout')).rejects.toThrow(/covers 4 bins, not its 18 tokens/);
+  });
+  it('a record whose image is missing or corrupt: a clear error in this view (the attention loads first)', async () => {
+    class NoImage extends FixtureSource {
+      image(): Promise<never> {
+        return Promise.reject(new Error('step 100 has no image (404)'));
+      }
+    }
+    const src = new NoImage();
+    const x = await fixtureRecord(src, 'vit', '0', 'encoder');
+    await expect(imageSpec.show(stubHost(src, {query: null, agg: 'mean', opacity: 0.7}), x, null, 'side')).rejects.toThrow(
+      /^This record’s image could not be loaded \(vit @ 100\): step 100 has no image \(404\)\. The other views do not need it\.$/,
+    );
   });
 });

@@ -153,10 +153,12 @@ export class ImagePainter {
       const w = d.weights[r * d.image.grid[1] + c];
       return `${patchLabel(r, c)} (token ${patchToken(d.image, r, c)}): ${d.signed ? 'B − A' : 'attention'} ${formatValue(w)} from ${q} · ${d.what}`;
     }
+    // the strongest patch (B − A: the largest change, either sign)
+    const key = (v: number) => (d.signed ? Math.abs(v) : v);
     let top = 0;
-    for (let i = 1; i < d.weights.length; i++) if (d.weights[i] > d.weights[top]) top = i;
+    for (let i = 1; i < d.weights.length; i++) if (key(d.weights[i]) > key(d.weights[top])) top = i;
     const cols = d.image.grid[1];
     const rest = d.outside !== null ? `; ${formatValue(d.outside)} of its attention goes to non-patch tokens` : '';
-    return `${d.what}, ${q}: strongest patch ${patchLabel(Math.floor(top / cols), top % cols)} (${formatValue(d.weights[top])})${rest}.`;
+    return `${d.what}, ${q}: ${d.signed ? 'largest change at' : 'strongest patch'} ${patchLabel(Math.floor(top / cols), top % cols)} (${formatValue(d.weights[top])})${rest}.`;
   }
 }
