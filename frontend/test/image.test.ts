@@ -345,7 +345,7 @@ describe('the query row', () => {
   });
   it('a record whose image is missing or corrupt: a clear error in this view (the attention loads first)', async () => {
     class NoImage extends FixtureSource {
-      image(): Promise<never> {
+      override image(): Promise<never> {
         return Promise.reject(new Error('step 100 has no image (404)'));
       }
     }
