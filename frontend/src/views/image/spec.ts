@@ -146,7 +146,9 @@ export const imageSpec = defineView<ImageState>({
     const pb = b && mode !== 'diff' ? await loadPixels(host, b) : null;
     if (!host.current()) return;
     const diff = !!db && mode === 'diff';
-    const datas = db ? (diff ? [diffImageData(da, db)] : [da, db]) : [da];
+    // side by side: one colour scale for both panes (the larger of their largest weights)
+    const shared = db ? Math.max(da.max, db.max) : da.max;
+    const datas = db ? (diff ? [diffImageData(da, db)] : [{...da, max: shared}, {...db, max: shared}]) : [da];
     const pixels = diff || !db ? [pa] : [pa, pb];
     const testids = ['image-view', 'image-view-b'];
     const key = db ? (diff ? 'image-diff' : 'image-side') : 'image';
