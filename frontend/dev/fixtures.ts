@@ -8,11 +8,15 @@
 //   induction   2-layer causal model over "<s> segment segment" at 16 log-spaced steps 0..200: a
 //               previous-token head (L0 H0) forms by step ~40, an induction head (L1 H1) between ~60 and
 //               ~140 (the heads-over-training view's demo), a weaker one (L1 H2) later
+//   vit         ViT-like encoder over a generated 32 × 32 px image (4 × 4 patches of 8 px: token 1 + 4r + c is
+//               patch (r, c)), [CLS] first and a register token last, 2 layers × 4 heads, steps 0 and 100:
+//               [CLS] attends most to patch (2, 1) at step 0 and to patch (1, 2) at step 100 (planted)
 // /metrics, /divergence and /rollout are computed from the fixture attention (dev/fixture-metrics.ts).
 import {CodedAttention, FloatAttention, makeLut} from '../src/api';
 import {jensenShannon, rollout as computeRollout} from '../src/derived';
 import {headMetrics} from './fixture-metrics';
 import {looksSpecial} from '../src/tokens';
+import {encodePng} from './png';
 import type {
   AttentionLayer,
   DataSource,
@@ -20,6 +24,7 @@ import type {
   ExampleRef,
   Fusion,
   Header,
+  ImageBytes,
   IndexExample,
   IndexResponse,
   Kind,
@@ -145,6 +150,26 @@ interface ExampleSpec {
   fromQK: boolean;
   /** Heads that form over training (the induction run) instead of patterns. */
   induction?: boolean;
+  /** An image over the input's tokens: its patch grid (from token 1), and the patch [CLS] attends to most. */
+  image?: {grid: [number, number]; patch: number; plant: (progress: number) => [number, number]};
+}
+
+/** The vit fixture's image: 32 × 32 px, greys, each 8 px patch its own shade (lighter right and down), checkered. */
+export const VIT_PNG = encodePng(32, 32, (x, y) => {
+  const v = 70 + 24 * Math.floor(x / 8) + 12 * Math.floor(y / 8) + ((x + y) % 2) * 14;
+  return [v, v, v + 10];
+});
+const VIT_TOKENS = ['[CLS]', ...Array.from({length: 16}, () => '<img>'), '[REG]'];
+
+/**
+ * [CLS]'s row of a vit head: 0.55 on the planted patch, 0.1 on itself, the rest spread evenly over the
+ * other keys (so B − A across the two steps is +0.5 on one patch, −0.5 on another).
+ */
+function plantClsRow(out: Float32Array, k: number, patchStart: number, cols: number, [r, c]: [number, number]): void {
+  const target = patchStart + r * cols + c;
+  for (let j = 0; j < k; j++) out[j] = 0.35 / (k - 2);
+  out[0] = 0.1;
+  out[target] = 0.55;
 }
 
 interface RunSpec {
@@ -224,6 +249,23 @@ export const RUNS: RunSpec[] = [
       },
     ],
   },
+  {
+    run: 'vit',
+    seed: 6,
+    examples: [
+      {
+        example: '0',
+        sequences: {input: VIT_TOKENS},
+        sentence_b_start: null,
+        special: [0, 17],
+        kinds: {encoder: {layers: 2, heads: 4, d: 16, causal: false, query: 'input', key: 'input'}},
+        steps: [0, 100],
+        qkSteps: [],
+        fromQK: false,
+        image: {grid: [4, 4], patch: 8, plant: (progress) => (progress < 0.5 ? [2, 1] : [1, 2])},
+      },
+    ],
+  },
 ];
 
 function layerInfo(spec: NonNullable<ExampleSpec['kinds'][Kind]>, l: number): Required<Pick<LayerInfo, 'scaling' | 'causal' | 'position_bias' | 'softcap' | 'sliding_window'>> {
@@ -252,13 +294,17 @@ function headerOf(run: RunSpec, ex: ExampleSpec, step: number): Header {
   for (const [name, toks] of Object.entries(ex.sequences)) {
     special[name] = name === 'input' && ex.special.length ? ex.special : toks.flatMap((t, i) => (looksSpecial(t) ? [i] : []));
   }
+  const image = ex.image
+    ? {image: {mime: 'image/png' as const, width: ex.image.grid[1] * ex.image.patch, height: ex.image.grid[0] * ex.image.patch, grid: ex.image.grid, sequence: 'input', patch_start: 1, bytes: VIT_PNG.length}}
+    : {};
   return {
-    version: 1,
+    ...image,
+    version: ex.image ? 4 : 1,
     tag: 'probes',
     example: ex.example,
     step,
     wall_time: 1764070000 + step,
-    model: run.run === 'gpt2' ? 'tiny-gpt2 (fixture)' : run.run === 't5' ? 't5-small (fixture)' : run.run === 'induction' ? 'induction-2l4h (fixture)' : 'bert-mini (fixture)',
+    model: run.run === 'gpt2' ? 'tiny-gpt2 (fixture)' : run.run === 't5' ? 't5-small (fixture)' : run.run === 'induction' ? 'induction-2l4h (fixture)' : run.run === 'vit' ? 'vit-tiny (fixture)' : 'bert-mini (fixture)',
     sequences: ex.sequences,
     sentence_b_start: ex.sentence_b_start,
     special_tokens: special,
@@ -419,6 +465,7 @@ export class FixtureSource implements DataSource {
         tmp.fill(0);
         if (ex.induction) inductionHead(ex.sequences[ks.query], layer, h, ref.step, r, tmp);
         else patternHead(ql, kl, ks.causal, h + run.seed, layer, progress, r, tmp);
+        if (ex.image) plantClsRow(tmp.subarray(0, kl), kl, 1, ex.image.grid[1], ex.image.plant(progress));
         const off = h * ql * kl;
         for (let i = 0; i < tmp.length; i++) codes[off + i] = encode(tmp[i]);
       }
@@ -494,6 +541,17 @@ export class FixtureSource implements DataSource {
       const progress = ex.steps.indexOf(ref.step) / Math.max(1, ex.steps.length - 1);
       const {queries, keys} = this.qkArrays(run, ex, ref.step, kind, layer, head, progress);
       return Promise.resolve({q: ex.sequences[ks.query].length, k: ex.sequences[ks.key].length, d: ks.d, queries, keys});
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  image(ref: RecordRef): Promise<ImageBytes> {
+    this.log.push(`image ${ref.run} ${ref.step}`);
+    try {
+      const {ex} = this.spec(ref);
+      if (!ex.image) throw new Error(`404: step ${ref.step} of ${ref.run}/${ref.example} has no image`);
+      return Promise.resolve({mime: 'image/png', bytes: VIT_PNG});
     } catch (e) {
       return Promise.reject(e);
     }

@@ -8,6 +8,7 @@ import type {
   Fusion,
   Grid,
   Header,
+  ImageBytes,
   IndexResponse,
   Kind,
   Limits,
@@ -528,15 +529,51 @@ export class HttpSource implements DataSource {
     }) as Promise<TopK>;
   }
 
+  /** The record's image bytes (`/image`); the error carries the route's message (a 404 answers text). */
+  image(ref: RecordRef): Promise<ImageBytes> {
+    const params = refParams(ref);
+    return this.cached('image', params, this.deps(ref), async () => {
+      const url = this.url('./image', params);
+      let res: Response;
+      try {
+        res = await this.fetchFn(url, {credentials: 'same-origin'});
+      } catch (e) {
+        throw new ApiError(`network error: ${(e as Error).message}`, 0, url);
+      }
+      if (!res.ok) throw new ApiError(await errorText(res), res.status, url);
+      const mime = (res.headers.get('Content-Type') ?? '').split(';')[0].trim().toLowerCase();
+      return {mime, bytes: new Uint8Array(await res.arrayBuffer())};
+    }) as Promise<ImageBytes>;
+  }
+
   private cached(route: string, params: Record<string, string>, deps: Deps, load: () => Promise<unknown>): Promise<unknown> {
     const key = route + '?' + new URLSearchParams(params).toString() + '#' + deps.map(([, rev]) => rev).join(',');
     return this.cache.get(key, load, deps);
   }
 }
 
+/** A failed response's message: its JSON `error`, else its text (at most 300 characters), else the status. */
+async function errorText(res: Response): Promise<string> {
+  let body = '';
+  try {
+    body = await res.text();
+  } catch {
+    /* no body */
+  }
+  try {
+    const j = JSON.parse(body);
+    if (j && typeof j.error === 'string') return j.error;
+  } catch {
+    /* not JSON */
+  }
+  body = body.trim();
+  return body ? body.slice(0, 300) : `${res.status} ${res.statusText}`;
+}
+
 function sizeOfResult(v: unknown): number {
   if (v instanceof CodedAttention) return v.codes.length * 5; // codes + decoded float32 per head
   if (v && typeof v === 'object' && 'kinds' in v && 'steps' in v) return 2 * JSON.stringify(v).length; // /metrics
+  if (v && typeof v === 'object' && (v as Partial<ImageBytes>).bytes instanceof Uint8Array) return (v as ImageBytes).bytes.byteLength;
   if (v && typeof v === 'object') {
     const o = v as Partial<Overview & QK>;
     if (o.data instanceof Float32Array) return o.data.byteLength;

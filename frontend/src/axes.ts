@@ -1,7 +1,7 @@
 // The token axes of a record under the selection's filters (sentence pair, special tokens, merging): what
 // every view's data builder starts from. No HTTP, no pixels.
 import type {Selection} from './state';
-import {buildAxis, sentenceRanges, specialIndices, type Axis} from './tokens';
+import {buildAxis, patchPositions, sentenceRanges, specialIndices, tokenLabels, type Axis} from './tokens';
 import type {Header, Kind, KindInfo} from './types';
 
 export interface Axes {
@@ -31,8 +31,11 @@ export function buildAxes(header: Header, kind: Kind, sel: Pick<Selection, 'filt
   const b = header.sentence_b_start;
   const rowsR = info.query === 'input' ? sentenceRanges(sel.filter, queryTokens.length, b).rows : undefined;
   const colsR = info.key === 'input' ? sentenceRanges(sel.filter, keyTokens.length, b).cols : undefined;
-  const rows = buildAxis(queryTokens, {range: rowsR, hide: sel.hideSpecial ? qSpecial : undefined, special: qSpecial, merge});
-  const cols = buildAxis(keyTokens, {range: colsR, hide: sel.hideSpecial ? kSpecial : undefined, special: kSpecial, merge});
+  // patch tokens (a record with an image) are labelled by grid position and never merged into words
+  const qNoMerge = new Set([...qSpecial, ...patchPositions(header, info.query)]);
+  const kNoMerge = new Set([...kSpecial, ...patchPositions(header, info.key)]);
+  const rows = buildAxis(tokenLabels(header, info.query), {range: rowsR, hide: sel.hideSpecial ? qSpecial : undefined, special: qNoMerge, merge});
+  const cols = buildAxis(tokenLabels(header, info.key), {range: colsR, hide: sel.hideSpecial ? kSpecial : undefined, special: kNoMerge, merge});
   return {rows, cols, queryTokens, keyTokens, self: info.query === info.key};
 }
 

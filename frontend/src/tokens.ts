@@ -16,6 +16,9 @@
 // Special tokens (listed, or looking special such as </s>) always stand alone, and the token after one
 // starts a new word.
 
+import {imageOf, patchCount} from './image';
+import type {Header} from './types';
+
 export type SentenceFilter = 'all' | 'aa' | 'bb' | 'ab' | 'ba';
 export const SENTENCE_FILTERS: readonly SentenceFilter[] = ['all', 'aa', 'bb', 'ab', 'ba'];
 export const SENTENCE_FILTER_LABELS: Record<SentenceFilter, string> = {
@@ -30,6 +33,33 @@ export type Scheme = 'wordpiece' | 'bpe' | 'sentencepiece' | 'none';
 
 const SPECIAL_RE =
   /^(\[(CLS|SEP|PAD|MASK|UNK|BOS|EOS)\]|<\/?s>|<(pad|unk|mask|cls|sep|eos|bos)>|<\|[^|<>]{1,40}\|>)$/i;
+
+/** How a patch token is labelled: its grid coordinates (row, column), never the token's text. */
+export function patchLabel(r: number, c: number): string {
+  return `▦ ${r},${c}`;
+}
+
+/**
+ * The tokens of sequence `seq` as the views label them: a record with an image (header.image) shows its
+ * patch tokens as grid coordinates (`▦ r,c`), every other token as its text (untrusted: drawn as text).
+ */
+export function tokenLabels(header: Header, seq: string): string[] {
+  const toks = header.sequences[seq] ?? [];
+  const im = imageOf(header);
+  if (!im || im.sequence !== seq) return toks;
+  const out = toks.slice();
+  const cols = im.grid[1];
+  for (let i = 0; i < patchCount(im); i++) out[im.patch_start + i] = patchLabel(Math.floor(i / cols), i % cols);
+  return out;
+}
+
+/** Positions of the patch tokens of sequence `seq` (empty without an image): never merged into words. */
+export function patchPositions(header: Header, seq: string): Set<number> {
+  const im = imageOf(header);
+  const out = new Set<number>();
+  if (im && im.sequence === seq) for (let i = 0; i < patchCount(im); i++) out.add(im.patch_start + i);
+  return out;
+}
 
 /** True for tokens that look special when the header lists none: [CLS], </s>, <pad>, <|endoftext|>, ... */
 export function looksSpecial(token: string): boolean {

@@ -50,6 +50,35 @@ export interface KindInfo {
   head_ids?: number[];
 }
 
+/** Image formats a record's image may be stored in. */
+export const IMAGE_MIMES = ['image/png', 'image/webp'] as const;
+export type ImageMime = (typeof IMAGE_MIMES)[number];
+
+/**
+ * The image a record's attention was computed over (format v4, optional). Tokens `patch_start` ..
+ * `patch_start + rows·cols − 1` of sequence `sequence` are its patches in row-major order: patch (r, c) is
+ * token `patch_start + r·cols + c` and covers pixels x ∈ [c·W/cols, (c+1)·W/cols), y ∈ [r·H/rows, (r+1)·H/rows).
+ * Every other token is a non-patch token (CLS, registers, text). Its bytes: the `/image` route, or the
+ * record's top-level `image` chunk.
+ */
+export interface ImageInfo {
+  mime: ImageMime;
+  width: number;
+  height: number;
+  /** [rows, cols] of the patch grid. */
+  grid: [number, number];
+  sequence: string;
+  patch_start: number;
+  /** Size of the stored image in bytes. */
+  bytes: number;
+}
+
+/** An image as served: its bytes and mime type (not decoded: the view decodes it where there is a DOM). */
+export interface ImageBytes {
+  mime: string;
+  bytes: Uint8Array;
+}
+
 export interface Header {
   version: number;
   tag: string;
@@ -63,6 +92,8 @@ export interface Header {
   special_tokens?: number[] | Record<string, number[]> | null;
   kinds: Partial<Record<Kind, KindInfo>>;
   metrics?: Record<string, Record<string, number[][]>>;
+  /** The input image and its patch layout (format v4; absent: a record without an image). */
+  image?: ImageInfo;
 }
 
 export interface IndexExample {
@@ -229,4 +260,6 @@ export interface DataSource {
   pyramid?(ref: RecordRef, kind: Kind, layer: number, head: number, level?: number): Promise<Grid>;
   /** The stored top-k of one head of a long kind. */
   topk?(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<TopK>;
+  /** The record's image (`header.image`); rejects (404) when it has none, (4xx) when it is corrupt. */
+  image?(ref: RecordRef): Promise<ImageBytes>;
 }

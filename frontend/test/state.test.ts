@@ -42,6 +42,7 @@ function full(): Selection {
       matrix: {viewport: {y0: 3, y1: 9, x0: 10, x1: 21}, multi: 'all'},
       training: {metric: 'induction', divA: 0, divB: 140, logX: true, openIn: 'neuron'},
       rollout: {residual: 0.35, fusion: 'max'},
+      image: {query: 7, agg: 'rollout', opacity: 0.45},
     },
   };
 }

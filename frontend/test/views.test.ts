@@ -15,6 +15,8 @@ import {NeuronPainter, neuronLayout} from '../src/views/neuron/draw';
 import {VIEW_SPECS, viewSpec} from '../src/views/registry';
 import type {RolloutData} from '../src/views/rollout/data';
 import {RolloutPainter, rolloutLayout} from '../src/views/rollout/draw';
+import type {ImageData} from '../src/views/image/data';
+import {ImagePainter, imageLayout} from '../src/views/image/draw';
 import type {TrainingData} from '../src/views/training/data';
 import {TrainingPainter, trainingLayout} from '../src/views/training/draw';
 
@@ -182,5 +184,23 @@ describe('rollout view', () => {
     expect(count(over, 'rect')).toBeGreaterThan(1);
     expect(p.describe(3, 5)).toMatch(/^R\[3, 5\]/);
     expect(p.describe(null, -1)).toContain(d.rowLabels[16]);
+  });
+});
+
+describe('image view', () => {
+  it('draws the image, every patch with weight over its own pixels, the legend, and the query’s strongest patch', async () => {
+    const d = (await (await loadStory('image')).data(source)) as ImageData;
+    expect(d.image.grid).toEqual([4, 4]);
+    expect([d.query, d.queryLabel, d.queryPatch]).toEqual([0, '[CLS]', null]);
+    expect(d.queries.map((q) => q.label)).toEqual(['[CLS]', '[REG]']);
+    const L = imageLayout(d, 600);
+    const p = new ImagePainter(d, L, LIGHT, 0.7);
+    const svg = new SvgContext();
+    const n = p.paintAll(svg, null, [1, 2]);
+    expect(n).toBe(16); // the fixture's rows give every patch some weight
+    expect(p.describe(null)).toMatch(/strongest patch ▦ 1,2/);
+    expect(p.describe([1, 2])).toMatch(/^▦ 1,2 \(token 7\): attention 0\.\d+ from query 0 “\[CLS\]”/);
+    expect(p.hit(L.x + 2.5 * (L.width / 4), L.y + 1.5 * (L.height / 4))).toEqual([1, 2]);
+    expect(count(svg, 'image')).toBeGreaterThan(0); // the legend bar
   });
 });

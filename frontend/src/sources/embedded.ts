@@ -11,6 +11,7 @@ import type {
   Fusion,
   Grid,
   Header,
+  ImageBytes,
   IndexResponse,
   Kind,
   KindInfo,
@@ -147,6 +148,22 @@ export class EmbeddedSource implements DataSource {
 
   async header(ref: RecordRef): Promise<Header> {
     return this.record(ref).publicHeader();
+  }
+
+  /** The record's `image` chunk (CRC32C checked), as `/image` answers it. */
+  async image(ref: RecordRef): Promise<ImageBytes> {
+    const rec = this.record(ref);
+    const im = rec.header.image;
+    if (!im) throw notFound(`step ${ref.step} of example ${JSON.stringify(ref.example)} has no image`);
+    let bytes: Uint8Array | null;
+    try {
+      bytes = rec.recordChunk('image');
+    } catch (e) {
+      throw invalid(`the record's image is corrupt: ${(e as Error).message}`);
+    }
+    if (!bytes) throw notFound(`step ${ref.step} of example ${JSON.stringify(ref.example)} has no image chunk`);
+    if (typeof im.bytes === 'number' && bytes.length !== im.bytes) throw invalid(`the record's image is corrupt: ${bytes.length} bytes stored, its header says ${im.bytes}`);
+    return {mime: im.mime, bytes};
   }
 
   async attention(ref: RecordRef, kind: Kind, layer: number, head?: number): Promise<AttentionLayer> {

@@ -11,8 +11,11 @@ const FRAME = 16;
 export type ChunkEntry = [number, number, number];
 type ChunkTree = ChunkEntry | ChunkTree[];
 
-/** The record header as stored: the served header plus the chunk table. */
-export type StoredHeader = Header & {chunks: Partial<Record<Kind, Record<string, ChunkTree>>>};
+/**
+ * The record header as stored: the served header plus the chunk table (per kind, and at the top level the
+ * record's own chunks, e.g. `image`: the image's raw PNG / WebP bytes, not zlib).
+ */
+export type StoredHeader = Header & {chunks: Partial<Record<Kind, Record<string, ChunkTree>>> & {image?: ChunkEntry}};
 
 let CRC_TABLE: Uint32Array | null = null;
 
@@ -89,15 +92,26 @@ export class AssetRecord {
     return !!this.header.chunks[kind]?.[what];
   }
 
+  /** The checksummed bytes of the record's top-level chunk `name` (e.g. `image`), or null without one. */
+  recordChunk(name: 'image'): Uint8Array | null {
+    const e: unknown = this.header.chunks[name];
+    if (e === undefined) return null;
+    if (!Array.isArray(e) || e.length !== 3 || !e.every((x) => Number.isSafeInteger(x) && x >= 0)) throw new Error(`the record's ${name} chunk entry is malformed`);
+    return this.checked(name, e as ChunkEntry);
+  }
+
+  private checked(what: string, [off, len, crc]: ChunkEntry): Uint8Array {
+    const bytes = this.data.subarray(off, off + len);
+    if (bytes.length !== len) throw new Error(`truncated ${what} chunk`);
+    if (crc32c(bytes) !== crc) throw new Error(`${what} chunk checksum mismatch`);
+    return bytes;
+  }
+
   /** The checksummed bytes of chunk `what` of `kind` (indexed by layer and head where it has them). */
   chunk(kind: Kind, what: string, ...at: number[]): Uint8Array {
     let e: ChunkTree | undefined = this.header.chunks[kind]?.[what];
     for (const i of at) e = Array.isArray(e) && Array.isArray(e[0]) ? (e as ChunkTree[])[i] : undefined;
     if (!Array.isArray(e) || e.length !== 3 || Array.isArray(e[0])) throw new Error(`the record has no ${kind} ${what} chunk ${at.join(',')}`);
-    const [off, len, crc] = e as ChunkEntry;
-    const bytes = this.data.subarray(off, off + len);
-    if (bytes.length !== len) throw new Error(`truncated ${what} chunk`);
-    if (crc32c(bytes) !== crc) throw new Error(`${what} chunk checksum mismatch`);
-    return bytes;
+    return this.checked(what, e as ChunkEntry);
   }
 }

@@ -1,4 +1,5 @@
 // Head view: one layer, every head (or B − A, or two records side by side).
+import {tokenLabels} from '../../tokens';
 import {buildAxes, kindInfo, sameTokens} from '../../axes';
 import {headColor} from '../../draw/colors';
 import type {UrlState} from '../../state';
@@ -20,8 +21,8 @@ export async function loadHeadData(host: ViewHost, x: Loaded, layer: number, hea
     if (!src.topk) throw new Error('This data source cannot serve long (format v3) records.');
     const heads = head !== undefined ? [head] : Array.from({length: info.heads}, (_, h) => h);
     const tks = await Promise.all(heads.map((h) => src.topk!(x.ref, x.kind, layer, h)));
-    const q = x.header.sequences[info.query] ?? [];
-    const k = x.header.sequences[info.key] ?? [];
+    const q = tokenLabels(x.header, info.query);
+    const k = tokenLabels(x.header, info.key);
     const exact = info.exact !== false && src.window
       ? async (h: number, side: 'left' | 'right', i: number) => (await src.window!(x.ref, x.kind, layer, h, side === 'left' ? [i, i + 1] : [0, q.length], side === 'left' ? [0, k.length] : [i, i + 1])).data
       : undefined;

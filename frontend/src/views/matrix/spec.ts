@@ -1,6 +1,7 @@
 // Matrix view: one head of one layer as a zoomable query × key heatmap (long records: the stored pyramid,
 // then exact tiles rebuilt from q/k; short ones: the stored matrix). Compare: side by side (one viewport) or
 // B − A. The viewport is kept in the URL (`mz=y0:y1,x0:x1`, tokens).
+import {tokenLabels} from '../../tokens';
 import {kindInfo, sameTokens} from '../../axes';
 import type {Grid} from '../../types';
 import type {UrlState} from '../../state';
@@ -28,8 +29,8 @@ export function formatViewport(v: Viewport): string {
 export async function loadMatrixData(host: ViewHost, x: Loaded, layer: number, head: number): Promise<MatrixData> {
   const src = host.source;
   const info = kindInfo(x.header, x.kind);
-  const queryLabels = x.header.sequences[info.query] ?? [];
-  const keyLabels = x.header.sequences[info.key] ?? [];
+  const queryLabels = tokenLabels(x.header, info.query);
+  const keyLabels = tokenLabels(x.header, info.key);
   const q = info.q_len ?? queryLabels.length;
   const k = info.k_len ?? keyLabels.length;
   const mask = layerMask(x.header, x.kind, layer);

@@ -1,4 +1,5 @@
 // Neuron view: one head of one layer, q and k (when logged) and the recomputed softmax; side by side only.
+import {tokenLabels} from '../../tokens';
 import {buildAxes, kindInfo} from '../../axes';
 import {stepKey} from '../../math';
 import {parseIntStrict, type ShellKey, type UrlState} from '../../state';
@@ -31,8 +32,8 @@ function longNeuronData(host: ViewHost<NeuronState>, x: Loaded): LongNeuronData 
   const src = host.source;
   const info = kindInfo(x.header, x.kind);
   const {layer, neuronHead: head} = s;
-  const q = x.header.sequences[info.query] ?? [];
-  const k = x.header.sequences[info.key] ?? [];
+  const q = tokenLabels(x.header, info.query);
+  const k = tokenLabels(x.header, info.key);
   const exact = info.exact !== false && !!src.window;
   const notes: string[] = [];
   if (!exact) notes.push('Exact rows are not available for this layer (no q/k stored, or a learned position bias): the keys listed are the row’s stored top-k.');
