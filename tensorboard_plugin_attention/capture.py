@@ -170,6 +170,8 @@ class CapturedForward(ForwardRecord):
     is_encoder_decoder: bool = False
     input_ids: torch.Tensor | None = None  # (batch, len), CPU: the induction metric of long layers reads them
     decoder_input_ids: torch.Tensor | None = None
+    config: Any = field(default=None, repr=False)  # the model's config (the patch layout of a vision model)
+    pixel_shape: tuple | None = None  # shape of the pixel_values the forward was given, if any
 
     @property
     def batch_size(self) -> int:
@@ -215,7 +217,22 @@ class CapturedForward(ForwardRecord):
         positions = {"input": _positions(in_mask, self._seq_len("input"))}
         if self.is_encoder_decoder:
             positions["output"] = _positions(out_mask, self._seq_len("output"))
-        return ExampleAttention(kinds, positions, self.model_name, self.is_encoder_decoder, i)
+        return ExampleAttention(kinds, positions, self.model_name, self.is_encoder_decoder, i,
+                                self._image_layout(i, positions["input"]))
+
+    def _image_layout(self, i: int, kept: np.ndarray) -> Any:
+        """The patch layout of example ``i`` when the model's config gives it (vision models), else None."""
+        if self.config is None or (self.pixel_shape is None and getattr(self.config, "vision_config", None) is None):
+            return None
+        from .images import layout_from_config
+
+        ids = None
+        if self.input_ids is not None and int(kept.max(initial=-1)) < self.input_ids.shape[-1]:
+            ids = self.input_ids[i].numpy()[kept]
+        try:
+            return layout_from_config(self.config, input_ids=ids, pixel_shape=self.pixel_shape)
+        except ValueError:  # no square run of image tokens: the caller must say where the patches are
+            return None
 
     def _kind_masks(self, i: int) -> dict:
         """kind -> (query mask, key mask) of example ``i`` (None: keep every position)."""
@@ -290,7 +307,7 @@ class AttentionCapture(CaptureRecord):
 
     # -- internals
     def _start_forward(self, config: Any) -> CapturedForward:
-        fwd = CapturedForward(model_name=_model_name(config), is_encoder_decoder=_is_enc_dec(config))
+        fwd = CapturedForward(model_name=_model_name(config), is_encoder_decoder=_is_enc_dec(config), config=config)
         self.forwards.append(fwd)
         self._counters = {}
         return fwd
@@ -724,6 +741,7 @@ def _install_grouping(cap: AttentionCapture, model: nn.Module, targets: list[Pre
             # the forward started in a wrapper (not a PreTrainedModel): the first model inside has the masks
             fwd = cap.forwards[-1]
             fwd.model_name, fwd.is_encoder_decoder = _model_name(module.config), _is_enc_dec(module.config)
+            fwd.config = module.config
             starter["hf"] = True
         else:
             return  # nested sub-model call: same forward, masks come from the top level only
@@ -736,6 +754,9 @@ def _install_grouping(cap: AttentionCapture, model: nn.Module, targets: list[Pre
             fwd.input_ids = _mask_copy(bound.get("input_ids"))
         if fwd.decoder_input_ids is None:
             fwd.decoder_input_ids = _mask_copy(bound.get("decoder_input_ids"))
+        pixels = bound.get("pixel_values")
+        if fwd.pixel_shape is None and isinstance(pixels, torch.Tensor):
+            fwd.pixel_shape = tuple(pixels.shape)
 
     def post(module: nn.Module, args: tuple, output: Any) -> None:
         cap._depth = max(0, cap._depth - 1)

@@ -167,7 +167,8 @@ def _array_bytes(obj: Any) -> int:
 
 def _forward_facts(fwd: CapturedForward) -> dict:
     return {f: getattr(fwd, f) for f in ("attention_mask", "decoder_attention_mask", "input_ids",
-                                         "decoder_input_ids", "model_name", "is_encoder_decoder")}
+                                         "decoder_input_ids", "model_name", "is_encoder_decoder", "config",
+                                         "pixel_shape")}
 
 
 def complete_forward(fwd: Optional[CapturedForward], error: Optional[BaseException] = None, *, dst: int = 0,
@@ -237,7 +238,8 @@ def complete_forward(fwd: Optional[CapturedForward], error: Optional[BaseExcepti
 def _assemble(records: list[tuple[tuple, LayerRecord]], facts: list[dict]) -> CapturedForward:
     """One forward from pieces: heads concatenated in the model's order, layers in the model's order."""
     out = CapturedForward()
-    for name in ("attention_mask", "decoder_attention_mask", "input_ids", "decoder_input_ids"):
+    for name in ("attention_mask", "decoder_attention_mask", "input_ids", "decoder_input_ids", "config",
+                 "pixel_shape"):
         setattr(out, name, next((f[name] for f in facts if f[name] is not None), None))
     out.model_name = next((f["model_name"] for f in facts if f["model_name"]), "")
     out.is_encoder_decoder = any(f["is_encoder_decoder"] for f in facts)

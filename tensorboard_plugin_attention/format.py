@@ -146,6 +146,8 @@ def crc32c(data: bytes) -> int:
 PYRAMID_BINS = 512  # finest pooled level of a long layer, per side
 DEFAULT_TOPK = 8  # largest weights kept per row
 LAYOUT_LONG = "long"  # kinds[kind]["layout"]; absent (or "dense") for dense kinds
+IMAGE_CHUNK = "image"  # chunks["image"] (format v4): the image's bytes, described by the header's "image"
+IMAGE_MIMES = ("image/png", "image/webp")
 QK_DTYPES = {"float16": "<f2", "bfloat16": "<u2", "float32": "<f4"}  # bfloat16 is stored as its raw bits
 
 
@@ -161,12 +163,14 @@ def common_qk_dtype(layers: Sequence[LongLayer]) -> list:
         for l in layers]
 
 
-def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_level: int = 1) -> bytes:
+def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_level: int = 1,
+                  image: Optional[bytes] = None) -> bytes:
     """Build one asset record: the header (completed with its chunk table) followed by the chunks.
 
     ``header`` must already describe ``kinds`` (see :func:`describe_kind`); a kind's layers are all
     ``LayerArrays`` (dense) or all ``LongLayer``. Offsets in the chunk table are relative to the first byte
-    after the header, so the header can be built before knowing its own size.
+    after the header, so the header can be built before knowing its own size. ``image`` (format v4): the
+    image's PNG / WebP bytes, described by ``header["image"]``, stored as the top-level chunk ``"image"``.
     """
     blobs: list[bytes] = []
     pos = 0
@@ -210,6 +214,8 @@ def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_lev
         if not t["queries"]:
             del t["queries"], t["keys"]
         table[kind] = t
+    if image is not None:
+        table[IMAGE_CHUNK] = add(bytes(image))
     header = dict(header, chunks=table)
     head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return _FRAME.pack(MAGIC, len(head), crc32c(head)) + head + b"".join(blobs)
@@ -290,6 +296,10 @@ class AssetRecord:
     offset: int  # of the record in the file
     data_offset: int  # of the first chunk in the file
     header: dict
+
+    def image_chunk(self) -> Optional[list]:
+        """Chunk-table entry of the record's image (format v4), or None when it has none."""
+        return self.header["chunks"].get(IMAGE_CHUNK)
 
     def chunk(self, kind: str, what: str, layer: Optional[int] = None, head: Optional[int] = None) -> list:
         """Chunk-table entry ``[offset, length, crc]``; raises KeyError/IndexError if absent."""
@@ -418,7 +428,8 @@ def upgrade_header(header: dict) -> dict:
     """Check the version and migrate an older header to the current layout.
 
     v1 -> v2 changed only the index payload (its checksum), v2 -> v3 added long layers (kinds with
-    ``"layout": "long"``): older headers need no migration.
+    ``"layout": "long"``), v3 -> v4 an optional image (``"image"`` and its chunk): older headers need no
+    migration.
     """
     check_version(header.get("version"))
     return header
@@ -511,6 +522,27 @@ def index_problem(index: dict) -> Optional[str]:
     asset = index.get("asset")
     if not isinstance(asset, dict) or not isinstance(asset.get("file"), str) or not _is_count(asset.get("offset")):
         return "bad asset location"
+    return None
+
+
+def image_problem(header: dict) -> Optional[str]:
+    """Why a record's ``"image"`` field cannot be drawn over its tokens, or None (also None without one).
+    Only the image is then unavailable: the record's attention is served as usual."""
+    im = header.get("image")
+    if im is None:
+        return None
+    if not isinstance(im, dict):
+        return "image is not an object"
+    if im.get("mime") not in IMAGE_MIMES:
+        return f"image mime {str(im.get('mime'))[:40]!r} is not one of {IMAGE_MIMES}"
+    grid, tokens = im.get("grid"), header.get("sequences", {}).get(im.get("sequence"))
+    if not (isinstance(grid, list) and len(grid) == 2 and all(_is_count(x) and x > 0 for x in grid)):
+        return "image grid is not two counts"
+    for side in ("width", "height", "bytes", "patch_start"):
+        if not _is_count(im.get(side)):
+            return f"image {side} is not a count"
+    if not isinstance(tokens, list) or im["patch_start"] + grid[0] * grid[1] > len(tokens):
+        return "image patches do not fit its token sequence"
     return None
 
 

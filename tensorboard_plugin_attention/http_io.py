@@ -158,6 +158,11 @@ def respond_binary(request: Any, body: bytes, encoding: Optional[str], headers: 
     return http_util.Respond(request, body, "application/octet-stream", content_encoding=encoding, headers=headers)
 
 
+def respond_image(request: Any, body: bytes, mime: str):
+    """A logged image as it is stored (PNG / WebP: already compressed)."""
+    return http_util.Respond(request, body, mime, headers=[("X-Content-Type-Options", "nosniff")])
+
+
 def respond_static(request: Any, content: bytes, content_type: str):
     """A file of the built frontend."""
     return http_util.Respond(request, content, content_type)

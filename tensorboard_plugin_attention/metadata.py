@@ -12,7 +12,8 @@ PLUGIN_NAME = "attention"
 # reading every older version (see format.py and docs/format.md).
 # 1: first version. 2: the index payload carries its own CRC32C (``format.index_payload``).
 # 3: long layers (q/k, row log-sum-exp, pyramid, top-k: ``format.LongLayer``).
-FORMAT_VERSION = 3
+# 4: an optional image per record (header "image", chunk "image": ``images.prepare_image``).
+FORMAT_VERSION = 4
 
 
 class UnsupportedVersionError(ValueError):

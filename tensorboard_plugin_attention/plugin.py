@@ -217,6 +217,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "/attention": self.attention_route,
             "/qk": self.qk_route,
             "/overview": self.overview_route,
+            "/image": self.image_route,
             "/window": self.window_route,
             "/pyramid": self.pyramid_route,
             "/topk": self.topk_route,
@@ -354,6 +355,14 @@ class AttentionPlugin(base_plugin.TBPlugin):
         e = self.entry(ctx, experiment, run, tag, example, step)
         self._kind(e, kind)
         return self._read(e, "overview", lambda: self._store.overview_codes(e, kind))
+
+    def image_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int) -> tuple[bytes, str]:
+        """(bytes, mime type) of the record's image (format v4); ``NotFoundError`` when it has none or it cannot
+        be read (a corrupt image costs only this route: the record's attention is served as usual)."""
+        e = self.entry(ctx, experiment, run, tag, example, step)
+        if "image" not in e.index:
+            raise errors.NotFoundError(f"{tag!r}/{example!r} of run {run!r} at step {step} has no image")
+        return self._read(e, "image", lambda: self._store.image(e)), e.index["image"]["mime"]
 
     def window_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
                     layer: int, head: int, rows: tuple, cols: tuple) -> np.ndarray:
@@ -510,6 +519,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
                                    lambda splice: self._read(e, "overview", splice),
                                    lambda: [self._store.overview_chunk(e, kind)],
                                    lambda: self.overview_impl(*common, kind))
+
+    @web.route
+    def image_route(self, request):
+        body, mime = self.image_impl(*self._common(request))
+        return web.respond_image(request, body, mime)
 
     @web.route
     def window_route(self, request):

@@ -372,6 +372,21 @@ class RecordStore:
         heads = range(rec.header["kinds"][kind]["heads"]) if head is None else [head]
         return fmt.read_chunks(rec, [rec.chunk(kind, "attention", layer, h) for h in heads], self.read_range)
 
+    def image(self, entry: IndexEntry) -> bytes:
+        """The record's image bytes (format v4), checksummed and checked against its header's ``"image"``;
+        ``KeyError`` when the record has none, ``FormatError`` when it cannot be drawn or is not the image
+        its header describes."""
+        rec = self.record(entry)
+        if "image" not in rec.header:
+            raise KeyError("this record has no image")
+        problem = fmt.image_problem(rec.header)
+        chunk = rec.image_chunk()
+        if problem is None and (chunk is None or chunk[1] != rec.header["image"]["bytes"]):
+            problem = "image chunk is missing or not the size its header gives"
+        if problem:
+            raise fmt.FormatError(f"{rec.path}@{rec.offset}: {problem}")
+        return fmt.read_chunk(rec, chunk, self.read_range)
+
     def overview_chunk(self, entry: IndexEntry, kind: str) -> bytes:
         """The stored zlib chunk of the overview, checksummed."""
         rec = self.record(entry)
@@ -498,6 +513,7 @@ class AttentionExample:
     queries: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, q, d) float32
     keys: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads or kv heads, k, d) float32
     pyramid: dict[str, np.ndarray] = field(default_factory=dict)  # long kinds: (layers, heads, bq, bk) float32
+    image: Optional[bytes] = None  # the logged image's PNG / WebP bytes (format v4), as header["image"] says
 
     def tokens(self, kind: str = "encoder") -> tuple[list[str], list[str]]:
         """(query tokens, key tokens) of ``kind``."""
@@ -511,6 +527,12 @@ def decode(store: RecordStore, entry: IndexEntry, with_qk: bool = True, rows: Op
     ex = AttentionExample(entry.run, entry.tag, entry.example, entry.step, entry.wall_time, entry.index)
     for kind, k in entry.index["kinds"].items():
         layouts.of_kind(k).decode(store, entry, kind, k, with_qk, rows, cols, ex)
+    if "image" in entry.index:
+        try:
+            ex.image = store.image(entry)
+        except DATA_ERRORS as e:  # a corrupt image costs only the image, as in the tab
+            warn_once((entry.asset_key, "image"), "attention: the image of %s/%s/%s step %s cannot be read: %s",
+                      entry.run, entry.tag, entry.example, entry.step, e)
     return ex
 
 

@@ -77,6 +77,7 @@ class ExampleAttention:
     model_name: str = ""
     is_encoder_decoder: bool = False
     batch_index: int | None = None
+    image_layout: Any = None  # images.PatchLayout the capture derived from a vision model's config, or None
 
     def trim_tokens(self, sequence_name: str, tokens: Sequence[Any]) -> list[Any]:
         """Keep the tokens of ``sequence_name`` ("input" / "output") at the kept positions.

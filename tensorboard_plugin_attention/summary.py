@@ -16,7 +16,7 @@ from . import format as fmt
 from . import inputs, ranks
 from .inputs import Example
 from .metadata import FORMAT_VERSION, create_summary_metadata
-from .records import ExampleAttention
+from .records import CaptureRecord, ExampleAttention, ForwardRecord
 from .validation import (MAX_LONG_TOKENS, MAX_STEP, MAX_TOKENS, MAX_VALUES, ROW_SUM_TOLERANCE,  # noqa: F401 - re-exported
                          check_model_name, check_names, check_special_tokens, check_wall_time, is_int)
 from .writer import AttentionSink, BackgroundWriteError, EventFileSink, SummaryWriterSink
@@ -112,6 +112,9 @@ def log_attention(
     layers: Optional[Sequence[int]] = None,
     heads: Optional[Sequence[int]] = None,
     layer_info: Any = None,
+    image: Any = None,
+    patches: Any = None,
+    processor: Any = None,
 ) -> None:
     """Log one example's attention (and optionally queries/keys) at ``step``.
 
@@ -146,6 +149,15 @@ def log_attention(
         ``kind="decoder"``), ``sliding_window``, ``softcap``. The layers are then stored long (format v3): q/k,
         each row's log-sum-exp, a pooled pyramid, per-row top-k and the metrics, computed here chunked
         (torch is needed); any window is rebuilt exactly when read.
+      image: the image the example's patch tokens come from (ViT, CLIP, a vision-language model's image
+        tokens): a PIL image, an ``H x W x 3`` uint8 array, ``pixel_values`` ``(3, H, W)`` with their
+        ``processor``, or PNG / WebP bytes; stored once in the record (PNG, or the WebP as given; format v4).
+        It must be the image the model saw: the patch grid must divide it into whole patches.
+      patches: where the patches are (``images.PatchLayout``, ``(rows, cols[, patch_start])`` or a dict):
+        rows x cols tokens from ``patch_start`` of the input, row-major. Default: what the capture derived from
+        the model's config (ViT, DeiT, CLIP / SigLIP vision towers, DINOv2, a LLaVA-shaped model's image
+        tokens); required otherwise.
+      processor: the processor that made ``pixel_values`` (to undo its normalisation).
 
     Attention longer than ``MAX_TOKENS`` cannot be given as probabilities; ``capture_attention`` records
     long layers itself above its dense limit, and those are logged as they are.
@@ -181,12 +193,13 @@ def log_attention(
     inputs.validate(ex, sentence_b_start)
     ex.ids = inputs.select(ex, layers, heads)
     special = check_special_tokens(special_tokens, ex.sequences)
+    encoded_image = _image(image, patches, processor, attention, int(batch_index), ex.sequences)
 
     def write() -> None:
         header, record = build_record(
             tag, example, ex, step=step, wall_time=wall_time, model_name=model_name,
             sentence_b_start=sentence_b_start, special_tokens=special,
-            metrics=inputs.example_metrics(ex) if metrics else None,
+            metrics=inputs.example_metrics(ex) if metrics else None, image=encoded_image,
         )
         name, offset = sink.append_asset(record)  # the bytes first, then the index record pointing to them
         sink.add_summary(_index_summary(tag, example, fmt.index_payload(header, name, offset, len(record))),
@@ -209,8 +222,10 @@ def build_record(
     sentence_b_start: Optional[int],
     special_tokens: Optional[Mapping[str, Sequence[int]]],
     metrics: Optional[dict],
+    image: Optional[Any] = None,
 ) -> tuple[dict, bytes]:
-    """The record header and the encoded asset record for a validated example (``inputs.validate``)."""
+    """The record header and the encoded asset record for a validated example (``inputs.validate``), with
+    its image (``images.EncodedImage``) when given."""
     special_tokens = check_special_tokens(special_tokens, ex.sequences)
     header = {
         "version": FORMAT_VERSION,
@@ -226,7 +241,34 @@ def build_record(
                   for k, layers in ex.kinds.items()},
         "metrics": metrics or {},
     }
-    return header, fmt.encode_record(header, ex.kinds)
+    if image is not None:
+        header["image"] = image.header
+    return header, fmt.encode_record(header, ex.kinds, image=None if image is None else image.data)
+
+
+def _image(image: Any, patches: Any, processor: Any, attention: Any, batch_index: int,
+           sequences: Mapping[str, list]) -> Optional[Any]:
+    """The example's image checked against its patch layout and encoded (``images.prepare_image``), or None."""
+    if image is None:
+        if patches is not None:
+            raise ValueError("patches= describes an image: pass the image too (image=...)")
+        return None
+    from . import images
+
+    layout = patches
+    if layout is None:
+        if isinstance(attention, CaptureRecord):
+            attention = attention.forwards[-1] if attention.forwards else None
+        if isinstance(attention, ForwardRecord):
+            attention = attention.example(batch_index)
+        layout = getattr(attention, "image_layout", None)
+        if layout is None:
+            raise ValueError("where are the image's patches? pass patches=(rows, cols, patch_start) (the model's "
+                             "config did not say, or the attention was not captured from it)")
+    layout = images.PatchLayout.of(layout)
+    if layout.sequence not in sequences:
+        raise ValueError(f"the patches' sequence {layout.sequence!r} is not one of this record's {sorted(sequences)}")
+    return images.prepare_image(image, layout, len(sequences[layout.sequence]), processor=processor)
 
 
 def _index_summary(tag: str, example: str, payload: bytes) -> summary_pb2.Summary:
