@@ -27,10 +27,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 from . import format as fmt
 from . import inputs, reader, summary
-from .records import LayerArrays
+from .records import CaptureRecord, ExampleAttention, ForwardRecord, LayerArrays
 from .validation import to_numpy, token_list
 
-__all__ = ["head_view", "model_view", "neuron_view", "show", "AttentionPage", "export_page"]
+__all__ = ["head_view", "model_view", "neuron_view", "image_view", "show", "AttentionPage", "export_page"]
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 NOTEBOOK_RUN = "notebook"  # run / tag / example of attention passed to the calls directly
@@ -126,13 +126,15 @@ def _b64(data: bytes) -> str:
 
 
 def _memory_page(ex: inputs.Example, *, view: str, selection: dict, sentence_b_start: Optional[int],
-                 model_name: Optional[str], theme: Optional[str], html_action: str, title: str) -> Optional[AttentionPage]:
-    """A page of one example built in memory (the stored format, never written anywhere)."""
+                 model_name: Optional[str], theme: Optional[str], html_action: str, title: str,
+                 image: Any = None) -> Optional[AttentionPage]:
+    """A page of one example built in memory (the stored format, never written anywhere), with its image
+    (``images.EncodedImage``) when given."""
     from .reader import IndexEntry
 
     header, record = summary.build_record(
         NOTEBOOK_TAG, "0", ex, step=0, wall_time=time.time(), model_name=model_name,
-        sentence_b_start=sentence_b_start, special_tokens=None, metrics=inputs.example_metrics(ex))
+        sentence_b_start=sentence_b_start, special_tokens=None, metrics=inputs.example_metrics(ex), image=image)
     index = json.loads(fmt.index_payload(header, "notebook.attn", 0, len(record)))
     entry = IndexEntry(NOTEBOOK_RUN, NOTEBOOK_TAG, "0", 0, header["wall_time"], index)
     records = [{"run": NOTEBOOK_RUN, "tag": NOTEBOOK_TAG, "example": "0", "step": 0, "data": _b64(record)}]
@@ -325,6 +327,53 @@ def model_view(attention=None, tokens=None, sentence_b_start=None, prettify_toke
            "mheads": _check_heads(include_heads, ex, "include_heads")}
     return _memory_page(ex, view="model", selection=sel, sentence_b_start=sentence_b_start, model_name=None,
                         theme=display_mode, html_action=html_action, title="model view")
+
+
+def image_view(attention=None, image=None, tokens=None, patches=None, processor=None, layer=None, head=None,
+               query=None, include_layers=None, html_action="view", display_mode=None):
+    """The image view, BertViz-style: the image with the attention from one query token (default: the first
+    token that is not a patch, e.g. CLS) to every patch, for one layer and the mean of its heads (or ``head``).
+
+    ``attention``: per-layer ``(1, heads, n, n)`` tensors (``outputs.attentions`` of a vision model called with
+    ``output_attentions=True``), or what ``capture_attention`` recorded. ``image``: the image the model saw (a
+    PIL image, an ``H x W x 3`` uint8 array, ``pixel_values`` with their ``processor``, or PNG / WebP bytes).
+    ``patches``: ``(rows, cols, patch_start)`` or an ``images.PatchLayout`` (default: derived by the capture
+    from the model's config); ``tokens``: default ``[CLS]`` and ``"r,c"`` per patch. The page is
+    self-contained and offline, like the other views; click a patch to make it the query.
+    """
+    from . import images
+
+    _check_common(html_action, display_mode)
+    if image is None:
+        raise ValueError("image_view needs the image: image=...")
+    if isinstance(attention, CaptureRecord):
+        attention = attention.forwards[-1] if attention.forwards else None
+    if isinstance(attention, ForwardRecord):
+        attention = attention.example(0)
+    layout = patches
+    if isinstance(attention, ExampleAttention):  # captured: its own layout, its layers as BertViz passes them
+        layout = layout if layout is not None else attention.image_layout
+        attention = [layer.attention[None] for layer in next(iter(attention.kinds.values()))]
+    if layout is None:
+        raise ValueError("where are the image's patches? pass patches=(rows, cols, patch_start)")
+    layout = images.PatchLayout.of(layout)
+    if tokens is None:
+        tokens = layout.tokens(["[CLS]"] * layout.patch_start)
+    ex = _build_example(attention, tokens, None, False, None, None, None, None, None, include_layers)
+    encoded = images.prepare_image(image, layout, len(ex.sequences[layout.sequence]), processor=processor)
+    n_layers = len(next(iter(ex.kinds.values())))
+    layers = list(include_layers) if include_layers is not None else list(range(n_layers))
+    if layer is not None and layer not in layers:
+        raise ValueError(f"Layer {layer} is not in include_layers: {layers}")
+    if query is not None and not (isinstance(query, int) and 0 <= query < len(tokens)):
+        raise ValueError(f"query must be a token index in 0..{len(tokens) - 1}, got {query!r}")
+    n_heads = next(iter(ex.kinds.values()))[0].shape[0]
+    if head is not None and not (isinstance(head, int) and 0 <= head < n_heads):
+        raise ValueError(f"head must be in 0..{n_heads - 1}, got {head!r}")
+    sel = {"layer": layers.index(layer) if layer is not None else None, "iq": query,
+           "ia": None if head is None else "head", "nhead": head}
+    return _memory_page(ex, view="image", selection=sel, sentence_b_start=None, model_name=None, theme=display_mode,
+                        html_action=html_action, title="image view", image=encoded)
 
 
 def neuron_view(model=None, model_type=None, tokenizer=None, sentence_a=None, sentence_b=None, display_mode=None,

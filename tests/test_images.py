@@ -201,3 +201,38 @@ def test_webp_bytes_are_kept_as_given_and_png_re_encoded():
     enc = prepare_image(png.getvalue(), PatchLayout(4, 4, 1), 17)
     assert enc.header["mime"] == "image/png"
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(enc.data))), make_image())
+
+
+# -------------------------------------------------------------------------------------------- notebooks
+def test_image_view_and_show_are_self_contained_offline_pages(browser, tmp_path):
+    """notebook.image_view (BertViz-style call, from a capture of a ViT) and notebook.show of a logged image
+    record: each page draws the image view from file:// with no request but the page itself, and the
+    overlay is painted (patches with weight > 0)."""
+    from browser_util import PageWatch, dataset
+
+    from tensorboard_plugin_attention import notebook as nb
+
+    model, img, proc = tiny_vit(), make_image(), processor()
+    pixel_values = proc(images=Image.fromarray(img), return_tensors="pt")["pixel_values"]
+    with torch.no_grad(), capture_attention(model) as cap:
+        model(pixel_values=pixel_values)
+    pages = {"call": nb.image_view(cap, pixel_values[0], processor=proc, layer=1, html_action="return")}
+    with AttentionWriter(str(tmp_path / "logs" / "vit")) as w:
+        log_attention(w, "images", cap, PatchLayout(4, 4, 1).tokens(), 3, image=img)
+    pages["show"] = nb.show(str(tmp_path / "logs"), view="image", html_action="return")
+    with pytest.raises(ValueError, match="needs the image"):
+        nb.image_view(cap, None)
+    with pytest.raises(ValueError, match="does not divide"):
+        nb.image_view(cap, make_image(30, 32))
+    for name, page_obj in pages.items():
+        path = page_obj.save(str(tmp_path / f"{name}.html"))
+        context = browser.new_context(offline=True)
+        page = context.new_page()
+        watch = PageWatch()
+        watch.attach(page)
+        page.goto("file://" + path)
+        page.wait_for_selector('[data-testid="image-view"][data-image="decoded"]', timeout=30_000)
+        d = dataset(page, '[data-testid="image-view"]')
+        assert d["grid"] == "4,4" and int(d["patches"]) > 0, (name, d)
+        assert watch.requests == ["file://" + path] and not watch.errors, (name, watch.requests, watch.errors)
+        context.close()
