@@ -52,8 +52,11 @@ class PatchLayout:
     def patches(self) -> int:
         return int(self.rows) * int(self.cols)
 
-    def tokens(self, before: Sequence[str] = ("[CLS]",), after: Sequence[str] = ()) -> list[str]:
-        """Token strings for a vision tower's sequence: ``before`` + one ``"r,c"`` per patch + ``after``."""
+    def tokens(self, before: Optional[Sequence[str]] = None, after: Sequence[str] = ()) -> list[str]:
+        """Token strings for a vision tower's sequence: ``before`` (default: ``[CLS]`` and ``[T1]``, ``[T2]``...
+        for the ``patch_start`` tokens before the patches) + one ``"r,c"`` per patch + ``after``."""
+        if before is None:
+            before = ["[CLS]", *(f"[T{i}]" for i in range(1, int(self.patch_start)))][:int(self.patch_start)]
         return [*before, *(f"{r},{c}" for r in range(int(self.rows)) for c in range(int(self.cols))), *after]
 
     @classmethod

@@ -236,3 +236,51 @@ def test_image_view_and_show_are_self_contained_offline_pages(browser, tmp_path)
         assert d["grid"] == "4,4" and int(d["patches"]) > 0, (name, d)
         assert watch.requests == ["file://" + path] and not watch.errors, (name, watch.requests, watch.errors)
         context.close()
+
+
+# ------------------------------------------------------------------------------------------ integrations
+def test_image_probes_in_a_plain_loop_and_the_trainer(tmp_path):
+    """AttentionLogger and transformers' AttentionCallback with probe images (the image processor in place of
+    the tokenizer): each probe is logged at each chosen step with its image and the grid from the config."""
+    from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification
+
+    from tensorboard_plugin_attention import AttentionCallback, AttentionLogger
+
+    torch.manual_seed(0)
+    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=64, num_labels=2)
+    proc = processor()
+    probes = [make_image(seed=1), Image.fromarray(make_image(seed=2))]
+    model = ViTForImageClassification(cfg)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = proc(images=[make_image(seed=s) for s in range(8)], return_tensors="pt")["pixel_values"]
+    with AttentionLogger(model, proc, [], str(tmp_path / "loop"), steps=[0, 2], images=probes,
+                         names=["a", "b"]) as logger:
+        for step in range(3):
+            logger.maybe_log(step)
+            model(pixel_values=data, labels=torch.arange(8) % 2).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    got = {(r.example, r.step): r for r in read_attention(str(tmp_path / "loop"))}
+    assert sorted(got) == [("a", 0), ("a", 2), ("b", 0), ("b", 2)]
+    for (name, _), rec in got.items():
+        assert rec.header["image"]["grid"] == [4, 4] and rec.header["sequences"]["input"][:2] == ["[CLS]", "0,0"]
+        stored = np.asarray(Image.open(io.BytesIO(rec.image)))
+        assert np.abs(stored.astype(int) - make_image(seed=1 if name == "a" else 2)).max() <= 1
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return {"pixel_values": data[i], "labels": i % 2}
+
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=2, per_device_train_batch_size=4,
+                             report_to=["tensorboard"], save_strategy="no", use_cpu=True, disable_tqdm=True,
+                             logging_steps=1)
+    cb = AttentionCallback(texts=[], images=probes, every_n_steps=2)
+    Trainer(model=ViTForImageClassification(cfg), args=args, train_dataset=Data(), processing_class=proc,
+            callbacks=[cb]).train()
+    got = read_attention(str(tmp_path / "trainer"))
+    assert sorted((r.example, r.step) for r in got) == [("0", 0), ("0", 2), ("1", 0), ("1", 2)]
+    assert all(r.image is not None and r.header["image"]["patch_start"] == 1 for r in got)

@@ -19,6 +19,7 @@ _LAZY = {
     "AttentionCallback": "trainer",
     "AttentionLogger": "loop",
     "ProbeRunner": "probes",
+    "ImageProbeRunner": "probes",
     "Probe": "probes",
     "load_probes": "probes",
     "log_spaced_steps": "probes",

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from lightning.pytorch import Callback
 
-from .probes import ProbeLike, ProbeRunner, Schedule
+from .probes import ProbeLike, Schedule, make_runner
 
 __all__ = ["AttentionCallback"]
 
@@ -44,7 +44,8 @@ class AttentionCallback(Callback):
       logdir: where to write when the Trainer has no ``TensorBoardLogger``
         (default ``<default_root_dir>/attention``).
       queries_keys_every, tag, names, max_length, batch_size, model_name, metric_scalars,
-      collective_timeout: as for the transformers ``AttentionCallback``.
+      collective_timeout, images: as for the transformers ``AttentionCallback`` (``images``: probe images for a
+        vision model instead of texts, ``tokenizer`` then being its image processor).
     """
 
     def __init__(
@@ -66,8 +67,9 @@ class AttentionCallback(Callback):
         model_name: Optional[str] = None,
         metric_scalars: bool = True,
         collective_timeout: Optional[float] = None,
+        images: Optional[Iterable[Any]] = None,
     ):
-        self.runner = ProbeRunner(tokenizer, texts, names=names, tag=tag, max_length=max_length,
+        self.runner = make_runner(tokenizer, texts, images, names=names, tag=tag, max_length=max_length,
                                   batch_size=batch_size, model_name=model_name,
                                   queries_keys_every=queries_keys_every, metric_scalars=metric_scalars,
                                   collective_timeout=collective_timeout)

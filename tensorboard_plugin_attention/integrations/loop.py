@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional, Sequence
 
-from .probes import ProbeLike, ProbeRunner, Schedule
+from .probes import ProbeLike, Schedule, make_runner
 
 __all__ = ["AttentionLogger"]
 
@@ -46,6 +46,8 @@ class AttentionLogger:
         of a sharded model (tensor / pipeline parallel) become one record on rank 0 (docs/distributed.md).
       collective_timeout: seconds a rank waits for the others at the probes' exchange before every rank
         raises ``DistributedCaptureError`` (default 300).
+      images: probe images (PIL images or ``H x W x 3`` uint8 arrays) for a vision model, instead of texts
+        (pass ``[]``); ``tokenizer`` is then its image processor. Each is logged with its image and patch grid.
     """
 
     def __init__(
@@ -66,9 +68,10 @@ class AttentionLogger:
         metric_scalars: bool = True,
         is_main_process: Optional[bool] = None,
         collective_timeout: Optional[float] = None,
+        images: Optional[Iterable[Any]] = None,
     ):
         self.model = model
-        self.runner = ProbeRunner(tokenizer, texts, names=names, tag=tag, max_length=max_length,
+        self.runner = make_runner(tokenizer, texts, images, names=names, tag=tag, max_length=max_length,
                                   batch_size=batch_size, model_name=model_name,
                                   queries_keys_every=queries_keys_every, metric_scalars=metric_scalars,
                                   collective_timeout=collective_timeout)

@@ -20,7 +20,8 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Probe", "ProbeRunner", "Schedule", "as_probes", "load_probes", "log_spaced_steps", "model_name_of"]
+__all__ = ["ImageProbeRunner", "Probe", "ProbeRunner", "Schedule", "as_probes", "load_probes", "log_spaced_steps",
+           "make_runner", "model_name_of"]
 
 ProbeLike = Union[str, Sequence[str], "Probe", dict]
 
@@ -322,7 +323,7 @@ class ProbeRunner:
                 try:
                     batch = {k: v.to(device) for k, v in self._batch(chunk, model).items()}
                     n_before = len(cap.forwards)
-                    if enc_dec:  # the encoder alone: probes are inputs, there is no target sequence
+                    if enc_dec and "input_ids" in batch:  # the encoder alone: probes are inputs, there is no target sequence
                         batch.pop("token_type_ids", None)
                         model.get_encoder()(**batch)
                     else:
@@ -356,11 +357,8 @@ class ProbeRunner:
         earlier: Optional[BackgroundWriteError] = None
         for e, (fwd, j) in zip(self.encoded, results):
             try:
-                log_attention(
-                    writer, self.tag, fwd, e.tokens, int(step), example=e.probe.name, batch_index=j,
-                    sentence_b_start=e.sentence_b_start, model_name=name, special_tokens={"input": e.special},
-                    metric_scalars=self.metric_scalars,
-                )
+                log_attention(writer, self.tag, fwd, step=int(step), batch_index=j, model_name=name,
+                              metric_scalars=self.metric_scalars, **self._log_args(e, fwd, j))
             except BackgroundWriteError as err:  # an earlier record's I/O error: this one was accepted
                 earlier = earlier or err
         if hasattr(writer, "flush") and (not isinstance(writer, AttentionWriter) or _several_processes()):
@@ -368,6 +366,11 @@ class ProbeRunner:
         if earlier is not None:
             raise earlier
         return len(results)
+
+    def _log_args(self, e: _Encoded, fwd: Any, j: int) -> dict:
+        """What ``log_attention`` needs of probe ``e`` (example ``j`` of ``fwd``) besides the attention."""
+        return dict(tokens=e.tokens, example=e.probe.name, sentence_b_start=e.sentence_b_start,
+                    special_tokens={"input": e.special})
 
     def log_checkpoint(self, writer: Any, model: Any, step: int) -> bool:
         """``log`` for a training loop, queries/keys on every ``queries_keys_every``-th call; errors at the first checkpoint raise (set-up mistakes show at once);
@@ -394,6 +397,69 @@ class ProbeRunner:
             return False
         self._first_done = True
         return True
+
+
+class ImageProbeRunner(ProbeRunner):
+    """``ProbeRunner`` for vision models: fixed probe images run through the model (``pixel_values`` made once
+    by ``image_processor``) and logged with their image and patch grid (``images.layout_from_config``).
+
+    Args:
+      image_processor: the model's image processor (e.g. ``AutoImageProcessor.from_pretrained(...)``, or the
+        Trainer's ``processing_class``).
+      images: probe images (PIL images or ``H x W x 3`` uint8 arrays).
+      names: example names (default ``"0"``, ``"1"``, ...); the other arguments as ``ProbeRunner``'s.
+    """
+
+    def __init__(self, image_processor: Any, images: Iterable[Any], *, names: Optional[Sequence[str]] = None,
+                 tag: str = "probes", batch_size: int = 16, model_name: Optional[str] = None,
+                 queries_keys_every: Optional[int] = 1, metric_scalars: bool = True,
+                 collective_timeout: Optional[float] = None):
+        if image_processor is None or not callable(image_processor):
+            raise ValueError("an image processor is needed to run image probes")
+        pictures = list(images)
+        if not pictures:
+            raise ValueError("no probe images given")
+        names = [str(i) for i in range(len(pictures))] if names is None else [str(n) for n in names]
+        if len(names) != len(pictures) or len(set(names)) != len(names) or any("/" in n or not n for n in names):
+            raise ValueError("names must be one unique, non-empty name without '/' per probe image")
+        if int(batch_size) < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.processor = image_processor
+        self.pixel_values = image_processor(images=pictures, return_tensors="pt")["pixel_values"]
+        self.encoded = [_Encoded(Probe(n, None, n), [], None, [], None, []) for n in names]
+        self.tag, self.batch_size, self.model_name = tag, int(batch_size), model_name
+        self.metric_scalars, self.collective_timeout = bool(metric_scalars), collective_timeout
+        if queries_keys_every is not None and (isinstance(queries_keys_every, bool) or int(queries_keys_every) < 0):
+            raise ValueError(f"queries_keys_every must be a non-negative integer, got {queries_keys_every!r}")
+        self.queries_keys_every = int(queries_keys_every or 0)
+        self.logged_steps = []
+        self._first_done = False
+        self._checkpoints = 0
+
+    def _batch(self, items: list[_Encoded], model: Any) -> dict:
+        index = {e.probe.name: i for i, e in enumerate(self.encoded)}
+        return {"pixel_values": self.pixel_values[[index[e.probe.name] for e in items]]}
+
+    def _log_args(self, e: _Encoded, fwd: Any, j: int) -> dict:
+        layout = fwd.example(j).image_layout
+        if layout is None:
+            raise ValueError("the model's config does not say where its image patches are (not a ViT-, CLIP- or "
+                             "DINOv2-like vision model?)")
+        i = next(i for i, x in enumerate(self.encoded) if x.probe.name == e.probe.name)
+        return dict(tokens=layout.tokens(), example=e.probe.name,
+                    image=self.pixel_values[i], processor=self.processor)
+
+
+def make_runner(processor: Any, texts: Iterable[ProbeLike], images: Optional[Iterable[Any]] = None,
+                **kwargs: Any) -> ProbeRunner:
+    """The runner the integrations use: ``ImageProbeRunner`` over ``images`` (``processor``: the image
+    processor) when images are given, else ``ProbeRunner`` over ``texts`` (``processor``: the tokenizer)."""
+    if images is None:
+        return ProbeRunner(processor, texts, **kwargs)
+    if list(texts):
+        raise ValueError("give probe texts or probe images, not both (vision-language probes: log_attention)")
+    kwargs.pop("max_length", None)
+    return ImageProbeRunner(processor, images, **kwargs)
 
 
 def _several_processes() -> bool:

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from transformers import TrainerCallback
 
-from .probes import ProbeLike, ProbeRunner, Schedule
+from .probes import ProbeLike, ProbeRunner, Schedule, make_runner
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class AttentionCallback(TrainerCallback):
       metric_scalars: also write each layer's strongest-head metrics (entropy, ...) as TensorBoard scalars.
       collective_timeout: seconds a rank waits for the others at the probes' exchange before every rank
         raises ``DistributedCaptureError`` (default 300).
+      images: probe images (PIL images or ``H x W x 3`` uint8 arrays) for a vision model, instead of texts;
+        ``tokenizer`` is then its image processor (default: the Trainer's ``processing_class``). Each is
+        logged with its image and patch grid (``ImageProbeRunner``).
 
     With several processes (DDP, FSDP, tensor / pipeline parallel) every rank runs the probes, since sharded
     models need all ranks in a forward pass; the pieces become one record on the world's process zero, the
@@ -76,17 +79,20 @@ class AttentionCallback(TrainerCallback):
         model_name: Optional[str] = None,
         metric_scalars: bool = True,
         collective_timeout: Optional[float] = None,
+        images: Optional[Iterable[Any]] = None,
     ):
         self.texts = list(texts)
-        if not self.texts:
-            raise ValueError("AttentionCallback needs probe texts: texts=['a sentence', ('sentence A', 'sentence B')]")
+        self.images = None if images is None else list(images)
+        if not self.texts and not self.images:
+            raise ValueError("AttentionCallback needs probe texts: texts=['a sentence', ('sentence A', 'sentence B')]"
+                             " (or probe images: images=[...] with the image processor as tokenizer)")
         self._runner_args = dict(names=names, tag=tag, max_length=max_length, batch_size=batch_size,
                                  model_name=model_name, queries_keys_every=queries_keys_every,
                                  metric_scalars=metric_scalars, collective_timeout=collective_timeout)
         self.tokenizer = tokenizer
         self.runner: Optional[ProbeRunner] = None
         if tokenizer is not None:  # validate the probes now, not when training starts
-            self.runner = ProbeRunner(tokenizer, self.texts, **self._runner_args)
+            self.runner = make_runner(tokenizer, self.texts, self.images, **self._runner_args)
         Schedule(every_n_steps, steps)  # validate
         self.every_n_steps = every_n_steps
         self.steps = None if steps is None else sorted({int(s) for s in steps})
@@ -112,7 +118,7 @@ class AttentionCallback(TrainerCallback):
             tok = kwargs.get("processing_class") or kwargs.get("tokenizer")
             if tok is None or not callable(tok):
                 raise ValueError("AttentionCallback: pass a tokenizer (the Trainer has no processing_class)")
-            self.runner = ProbeRunner(tok, self.texts, **self._runner_args)
+            self.runner = make_runner(tok, self.texts, self.images, **self._runner_args)
         return self.runner
 
     def _resolve_logdir(self, args: Any) -> str:
