@@ -12,6 +12,8 @@ Starts ``tensorboard --logdir DIR`` on a free port, opens ``/#attention`` in hea
 * ``neuron-view.png``: queries, keys, q ⊙ k, q·k and the recomputed softmax for a pinned query token;
 * ``compare-diff.png``: the head view's difference B − A between the first and the latest step;
 * ``compare-side.png``: the model view of the first and the latest step side by side.
+* ``image-view.png`` (when the logdir has the demo's ``vit`` run): the image view of one probe image, the
+  latest step beside the first, [CLS]'s attention to the patches for one head.
 
 Each image is cropped to the drawing (TensorBoard's header included) and kept under ~300 KB (a palette PNG
 via Pillow when a screenshot is larger, if Pillow is installed).
@@ -90,6 +92,10 @@ def main(argv: Any = None) -> int:
     ap.add_argument("--neuron-head", type=int, default=9)
     ap.add_argument("--neuron-query", type=int, default=9, help="query token pinned in the neuron view")
     ap.add_argument("--width", type=int, default=1200)
+    ap.add_argument("--image-run", default="vit", help="the demo's ViT run (image-view.png), if present")
+    ap.add_argument("--image-example", default="square1")
+    ap.add_argument("--image-layer", type=int, default=1)
+    ap.add_argument("--image-head", type=int, default=1)
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     out = lambda name: os.path.join(args.out, name)  # noqa: E731
@@ -147,6 +153,18 @@ def main(argv: Any = None) -> int:
             frame.locator('[data-testid="pane-1"]').wait_for()
             _settle(frame)
             _save(page, frame, '[data-testid="main"] .panes', out("compare-side.png"))
+
+            # the image view: the latest step beside the first (the demo's ViT run)
+            vit = next((r for r in index["runs"] if r["run"] == args.image_run), None)
+            if vit is not None:
+                steps = next(e["steps"] for t in vit["tags"] for e in t["examples"] if e["example"] == args.image_example)
+                frame = open_tab(page, tb.url, {"run": args.image_run, "tag": "probes", "example": args.image_example,
+                                                 "view": "image", "layer": args.image_layer, "ia": "head",
+                                                 "nhead": args.image_head, "crun": args.image_run,
+                                                 "cstep": steps[0]})
+                wait_attr(frame, '[data-testid="image-view-b"]', "data-image", lambda v: v == "decoded")
+                _settle(frame)
+                _save(page, frame, '[data-testid="main"] .panes', out("image-view.png"))
             browser.close()
     finally:
         tb.stop()

@@ -29,7 +29,7 @@ def demo_run(tmp_path_factory):
 
 def test_quick_demo_logs_attention_and_loss_in_one_run(demo_run):
     logdir, out = demo_run
-    assert sorted(os.listdir(logdir)) == ["induction", "minilm"]  # one run per demo run
+    assert sorted(os.listdir(logdir)) == ["induction", "minilm", "vit"]  # one run per demo run
     got = read_attention(logdir, run="minilm")
     by_probe = {}
     for e in got:
@@ -56,6 +56,15 @@ def test_quick_demo_logs_the_induction_run(demo_run):
     assert len({e.step for e in got}) >= 6 and {e.example for e in got} == {"repeat0", "repeat1"}
     assert set(got[0].header["kinds"]) == {"decoder"}
     assert "induction score" in out.stdout
+
+
+def test_quick_demo_logs_the_vit_run_with_its_images(demo_run):
+    logdir, out = demo_run
+    got = read_attention(logdir, run="vit", queries_keys=False)
+    assert {e.example for e in got} == {"square0", "square1"} and len({e.step for e in got}) >= 4
+    assert all(e.image is not None and e.header["image"]["grid"] == [8, 8] for e in got)
+    assert got[0].attention["encoder"].shape == (4, 4, 65, 65)
+    assert "held-out accuracy" in out.stdout
 
 
 def test_demo_prints_the_tensorboard_command(demo_run):

@@ -37,7 +37,10 @@ def tiny_vit(image=32, patch=8, seed=0):
 
 
 def processor(size=32):
-    from transformers import ViTImageProcessor
+    try:  # the Pillow-backed processor (the plain name warns without torchvision)
+        from transformers import ViTImageProcessorPil as ViTImageProcessor
+    except ImportError:  # pragma: no cover
+        from transformers import ViTImageProcessor
 
     return ViTImageProcessor(size={"height": size, "width": size}, image_mean=[0.5, 0.4, 0.3],
                              image_std=[0.2, 0.25, 0.3])

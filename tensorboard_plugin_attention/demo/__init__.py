@@ -6,6 +6,8 @@ writes one TensorBoard run, ``<logdir>/<name>``:
 * ``minilm``: all-MiniLM-L6-v2 fine-tuned on a built-in paraphrase task (sentence pairs) with the Trainer.
 * ``induction``: a 2-layer causal transformer trained from scratch on repeated random segments, until an
   induction head forms (the "Heads over training" view shows when).
+* ``vit``: a small ViT trained from scratch on generated images (find the bright square), its probe images'
+  attention logged with the images (the image view shows [CLS] moving onto the square).
 
 ``--quick`` runs a few steps only (for tests).
 """
@@ -21,6 +23,7 @@ from typing import Callable, Optional, Sequence
 RUNS: dict[str, str] = {
     "minilm": "minilm:run",
     "induction": "induction:run",
+    "vit": "vit:run",
 }
 
 
