@@ -64,8 +64,23 @@ def servers(tmp_path_factory):
     start = data.find(b"\x89PNG")
     data[start + (len(data) - start) // 2] ^= 0xFF
     open(asset, "wb").write(bytes(data))
+    # 512 px at 16 px: 1025 tokens, above the dense limit: long layers, [CLS]'s row rebuilt from q/k
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    big = ViTModel(ViTConfig(image_size=512, patch_size=16, hidden_size=32, num_hidden_layers=1,
+                             num_attention_heads=2, intermediate_size=64)).eval()
+    big_image = make_image(512, 512, seed=5)
+    big_pixels = torch.tensor(big_image, dtype=torch.float32).permute(2, 0, 1)[None] / 127.5 - 1
+    with torch.no_grad(), capture_attention(big) as cap:
+        big(pixel_values=big_pixels)
+    with AttentionWriter(str(root / "long")) as w:
+        log_attention(w, "images", cap, PatchLayout(32, 32, 1).tokens(), 0, image=big_image, metric_scalars=False)
+    big.set_attn_implementation("eager")
+    with torch.no_grad():
+        eager.append(big(pixel_values=big_pixels, output_attentions=True).attentions[0][0].numpy())
     tb = TensorBoardProcess(str(root), "--load_fast=false").start(90)
-    tb.wait_for(lambda: len(tb.plugin("index").json()["runs"]) == 3, timeout=90, what="three runs")
+    tb.wait_for(lambda: len(tb.plugin("index").json()["runs"]) == 4, timeout=90, what="four runs")
     yield tb, eager
     tb.stop()
 
@@ -129,6 +144,29 @@ def test_overlay_of_a_vit_equals_its_eager_attention_on_the_grid(page, servers):
     assert np.abs(drawn - want).max() < 0.05, (drawn, want)  # 8-bit alpha of a 1/256-coded weight
     legend = frame.locator('[data-testid="image-legend"]').text_content()
     assert "opacity" in legend.lower()
+    watch.check()
+
+
+def test_long_image_record_draws_the_exact_row_from_qk(page, servers):
+    """1025 tokens (32 x 32 patches + CLS) are stored as a long layer: the view draws [CLS]'s row rebuilt from
+    q/k, equal to the model's eager attention on the grid (alpha = 255 * sqrt(w / max) at opacity 1)."""
+    pg, watch = page
+    tb, eager = servers
+    frame = open_tab(pg, tb.url, {"run": "long", "tag": "images", "example": "0", "step": 0, "view": "image",
+                                  "iq": 0, "ia": "head", "nhead": 1, "io": 1})
+    wait_attr(frame, IMAGE, "data-image", lambda v: v == "decoded", what="the image decoded")
+    d = dataset(frame, IMAGE)
+    assert d["grid"] == "32,32" and int(d["patches"]) > 0
+    pixels, rect = overlay(frame)
+    left, top, width, height = rect
+    want = eager[-1][1, 0, 1:].reshape(32, 32)
+    want = want / want.max()
+    drawn = np.zeros((32, 32))
+    for r in range(32):
+        for c in range(32):
+            drawn[r, c] = pixels[int(top + (r + 0.5) * height / 32), int(left + (c + 0.5) * width / 32), 3] / 255.0
+    assert np.abs(drawn ** 2 - want).max() < 0.05
+    assert "exact row" in frame.locator('[data-testid="status"]').text_content()
     watch.check()
 
 
