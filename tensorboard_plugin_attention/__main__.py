@@ -3,6 +3,7 @@
   demo       fine-tune the demo model(s) on the CPU, logging loss and attention; print the tensorboard command
   backfill   log the attention of probe texts for saved checkpoints (checkpoint-<step> folders)
   export     write logged attention as one self-contained HTML page (opens from file://, no server)
+  project    write the queries and keys of chosen heads for TensorBoard's Projector tab
 
 Importing this module imports neither torch nor transformers; the subcommands do, when they run.
 """
@@ -102,6 +103,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _head(value: str) -> tuple:
+    """``LAYER.HEAD`` (or ``LAYER,HEAD``) -> (layer, head)."""
+    parts = value.replace(",", ".").split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"a head is LAYER.HEAD, e.g. 1.3; got {value!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _cmd_project(args: argparse.Namespace) -> int:
+    from .projector import export_projector
+
+    path = export_projector(args.logdir, run=args.run, tag=args.tag, heads=args.head, step=args.step,
+                            examples=args.example, kind=args.kind, out_dir=args.out, normalize=not args.raw)
+    print(f"wrote {path} ({len(args.head)} head(s)): run tensorboard --logdir {shlex.quote(args.logdir)} "
+          "and open the Projector tab" + ("" if args.out is None else " (on a logdir holding that directory)"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tensorboard-attention",
                                 description="Log attention for TensorBoard's Attention tab.")
@@ -161,6 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--display-mode", choices=("dark", "light"), help="theme (default: the reader's system theme)")
     e.add_argument("-o", "--output", required=True, metavar="FILE.html", help="file to write")
     e.set_defaults(func=_cmd_export)
+
+    pr = sub.add_parser("project", help="write the queries and keys of chosen heads for TensorBoard's Projector",
+                        description="Writes, per chosen head, the queries and keys of the chosen examples at one "
+                        "step (one point per token, metadata: token, position, example, q or k, step) with a "
+                        "projector_config.pbtxt into the run's projector assets, so TensorBoard's own Projector "
+                        "tab shows them (AttentionViz's joint query/key embedding).")
+    pr.add_argument("logdir", help="TensorBoard logdir holding the attention run")
+    pr.add_argument("--run", default=".", help="run (default: the logdir itself, '.')")
+    pr.add_argument("--tag", required=True, help="attention tag")
+    pr.add_argument("--head", type=_head, action="append", required=True, metavar="LAYER.HEAD",
+                    help="a head to export, e.g. 1.3 (repeat for more)")
+    pr.add_argument("--example", action="append", metavar="NAME", help="an example (repeat; default: all)")
+    pr.add_argument("--step", type=int, help="the step (default: the latest with q/k for every example)")
+    pr.add_argument("--kind", choices=("encoder", "decoder", "cross"), help="attention kind (default: the first with q/k)")
+    pr.add_argument("--out", metavar="DIR", help="write here instead of <run>/plugins/org_tensorflow_tensorboard_projector")
+    pr.add_argument("--raw", action="store_true", help="the vectors as logged (default: AttentionViz's "
+                    "attention-preserving translation and scaling of keys against queries)")
+    pr.set_defaults(func=_cmd_project)
     return p
 
 

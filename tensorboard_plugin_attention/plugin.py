@@ -42,6 +42,7 @@ DERIVED_CACHE_FRACTION = 16  # rollout codes: up to 1/16 of --attention_cache_mb
 DIVERGENCE_CACHE_ITEMS = 256  # /divergence results (a few KB each)
 MAX_WINDOW_VALUES = 1 << 22  # one /window: 4 M values (16 MB as float32), e.g. 2048 x 2048
 MAX_PYRAMID_LEVEL = 9  # 512 >> 9 == 1
+MAX_HEAD_EXAMPLES = 1000  # /headexamples: at most this many examples per request
 LN2 = derived.LN2
 
 _CONTENT_TYPES = {
@@ -134,10 +135,6 @@ def fix_samples_per_plugin(flags: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- index
-def _natural(name: str) -> tuple:
-    return (0, int(name), name) if name.isdigit() and len(name) < 19 else (1, 0, name)
-
-
 def public_header(index: dict) -> dict:
     """A record header as served: without the asset location and index checksum (implementation details)."""
     return {k: v for k, v in index.items() if k not in ("asset", "chunks", fmt.INDEX_CRC_KEY)}
@@ -158,7 +155,7 @@ def run_json(examples: dict) -> list:
         "revisions": [e.revision for e in es],
         "qk_steps": [e.step for e in es if _has_qk(e)],
         "header": public_header(es[-1].index),
-    } for example, es in sorted(by_tag[tag].items(), key=lambda kv: _natural(kv[0]))]} for tag in sorted(by_tag)]
+    } for example, es in sorted(by_tag[tag].items(), key=lambda kv: derived.natural_order(kv[0]))]} for tag in sorted(by_tag)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -207,6 +204,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         self._divergences = LRU(DIVERGENCE_CACHE_ITEMS if cache_mb else 0)  # by items
         self._index = IndexCache(self._data_provider)
         self._run_jsons: "weakref.WeakKeyDictionary[RunIndex, list]" = weakref.WeakKeyDictionary()  # /index "tags"
+        # head scores of a tag (stacked per step on first use), built once per RunIndex and dropped with it
+        self._tag_scores: "weakref.WeakKeyDictionary[RunIndex, dict]" = weakref.WeakKeyDictionary()
         self._static_root = os.path.realpath(STATIC_DIR)
 
     # ---- TBPlugin
@@ -224,6 +223,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "/metrics": self.metrics_route,
             "/divergence": self.divergence_route,
             "/rollout": self.rollout_route,
+            "/headscores": self.headscores_route,
+            "/headtrend": self.headtrend_route,
+            "/headexamples": self.headexamples_route,
             "/index.js": self.index_js_route,
             "/static/*": self.static_route,
             "/*": self.not_found_route,
@@ -451,6 +453,53 @@ class AttentionPlugin(base_plugin.TBPlugin):
         self._rollouts.put(key, codes.tobytes(), codes.nbytes)
         return codes
 
+    def tag_scores(self, ctx: Any, experiment: str, run: str, tag: str, kind: Optional[str] = None) -> derived.TagScores:
+        """The head scores of one tag (``derived.TagScores``), kept with the run's index snapshot."""
+        for fresh in (False, True):
+            runs = self._index.get(ctx, experiment, fresh=fresh)
+            ri = runs.get(run)
+            if ri is not None and any(t == tag for t, _ in ri.examples):
+                break
+        else:
+            if ri is None:
+                raise errors.NotFoundError(f"unknown run {run!r}")
+            raise errors.NotFoundError(f"run {run!r} has no attention tag {tag!r}")
+        by_tag = self._tag_scores.setdefault(ri, {})
+        key = (tag, kind)
+        if key not in by_tag:
+            try:
+                by_tag[key] = derived.TagScores(ri.examples, tag, kind)
+            except derived.DerivedError as err:  # a kind not logged in this tag
+                raise errors.NotFoundError(str(err)) from None
+        return by_tag[key]
+
+    def headscores_impl(self, ctx: Any, experiment: str, run: str, tag: str, step: int,
+                        kind: Optional[str] = None) -> dict:
+        """Each metric's mean, std, min, max and n per head over the tag's examples at ``step``, from the index
+        records (``derived.TagScores.at``)."""
+        scores = self.tag_scores(ctx, experiment, run, tag, kind)
+        if step not in scores.steps:
+            raise errors.NotFoundError(f"tag {tag!r} of run {run!r} has no step {step}")
+        return {"run": run, **scores.at(step)}
+
+    def headtrend_impl(self, ctx: Any, experiment: str, run: str, tag: str, kind: Optional[str] = None) -> dict:
+        """Each metric's mean and std per head at every step of the tag (``derived.TagScores.trend``)."""
+        return {"run": run, **self.tag_scores(ctx, experiment, run, tag, kind).trend()}
+
+    def headexamples_impl(self, ctx: Any, experiment: str, run: str, tag: str, step: int, metric: str, layer: int,
+                          head: int, kind: Optional[str] = None, limit: int = 10) -> dict:
+        """The examples where one head scores highest on ``metric`` at ``step`` (``derived.TagScores.top_examples``)."""
+        scores = self.tag_scores(ctx, experiment, run, tag, kind)
+        if step not in scores.steps:
+            raise errors.NotFoundError(f"tag {tag!r} of run {run!r} has no step {step}")
+        if not 1 <= limit <= MAX_HEAD_EXAMPLES:
+            raise errors.InvalidArgumentError(f"limit must be in 1..{MAX_HEAD_EXAMPLES}, got {limit}")
+        try:
+            return {"run": run, "tag": tag, "kind": scores.kind,
+                    **scores.top_examples(step, metric, layer, head, limit)}
+        except derived.DerivedError as err:
+            raise errors.InvalidArgumentError(str(err)) from None
+
     def static_impl(self, relpath: str) -> tuple[bytes, str]:
         """(content, content type) of a file of the built frontend; ``NotFoundError`` for anything else."""
         bad = (not relpath or "\x00" in relpath or "\\" in relpath or relpath.startswith("/")
@@ -593,6 +642,31 @@ class AttentionPlugin(base_plugin.TBPlugin):
         source = layouts.of_kind(e.index["kinds"][kind]).source
         return self._bodies.codes(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME)
                             + [("X-Attention-Source", source)])
+
+    @staticmethod
+    def _tag_params(request: Any) -> tuple:
+        """(context, run, tag) and the optional kind of a route about one tag."""
+        args = request.args
+        return (*web.request_context(request), web.required(args, "run"), web.required(args, "tag")), args.get("kind") or None
+
+    @web.route
+    def headscores_route(self, request):
+        common, kind = self._tag_params(request)
+        return web.respond_json(request, self.headscores_impl(*common, web.step_param(request.args), kind))
+
+    @web.route
+    def headtrend_route(self, request):
+        common, kind = self._tag_params(request)
+        return web.respond_json(request, self.headtrend_impl(*common, kind))
+
+    @web.route
+    def headexamples_route(self, request):
+        common, kind = self._tag_params(request)
+        args = request.args
+        limit = web.uint_param(args, "limit", required=False)
+        return web.respond_json(request, self.headexamples_impl(
+            *common, web.step_param(args), web.required(args, "metric"), web.uint_param(args, "layer"),
+            web.uint_param(args, "head"), kind, 10 if limit is None else limit))
 
     @web.route
     def index_js_route(self, request):

@@ -22,3 +22,25 @@ def test_an_induction_head_forms(tmp_path):
     assert first < 0.15, first
     assert last > 0.5, last
     assert last > 4 * first
+
+
+def test_the_heads_view_ranks_the_induction_head_first_at_late_steps(tmp_path):
+    """What the Heads view shows (derived.TagScores, as /headscores): the induction head on top by the mean
+    induction score over the probes at the last step, in a layer after the first (it needs a previous-token
+    head below it), with that mean equal to the per-example scores' mean."""
+    from tensorboard_plugin_attention import derived, reader
+
+    steps = train_induction(str(tmp_path), steps=200, checkpoints=4, probes=3, seed=0)
+    examples = [e for e in read_attention(str(tmp_path), queries_keys=False) if e.step == steps[-1]]
+    runs, _ = reader.open_logdir(str(tmp_path))
+    (run,) = runs
+    scores = derived.TagScores(runs[run].examples, examples[0].tag)
+    assert scores.steps == steps
+    at = scores.at(steps[-1])
+    mean = np.array(at["metrics"]["induction"]["mean"], float)
+    layer, head = np.unravel_index(np.nanargmax(mean), mean.shape)
+    assert layer >= 1 and mean[layer, head] > 0.5, mean
+    per_example = [e.header["metrics"]["decoder"]["induction"][layer][head] for e in examples]
+    assert abs(mean[layer, head] - np.mean(per_example)) < 1e-9
+    first = np.array(scores.at(steps[0])["metrics"]["induction"]["mean"], float)
+    assert first[layer, head] < 0.15, first

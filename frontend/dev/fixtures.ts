@@ -8,6 +8,7 @@
 //   induction   2-layer causal model over "<s> segment segment" at 16 log-spaced steps 0..200: a
 //               previous-token head (L0 H0) forms by step ~40, an induction head (L1 H1) between ~60 and
 //               ~140 (the heads-over-training view's demo), a weaker one (L1 H2) later
+//   probeset    8 sequences of the induction model at steps 0..200 (the Heads view's probe set)
 //   vit         ViT-like encoder over a generated 32 × 32 px image (4 × 4 patches of 8 px: token 1 + 4r + c is
 //               patch (r, c)), [CLS] first and a register token last, 2 layers × 4 heads, steps 0 and 100:
 //               [CLS] attends most to patch (2, 1) at step 0 and to patch (1, 2) at step 100 (planted)
@@ -15,6 +16,7 @@
 import {CodedAttention, FloatAttention, makeLut} from '../src/api';
 import {jensenShannon, rollout as computeRollout} from '../src/derived';
 import {headMetrics} from './fixture-metrics';
+import {TagScores} from '../src/headscores';
 import {looksSpecial} from '../src/tokens';
 import {encodePng} from './png';
 import type {
@@ -24,6 +26,9 @@ import type {
   ExampleRef,
   Fusion,
   Header,
+  HeadExamplesResponse,
+  HeadScoresResponse,
+  HeadTrendResponse,
   ImageBytes,
   IndexExample,
   IndexResponse,
@@ -34,6 +39,7 @@ import type {
   Overview,
   QK,
   RecordRef,
+  TagRef,
   Rollout,
 } from '../src/types';
 import {METRIC_NAMES} from '../src/types';
@@ -230,6 +236,26 @@ export const RUNS: RunSpec[] = [
     ],
   },
   {
+    // a probe set for the Heads view: 8 sequences of the induction model (each its own segment repeated)
+    run: 'probeset',
+    seed: 7,
+    examples: Array.from({length: 8}, (_, i) => {
+      const seg = Array.from({length: 6 + (i % 3)}, (_, j) => INDUCTION_SEGMENT[(j * (i + 1) + i) % INDUCTION_SEGMENT.length] + (j >= INDUCTION_SEGMENT.length ? String(j) : ''));
+      const segment = [...new Set(seg)];
+      return {
+        example: String(i),
+        sequences: {input: ['<s>', ...segment, ...segment]},
+        sentence_b_start: null,
+        special: [0],
+        kinds: {decoder: {layers: 2, heads: 4, d: 16, causal: true, query: 'input', key: 'input'}},
+        steps: [0, 50, 100, 150, 200],
+        qkSteps: [],
+        fromQK: false,
+        induction: true,
+      };
+    }),
+  },
+  {
     run: 't5',
     seed: 4,
     examples: [
@@ -304,7 +330,7 @@ function headerOf(run: RunSpec, ex: ExampleSpec, step: number): Header {
     example: ex.example,
     step,
     wall_time: 1764070000 + step,
-    model: run.run === 'gpt2' ? 'tiny-gpt2 (fixture)' : run.run === 't5' ? 't5-small (fixture)' : run.run === 'induction' ? 'induction-2l4h (fixture)' : run.run === 'vit' ? 'vit-tiny (fixture)' : 'bert-mini (fixture)',
+    model: run.run === 'gpt2' ? 'tiny-gpt2 (fixture)' : run.run === 't5' ? 't5-small (fixture)' : run.run === 'induction' || run.run === 'probeset' ? 'induction-2l4h (fixture)' : run.run === 'vit' ? 'vit-tiny (fixture)' : 'bert-mini (fixture)',
     sequences: ex.sequences,
     sentence_b_start: ex.sentence_b_start,
     special_tokens: special,
@@ -587,6 +613,41 @@ export class FixtureSource implements DataSource {
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /** The head scores of a tag, from every example's metrics (as the writer stores them in each header). */
+  private async scores(t: TagRef, kind: Kind): Promise<TagScores> {
+    const run = RUNS.find((r) => r.run === t.run);
+    if (!run || t.tag !== 'probes') throw new Error(`404: no tag ${JSON.stringify(t)}`);
+    const key = `S ${t.run} ${kind}`;
+    if (!this.derived.has(key)) {
+      const headers: Header[] = [];
+      for (const ex of run.examples) {
+        if (!ex.kinds[kind]) continue;
+        const m = await this.metrics({run: t.run, tag: t.tag, example: ex.example}, kind);
+        ex.steps.forEach((step, i) => {
+          const grids = Object.fromEntries(Object.entries(m.kinds[kind] ?? {}).map(([n, per]) => [n, per[i] ?? []])) as Record<string, number[][]>;
+          headers.push({...headerOf(run, ex, step), metrics: {[kind]: grids}});
+        });
+      }
+      this.derived.set(key, new TagScores(t, headers, kind));
+    }
+    return this.derived.get(key) as TagScores;
+  }
+
+  async headScores(t: TagRef, step: number, kind: Kind): Promise<HeadScoresResponse> {
+    this.log.push(`headscores ${t.run} ${step} ${kind}`);
+    return (await this.scores(t, kind)).at(step);
+  }
+
+  async headTrend(t: TagRef, kind: Kind): Promise<HeadTrendResponse> {
+    this.log.push(`headtrend ${t.run} ${kind}`);
+    return (await this.scores(t, kind)).trend();
+  }
+
+  async headExamples(t: TagRef, step: number, kind: Kind, metric: string, layer: number, head: number, limit: number): Promise<HeadExamplesResponse> {
+    this.log.push(`headexamples ${t.run} ${step} ${kind} ${metric} ${layer} ${head}`);
+    return (await this.scores(t, kind)).top(step, metric, layer, head, limit);
   }
 
   divergence(x: ExampleRef, kind: Kind, stepA: number, stepB: number): Promise<DivergenceResponse> {

@@ -8,6 +8,9 @@ import type {
   Fusion,
   Grid,
   Header,
+  HeadExamplesResponse,
+  HeadScoresResponse,
+  HeadTrendResponse,
   ImageBytes,
   IndexResponse,
   Kind,
@@ -17,6 +20,7 @@ import type {
   QK,
   RecordRef,
   Rollout,
+  TagRef,
   TopK,
 } from './types';
 
@@ -241,6 +245,20 @@ export function headerProblem(h: Header, limits: Readonly<Limits> = LIMITS): str
   return null;
 }
 
+/** Checks the shape of a /headscores response (values are checked where they are read). */
+export function checkHeadScores(v: unknown): HeadScoresResponse {
+  const m = v as HeadScoresResponse;
+  if (!m || !Array.isArray(m.steps) || !m.metrics || typeof m.metrics !== 'object' || !Number.isInteger(m.layers) || !Number.isInteger(m.heads)) throw new Error('malformed /headscores response');
+  return m;
+}
+
+/** Checks the shape of a /headtrend response. */
+export function checkHeadTrend(v: unknown): HeadTrendResponse {
+  const m = v as HeadTrendResponse;
+  if (!m || !Array.isArray(m.steps) || !m.metrics || typeof m.metrics !== 'object') throw new Error('malformed /headtrend response');
+  return m;
+}
+
 /** Checks the shape of a /metrics response (values are checked where they are read). */
 export function checkMetrics(v: unknown): MetricsResponse {
   const m = v as MetricsResponse;
@@ -343,6 +361,11 @@ function exampleId(ex: ExampleRef): string {
   return JSON.stringify([ex.run, ex.tag, ex.example]);
 }
 
+/** One tag's identity (what /headscores and /headtrend cover: all its examples and steps). */
+function tagId(t: TagRef): string {
+  return JSON.stringify([t.run, t.tag, null]);
+}
+
 /**
  * record id → revision for every step of an index (revisions absent, as from older backends: ''), and
  * example id → its steps with their revisions (what /metrics was computed from).
@@ -356,6 +379,8 @@ export function revisionsOf(idx: IndexResponse): Map<string, string> {
         e.steps.forEach((st, i) => out.set(recordId(r.run, t.tag, e.example, st), revs[i]));
         out.set(exampleId({run: r.run, tag: t.tag, example: e.example}), JSON.stringify([e.steps, revs]));
       }
+  // a tag's examples and every revision of theirs (what the head scores were computed from)
+  for (const r of idx.runs) for (const t of r.tags) out.set(tagId({run: r.run, tag: t.tag}), t.examples.map((e) => out.get(exampleId({run: r.run, tag: t.tag, example: e.example}))).join('|') + `#${t.examples.map((e) => e.example).join('\u0000')}`);
   return out;
 }
 
@@ -484,6 +509,30 @@ export class HttpSource implements DataSource {
     // covers every step: kept while the example's steps and their revisions stay as they are
     const id = exampleId(ex);
     return this.cached('metrics', params, [[id, this.revs.get(id) ?? '']], async () => checkMetrics(await (await this.request('./metrics', params)).json())) as Promise<MetricsResponse>;
+  }
+
+  private tagDeps(t: TagRef): Deps {
+    const id = tagId(t);
+    return [[id, this.revs.get(id) ?? '']];
+  }
+
+  headScores(t: TagRef, step: number, kind: Kind): Promise<HeadScoresResponse> {
+    const params = {run: t.run, tag: t.tag, step: String(step), kind};
+    return this.cached('headscores', params, this.tagDeps(t), async () => checkHeadScores(await (await this.request('./headscores', params)).json())) as Promise<HeadScoresResponse>;
+  }
+
+  headTrend(t: TagRef, kind: Kind): Promise<HeadTrendResponse> {
+    const params = {run: t.run, tag: t.tag, kind};
+    return this.cached('headtrend', params, this.tagDeps(t), async () => checkHeadTrend(await (await this.request('./headtrend', params)).json())) as Promise<HeadTrendResponse>;
+  }
+
+  headExamples(t: TagRef, step: number, kind: Kind, metric: string, layer: number, head: number, limit: number): Promise<HeadExamplesResponse> {
+    const params = {run: t.run, tag: t.tag, step: String(step), kind, metric, layer: String(layer), head: String(head), limit: String(limit)};
+    return this.cached('headexamples', params, this.tagDeps(t), async () => {
+      const body = await (await this.request('./headexamples', params)).json();
+      if (!body || !Array.isArray(body.examples)) throw new Error('malformed /headexamples response');
+      return body;
+    }) as Promise<HeadExamplesResponse>;
   }
 
   divergence(ex: ExampleRef, kind: Kind, stepA: number, stepB: number): Promise<DivergenceResponse> {

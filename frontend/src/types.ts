@@ -227,6 +227,71 @@ export interface DivergenceResponse {
   same_tokens?: boolean;
 }
 
+/** A layers × heads grid of JSON numbers, null where undefined. */
+export type JsonGrid = (number | null)[][];
+
+/** One metric over the examples of a tag at one step, per head: mean, population std, min, max, and n (examples where it is defined). */
+export interface ScoreStats {
+  mean: JsonGrid;
+  std: JsonGrid;
+  min: JsonGrid;
+  max: JsonGrid;
+  n: number[][];
+}
+
+/** Address of a tag of a run (what /headscores covers: all its examples). */
+export interface TagRef {
+  run: string;
+  tag: string;
+}
+
+/** What names a layers × heads grid of a tag (the model's indices when only some were logged). */
+export interface HeadGridInfo {
+  layers: number;
+  heads: number;
+  layer_ids: number[] | null;
+  head_ids: number[] | null;
+}
+
+/** /headscores: each metric aggregated per head over the tag's examples at one step (docs/http-api.md). */
+export interface HeadScoresResponse extends HeadGridInfo {
+  run: string;
+  tag: string;
+  kind: Kind;
+  kinds: Kind[];
+  step: number;
+  steps: number[];
+  /** Examples aggregated, and those left out (another layers × heads grid). */
+  examples: number;
+  skipped: string[];
+  metrics: Record<string, ScoreStats>;
+}
+
+/** /headtrend: each metric's mean and std per head at every step (null: not available at that step). */
+export interface HeadTrendResponse extends HeadGridInfo {
+  run: string;
+  tag: string;
+  kind: Kind;
+  kinds: Kind[];
+  steps: number[];
+  examples: number[];
+  metrics: Record<string, {mean: (JsonGrid | null)[]; std: (JsonGrid | null)[]}>;
+}
+
+/** /headexamples: the examples where one head scores highest on a metric at a step, highest first. */
+export interface HeadExamplesResponse {
+  run: string;
+  tag: string;
+  kind: Kind;
+  metric: string;
+  layer: number;
+  head: number;
+  step: number;
+  /** Examples where the metric is defined for that head. */
+  n: number;
+  examples: {example: string; score: number}[];
+}
+
 export type Fusion = 'mean' | 'max' | 'min';
 export const FUSIONS: readonly Fusion[] = ['mean', 'max', 'min'];
 
@@ -262,4 +327,10 @@ export interface DataSource {
   topk?(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<TopK>;
   /** The record's image (`header.image`); rejects (404) when it has none, (4xx) when it is corrupt. */
   image?(ref: RecordRef): Promise<ImageBytes>;
+  /** Per-head metrics aggregated over a tag's examples at one step (from the records' headers). */
+  headScores?(t: TagRef, step: number, kind: Kind): Promise<HeadScoresResponse>;
+  /** Per-head means and spreads of every metric at every step of a tag. */
+  headTrend?(t: TagRef, kind: Kind): Promise<HeadTrendResponse>;
+  /** The examples where head (layer, head) scores highest on `metric` at `step`. */
+  headExamples?(t: TagRef, step: number, kind: Kind, metric: string, layer: number, head: number, limit: number): Promise<HeadExamplesResponse>;
 }

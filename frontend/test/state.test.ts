@@ -43,6 +43,7 @@ function full(): Selection {
       training: {metric: 'induction', divA: 0, divB: 140, logX: true, openIn: 'neuron'},
       rollout: {residual: 0.35, fusion: 'max'},
       image: {query: 7, agg: 'rollout', opacity: 0.45},
+      heads: {metric: 'sink', sort: 'std', asc: true, filter: 'L1 >0.5', chosen: [2, 3]},
     },
   };
 }

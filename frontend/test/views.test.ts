@@ -19,6 +19,8 @@ import type {ImageData} from '../src/views/image/data';
 import {ImagePainter, imageLayout} from '../src/views/image/draw';
 import type {TrainingData} from '../src/views/training/data';
 import {TrainingPainter, trainingLayout} from '../src/views/training/draw';
+import type {HeadsData} from '../src/views/heads/data';
+import {HeadsPainter, headsLayout} from '../src/views/heads/draw';
 
 const source = new FixtureSource();
 const count = (svg: SvgContext, tag: string) => svg.elements.filter((e) => e.startsWith(`<${tag} `)).length;
@@ -167,6 +169,21 @@ describe('heads over training', () => {
     const all = new SvgContext();
     p.paint(all, d.focus, false, true);
     expect(count(all, 'image')).toBe(2 + 2); // two heatmaps and their legends
+  });
+});
+
+describe('heads view', () => {
+  it('draws the layers × heads grid of the mean and the chosen head over steps', async () => {
+    const d = (await (await loadStory('heads')).data(source)) as HeadsData;
+    const p = new HeadsPainter(d, headsLayout(d), LIGHT);
+    expect(p.paintHeat(new SvgContext())).toBe(d.layers * d.heads);
+    expect(p.paintTrend(new SvgContext())).toBe(d.steps.length);
+    expect(d.chosen).toEqual([1, 1]); // the induction head, top by mean at the last step
+    expect(d.top.length).toBe(8);
+    expect(p.describe([1, 1])).toMatch(/^L1 H1 · induction 0\.\d+ ± 0\.\d+ \(n = 8\) at step 200$/);
+    const all = new SvgContext();
+    p.paint(all);
+    expect(count(all, 'image')).toBe(2); // the heatmap and its legend
   });
 });
 

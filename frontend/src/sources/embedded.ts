@@ -2,6 +2,7 @@
 // plugin's routes (docs/http-api.md), computed from the stored bytes as the backend computes them
 // (reader.py, plugin.py), so the views cannot tell it from HttpSource. Nothing is requested from anywhere.
 import {jensenShannon, rollout as rolloutOf} from '../derived';
+import {TagScores} from '../headscores';
 import {ApiError, CodedAttention, FloatAttention, LruCache, decodeCodes, decodeFloat16, makeLut} from '../api';
 import type {
   AttentionLayer,
@@ -11,6 +12,9 @@ import type {
   Fusion,
   Grid,
   Header,
+  HeadExamplesResponse,
+  HeadScoresResponse,
+  HeadTrendResponse,
   ImageBytes,
   IndexResponse,
   Kind,
@@ -20,6 +24,7 @@ import type {
   QK,
   RecordRef,
   Rollout,
+  TagRef,
   TopK,
 } from '../types';
 import {KINDS, METRIC_NAMES} from '../types';
@@ -43,6 +48,18 @@ export interface EmbeddedData {
 const ORIGIN = 'embedded';
 const notFound = (msg: string) => new ApiError(`Not found: ${msg}`, 404, ORIGIN);
 const invalid = (msg: string) => new ApiError(`Invalid argument: ${msg}`, 400, ORIGIN);
+
+/** Runs a TagScores call, its "404: …" / "400: …" errors as the backend's. */
+function scoresCall<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (msg.startsWith('404: ')) throw notFound(msg.slice(5));
+    if (msg.startsWith('400: ')) throw invalid(msg.slice(5));
+    throw e;
+  }
+}
 
 function refKey(r: RecordRef): string {
   return JSON.stringify([r.run, r.tag, r.example, r.step]);
@@ -212,6 +229,35 @@ export class EmbeddedSource implements DataSource {
           if (t.tag === ex.tag)
             for (const e of t.examples) if (e.example === ex.example) return e.steps;
     throw notFound(`tag ${JSON.stringify(ex.tag)} of run ${JSON.stringify(ex.run)} has no example ${JSON.stringify(ex.example)}`);
+  }
+
+  private tagScores = new Map<string, TagScores>();
+
+  /** The head scores of a tag from its embedded records' headers (as derived.TagScores). */
+  private scores(t: TagRef, kind: Kind): TagScores {
+    const key = JSON.stringify([t.run, t.tag, kind]);
+    let s = this.tagScores.get(key);
+    if (!s) {
+      const headers = this.data.records.filter((r) => r.run === t.run && r.tag === t.tag).map((r) => this.record(r).header);
+      if (!headers.length) throw notFound(`run ${JSON.stringify(t.run)} has no attention tag ${JSON.stringify(t.tag)}`);
+      s = scoresCall(() => new TagScores(t, headers, kind));
+      this.tagScores.set(key, s);
+    }
+    return s;
+  }
+
+  async headScores(t: TagRef, step: number, kind: Kind): Promise<HeadScoresResponse> {
+    const s = this.scores(t, kind);
+    return scoresCall(() => s.at(step));
+  }
+
+  async headTrend(t: TagRef, kind: Kind): Promise<HeadTrendResponse> {
+    return this.scores(t, kind).trend();
+  }
+
+  async headExamples(t: TagRef, step: number, kind: Kind, metric: string, layer: number, head: number, limit: number): Promise<HeadExamplesResponse> {
+    const s = this.scores(t, kind);
+    return scoresCall(() => s.top(step, metric, layer, head, limit));
   }
 
   async metrics(ex: ExampleRef, kind?: Kind): Promise<MetricsResponse> {

@@ -1,6 +1,7 @@
 // Every view the tab offers, in button order. Adding a view: its folder (data.ts, draw.ts, view.ts,
 // spec.ts), one line here, and its story (dev/stories/<name>.story.ts).
 import {headSpec} from './head/spec';
+import {headsSpec} from './heads/spec';
 import {imageSpec} from './image/spec';
 import {matrixSpec} from './matrix/spec';
 import {modelSpec} from './model/spec';
@@ -9,7 +10,7 @@ import {rolloutSpec} from './rollout/spec';
 import type {ViewSpec} from './spec';
 import {trainingSpec} from './training/spec';
 
-export const VIEW_SPECS: readonly ViewSpec[] = [headSpec, modelSpec, neuronSpec, matrixSpec, trainingSpec, rolloutSpec, imageSpec];
+export const VIEW_SPECS: readonly ViewSpec[] = [headSpec, modelSpec, neuronSpec, matrixSpec, trainingSpec, rolloutSpec, imageSpec, headsSpec];
 
 /** The spec named `name`, else the first (the default view). */
 export function viewSpec(name: string): ViewSpec {
