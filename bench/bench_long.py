@@ -1,6 +1,7 @@
 """Long-context benchmark: one command, prints Markdown tables for docs/performance.md.
 
     .venv/bin/python bench/bench_long.py [--sizes 2048,4096,8192] [--llama 8192,32768] [--quick]
+    .venv/bin/python bench/bench_long.py --passes 4096   # where one layer's time goes, per pass (issue 21)
 
 1. A random 12-layer, 12-head BERT-shaped model (hidden 384, head_dim 32) at each size through
    ``capture_attention`` + ``log_attention``: the plain forward's time (the model's own sdpa, no capture),
@@ -12,6 +13,11 @@
    peak RSS, time; then the backend (TensorBoard's WSGI app in process) for one exact row, a 512 x 512 exact
    window and a whole-head overview (the stored pyramid level), cold and warm; and a real ``tensorboard``
    process's RSS after serving them.
+
+3. ``--passes N``: one BERT-shaped layer (12 heads, head_dim 32, bidirectional) and one LLaMA-shaped layer
+   (32 / 8 heads, head_dim 128, causal, float16) at N tokens through ``long_layers.summarize``, fused and pure
+   paths, against torch's sdpa of the same layer: wall time, then torch.profiler's self time per operation
+   (each pass over the scores is one or two operations), in one subprocess.
 
 Every case runs in its own subprocess (peak RSS is the child's ``ru_maxrss``) under an address-space cap, so a
 regression that allocates n^2 fails cleanly instead of waking the OOM killer.
@@ -88,6 +94,36 @@ stored = sum(os.path.getsize(os.path.join(out, "plugins", "attention", f))
              for f in os.listdir(os.path.join(out, "plugins", "attention")))
 print(json.dumps(dict(write=write, peak=peak, peak_increase=peak - base, stored=stored, inputs=q.nbytes + k.nbytes,
                       planted=planted)))
+'''
+
+
+_PASSES = r'''
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]) << 30, resource.RLIM_INFINITY))
+import numpy as np
+import torch
+from torch.profiler import profile
+from tensorboard_plugin_attention import long_layers
+n = int(sys.argv[1])
+torch.manual_seed(0)
+tokens = list(np.random.default_rng(0).integers(0, 1000, n))
+for name, (h, kv, d, causal, dtype) in {"BERT-shaped layer": (12, 12, 32, False, torch.float32),
+                                        "LLaMA-shaped layer": (32, 8, 128, True, torch.float16)}.items():
+    q, k, v = (torch.randn(h, n, d) * 0.3).to(dtype), (torch.randn(kv, n, d) * 0.3).to(dtype), torch.randn(kv, n, d).to(dtype)
+    ke, ve = (x.repeat_interleave(h // kv, 0)[None] for x in (k, v))
+    t = time.perf_counter(); torch.nn.functional.scaled_dot_product_attention(q[None], ke, ve, is_causal=causal)
+    sdpa = time.perf_counter() - t
+    print(f"\n**{name}** ({h} / {kv} heads, head_dim {d}, {'causal' if causal else 'bidirectional'}, {n} tokens, "
+          f"{str(dtype).split('.')[-1]}): sdpa {sdpa:.2f} s\n")
+    for path in ("fused", "pure"):
+        kw = dict(scaling=d ** -0.5, causal=causal, token_ids=tokens, path=path)
+        t = time.perf_counter(); long_layers.summarize(q, k, v, **kw); wall = time.perf_counter() - t
+        with profile() as prof:
+            long_layers.summarize(q, k, v, **kw)
+        ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in ops)
+        top = ", ".join(f"{e.key.replace('aten::', '')} {e.self_cpu_time_total / 1e6:.2f} s" for e in ops[:9])
+        print(f"- {path}: {wall:.2f} s ({wall / sdpa:.1f}x sdpa); profiled {total / 1e6:.2f} s: {top}", flush=True)
 '''
 
 
@@ -216,7 +252,14 @@ def main() -> None:
     ap.add_argument("--sizes", default="2048,4096,8192")
     ap.add_argument("--llama", default="8192,32768")
     ap.add_argument("--quick", action="store_true", help="2048 and 4096 / 8192 only")
+    ap.add_argument("--passes", type=int, default=0, metavar="N",
+                    help="only: one layer's time per pass at N tokens, fused and pure paths, vs sdpa")
     args = ap.parse_args()
+    if args.passes:
+        print(f"Machine: {machine()}")
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        subprocess.run([sys.executable, "-c", _PASSES, str(args.passes), str(AS_CAP_GB)], env=env, check=True)
+        return
     sizes = [2048, 4096] if args.quick else [int(s) for s in args.sizes.split(",") if s]
     llama = [8192] if args.quick else [int(s) for s in args.llama.split(",") if s]
     work = tempfile.mkdtemp(prefix="bench_long_")

@@ -38,7 +38,11 @@ __all__ = ["summarize", "DEFAULT_DENSE_LIMIT", "PYRAMID_BINS", "TOPK"]
 DEFAULT_DENSE_LIMIT = 1024  # tokens: above this (q_len * k_len > limit**2) a layer is stored long
 PYRAMID_BINS = fmt.PYRAMID_BINS
 TOPK = fmt.DEFAULT_TOPK
-CHUNK_BYTES = 32 << 20  # scores of one chunk of rows, all heads (float32): measured fastest of 2-128 MB
+CHUNK_BYTES = 32 << 20  # scores of one chunk of rows, all heads (float32): measured fastest of 2-128 MB (pure path)
+FUSED_CHUNK_BYTES = 4 << 20  # fused path: weights of one chunk (float32), small enough to stay in cache
+TOPK_BLOCK = 64  # fused top-k: the k largest weights of a row lie in its k blocks with the largest maxima
+MIN_PRODUCT_ROWS = 128  # fused: query rows (of all heads of a key head) per score product
+INDUCTION_PAIRS = 64  # fused induction: gather (row, key) targets while there are at most this many per row
 
 
 def bins(length: int, count: int, device: Any = None) -> torch.Tensor:
@@ -73,6 +77,169 @@ def _to_numpy(x: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     return x.cpu().numpy()
 
 
+def _induction_pairs(codes: np.ndarray, budget: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Every induction target ``(i, j)`` (token ``j - 1`` equals token ``i``, ``j - 1 < i``), sorted by row, or
+    None when there are more than ``budget`` (long runs of one token: the dense product is then cheaper)."""
+    n = codes.size
+    order = np.argsort(codes, kind="stable")  # equal tokens together, in position order
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+    earlier = np.arange(n) - group_start  # earlier occurrences of each (sorted) position's token
+    total = int(earlier.sum())
+    if total > budget:
+        return None
+    rows = np.repeat(order, earlier)
+    step = np.arange(total) - np.repeat(np.cumsum(earlier) - earlier, earlier)
+    cols = order[np.repeat(group_start, earlier) + step] + 1
+    by_row = np.argsort(rows, kind="stable")
+    return rows[by_row], cols[by_row]
+
+
+def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], out: Optional[torch.Tensor],
+                pyramid: torch.Tensor, lse_out: np.ndarray, top_i: np.ndarray, top_v: np.ndarray, sums: dict, *,
+                causal: bool, sliding_window: Optional[int], softcap: Optional[float], codes: Optional[torch.Tensor],
+                qbin: torch.Tensor, kbin: torch.Tensor, topk: int, chunk_bytes: int) -> None:
+    """The summaries of every row, in chunks of rows small enough (``chunk_bytes`` of weights) that the
+    several reads of a chunk hit the cache instead of memory, which is what made the large chunks slow: one
+    score product, then in cache: max, exp, sum, normalise; pooled keys then pooled rows (the pyramid), block
+    maxima for the top-k (``TOPK_BLOCK``), one small product per row block for the output, the expected key
+    (distance) and the entropy (``sum p (s - max)``), gathers for the previous token, the sink and the induction
+    targets. Fills the arrays in place (same layout as the pure loop)."""
+    heads, n, d = qs.shape
+    kv_heads, m, _ = kf.shape
+    group = heads // kv_heads
+    device = qs.device
+    offset = m - n
+    square = n == m
+    bq, bk = pyramid.shape[1:]
+    width = m // bk if m % bk == 0 else 0
+    kt = kf.transpose(1, 2)  # (kv_heads, d, m)
+    # per key: 1 and its index, for the visible mass and the expected key index left / right of a row block
+    ones_j = torch.stack([torch.ones(m, device=device), torch.arange(m, device=device, dtype=torch.float32)], 1)
+    rhs = ones_j[None].expand(kv_heads, m, 2) if vf is None else torch.cat([vf, ones_j[None].expand(kv_heads, m, 2)], 2)
+    dv = 0 if vf is None else vf.shape[-1]
+    pairs = None
+    if codes is not None:
+        pairs = _induction_pairs(codes.cpu().numpy(), INDUCTION_PAIRS * n)
+        if pairs is not None:
+            pair_rows, pair_cols = (torch.as_tensor(a, device=device) for a in pairs)
+            pair_bounds = np.searchsorted(pairs[0], np.arange(0, n + 1))
+    # at least MIN_PRODUCT_ROWS rows of queries per score product: fewer make the product itself slow
+    rows_per_chunk = max(1, min(n, max(-(-MIN_PRODUCT_ROWS // heads), chunk_bytes // (4 * heads * m))))
+    for r0 in range(0, n, rows_per_chunk):
+        r1 = min(n, r0 + rows_per_chunk)
+        r = r1 - r0
+        c0 = max(0, r0 + offset - sliding_window + 1) if sliding_window else 0
+        c1 = min(m, r1 + offset) if causal else m
+        if width:
+            c0, c1 = c0 // width * width, min(m, -(-c1 // width) * width)
+        c1 = max(c1, min(m, c0 + 1))
+        mc = c1 - c0
+        s = torch.bmm(qs[:, r0:r1].reshape(kv_heads, group * r, d), kt[:, :, c0:c1]).view(heads, r, mc)
+        if softcap:
+            s.div_(softcap).tanh_().mul_(softcap)
+        diag = torch.arange(r0, r1, device=device) + offset  # key index of the diagonal, per row
+        # masked keys get the lowest finite score (not -inf): their weight is still 0, and 0 * score stays 0
+        # in the entropy's sum p (s - max). Only the columns some row cannot see are touched.
+        lo = min(c1, max(c0, r1 - 1 + offset - sliding_window + 1)) if sliding_window else c0  # all see [lo, hi)
+        hi = min(c1, r0 + offset + 1) if causal else c1
+        if causal and hi < c1:
+            cs = torch.arange(hi, c1, device=device)
+            s[:, :, hi - c0:].masked_fill_(cs[None, :] > diag[:, None], torch.finfo(torch.float32).min)
+        if sliding_window and lo > c0:
+            cs = torch.arange(c0, lo, device=device)
+            s[:, :, :lo - c0].masked_fill_(diag[:, None] - cs[None, :] >= sliding_window, torch.finfo(torch.float32).min)
+        peak = s.amax(-1, keepdim=True)
+        s.sub_(peak)
+        p = torch.exp(s)
+        z = p.sum(-1, keepdim=True)
+        p.div_(z)
+        logz = z.log_()
+        lse_out[:, r0:r1] = (peak + logz).squeeze(-1).cpu().numpy()
+        # entropy -sum p log p = log z - sum p (s - max)
+        entropy = logz.squeeze(-1) - torch.bmm(p.view(-1, 1, mc), s.view(-1, mc, 1)).view(heads, r)
+        del s
+        # pyramid: keys pooled by bin, then rows added into their query bins (queries averaged at the end)
+        if width:
+            pooled = p.view(heads, r, mc // width, width).sum(-1)
+            pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], pooled)
+        else:
+            pooled = torch.zeros(heads, r, bk, device=device).index_add_(2, kbin[c0:c1], p)
+            pyramid.index_add_(1, qbin[r0:r1], pooled)
+        # top-k: the k largest weights of a row lie in the k blocks whose maxima are largest
+        kk = min(topk, mc)
+        blocks = mc // TOPK_BLOCK
+        if blocks > kk:
+            full = blocks * TOPK_BLOCK
+            bmax = p[:, :, :full].view(heads, r, blocks, TOPK_BLOCK).amax(-1)
+            if full < mc:
+                bmax = torch.cat([bmax, p[:, :, full:].amax(-1, keepdim=True)], -1)
+            best = torch.topk(bmax, kk, -1).indices  # (heads, r, kk) blocks
+            cand = (best[..., None] * TOPK_BLOCK + torch.arange(TOPK_BLOCK, device=device)).flatten(2)
+            valid = cand < mc
+            vals = p.gather(-1, cand.clamp(max=mc - 1)).masked_fill_(~valid, -1.0)
+            tv, where = torch.topk(vals, kk, -1)
+            ti = cand.gather(-1, where)
+        else:
+            tv, ti = torch.topk(p, kk, -1)
+        top_v[:, r0:r1, :kk] = tv.cpu().numpy()
+        top_i[:, r0:r1, :kk] = (ti + c0).cpu().numpy().astype(np.uint32)
+        sums["entropy"][:, r0:r1] = entropy.double().cpu().numpy()
+        if c0 == 0:
+            sums["sink"][:, r0:r1] = p[:, :, 0].double().cpu().numpy()
+        # one product per column block: [v | 1 | j] left of the row block, on it, right of it
+        pg = p.view(kv_heads, group * r, mc)
+        if square:
+            a, b = min(max(r0, c0), c1), min(max(r1, c0), c1)
+            parts = [(c0, a), (b, c1)]
+        else:
+            a = b = c0
+            parts = [(c0, c1)]
+        acc = {}
+        for (x0, x1) in parts:
+            if x1 > x0:
+                acc[x0] = torch.bmm(pg[:, :, x0 - c0:x1 - c0], rhs[:, x0:x1]).view(heads, r, dv + 2)
+        if b > a:
+            acc[a] = torch.bmm(pg[:, :, a - c0:b - c0], rhs[:, a:b]).view(heads, r, dv + 2)
+        if out is not None:
+            out[:, r0:r1] = sum(acc.values())[..., :dv].to(out.dtype)
+        if square:
+            i_tok = torch.arange(r0, r1, device=device)
+            i_f = i_tok.float()
+            zero = torch.zeros(heads, r, device=device)
+            left = acc.get(c0, None) if a > c0 else None
+            right = acc.get(b, None) if c1 > b else None
+            # keys before the row block: sum p (i - j); after it: sum p (j - i); on it: |i - j| explicitly
+            distance = zero.clone()
+            if left is not None:
+                distance += i_f * left[..., dv] - left[..., dv + 1]
+            if right is not None:
+                distance += right[..., dv + 1] - i_f * right[..., dv]
+            if b > a:
+                cs = torch.arange(a, b, device=device)
+                distance += torch.einsum("hrm,rm->hr", p[:, :, a - c0:b - c0], (i_tok[:, None] - cs[None, :]).abs().float())
+            sums["distance"][:, r0:r1] = distance.double().cpu().numpy()
+            has_prev = (i_tok >= 1) & (i_tok - 1 >= c0) & (i_tok - 1 < c1)
+            prev = zero.clone()
+            idx = torch.nonzero(has_prev).flatten()
+            if idx.numel():
+                prev[:, idx] = p[:, idx, i_tok[idx] - 1 - c0]
+            sums["prev_token"][:, r0:r1] = prev.double().cpu().numpy()
+            if codes is not None and pairs is not None:
+                sel = slice(int(pair_bounds[r0]), int(pair_bounds[r1]))
+                pr, pc = pair_rows[sel] - r0, pair_cols[sel]
+                keep = (pc >= c0) & (pc < c1)
+                pr, pc = pr[keep], pc[keep] - c0
+                sums["induction"][:, r0:r1] = zero.index_add_(1, pr, p[:, pr, pc]).double().cpu().numpy()
+            elif codes is not None:
+                cs = torch.arange(c0, c1, device=device)
+                prev_cols = cs - 1
+                same = (codes[r0:r1, None] == codes[prev_cols.clamp(min=0)][None, :]) & (prev_cols >= 0)[None, :] \
+                    & (prev_cols[None, :] < i_tok[:, None])
+                sums["induction"][:, r0:r1] = torch.einsum("hrm,rm->hr", p, same.float()).double().cpu().numpy()
+
+
 @torch.no_grad()
 def summarize(
     q: torch.Tensor,
@@ -89,6 +256,8 @@ def summarize(
     topk: int = TOPK,
     pyramid_bins: int = PYRAMID_BINS,
     chunk_bytes: int = CHUNK_BYTES,
+    path: Optional[str] = None,
+    fused_chunk_bytes: int = FUSED_CHUNK_BYTES,
 ) -> tuple[fmt.LongLayer, Optional[torch.Tensor]]:
     """Summaries of one layer of one example, and its output if ``v`` is given.
 
@@ -102,7 +271,13 @@ def summarize(
         keys up to there.
       token_ids: the ``n`` input ids of a self-attention (for the induction metric).
       keep_qk: store q/k (the record can then be rebuilt exactly); otherwise only the summaries.
+      path: ``"fused"`` (the default): small chunks that stay in cache, each row's summaries from one pass
+        over its weights (:func:`_fused_rows`); ``"pure"``: the reference loop over large chunks, several
+        passes each. Both give the same record within the documented bounds (tests/test_long.py).
     """
+    path = path or "fused"
+    if path not in ("fused", "pure"):
+        raise ValueError(f"path must be 'fused' or 'pure', got {path!r}")
     heads, n, d = q.shape
     kv_heads, m, _ = k.shape
     if heads % kv_heads:
@@ -136,88 +311,100 @@ def summarize(
 
     kf = k.float()
     qs = q.float() * scaling  # scaling folded into the queries: s = qs . k
-    for r0 in range(0, n, rows_per_chunk):
-        r1 = min(n, r0 + rows_per_chunk)
-        r = r1 - r0
-        # Only the keys some row of the chunk can see: up to the last row's diagonal (causal), from the first
-        # row's window start (sliding window); widened to whole pyramid bins. Causal layers do half the work.
-        c0 = max(0, r0 + offset - sliding_window + 1) if sliding_window else 0
-        c1 = min(m, r1 + offset) if causal else m
-        if width:
-            c0, c1 = c0 // width * width, min(m, -(-c1 // width) * width)
-        c1 = max(c1, min(m, c0 + 1))
-        mc = c1 - c0
-        cs = cols[c0:c1]
-        qc = qs[:, r0:r1].reshape(kv_heads, group * r, d)  # heads of a key group are consecutive
-        s = torch.bmm(qc, kt[:, :, c0:c1]).reshape(heads, r, mc)
-        if softcap:
-            s.div_(softcap).tanh_().mul_(softcap)
-        rows = torch.arange(r0, r1, device=device) + offset  # key index of the diagonal, per row
-        allowed = None
-        if causal:
-            allowed = cs[None, :] <= rows[:, None]
-        if sliding_window:
-            near = rows[:, None] - cs[None, :] < sliding_window
-            allowed = near if allowed is None else allowed & near
-        if allowed is not None:
-            s.masked_fill_(~allowed, float("-inf"))
-        # e = exp(s - max) in place; p = e / z is never formed: every summary is linear in a row of p, so it
-        # is taken from e and divided by z afterwards (one pass over the scores less); lse = max + log z
-        peak = s.amax(dim=-1, keepdim=True)
-        e = s.sub_(peak).exp_()
-        del s
-        z = e.sum(dim=-1, keepdim=True)  # (heads, r, 1)
-        lse = (peak + z.log()).squeeze(-1)  # (heads, r)
-        zr = z.squeeze(-1)  # (heads, r)
-        eg = e.reshape(kv_heads, group * r, mc)
-        if out is not None:
-            out[:, r0:r1] = (torch.bmm(eg.to(vf.dtype), vf[:, c0:c1]).reshape(heads, r, -1) / z).to(vf.dtype)
-        if width:  # equal bins, and the chunk's keys are whole bins
-            pooled = e.reshape(heads, r, mc // width, width).sum(-1)
-            pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], pooled.div_(z))
-        else:
-            pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin[c0:c1], e)
-            pyramid.index_add_(1, qbin[r0:r1], pooled.div_(z))
-        kk = min(topk, mc)
-        tv, ti = torch.topk(e, kk, dim=-1)
-        lse_out[:, r0:r1] = lse.cpu().numpy()
-        top_v[:, r0:r1, :kk] = (tv / z).cpu().numpy()
-        top_i[:, r0:r1, :kk] = (ti.to(torch.int64) + c0).cpu().numpy().astype(np.uint32)
-        # per-row sums for the metrics (metrics.row_sums, on the device)
-        if softcap:
-            p = e / z
-            entropy = -torch.special.xlogy(p, p).sum(-1)
-            del p
-        else:  # -sum p log p = lse - sum_j p_ij s_ij, and sum_j p_ij s_ij = qs_i . (e @ k)_i / z_i: a small product
-            ps = (qc * torch.bmm(eg, kf[:, c0:c1])).sum(-1).reshape(heads, r) / zr
-            entropy = lse - ps
-        sums["entropy"][:, r0:r1] = entropy.double().cpu().numpy()
-        if c0 == 0:
-            sums["sink"][:, r0:r1] = (e[:, :, 0] / zr).double().cpu().numpy()
-        i_tok = torch.arange(r0, r1, device=device)
-        if square:
-            if causal:  # every visible key is at or before the row: sum_j p_ij (i - j) = i - sum_j p_ij j
-                expected_key = torch.bmm(eg, cs.float()[None, :, None].expand(kv_heads, mc, 1)).reshape(heads, r)
-                distance = i_tok.float()[None, :] - expected_key / zr
+    if path == "fused":
+        vf32 = None if v is None else v.float()
+        # one key/value head (and its query heads) at a time: taller row blocks for the same chunk size
+        # make the score product efficient (a few rows of every head made it the slowest step)
+        for g in range(kv_heads):
+            hs = slice(g * group, (g + 1) * group)
+            _fused_rows(qs[hs], kf[g:g + 1], None if vf32 is None else vf32[g:g + 1],
+                        None if out is None else out[hs], pyramid[hs], lse_out[hs], top_i[hs], top_v[hs],
+                        {name: a[hs] for name, a in sums.items()}, causal=causal, sliding_window=sliding_window,
+                        softcap=softcap, codes=codes, qbin=qbin, kbin=kbin, topk=topk,
+                        chunk_bytes=fused_chunk_bytes)
+    else:
+        for r0 in range(0, n, rows_per_chunk):
+            r1 = min(n, r0 + rows_per_chunk)
+            r = r1 - r0
+            # Only the keys some row of the chunk can see: up to the last row's diagonal (causal), from the first
+            # row's window start (sliding window); widened to whole pyramid bins. Causal layers do half the work.
+            c0 = max(0, r0 + offset - sliding_window + 1) if sliding_window else 0
+            c1 = min(m, r1 + offset) if causal else m
+            if width:
+                c0, c1 = c0 // width * width, min(m, -(-c1 // width) * width)
+            c1 = max(c1, min(m, c0 + 1))
+            mc = c1 - c0
+            cs = cols[c0:c1]
+            qc = qs[:, r0:r1].reshape(kv_heads, group * r, d)  # heads of a key group are consecutive
+            s = torch.bmm(qc, kt[:, :, c0:c1]).reshape(heads, r, mc)
+            if softcap:
+                s.div_(softcap).tanh_().mul_(softcap)
+            rows = torch.arange(r0, r1, device=device) + offset  # key index of the diagonal, per row
+            allowed = None
+            if causal:
+                allowed = cs[None, :] <= rows[:, None]
+            if sliding_window:
+                near = rows[:, None] - cs[None, :] < sliding_window
+                allowed = near if allowed is None else allowed & near
+            if allowed is not None:
+                s.masked_fill_(~allowed, float("-inf"))
+            # e = exp(s - max) in place; p = e / z is never formed: every summary is linear in a row of p, so it
+            # is taken from e and divided by z afterwards (one pass over the scores less); lse = max + log z
+            peak = s.amax(dim=-1, keepdim=True)
+            e = s.sub_(peak).exp_()
+            del s
+            z = e.sum(dim=-1, keepdim=True)  # (heads, r, 1)
+            lse = (peak + z.log()).squeeze(-1)  # (heads, r)
+            zr = z.squeeze(-1)  # (heads, r)
+            eg = e.reshape(kv_heads, group * r, mc)
+            if out is not None:
+                out[:, r0:r1] = (torch.bmm(eg.to(vf.dtype), vf[:, c0:c1]).reshape(heads, r, -1) / z).to(vf.dtype)
+            if width:  # equal bins, and the chunk's keys are whole bins
+                pooled = e.reshape(heads, r, mc // width, width).sum(-1)
+                pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], pooled.div_(z))
             else:
-                distance = torch.einsum("hrm,rm->hr", e, (i_tok[:, None] - cs[None, :]).abs().float()) / zr
-            sums["distance"][:, r0:r1] = distance.double().cpu().numpy()
-            has_prev = (i_tok >= 1) & (i_tok - 1 >= c0) & (i_tok - 1 < c1)
-            prev = torch.zeros(heads, r, device=device)
-            idx = torch.nonzero(has_prev).flatten()
-            if idx.numel():
-                prev[:, idx] = e[:, idx, i_tok[idx] - 1 - c0]
-            sums["prev_token"][:, r0:r1] = (prev / zr).double().cpu().numpy()
-            if codes is not None:
-                i_codes = codes[r0:r1]
-                # targets [i, j]: token j - 1 equals token i and j - 1 < i (j in c0..c1)
-                prev_cols = cs - 1
-                valid = prev_cols >= 0
-                same = (i_codes[:, None] == codes[prev_cols.clamp(min=0)][None, :]) & valid[None, :] \
-                    & (prev_cols[None, :] < i_tok[:, None])
-                targets = same.float()
-                sums["induction"][:, r0:r1] = (torch.einsum("hrm,rm->hr", e, targets) / zr).double().cpu().numpy()
-        del e, eg
+                pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin[c0:c1], e)
+                pyramid.index_add_(1, qbin[r0:r1], pooled.div_(z))
+            kk = min(topk, mc)
+            tv, ti = torch.topk(e, kk, dim=-1)
+            lse_out[:, r0:r1] = lse.cpu().numpy()
+            top_v[:, r0:r1, :kk] = (tv / z).cpu().numpy()
+            top_i[:, r0:r1, :kk] = (ti.to(torch.int64) + c0).cpu().numpy().astype(np.uint32)
+            # per-row sums for the metrics (metrics.row_sums, on the device)
+            if softcap:
+                p = e / z
+                entropy = -torch.special.xlogy(p, p).sum(-1)
+                del p
+            else:  # -sum p log p = lse - sum_j p_ij s_ij, and sum_j p_ij s_ij = qs_i . (e @ k)_i / z_i: a small product
+                ps = (qc * torch.bmm(eg, kf[:, c0:c1])).sum(-1).reshape(heads, r) / zr
+                entropy = lse - ps
+            sums["entropy"][:, r0:r1] = entropy.double().cpu().numpy()
+            if c0 == 0:
+                sums["sink"][:, r0:r1] = (e[:, :, 0] / zr).double().cpu().numpy()
+            i_tok = torch.arange(r0, r1, device=device)
+            if square:
+                if causal:  # every visible key is at or before the row: sum_j p_ij (i - j) = i - sum_j p_ij j
+                    expected_key = torch.bmm(eg, cs.float()[None, :, None].expand(kv_heads, mc, 1)).reshape(heads, r)
+                    distance = i_tok.float()[None, :] - expected_key / zr
+                else:
+                    distance = torch.einsum("hrm,rm->hr", e, (i_tok[:, None] - cs[None, :]).abs().float()) / zr
+                sums["distance"][:, r0:r1] = distance.double().cpu().numpy()
+                has_prev = (i_tok >= 1) & (i_tok - 1 >= c0) & (i_tok - 1 < c1)
+                prev = torch.zeros(heads, r, device=device)
+                idx = torch.nonzero(has_prev).flatten()
+                if idx.numel():
+                    prev[:, idx] = e[:, idx, i_tok[idx] - 1 - c0]
+                sums["prev_token"][:, r0:r1] = (prev / zr).double().cpu().numpy()
+                if codes is not None:
+                    i_codes = codes[r0:r1]
+                    # targets [i, j]: token j - 1 equals token i and j - 1 < i (j in c0..c1)
+                    prev_cols = cs - 1
+                    valid = prev_cols >= 0
+                    same = (i_codes[:, None] == codes[prev_cols.clamp(min=0)][None, :]) & valid[None, :] \
+                        & (prev_cols[None, :] < i_tok[:, None])
+                    targets = same.float()
+                    sums["induction"][:, r0:r1] = (torch.einsum("hrm,rm->hr", e, targets) / zr).double().cpu().numpy()
+            del e, eg
 
     if codes is not None:  # a row counts for induction when its token occurred before it (seen or not)
         host = codes.cpu().numpy()

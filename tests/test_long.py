@@ -70,6 +70,74 @@ def test_summaries_equal_the_dense_computation(causal, window, softcap):
     assert layer.queries.dtype == np.float32 and layer.keys.shape == (kv_heads, n, d)
 
 
+def _assert_same_record(a, b, bound=BOUND):
+    """Two LongLayers of the same input agree within the documented bounds: lse to float32 rounding (a
+    rebuilt row sums to 1 within 1e-5), pyramid and top-k weights within the log8 bound, the largest weight's
+    key equal, metrics to 1e-5; q/k identical."""
+    np.testing.assert_array_equal(a.queries, b.queries)
+    np.testing.assert_array_equal(a.keys, b.keys)
+    assert a.qk_dtype == b.qk_dtype and a.info == b.info
+    np.testing.assert_allclose(a.lse, b.lse, atol=1e-5)
+    assert np.abs(a.pyramid - b.pyramid).max() <= bound
+    assert np.abs(a.topk_value - b.topk_value).max() <= bound
+    strong = a.topk_value[..., 0] > a.topk_value[..., 1] + 1e-4  # no tie for the largest weight
+    assert (a.topk_index[..., 0] == b.topk_index[..., 0])[strong].all()
+    for name in metrics_mod.METRIC_NAMES:
+        np.testing.assert_allclose(a.metrics[name], b.metrics[name], atol=1e-5, err_msg=name)
+
+
+LAYERS = {  # name: (heads, kv_heads, causal, sliding_window, softcap)
+    "dense": (4, 4, False, None, None),
+    "causal": (4, 4, True, None, None),
+    "sliding_window": (4, 4, True, 48, None),
+    "grouped_query": (8, 2, True, None, None),
+    "softcapped": (4, 2, True, None, 3.0),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("n,m", [(700, 700), (300, 1100)])
+def test_fused_path_equals_the_pure_path(name, n, m):
+    """The fused path (small chunks, top-k by block maxima, gathered induction targets, the output from one
+    product) and the pure reference loop give the same record within the documented bounds, and the same
+    output; chunks of a few rows and of whole key heads, square and decoding-shaped (q_len < k_len) layers."""
+    heads, kv_heads, causal, window, softcap = LAYERS[name]
+    torch.manual_seed(1)
+    q, k, v = torch.randn(heads, n, 16) * 1.5, torch.randn(kv_heads, m, 16) * 1.5, torch.randn(kv_heads, m, 8)
+    tokens = list(np.random.default_rng(2).integers(0, 30, n)) if n == m else None
+    kw = dict(scaling=0.25, causal=causal, sliding_window=window, softcap=softcap, token_ids=tokens)
+    pure, out_pure = long_layers.summarize(q, k, v, path="pure", **kw)
+    for chunk in (4 * heads * m * 5, 4 << 20):  # 5 rows per chunk; one chunk per key head
+        fused, out_fused = long_layers.summarize(q, k, v, path="fused", fused_chunk_bytes=chunk, **kw)
+        _assert_same_record(fused, pure)
+        np.testing.assert_allclose(out_fused, out_pure, atol=1e-5)
+    if tokens is not None:
+        assert np.isfinite(pure.metrics["induction"]).all()
+
+
+def test_fused_induction_without_gathering_equals_the_pure_path(monkeypatch):
+    """A long run of one token has too many induction targets to gather: the fused path takes the dense
+    product, with the same result."""
+    torch.manual_seed(3)
+    q, k = torch.randn(2, 500, 8), torch.randn(2, 500, 8)
+    tokens = ["a"] * 400 + [f"t{i}" for i in range(100)]
+    monkeypatch.setattr(long_layers, "INDUCTION_PAIRS", 4)
+    assert long_layers._induction_pairs(np.zeros(500, np.intp), 4 * 500) is None
+    kw = dict(scaling=0.3, causal=True, token_ids=tokens)
+    _assert_same_record(long_layers.summarize(q, k, path="fused", **kw)[0], long_layers.summarize(q, k, path="pure", **kw)[0])
+
+
+def test_induction_pairs_are_the_dense_targets():
+    codes = np.random.default_rng(0).integers(0, 5, 60)
+    rows, cols = long_layers._induction_pairs(codes, 10**6)
+    dense = np.zeros((60, 60), bool)
+    dense[rows, cols] = True
+    np.testing.assert_array_equal(dense, metrics_mod.induction_targets(list(codes)))
+    assert (np.diff(rows) >= 0).all()
+    with pytest.raises(ValueError, match="path"):
+        long_layers.summarize(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2), scaling=1.0, causal=False, path="triton")
+
+
 def test_pyramid_levels_nest_into_the_overview():
     rng = np.random.default_rng(1)
     a = rng.random((2, 900, 700))
