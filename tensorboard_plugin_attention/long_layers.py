@@ -271,11 +271,13 @@ def summarize(
         keys up to there.
       token_ids: the ``n`` input ids of a self-attention (for the induction metric).
       keep_qk: store q/k (the record can then be rebuilt exactly); otherwise only the summaries.
-      path: ``"fused"`` (the default): small chunks that stay in cache, each row's summaries from one pass
-        over its weights (:func:`_fused_rows`); ``"pure"``: the reference loop over large chunks, several
-        passes each. Both give the same record within the documented bounds (tests/test_long.py).
+      path: ``"fused"`` (the default on the CPU): small chunks that stay in cache, each row's summaries from
+        one pass over its weights (:func:`_fused_rows`); ``"pure"`` (the default on GPUs, where the fused
+        path's many small kernels measured 2.5x slower on an H200): the reference loop over large chunks,
+        several passes each. Both give the same record within the documented bounds (tests/test_long.py,
+        bench/gpu_long_check.sh on CUDA).
     """
-    path = path or "fused"
+    path = path or ("fused" if q.device.type == "cpu" else "pure")
     if path not in ("fused", "pure"):
         raise ValueError(f"path must be 'fused' or 'pure', got {path!r}")
     heads, n, d = q.shape
