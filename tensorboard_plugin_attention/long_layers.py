@@ -45,6 +45,18 @@ MIN_PRODUCT_ROWS = 128  # fused: query rows (of all heads of a key head) per sco
 INDUCTION_PAIRS = 64  # fused induction: gather (row, key) targets while there are at most this many per row
 
 
+def visible_keys(r0: int, r1: int, offset: int, m: int, causal: bool, sliding_window: Optional[int],
+                 width: int) -> tuple[int, int]:
+    """The keys ``[c0, c1)`` some row of ``r0 .. r1 - 1`` can see: up to the last row's diagonal (causal), from
+    the first row's window start (sliding window), widened to whole bins of ``width`` keys. Causal layers do
+    half the work."""
+    c0 = max(0, r0 + offset - sliding_window + 1) if sliding_window else 0
+    c1 = min(m, r1 + offset) if causal else m
+    if width:
+        c0, c1 = c0 // width * width, min(m, -(-c1 // width) * width)
+    return c0, max(c1, min(m, c0 + 1))
+
+
 def bins(length: int, count: int, device: Any = None) -> torch.Tensor:
     """Bin of each of ``length`` tokens among ``count`` bins: ``floor(i * count / length)``."""
     return torch.div(torch.arange(length, device=device) * count, length, rounding_mode="floor")
@@ -130,11 +142,7 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
     for r0 in range(0, n, rows_per_chunk):
         r1 = min(n, r0 + rows_per_chunk)
         r = r1 - r0
-        c0 = max(0, r0 + offset - sliding_window + 1) if sliding_window else 0
-        c1 = min(m, r1 + offset) if causal else m
-        if width:
-            c0, c1 = c0 // width * width, min(m, -(-c1 // width) * width)
-        c1 = max(c1, min(m, c0 + 1))
+        c0, c1 = visible_keys(r0, r1, offset, m, causal, sliding_window, width)
         mc = c1 - c0
         s = torch.bmm(qs[:, r0:r1].reshape(kv_heads, group * r, d), kt[:, :, c0:c1]).view(heads, r, mc)
         if softcap:
@@ -328,13 +336,7 @@ def summarize(
         for r0 in range(0, n, rows_per_chunk):
             r1 = min(n, r0 + rows_per_chunk)
             r = r1 - r0
-            # Only the keys some row of the chunk can see: up to the last row's diagonal (causal), from the first
-            # row's window start (sliding window); widened to whole pyramid bins. Causal layers do half the work.
-            c0 = max(0, r0 + offset - sliding_window + 1) if sliding_window else 0
-            c1 = min(m, r1 + offset) if causal else m
-            if width:
-                c0, c1 = c0 // width * width, min(m, -(-c1 // width) * width)
-            c1 = max(c1, min(m, c0 + 1))
+            c0, c1 = visible_keys(r0, r1, offset, m, causal, sliding_window, width)
             mc = c1 - c0
             cs = cols[c0:c1]
             qc = qs[:, r0:r1].reshape(kv_heads, group * r, d)  # heads of a key group are consecutive
