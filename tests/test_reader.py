@@ -225,3 +225,18 @@ def test_relogged_step_reads_its_latest_write_like_the_tab(tmp_path):
     got = read_attention(tmp_path, queries_keys=False)
     assert [e.step for e in got] == [0, 1]
     assert np.abs(got[1].attention["encoder"][0] - again.examples[("0", 1)].attention[0]).max() <= ATTENTION_TOLERANCE
+
+
+def test_steps_of_an_example_share_the_fields_they_repeat(tmp_path):
+    """The index holds one copy of what an example's steps repeat (tokens, layer facts): the same objects,
+    equal to what each step logged; what differs between steps (here q/k logged at step 0 only) is not shared."""
+    logged = write_attention_run(str(tmp_path / "run"), steps=(0, 1, 2), examples=("a", "b"), qk_steps=(0,))
+    runs, _ = reader.open_logdir(str(tmp_path))
+    es = runs["run"].examples[("probes", "a")]
+    assert [e.step for e in es] == [0, 1, 2]
+    assert es[1].index["sequences"] is es[2].index["sequences"] is es[0].index["sequences"]
+    assert es[1].index["kinds"] is es[2].index["kinds"] and es[0].index["kinds"] is not es[1].index["kinds"]
+    assert es[0].index["kinds"]["encoder"]["has_qk"] and not es[2].index["kinds"]["encoder"]["has_qk"]
+    assert es[0].index["sequences"]["input"] == logged.examples[("a", 0)].tokens
+    b = runs["run"].examples[("probes", "b")]
+    assert b[0].index["sequences"] is not es[0].index["sequences"]  # shared within an example only
