@@ -142,6 +142,7 @@ class LayerRecord:
     layer_id: int | None = None  # the model's layer index (module.layer_idx, else the name's first number)
     head_offset: int = 0  # the model's id of this call's first head (tensor parallel: this rank's slice)
     total_heads: int | None = None  # heads of the whole layer (None: this call holds them all)
+    value_norms: torch.Tensor | None = None  # (batch, heads, k_len) ||v_j W_O^h|| (capture values=True)
 
     def info(self) -> dict[str, Any]:
         """The per-layer metadata as a plain dict (keys as in ``LayerArrays.info``)."""
@@ -211,7 +212,8 @@ class CapturedForward(ForwardRecord):
                 att = rec.attention[i].numpy()[:, qi][:, :, ki]
                 q = None if rec.queries is None else rec.queries[i].numpy()[:, qi]
                 k = None if rec.keys is None else rec.keys[i].numpy()[:, ki]
-                arrays.append(LayerArrays(np.ascontiguousarray(att), _contig(q), _contig(k), rec.info()))
+                vn = None if rec.value_norms is None else rec.value_norms[i].numpy()[:, ki]
+                arrays.append(LayerArrays(np.ascontiguousarray(att), _contig(q), _contig(k), rec.info(), _contig(vn)))
             kinds[kind] = arrays
 
         positions = {"input": _positions(in_mask, self._seq_len("input"))}
@@ -284,13 +286,16 @@ def _contig(a: np.ndarray | None) -> np.ndarray | None:
 class AttentionCapture(CaptureRecord):
     """What ``capture_attention`` yields: the forwards recorded so far."""
 
-    def __init__(self, model: nn.Module, queries_keys: bool = True, dense_limit: int = DEFAULT_DENSE_LIMIT) -> None:
+    def __init__(self, model: nn.Module, queries_keys: bool = True, dense_limit: int = DEFAULT_DENSE_LIMIT,
+                 values: bool = False) -> None:
         self.model = model
         self.queries_keys = queries_keys
+        self.values = values
         self.dense_limit = dense_limit
         self.forwards: list[CapturedForward] = []
         self._depth = 0  # nesting depth of grouping hooks
         self._names: dict[int, str] = {}  # id(module) -> qualified name
+        self._modules: dict[str, nn.Module] = {}  # qualified name -> module (looked up for values=True)
         self._counters: dict[str, int] = {}
 
     @property
@@ -447,6 +452,7 @@ def _capture_attention_forward(
     if any(c.queries_keys for c in captures):
         queries = query.detach().float().cpu()
         keys = _expand_kv(key.detach(), query.shape[1]).float().cpu()
+    norms = _value_norms(module, value, query.shape[1], captures) if any(c.values for c in captures) else None
     for cap in captures:
         name = cap._names.get(id(module), "")
         cap._add(
@@ -454,6 +460,7 @@ def _capture_attention_forward(
             attention=attention,
             queries=queries if cap.queries_keys else None,
             keys=keys if cap.queries_keys else None,
+            value_norms=norms if cap.values else None,
             module_name=name,
             **fields,
             **_placement(module, name, query.shape[1]),
@@ -498,6 +505,7 @@ def _capture_long(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
     batch, heads, n, _ = query.shape
     m = key.shape[2]
     keep_qk = any(c.queries_keys for c in captures)
+    norms = _value_norms(module, value, heads, captures) if any(c.values for c in captures) else None
     out = torch.zeros(batch, n, heads, value.shape[-1], dtype=value.dtype, device=value.device)
     longs = []
     for b in range(batch):
@@ -510,16 +518,83 @@ def _capture_long(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
             sliding_window=window, softcap=softcap, token_ids=None if ids is None or q1 - q0 != k1 - k0 else ids[q0:q1],
             keep_qk=keep_qk, info={"position_bias": False, "module_name": ""})
         out[b, q0:q1] = rows.transpose(0, 1)
+        if norms is not None:
+            layer.value_norms = np.ascontiguousarray(norms[b, :, k0:k1].numpy())
         longs.append(layer)
     for cap in captures:
         mine = longs if cap.queries_keys or not keep_qk else [
             fmt.LongLayer(**{**l.__dict__, "queries": None, "keys": None}) for l in longs]
         name = cap._names.get(id(module), "")
-        mine = [fmt.LongLayer(**{**l.__dict__, "info": dict(l.info, module_name=name)}) for l in mine]
+        mine = [fmt.LongLayer(**{**l.__dict__, "info": dict(l.info, module_name=name),
+                                 **({} if cap.values else {"value_norms": None})}) for l in mine]
         cap._add(kind, attention=None, queries=None, keys=None, module_name=name, scaling=scaling, causal=causal,
                  position_bias=False, softcap=softcap, sliding_window=window, long=mine,
                  shape=(batch, heads, n, m), **_placement(module, name, heads))
     return out, None
+
+
+# ------------------------------------------------------------------ value norms (values=True)
+# Kobayashi et al. 2020: the output of head h is sum_j a_ij f_h(x_j) with f_h(x_j) = v_j W_O^h (W_O^h: the rows of
+# the output projection that read head h), so ||f_h(x_j)|| says how much key j can contribute at all.
+_OUTPUT_PROJECTIONS = ("o_proj", "out_proj", "c_proj", "out_lin", "o", "output.dense", "dense", "proj")
+
+
+def _output_projection(module: nn.Module, captures: list) -> nn.Module:
+    """The linear layer that maps the heads' outputs of ``module`` back to the model width: an attribute of the
+    module (``o_proj``, ``out_proj``, GPT-2's ``c_proj``, T5's ``o``, ...) or of its parent (BERT / ViT keep
+    it in ``attention.output.dense``)."""
+    cap = captures[0]
+    name = cap._names.get(id(module), "")
+    modules = cap._modules if cap._modules else dict(cap.model.named_modules())
+    cap._modules = modules
+    parent = modules.get(name.rsplit(".", 1)[0] if "." in name else "")
+    for owner in (module, parent):
+        for path in _OUTPUT_PROJECTIONS:
+            found: Any = owner
+            for part in path.split("."):
+                found = getattr(found, part, None) if isinstance(found, nn.Module) else None
+            if isinstance(found, nn.Module) and found is not module and getattr(found, "weight", None) is not None:
+                return found
+    raise TypeError(f"capture_attention(values=True): cannot find the output projection of {name or type(module).__name__} "
+                    f"(looked for {', '.join(_OUTPUT_PROJECTIONS)} on the module and its parent); capture without "
+                    "values=True, or log value_norms yourself (LayerArrays.value_norms)")
+
+
+def _local(weight: torch.Tensor) -> torch.Tensor:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without DTensor
+        return weight
+    return weight.to_local() if isinstance(weight, DTensor) else weight
+
+
+@torch.no_grad()
+def _value_norms(module: nn.Module, value: torch.Tensor, heads: int, captures: list) -> torch.Tensor:
+    """``||v_j W_O^h||`` of every example, head and key: ``(batch, heads, k_len)`` float32 on the CPU.
+
+    Computed through each head's d x d Gram matrix ``W_O^h (W_O^h)^T``: O(k d^2) per head, never (k x width).
+    Grouped-query values are expanded to the query heads. Under tensor parallelism the projection's local
+    slice (rowwise: the input features of this rank's heads) is used.
+    """
+    proj = _output_projection(module, captures)
+    weight = _local(proj.weight).detach()
+    if type(proj).__name__ == "Conv1D":  # GPT-2: weight is (in, out)
+        weight = weight.t()
+    d = value.shape[-1]
+    v = _expand_kv(value.detach(), heads).float()
+    if weight.shape[1] == heads * d:
+        w = weight
+    else:
+        total = _total_heads(module)
+        offset = _placement(module, captures[0]._names.get(id(module), ""), heads)["head_offset"]
+        if total is None or weight.shape[1] != total * d:
+            raise TypeError(f"capture_attention(values=True): the output projection of {type(module).__name__} reads "
+                            f"{weight.shape[1]} features, not heads x head_dim = {heads} x {d}")
+        w = weight[:, offset * d:(offset + heads) * d]
+    w = w.to(device=v.device, dtype=torch.float32).reshape(w.shape[0], heads, d)
+    gram = torch.einsum("ohd,ohe->hde", w, w)  # (heads, d, d)
+    squared = torch.einsum("bhkd,hde,bhke->bhk", v, gram, v)
+    return squared.clamp_min_(0).sqrt_().cpu()
 
 
 # ------------------------------------------------------------------ placement in a distributed model
@@ -814,6 +889,7 @@ def _install_mha(cap: AttentionCapture, mha_modules: list[nn.MultiheadAttention]
                 "average": bound.get("average_attn_weights", True),
                 "query": bound.get("query"),
                 "key": bound.get("key"),
+                "value": bound.get("value"),
                 "attn_mask": bound.get("attn_mask"),
                 "is_causal": bool(bound.get("is_causal", False)),
             }
@@ -864,6 +940,7 @@ def _record_mha(cap: AttentionCapture, module: nn.MultiheadAttention, call: dict
         attention=attention,
         queries=queries,
         keys=keys,
+        value_norms=_mha_value_norms(module, call["value"], unbatched) if cap.values else None,
         scaling=float(head_dim**-0.5),
         causal=causal,
         position_bias=_mask_has_bias(call["attn_mask"]),
@@ -899,6 +976,28 @@ def _mha_qk(
     q = q.reshape(q.shape[0], batch, h, e // h).permute(1, 2, 0, 3)
     k = k.reshape(k.shape[0], batch, h, e // h).permute(1, 2, 0, 3)
     return q.float().cpu(), k.float().cpu()
+
+
+@torch.no_grad()
+def _mha_value_norms(module: nn.MultiheadAttention, value: torch.Tensor, unbatched: bool) -> torch.Tensor:
+    """``||v_j W_O^h||`` of an ``nn.MultiheadAttention`` call, ``(batch, heads, k_len)`` (see ``_value_norms``)."""
+    e, h = module.embed_dim, module.num_heads
+    if unbatched:
+        value = value.unsqueeze(1)
+    elif module.batch_first:
+        value = value.transpose(0, 1)  # (len, batch, E)
+    w_v = module.in_proj_weight[2 * e:] if module._qkv_same_embed_dim else module.v_proj_weight
+    b = module.in_proj_bias
+    v = nn.functional.linear(value, w_v, None if b is None else b[2 * e:])
+    batch = v.shape[1]
+    if module.bias_v is not None:
+        v = torch.cat([v, module.bias_v.repeat(1, batch, 1)])
+    if module.add_zero_attn:
+        v = torch.cat([v, v.new_zeros((1,) + v.shape[1:])])
+    v = v.reshape(v.shape[0], batch, h, e // h).permute(1, 2, 0, 3).float()  # (batch, heads, len, d)
+    w = module.out_proj.weight.float().reshape(e, h, e // h)
+    gram = torch.einsum("ohd,ohe->hde", w, w)
+    return torch.einsum("bhkd,hde,bhke->bhk", v, gram, v).clamp_min_(0).sqrt_().cpu()
 
 
 def _mask_is_causal(mask: Any) -> bool:
@@ -942,7 +1041,7 @@ def _top_pretrained(model: nn.Module) -> list[PreTrainedModel]:
 
 @contextlib.contextmanager
 def capture_attention(model: nn.Module, *, queries_keys: bool = True,
-                      dense_limit: int = DEFAULT_DENSE_LIMIT) -> Iterator[AttentionCapture]:
+                      dense_limit: int = DEFAULT_DENSE_LIMIT, values: bool = False) -> Iterator[AttentionCapture]:
     """Record attention (and queries/keys) of every forward pass of ``model`` inside the ``with`` block.
 
     Args:
@@ -954,6 +1053,11 @@ def capture_attention(model: nn.Module, *, queries_keys: bool = True,
             the layer output and a long-layer record (q/k, each row's log-sum-exp, a pooled pyramid, per-row
             top-k, metrics; ``format.LongLayer``), from which any window is rebuilt exactly when read. Below it,
             the probabilities are recorded as they are.
+        values: also record, per head and key, the norm of the key's transformed value ``||v_j W_O^h||``
+            (Kobayashi et al. 2020; O(k) per head, format v5), from which any stored or rebuilt attention can be
+            shown value-weighted (``metrics.value_weighted``, the tab's "value-weighted" toggle,
+            ``read_attention(weighting="value")``). The output projection is found by name on the attention
+            module or its parent (``o_proj``, ``out_proj``, ``c_proj``, ``output.dense``, ...).
 
     Yields:
         An ``AttentionCapture`` whose ``forwards`` fill up as the model runs.
@@ -963,7 +1067,9 @@ def capture_attention(model: nn.Module, *, queries_keys: bool = True,
     """
     if isinstance(dense_limit, bool) or not isinstance(dense_limit, int) or dense_limit < 1:
         raise ValueError(f"dense_limit must be a positive number of tokens, got {dense_limit!r}")
-    cap = AttentionCapture(model, queries_keys=queries_keys, dense_limit=dense_limit)
+    if not isinstance(values, bool):
+        raise ValueError(f"values must be True or False, got {values!r}")
+    cap = AttentionCapture(model, queries_keys=queries_keys, dense_limit=dense_limit, values=values)
     cap._names = {id(m): name for name, m in model.named_modules()}
     targets = _top_pretrained(model)
     mha = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]

@@ -269,7 +269,8 @@ def _concat_heads(pieces: list[LayerRecord]) -> LayerRecord:
     shape[1] = sum(p.shape[1] for p in pieces)
     return dataclasses.replace(
         first, attention=_cat([p.attention for p in pieces], 1), queries=_cat([p.queries for p in pieces], 1),
-        keys=_cat([p.keys for p in pieces], 1), long=long, shape=tuple(shape), head_offset=0, total_heads=None)
+        keys=_cat([p.keys for p in pieces], 1), value_norms=_cat([p.value_norms for p in pieces], 1), long=long,
+        shape=tuple(shape), head_offset=0, total_heads=None)
 
 
 def _concat_long(parts: list[fmt.LongLayer]) -> fmt.LongLayer:
@@ -282,4 +283,5 @@ def _concat_long(parts: list[fmt.LongLayer]) -> fmt.LongLayer:
     return fmt.LongLayer(
         queries=cat("queries"), keys=cat("keys"), qk_dtype=first.qk_dtype, lse=cat("lse"), k_len=first.k_len,
         pyramid=cat("pyramid"), topk_index=cat("topk_index"), topk_value=cat("topk_value"),
-        metrics={k: np.concatenate([p.metrics[k] for p in parts]) for k in first.metrics}, info=first.info)
+        metrics={k: np.concatenate([p.metrics[k] for p in parts]) for k in first.metrics}, info=first.info,
+        value_norms=cat("value_norms"))

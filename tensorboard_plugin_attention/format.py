@@ -146,6 +146,7 @@ def crc32c(data: bytes) -> int:
 PYRAMID_BINS = 512  # finest pooled level of a long layer, per side
 DEFAULT_TOPK = 8  # largest weights kept per row
 LAYOUT_LONG = "long"  # kinds[kind]["layout"]; absent (or "dense") for dense kinds
+VALUE_NORMS = "value_norms"  # chunks[kind]["value_norms"][layer] (format v5): (heads, k_len) float32
 IMAGE_CHUNK = "image"  # chunks["image"] (format v4): the image's bytes, described by the header's "image"
 IMAGE_MIMES = ("image/png", "image/webp")
 QK_DTYPES = {"float16": "<f2", "bfloat16": "<u2", "float32": "<f4"}  # bfloat16 is stored as its raw bits
@@ -210,6 +211,8 @@ def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_lev
                     t["queries"].append([add(_f16(x)) for x in layer.queries])
                     t["keys"].append([add(_f16(x)) for x in layer.keys])
             overview = np.stack([pool_overview(layer.attention) for layer in layers])
+        if all(l.value_norms is not None for l in layers):  # format v5: one chunk (heads, k_len) per layer
+            t[VALUE_NORMS] = [add(np.ascontiguousarray(l.value_norms, "<f4").tobytes()) for l in layers]
         t["overview"] = zcodes(overview)
         if not t["queries"]:
             del t["queries"], t["keys"]
@@ -240,6 +243,7 @@ def describe_kind(layers: Sequence[Any], query: str, key: str) -> dict:
         "has_qk": has_qk,
         "overview_shape": [overview_bins(q), overview_bins(k)],
         "layer_info": [dict(l.info or {}) for l in layers],
+        "has_value_norms": all(l.value_norms is not None for l in layers),
     }
     if is_long(layers[0]):
         out.update({
@@ -428,8 +432,8 @@ def upgrade_header(header: dict) -> dict:
     """Check the version and migrate an older header to the current layout.
 
     v1 -> v2 changed only the index payload (its checksum), v2 -> v3 added long layers (kinds with
-    ``"layout": "long"``), v3 -> v4 an optional image (``"image"`` and its chunk): older headers need no
-    migration.
+    ``"layout": "long"``), v3 -> v4 an optional image (``"image"`` and its chunk), v4 -> v5 optional value
+    norms per layer (``"has_value_norms"`` and the chunks ``"value_norms"``): older headers need no migration.
     """
     check_version(header.get("version"))
     return header
@@ -515,6 +519,8 @@ def index_problem(index: dict) -> Optional[str]:
         if not (isinstance(ov, list) and len(ov) == 2 and all(_is_count(x) for x in ov)
                 and 0 < ov[0] <= k["q_len"] and 0 < ov[1] <= k["k_len"]):
             return f"{name}.overview_shape is not two counts within the lengths"
+        if not isinstance(k.get("has_value_norms", False), bool):
+            return f"{name}.has_value_norms is not a boolean"
         if k.get("layout") == LAYOUT_LONG:
             problem = _long_kind_problem(k)
             if problem:

@@ -70,13 +70,15 @@ class Layout:
         return None
 
     def decode(self, store: Any, entry: Any, kind: str, k: Mapping, with_qk: bool, rows: Optional[tuple],
-               cols: Optional[tuple], out: Any) -> None:
-        """Decode a kind into ``out`` (a ``reader.AttentionExample``): what ``read_attention`` returns."""
+               cols: Optional[tuple], out: Any, weighting: str = "weights") -> None:
+        """Decode a kind into ``out`` (a ``reader.AttentionExample``): what ``read_attention`` returns
+        (``weighting="value"``: the attention value-weighted; the kind must have value norms)."""
         raise NotImplementedError
 
     def window(self, store: Any, entry: Any, kind: str, k: Mapping, layer: int, head: int, rows: tuple,
-               cols: tuple) -> np.ndarray:
-        """One head's attention over ``rows`` x ``cols`` (half-open), float32."""
+               cols: tuple, weighting: str = "weights") -> np.ndarray:
+        """One head's attention over ``rows`` x ``cols`` (half-open), float32; ``weighting="value"``: value-weighted
+        (:func:`metrics_mod.value_weighted`, each row normalised over all its keys, not only the window's)."""
         raise NotImplementedError
 
     def served_qk(self, store: Any, entry: Any, kind: str, layer: int, head: int) -> tuple:
@@ -102,10 +104,12 @@ class DenseLayout(Layout):
     record_type = LayerArrays
 
     def input_layer(self, layer: Any, kind: str, index: int) -> LayerArrays:
-        return LayerArrays(to_numpy(layer.attention, f"{kind} attention"),
+        attention = to_numpy(layer.attention, f"{kind} attention")
+        return LayerArrays(attention,
                            None if layer.queries is None else to_numpy(layer.queries, "queries"),
                            None if layer.keys is None else to_numpy(layer.keys, "keys"),
-                           check_layer_info(layer.info or {}))
+                           check_layer_info(layer.info or {}),
+                           _input_value_norms(layer, attention.shape, f"{kind} layer {index}"))
 
     def validate(self, kind: str, layers: list, qseq: str, nq: int, kseq: str, nk: int) -> list:
         if max(nq, nk) > MAX_TOKENS:
@@ -147,6 +151,8 @@ class DenseLayout(Layout):
                 )
             if (layer.queries is not None) != qk0:
                 raise ValueError(f"{where}: queries/keys given for some layers only")
+            if (layer.value_norms is None) != (layers[0].value_norms is None):
+                raise ValueError(f"{where}: value norms given for some layers only")
             if layer.queries is not None:
                 qs, ks = layer.queries.shape, layer.keys.shape
                 if len(qs) != 3 or len(ks) != 3 or qs[:2] != (h, q) or ks[:2] != (h, k) or qs[2] != ks[2]:
@@ -165,7 +171,8 @@ class DenseLayout(Layout):
         if heads is None:
             return layer
         return LayerArrays(layer.attention[heads], None if layer.queries is None else layer.queries[heads],
-                           None if layer.keys is None else layer.keys[heads], layer.info)
+                           None if layer.keys is None else layer.keys[heads], layer.info,
+                           None if layer.value_norms is None else layer.value_norms[heads])
 
     def metrics(self, layers: Sequence[LayerArrays], token_ids: Optional[Sequence[str]],
                 causal: Optional[bool]) -> dict:
@@ -177,18 +184,23 @@ class DenseLayout(Layout):
         return None
 
     def decode(self, store: Any, entry: Any, kind: str, k: Mapping, with_qk: bool, rows: Optional[tuple],
-               cols: Optional[tuple], out: Any) -> None:
+               cols: Optional[tuple], out: Any, weighting: str = "weights") -> None:
         (r0, r1), (c0, c1) = _span("rows", rows, k["q_len"]), _span("cols", cols, k["k_len"])
-        out.attention[kind] = np.stack([fmt.decode_attention(store.attention_codes(entry, kind, l))[:, r0:r1, c0:c1]
-                                        for l in range(k["layers"])])
+        layers = [fmt.decode_attention(store.attention_codes(entry, kind, l))[:, r0:r1] for l in range(k["layers"])]
+        if weighting == "value":
+            layers = [metrics_mod.value_weighted(a, store.value_norms(entry, kind, l)) for l, a in enumerate(layers)]
+        out.attention[kind] = np.stack([a[:, :, c0:c1] for a in layers])
         if with_qk and k.get("has_qk"):
             pairs = [[store.qk(entry, kind, l, h) for h in range(k["heads"])] for l in range(k["layers"])]
             out.queries[kind] = np.array([[q for q, _ in layer] for layer in pairs], dtype=np.float32)
             out.keys[kind] = np.array([[kk for _, kk in layer] for layer in pairs], dtype=np.float32)
 
     def window(self, store: Any, entry: Any, kind: str, k: Mapping, layer: int, head: int, rows: tuple,
-               cols: tuple) -> np.ndarray:
+               cols: tuple, weighting: str = "weights") -> np.ndarray:
         (r0, r1), (c0, c1) = rows, cols
+        if weighting == "value":  # whole rows: a row is normalised over all its keys
+            rows_ = fmt.decode_attention(store.attention_codes(entry, kind, layer, head)[0, r0:r1])
+            return metrics_mod.value_weighted(rows_, store.value_norms(entry, kind, layer)[head])[:, c0:c1]
         return fmt.decode_attention(store.attention_codes(entry, kind, layer, head)[0, r0:r1, c0:c1])
 
     def served_qk(self, store: Any, entry: Any, kind: str, layer: int, head: int) -> tuple:
@@ -230,7 +242,8 @@ class LongLayout(Layout):
                 raise ValueError(f"{where} (long layer {layer.shape}): {what}")
         if layer.topk_index.size and int(layer.topk_index.max()) >= m:
             raise ValueError(f"{where}: a top-k key index is past k_len {m}")
-        return LongLayer(**{**layer.__dict__, "info": check_layer_info(layer.info or {})})
+        return LongLayer(**{**layer.__dict__, "info": check_layer_info(layer.info or {}),
+                            "value_norms": _input_value_norms(layer, layer.shape, where)})
 
     def validate(self, kind: str, layers: list, qseq: str, nq: int, kseq: str, nk: int) -> list:
         if not all(self.holds(l) for l in layers):
@@ -241,6 +254,8 @@ class LongLayout(Layout):
             if layer.shape != shape0 or (layer.queries is None) != (layers[0].queries is None):
                 raise ValueError(f"{where} has shape {layer.shape} but layer 0 has {shape0}: all layers of a kind "
                                  "must have the same heads and lengths (and all store q/k or none)")
+            if (layer.value_norms is None) != (layers[0].value_norms is None):
+                raise ValueError(f"{where}: value norms given for some layers only")
             _, q, k = layer.shape
             if q != nq or k != nk:
                 raise ValueError(f"{where} is {q}x{k} (queries x keys) but {length_message(qseq, nq, kseq, nk)}: "
@@ -258,12 +273,13 @@ class LongLayout(Layout):
             queries=None if layer.queries is None else layer.queries[heads], keys=keys, qk_dtype=layer.qk_dtype,
             lse=layer.lse[heads], k_len=layer.k_len, pyramid=layer.pyramid[heads], topk_index=layer.topk_index[heads],
             topk_value=layer.topk_value[heads], metrics={k: np.asarray(v)[heads] for k, v in layer.metrics.items()},
-            info=layer.info)
+            info=layer.info, value_norms=None if layer.value_norms is None else layer.value_norms[heads])
 
     def metrics(self, layers: Sequence[LongLayer], token_ids: Optional[Sequence[str]],
                 causal: Optional[bool]) -> dict:
         # computed from the rows while summarizing
-        return {name: np.stack([np.asarray(l.metrics[name], np.float64) for l in layers])
+        return {name: np.stack([np.asarray(l.metrics.get(name, np.full(l.shape[0], np.nan)), np.float64)
+                                for l in layers])
                 for name in metrics_mod.METRIC_NAMES}
 
     def route_problem(self, route: str, kind: str, step: int, k: Mapping) -> Optional[str]:
@@ -280,12 +296,12 @@ class LongLayout(Layout):
         return None
 
     def decode(self, store: Any, entry: Any, kind: str, k: Mapping, with_qk: bool, rows: Optional[tuple],
-               cols: Optional[tuple], out: Any) -> None:
+               cols: Optional[tuple], out: Any, weighting: str = "weights") -> None:
         r, c = _span("rows", rows, k["q_len"]), _span("cols", cols, k["k_len"])
         out.pyramid[kind] = np.stack([[store.pyramid(entry, kind, l, h) for h in range(k["heads"])]
                                       for l in range(k["layers"])])
         if rows is not None or cols is not None:
-            out.attention[kind] = np.stack([[store.window(entry, kind, l, h, r, c) for h in range(k["heads"])]
+            out.attention[kind] = np.stack([[store.window(entry, kind, l, h, r, c, weighting) for h in range(k["heads"])]
                                             for l in range(k["layers"])])
         if with_qk and k.get("has_qk"):
             group = k["heads"] // k["kv_heads"]
@@ -295,15 +311,25 @@ class LongLayout(Layout):
                                       dtype=np.float32)
 
     def window(self, store: Any, entry: Any, kind: str, k: Mapping, layer: int, head: int, rows: tuple,
-               cols: tuple) -> np.ndarray:
+               cols: tuple, weighting: str = "weights") -> np.ndarray:
         if not k.get("exact"):
             raise KeyError("this long layer cannot be rebuilt exactly (no q/k stored, or a learned position bias): "
                            "use its pyramid or top-k")
         (r0, r1), (c0, c1) = rows, cols
         q, kk = store.long_qk(entry, kind, layer, head)
         info = (k.get("layer_info") or [{}] * k["layers"])[layer]
-        return exact_window(q[r0:r1], kk[c0:c1], store.lse(entry, kind, layer, head)[r0:r1], info,
-                            first_row=r0, first_col=c0, offset=k["k_len"] - k["q_len"])
+        lse, offset = store.lse(entry, kind, layer, head), k["k_len"] - k["q_len"]
+        if weighting != "value":
+            return exact_window(q[r0:r1], kk[c0:c1], lse[r0:r1], info, first_row=r0, first_col=c0, offset=offset)
+        # value-weighted: each row's normaliser needs the whole row, rebuilt a block of rows at a time
+        norms = store.value_norms(entry, kind, layer)[head]
+        out = np.empty((r1 - r0, c1 - c0), np.float32)
+        step = max(1, _WHOLE_ROW_VALUES // k["k_len"])
+        for a in range(r0, r1, step):
+            b = min(r1, a + step)
+            whole = exact_window(q[a:b], kk, lse[a:b], info, first_row=a, first_col=0, offset=offset)
+            out[a - r0:b - r0] = metrics_mod.value_weighted(whole, norms)[:, c0:c1]
+        return out
 
     def served_qk(self, store: Any, entry: Any, kind: str, layer: int, head: int) -> tuple:
         q, kk = store.long_qk(entry, kind, layer, head)  # float16 on the wire as for dense layers (bfloat16 widened)
@@ -335,6 +361,23 @@ def of_layer(layer: Any) -> Layout:
 def of_layers(layers: Sequence[Any]) -> Layout:
     """The handler of one kind's input layers (long if any is: a mix is refused by its ``validate``)."""
     return LONG if any(LONG.holds(l) for l in layers) else DENSE
+
+
+_WHOLE_ROW_VALUES = 4 << 20  # weights of whole rows rebuilt at once for a value-weighted long window
+
+
+def _input_value_norms(layer: Any, shape: tuple, where: str) -> Optional[np.ndarray]:
+    """A layer's value norms ``(heads, k_len)`` as float32, checked (None when it has none)."""
+    norms = getattr(layer, "value_norms", None)
+    if norms is None:
+        return None
+    norms = to_numpy(norms, "value_norms").astype(np.float32, copy=False)
+    h, _, k = shape
+    if norms.shape != (h, k):
+        raise ValueError(f"{where}: value_norms has shape {norms.shape}, expected (heads, k_len) = {(h, k)}")
+    if not np.isfinite(norms).all() or (norms < 0).any():
+        raise ValueError(f"{where}: value_norms must be finite and >= 0 (norms ||v_j W_O^h|| of each key)")
+    return norms
 
 
 def _span(name: str, span: Optional[tuple], length: int) -> tuple:

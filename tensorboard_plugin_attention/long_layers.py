@@ -234,18 +234,25 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
             if idx.numel():
                 prev[:, idx] = p[:, idx, i_tok[idx] - 1 - c0]
             sums["prev_token"][:, r0:r1] = prev.double().cpu().numpy()
+            on_diag = torch.nonzero((i_tok >= c0) & (i_tok < c1)).flatten()
+            if on_diag.numel():
+                diagonal = zero.clone()
+                diagonal[:, on_diag] = p[:, on_diag, i_tok[on_diag] - c0]
+                sums["diagonal"][:, r0:r1] = diagonal.double().cpu().numpy()
             if codes is not None and pairs is not None:
                 sel = slice(int(pair_bounds[r0]), int(pair_bounds[r1]))
-                pr, pc = pair_rows[sel] - r0, pair_cols[sel]
-                keep = (pc >= c0) & (pc < c1)
-                pr, pc = pr[keep], pc[keep] - c0
-                sums["induction"][:, r0:r1] = zero.index_add_(1, pr, p[:, pr, pc]).double().cpu().numpy()
+                for name, shift in (("induction", 0), ("duplicate", 1)):  # duplicate: the occurrence itself
+                    pr, pc = pair_rows[sel] - r0, pair_cols[sel] - shift
+                    keep = (pc >= c0) & (pc < c1)
+                    pr, pc = pr[keep], pc[keep] - c0
+                    sums[name][:, r0:r1] = zero.clone().index_add_(1, pr, p[:, pr, pc]).double().cpu().numpy()
             elif codes is not None:
                 cs = torch.arange(c0, c1, device=device)
-                prev_cols = cs - 1
-                same = (codes[r0:r1, None] == codes[prev_cols.clamp(min=0)][None, :]) & (prev_cols >= 0)[None, :] \
-                    & (prev_cols[None, :] < i_tok[:, None])
-                sums["induction"][:, r0:r1] = torch.einsum("hrm,rm->hr", p, same.float()).double().cpu().numpy()
+                for name, shift in (("induction", 1), ("duplicate", 0)):
+                    prev_cols = cs - shift
+                    same = (codes[r0:r1, None] == codes[prev_cols.clamp(min=0)][None, :]) & (prev_cols >= 0)[None, :] \
+                        & (prev_cols[None, :] < i_tok[:, None])
+                    sums[name][:, r0:r1] = torch.einsum("hrm,rm->hr", p, same.float()).double().cpu().numpy()
 
 
 @torch.no_grad()
@@ -314,7 +321,8 @@ def summarize(
     lse_out = np.empty((heads, n), np.float32)
     top_i = np.zeros((heads, n, topk), np.uint32)
     top_v = np.zeros((heads, n, topk), np.float32)
-    sums = {name: np.zeros((heads, n)) for name in ("entropy", "sink", "distance", "prev_token", "induction")}
+    sums = {name: np.zeros((heads, n)) for name in ("entropy", "sink", "distance", "prev_token", "induction",
+                                                    "duplicate", "diagonal")}
     repeated = np.zeros(n, dtype=bool)
     out = None if v is None else torch.empty(heads, n, v.shape[-1], dtype=v.dtype, device=device)
     width = m // bk if m % bk == 0 else 0  # keys per pyramid bin, when the bins are equal
@@ -399,15 +407,21 @@ def summarize(
                 if idx.numel():
                     prev[:, idx] = e[:, idx, i_tok[idx] - 1 - c0]
                 sums["prev_token"][:, r0:r1] = (prev / zr).double().cpu().numpy()
+                on_diag = torch.nonzero((i_tok >= c0) & (i_tok < c1)).flatten()
+                if on_diag.numel():
+                    diagonal = torch.zeros(heads, r, device=device)
+                    diagonal[:, on_diag] = e[:, on_diag, i_tok[on_diag] - c0]
+                    sums["diagonal"][:, r0:r1] = (diagonal / zr).double().cpu().numpy()
                 if codes is not None:
                     i_codes = codes[r0:r1]
-                    # targets [i, j]: token j - 1 equals token i and j - 1 < i (j in c0..c1)
-                    prev_cols = cs - 1
-                    valid = prev_cols >= 0
-                    same = (i_codes[:, None] == codes[prev_cols.clamp(min=0)][None, :]) & valid[None, :] \
-                        & (prev_cols[None, :] < i_tok[:, None])
-                    targets = same.float()
-                    sums["induction"][:, r0:r1] = (torch.einsum("hrm,rm->hr", e, targets) / zr).double().cpu().numpy()
+                    # induction targets [i, j]: token j - 1 equals token i and j - 1 < i (j in c0..c1);
+                    # duplicate targets: token j itself equals token i, j < i
+                    for name, shift in (("induction", 1), ("duplicate", 0)):
+                        prev_cols = cs - shift
+                        valid = prev_cols >= 0
+                        same = (i_codes[:, None] == codes[prev_cols.clamp(min=0)][None, :]) & valid[None, :] \
+                            & (prev_cols[None, :] < i_tok[:, None])
+                        sums[name][:, r0:r1] = (torch.einsum("hrm,rm->hr", e, same.float()) / zr).double().cpu().numpy()
             del e, eg
 
     if codes is not None:  # a row counts for induction when its token occurred before it (seen or not)
@@ -417,8 +431,10 @@ def summarize(
         repeated = first[host] < np.arange(n)
     counts = torch.bincount(qbin, minlength=bq).float()
     pyramid = (pyramid / counts[None, :, None]).cpu().numpy()
-    metrics = metrics_mod.metrics_from_rows(dict(sums, repeated=repeated, has_tokens=codes is not None), n, m,
-                                            causal=bool(causal))
+    rows = dict(sums, repeated=repeated, has_tokens=codes is not None)
+    if codes is not None and causal:  # the top-k's first key is each row's largest weight
+        rows["retrieval"], rows["copyable"] = metrics_mod.retrieval_rows(top_i[:, :, 0], codes.cpu().numpy())
+    metrics = metrics_mod.metrics_from_rows(rows, n, m, causal=bool(causal))
     layer = fmt.LongLayer(
         queries=_to_numpy(q, store) if keep_qk else None,
         keys=_to_numpy(k, store) if keep_qk else None,

@@ -13,7 +13,7 @@ PLUGIN_NAME = "attention"
 # 1: first version. 2: the index payload carries its own CRC32C (``format.index_payload``).
 # 3: long layers (q/k, row log-sum-exp, pyramid, top-k: ``format.LongLayer``).
 # 4: an optional image per record (header "image", chunk "image": ``images.prepare_image``).
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 
 class UnsupportedVersionError(ValueError):

@@ -23,11 +23,12 @@ __all__ = [
     "jensen_shannon_codes",
     "fuse_heads_codes",
     "rollout",
+    "value_weighted",
     "FUSIONS",
 ]
 
 # Keys of the dicts returned by head_metrics / layer_metrics, in display order.
-METRIC_NAMES = ("entropy", "distance", "sink", "prev_token", "induction")
+METRIC_NAMES = ("entropy", "distance", "sink", "prev_token", "induction", "duplicate", "diagonal", "retrieval")
 
 # A square attention counts as causal when every weight above the diagonal is at most this.
 CAUSAL_TOLERANCE = 1e-6
@@ -113,6 +114,14 @@ def head_metrics(
         - ``induction``: mean, over queries whose token occurred before, of the attention mass on the
           positions right after those earlier occurrences (NaN without token_ids, for cross attention,
           or without repeated tokens).
+        - ``duplicate``: mean, over the same queries, of the attention mass on those earlier occurrences
+          themselves (duplicate-token heads; NaN as for ``induction``).
+        - ``diagonal``: mean over rows of ``a_ii``, the weight on the query's own position (NaN for cross
+          attention).
+        - ``retrieval``: of a causal attention, the share of queries ``i`` whose next token ``t_{i+1}`` occurred
+          at some ``j <= i`` where the row's largest weight is on such a ``j`` (copy-paste retrieval, Wu et al.
+          2024, on teacher-forced probes; NaN without token_ids, for non-causal or cross attention, or when no
+          next token occurred before).
     """
     a = _as_attention(attention, 3)
     heads, q, k = a.shape
@@ -124,12 +133,15 @@ def head_metrics(
         raise ValueError(f"causal attention needs q_len <= k_len, got shape {a.shape}")
     if token_ids is not None and len(token_ids) != q:
         raise ValueError(f"token_ids has {len(token_ids)} tokens, attention has q_len {q}")
-    return metrics_from_rows(row_sums(a, 0, token_ids), q, k, causal=causal)
+    rows = row_sums(a, 0, token_ids)
+    if token_ids is not None and causal and q == k:
+        rows["retrieval"], rows["copyable"] = retrieval_rows(a.argmax(axis=-1), token_ids)
+    return metrics_from_rows(rows, q, k, causal=causal)
 
 
 # The metrics are means over query rows of per-row sums, so they can be computed from rows streamed in
 # chunks (long layers never hold the whole matrix): ``row_sums`` of each chunk, then ``metrics_from_rows``.
-ROW_SUMS = ("entropy", "sink", "distance", "prev_token", "induction", "repeated")
+ROW_SUMS = ("entropy", "sink", "distance", "prev_token", "induction", "duplicate", "diagonal", "repeated")
 
 
 def row_sums(rows: np.ndarray, first_row: int, token_ids: Sequence[Hashable] | None = None) -> dict[str, np.ndarray]:
@@ -147,22 +159,45 @@ def row_sums(rows: np.ndarray, first_row: int, token_ids: Sequence[Hashable] | N
     has_prev = (i >= 1) & (i - 1 < k)
     prev[:, has_prev] = a[:, np.flatnonzero(has_prev), i[has_prev] - 1]
     out["prev_token"] = prev
-    targets = None
+    diagonal = np.zeros((heads, r))
+    has_self = i < k
+    diagonal[:, has_self] = a[:, np.flatnonzero(has_self), i[has_self]]
+    out["diagonal"] = diagonal
+    same = None
     if token_ids is not None:
         codes = token_codes(token_ids)
         if len(codes) >= k:
-            # [i, j + 1]: token j equals token i, j < i
-            same = (codes[i][:, None] == codes[None, : k - 1]) & (np.arange(k - 1)[None, :] < i[:, None])
-            targets = np.zeros((r, k), dtype=bool)
-            targets[:, 1:] = same
-    if targets is None:
+            same = (codes[i][:, None] == codes[None, :k]) & (np.arange(k)[None, :] < i[:, None])  # [i, j]: j < i
+    if same is None:
         out["induction"] = np.zeros((heads, r))
+        out["duplicate"] = np.zeros((heads, r))
         out["repeated"] = np.zeros(r, dtype=bool)
     else:
-        out["induction"] = np.einsum("hrk,rk->hr", a, targets.astype(np.float64))
-        out["repeated"] = targets.any(axis=1)
+        targets = np.zeros((r, k))  # [i, j + 1]: token j equals token i, j < i
+        targets[:, 1:] = same[:, :-1]
+        out["induction"] = np.einsum("hrk,rk->hr", a, targets)
+        out["duplicate"] = np.einsum("hrk,rk->hr", a, same.astype(np.float64))
+        out["repeated"] = same.any(axis=1)
     out["has_tokens"] = token_ids is not None
     return out
+
+
+def retrieval_rows(best_key: np.ndarray, token_ids: Sequence[Hashable]) -> tuple[np.ndarray, np.ndarray]:
+    """``(hits (heads, n), copyable (n,))`` of a causal self-attention of ``n`` tokens for ``retrieval``:
+    row ``i`` is copyable when its next token occurred at some ``j <= i``, and a hit of a head when that
+    head's largest weight (``best_key[h, i]``, its key index) is on a position holding the next token."""
+    codes = token_codes(token_ids)
+    n = codes.shape[0]
+    first = np.full(int(codes.max(initial=0)) + 1, n)
+    np.minimum.at(first, codes, np.arange(n))
+    copyable = np.zeros(n, dtype=bool)
+    hits = np.zeros(best_key.shape[:1] + (n,), dtype=bool)
+    if n >= 2:
+        nxt = codes[1:]
+        copyable[:-1] = first[nxt] <= np.arange(n - 1)
+        best = np.clip(best_key[:, :-1].astype(np.intp), 0, n - 1)
+        hits[:, :-1] = (codes[best] == nxt[None, :]) & copyable[None, :-1]
+    return hits, copyable
 
 
 def metrics_from_rows(rows: dict, q: int, k: int, *, causal: bool) -> dict[str, np.ndarray]:
@@ -176,16 +211,24 @@ def metrics_from_rows(rows: dict, q: int, k: int, *, causal: bool) -> dict[str, 
     log_visible = np.log(np.where(informative, visible, 2))
     entropy = _weighted_mean(entropy_rows / log_visible, informative)
     sink = np.asarray(rows["sink"], np.float64).mean(axis=-1)
+    out = {name: nan.copy() for name in METRIC_NAMES}
+    out.update(entropy=entropy, sink=sink)
     if q != k:
-        return {"entropy": entropy, "distance": nan.copy(), "sink": sink, "prev_token": nan.copy(), "induction": nan.copy()}
-    distance = np.asarray(rows["distance"], np.float64).sum(axis=-1) / q
-    prev_token = np.asarray(rows["prev_token"], np.float64)[:, 1:].mean(axis=-1) if q >= 2 else nan.copy()
-    induction = nan.copy()
+        return out
+    out["distance"] = np.asarray(rows["distance"], np.float64).sum(axis=-1) / q
+    out["prev_token"] = np.asarray(rows["prev_token"], np.float64)[:, 1:].mean(axis=-1) if q >= 2 else nan.copy()
+    if "diagonal" in rows:
+        out["diagonal"] = np.asarray(rows["diagonal"], np.float64).mean(axis=-1)
     repeated = np.asarray(rows["repeated"], bool)
     if rows.get("has_tokens") and repeated.any():
-        # sum of a over each row's targets; rows without targets contribute 0 to the total
-        induction = np.asarray(rows["induction"], np.float64).sum(axis=-1) / int(repeated.sum())
-    return {"entropy": entropy, "distance": distance, "sink": sink, "prev_token": prev_token, "induction": induction}
+        # sums of a over each row's targets; rows without targets contribute 0 to the totals
+        out["induction"] = np.asarray(rows["induction"], np.float64).sum(axis=-1) / int(repeated.sum())
+        if "duplicate" in rows:
+            out["duplicate"] = np.asarray(rows["duplicate"], np.float64).sum(axis=-1) / int(repeated.sum())
+    copyable = np.asarray(rows.get("copyable", ()), bool)
+    if causal and rows.get("has_tokens") and copyable.any():
+        out["retrieval"] = np.asarray(rows["retrieval"], np.float64).sum(axis=-1) / int(copyable.sum())
+    return out
 
 
 def layer_metrics(
@@ -235,6 +278,21 @@ def jensen_shannon(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if js_rows.shape[-1] == 0:
         return np.full(js_rows.shape[:-1], np.nan)
     return np.clip(js_rows.mean(axis=-1), 0.0, np.log(2.0))
+
+
+def value_weighted(attention: np.ndarray, value_norms: np.ndarray) -> np.ndarray:
+    """Value-weighted attention (Kobayashi et al. 2020, "Attention is not only a weight"):
+    ``a_ij * ||f(x_j)|| / sum_j' a_ij' * ||f(x_j')||`` with ``||f(x_j)|| = ||v_j W_O^h||`` the norm of key ``j``'s
+    transformed value in head ``h``. ``attention`` is ``(..., heads, q, k)`` with whole rows, ``value_norms``
+    ``(..., heads, k)`` (or ``(k,)`` for one head); a row whose weighted sum is 0 stays 0. float32.
+    """
+    a = np.asarray(attention, np.float32)
+    n = np.asarray(value_norms, np.float32)
+    if n.shape[-1] != a.shape[-1] or n.shape[:-1] != a.shape[:-2][len(a.shape) - 1 - n.ndim:]:
+        raise ValueError(f"value norms {n.shape} do not match attention {a.shape} (..., heads, q, k)")
+    w = a * n[..., None, :]
+    total = w.sum(axis=-1, keepdims=True)
+    return np.divide(w, total, out=np.zeros_like(w), where=total > 0)
 
 
 def rollout(layers: Sequence[np.ndarray], *, residual: float = 0.5, head_fusion: str = "mean") -> np.ndarray:

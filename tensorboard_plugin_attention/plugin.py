@@ -30,7 +30,8 @@ from . import format as fmt
 from . import http_io as web
 from . import metrics as metrics_mod
 from .metadata import FORMAT_VERSION, PLUGIN_NAME
-from .reader import DATA_ERRORS, LRU, IndexCache, IndexEntry, RecordStore, RunDirs, RunIndex, warn_once
+from .reader import (DATA_ERRORS, LRU, WEIGHTINGS, IndexCache, IndexEntry, RecordStore, RunDirs, RunIndex,
+                     warn_once)
 
 DEFAULT_CACHE_MB = 256
 # Version of the HTTP API (docs/http-api.md) that /index announces to the frontend; it changes only when the
@@ -328,11 +329,32 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return public_header(self.entry(ctx, experiment, run, tag, example, step).index)
 
     def attention_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
-                       layer: int, head: Optional[int] = None) -> np.ndarray:
-        """uint8 log8 codes ``(heads, q_len, k_len)``, or ``(1, q_len, k_len)`` for one head."""
+                       layer: int, head: Optional[int] = None, weighting: str = "weights") -> np.ndarray:
+        """uint8 log8 codes ``(heads, q_len, k_len)``, or ``(1, q_len, k_len)`` for one head; value-weighted
+        (``metrics.value_weighted``) when ``weighting="value"``."""
         e, k = self._layer_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
         self._check_route("attention", k, kind, step)
-        return self._layer_codes(e, kind, layer, head)
+        codes = self._layer_codes(e, kind, layer, head)
+        if self._check_weighting(weighting, "attention", k, kind, step) == "weights":
+            return codes
+        norms = self._read(e, "value norms", lambda: self._store.value_norms(e, kind, layer))
+        norms = norms if head is None else norms[head:head + 1]
+        return fmt.encode_attention(metrics_mod.value_weighted(fmt.decode_attention(codes), norms))
+
+    @staticmethod
+    def _check_weighting(weighting: str, route: str, k: dict, kind: str, step: int) -> str:
+        """``weighting`` if ``route`` can serve it for this kind (404 without value norms, 400 for what a long
+        layer stores pooled)."""
+        if weighting not in WEIGHTINGS:
+            raise errors.InvalidArgumentError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting[:40]!r}")
+        if weighting == "value":
+            if not k.get("has_value_norms"):
+                raise errors.NotFoundError(f"{kind} attention at step {step} has no value norms (log it with "
+                                           "capture_attention(values=True))")
+            if route in ("overview", "pyramid", "topk") and k.get("layout") == fmt.LAYOUT_LONG:
+                raise errors.InvalidArgumentError(f"the {route} of a long layer holds the weights only: ask /window "
+                                                  "for exact value-weighted rows")
+        return weighting
 
     def _layer_entry(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
                      layer: int, head: Optional[int]) -> tuple:
@@ -352,11 +374,19 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return self._read(e, "queries/keys", lambda: layout.served_qk(self._store, e, kind, layer, head))
 
     def overview_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int,
-                      kind: str) -> np.ndarray:
-        """uint8 log8 codes of the pooled overview, ``(layers, heads, pq, pk)``."""
+                      kind: str, weighting: str = "weights") -> np.ndarray:
+        """uint8 log8 codes of the pooled overview, ``(layers, heads, pq, pk)`` (of the value-weighted attention,
+        pooled as the writer pools, for ``weighting="value"``: dense kinds only)."""
         e = self.entry(ctx, experiment, run, tag, example, step)
-        self._kind(e, kind)
-        return self._read(e, "overview", lambda: self._store.overview_codes(e, kind))
+        k = self._kind(e, kind)
+        if self._check_weighting(weighting, "overview", k, kind, step) == "weights":
+            return self._read(e, "overview", lambda: self._store.overview_codes(e, kind))
+
+        def pooled() -> np.ndarray:
+            return np.stack([fmt.pool_overview(metrics_mod.value_weighted(
+                fmt.decode_attention(self._store.attention_codes(e, kind, layer, cache=False)),
+                self._store.value_norms(e, kind, layer))) for layer in range(k["layers"])])
+        return fmt.encode_attention(self._read(e, "overview", pooled))
 
     def image_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int) -> tuple[bytes, str]:
         """(bytes, mime type) of the record's image (format v4); ``NotFoundError`` when it has none or it cannot
@@ -367,7 +397,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return self._read(e, "image", lambda: self._store.image(e)), e.index["image"]["mime"]
 
     def window_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
-                    layer: int, head: int, rows: tuple, cols: tuple) -> np.ndarray:
+                    layer: int, head: int, rows: tuple, cols: tuple, weighting: str = "weights") -> np.ndarray:
         """One head's attention over ``rows`` x ``cols`` (half-open token ranges), float32: exact from q/k for
         a long layer, the stored values for a dense one."""
         e, k = self._layer_entry(ctx, experiment, run, tag, example, step, kind, layer, head)
@@ -380,7 +410,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         problem = layouts.of_kind(k).window_problem(kind, layer, step, k)
         if problem:
             raise errors.NotFoundError(problem)
-        return self._read(e, "window", lambda: self._store.window(e, kind, layer, head, rows, cols))
+        self._check_weighting(weighting, "window", k, kind, step)
+        return self._read(e, "window", lambda: self._store.window(e, kind, layer, head, rows, cols, weighting))
 
     def _route_entry(self, route: str, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int,
                      kind: str, layer: int, head: Optional[int]) -> tuple:
@@ -528,6 +559,12 @@ class AttentionPlugin(base_plugin.TBPlugin):
         args = request.args
         return cls._common(request), web.required(args, "kind"), web.uint_param(args, "layer"), web.uint_param(args, "head")
 
+    @staticmethod
+    def _refuse_weighting(request: Any, route: str) -> None:
+        if web.choice_param(request.args, "weighting", WEIGHTINGS) != "weights":
+            raise errors.InvalidArgumentError(f"/{route} holds the weights only: ask /window for exact "
+                                              "value-weighted rows")
+
     @web.route
     def index_route(self, request):
         return web.respond_json(request, self.index_impl(*web.request_context(request)))
@@ -542,6 +579,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
         kind = web.required(request.args, "kind")
         layer = web.uint_param(request.args, "layer")
         head = web.uint_param(request.args, "head", required=False)
+        weighting = web.choice_param(request.args, "weighting", WEIGHTINGS)
+        if weighting != "weights":
+            codes = self.attention_impl(*common, kind, layer, head, weighting)
+            key = ("attention", self.entry(*common).asset_key, kind, layer, head, weighting)
+            return self._bodies.codes(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
         e, k = self._layer_entry(*common, kind, layer, head)
         self._check_route("attention", k, kind, common[-1])
         shape = (1 if head is not None else k["heads"], k["q_len"], k["k_len"])
@@ -561,6 +603,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def overview_route(self, request):
         common = self._common(request)
         kind = web.required(request.args, "kind")
+        weighting = web.choice_param(request.args, "weighting", WEIGHTINGS)
+        if weighting != "weights":
+            codes = self.overview_impl(*common, kind, weighting)
+            key = ("overview", self.entry(*common).asset_key, kind, weighting)
+            return self._bodies.codes(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
         e = self.entry(*common)
         k = self._kind(e, kind)
         shape = (k["layers"], k["heads"], *k["overview_shape"])
@@ -580,9 +627,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
         args = request.args
         rows, cols = web.span_param(args, "rows"), web.span_param(args, "cols")
         dtype = web.choice_param(args, "dtype", ("log8", "float32"))
-        values = self.window_impl(*common, kind, layer, head, rows, cols)
+        weighting = web.choice_param(args, "weighting", WEIGHTINGS)
+        values = self.window_impl(*common, kind, layer, head, rows, cols, weighting)
         e = self.entry(*common)
-        key = ("window", e.asset_key, kind, layer, head, rows, cols, dtype)
+        key = ("window", e.asset_key, kind, layer, head, rows, cols, dtype, weighting)
         if dtype == "float32":
             return self._bodies.codes(request, key, np.ascontiguousarray(values[None], "<f4").view(np.uint8),
                                 [("X-Attention-Shape", f"1,{values.shape[0]},{values.shape[1]}"),
@@ -593,6 +641,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @web.route
     def pyramid_route(self, request):
         common, kind, layer, head = self._head_params(request)
+        self._refuse_weighting(request, "pyramid")
         level = web.uint_param(request.args, "level", required=False) or 0
         if level == 0:  # as stored: the chunk itself, spliced or decoded like /attention's
             e, k = self._route_entry("pyramid", *common, kind, layer, head)
@@ -608,6 +657,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @web.route
     def topk_route(self, request):
         common, kind, layer, head = self._head_params(request)
+        self._refuse_weighting(request, "topk")
         index, codes = self.topk_impl(*common, kind, layer, head)
         body = np.ascontiguousarray(index, "<u4").tobytes() + np.ascontiguousarray(codes).tobytes()
         key = ("topk", self.entry(*common).asset_key, kind, layer, head)

@@ -430,6 +430,23 @@ class RecordStore:
         return self._cached(("ov", rec.path, rec.offset, kind),
                             lambda: fmt.decode_codes(self.overview_chunk(entry, kind), shape), lambda a: a.nbytes)
 
+    def value_norms(self, entry: IndexEntry, kind: str, layer: int) -> np.ndarray:
+        """``||v_j W_O^h||`` of every head and key of one layer, ``(heads, k_len)`` float32 (format v5, cached);
+        KeyError if the record has none."""
+        rec = self.record(entry)
+        k = rec.header["kinds"][kind]
+        if not k.get("has_value_norms"):
+            raise KeyError("value norms were not logged for this step (capture with values=True)")
+
+        def load() -> np.ndarray:
+            data = fmt.read_chunk(rec, rec.chunk(kind, fmt.VALUE_NORMS, layer), self.read_range)
+            if len(data) != 4 * k["heads"] * k["k_len"]:
+                raise fmt.FormatError(f"{rec.path}@{rec.offset}: value norms of {kind} layer {layer} hold "
+                                      f"{len(data)} bytes, expected {4 * k['heads'] * k['k_len']}")
+            return np.frombuffer(data, "<f4").reshape(k["heads"], k["k_len"])
+
+        return self._cached(("vn", rec.path, rec.offset, kind, layer), load, lambda a: a.nbytes)
+
     # ---- long layers (format v3)
     def _long_kind(self, entry: IndexEntry, kind: str) -> tuple:
         rec = self.record(entry)
@@ -464,11 +481,13 @@ class RecordStore:
             fmt.read_chunk(rec, rec.chunk(kind, "lse", layer, head), self.read_range), "<f4").reshape(k["q_len"]),
             lambda a: a.nbytes)
 
-    def window(self, entry: IndexEntry, kind: str, layer: int, head: int, rows: tuple, cols: tuple) -> np.ndarray:
+    def window(self, entry: IndexEntry, kind: str, layer: int, head: int, rows: tuple, cols: tuple,
+               weighting: str = "weights") -> np.ndarray:
         """Attention of one head over ``rows = (i, j)`` x ``cols = (a, b)`` (half-open), float32: rebuilt exactly
-        from q/k and lse for a long layer (``layouts.exact_window``), decoded from the stored code for a dense one."""
+        from q/k and lse for a long layer (``layouts.exact_window``), decoded from the stored code for a dense one;
+        ``weighting="value"``: value-weighted (``metrics.value_weighted``; KeyError without value norms)."""
         k = self.record(entry).header["kinds"][kind]
-        return layouts.of_kind(k).window(self, entry, kind, k, layer, head, rows, cols)
+        return layouts.of_kind(k).window(self, entry, kind, k, layer, head, rows, cols, weighting)
 
     def pyramid_chunk(self, entry: IndexEntry, kind: str, layer: int, head: int) -> bytes:
         """The stored zlib chunk of one head's finest pyramid level (log8 codes ``pyramid_shape``)."""
@@ -532,6 +551,8 @@ class AttentionExample:
     queries: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, q, d) float32
     keys: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads or kv heads, k, d) float32
     pyramid: dict[str, np.ndarray] = field(default_factory=dict)  # long kinds: (layers, heads, bq, bk) float32
+    value_norms: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, k) (format v5)
+    weighting: str = "weights"  # "value": ``attention`` is value-weighted (``metrics.value_weighted``)
     image: Optional[bytes] = None  # the logged image's PNG / WebP bytes (format v4), as header["image"] says
 
     def tokens(self, kind: str = "encoder") -> tuple[list[str], list[str]]:
@@ -540,12 +561,23 @@ class AttentionExample:
         return self.header["sequences"][k["query"]], self.header["sequences"][k["key"]]
 
 
+WEIGHTINGS = ("weights", "value")  # what the attention arrays hold: the weights, or value-weighted attention
+
+
 def decode(store: RecordStore, entry: IndexEntry, with_qk: bool = True, rows: Optional[tuple] = None,
-           cols: Optional[tuple] = None) -> AttentionExample:
+           cols: Optional[tuple] = None, weighting: str = "weights") -> AttentionExample:
     """One record decoded as :func:`read_attention` returns it (each kind by its layout's handler)."""
-    ex = AttentionExample(entry.run, entry.tag, entry.example, entry.step, entry.wall_time, entry.index)
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    ex = AttentionExample(entry.run, entry.tag, entry.example, entry.step, entry.wall_time, entry.index,
+                          weighting=weighting)
     for kind, k in entry.index["kinds"].items():
-        layouts.of_kind(k).decode(store, entry, kind, k, with_qk, rows, cols, ex)
+        if k.get("has_value_norms"):
+            ex.value_norms[kind] = np.stack([store.value_norms(entry, kind, l) for l in range(k["layers"])])
+        elif weighting == "value":
+            raise KeyError(f"{kind} attention of {entry.run}/{entry.tag}/{entry.example} step {entry.step} has no "
+                           "value norms (capture with values=True)")
+        layouts.of_kind(k).decode(store, entry, kind, k, with_qk, rows, cols, ex, weighting)
     if "image" in entry.index:
         try:
             ex.image = store.image(entry)
@@ -592,6 +624,7 @@ def read_attention(
     rows: Optional[tuple] = None,
     cols: Optional[tuple] = None,
     strict: bool = False,
+    weighting: str = "weights",
 ) -> list[AttentionExample]:
     """Read logged attention back as numpy arrays (the same reading path as the TensorBoard plugin).
 
@@ -613,15 +646,22 @@ def read_attention(
     (``format.validate_index``), and records whose asset file is missing, truncated, corrupt or not the
     record its index entry describes. ``strict=True`` raises the error instead for the latter
     (``format.FormatError``, ``OSError``, ...).
+
+    ``weighting="value"`` returns value-weighted attention (Kobayashi et al. 2020; ``metrics.value_weighted``:
+    each row normalised over all its keys, also in a window) for records logged with value norms
+    (``capture_attention(values=True)``, format v5); a record without them is skipped with a warning
+    (raised with ``strict=True``). ``value_norms`` holds the stored norms whenever a record has them.
     """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     return list(iter_attention(logdir, logdir_spec=logdir_spec, run=run, tag=tag, example=example, step=step,
-                               queries_keys=queries_keys, rows=rows, cols=cols, strict=strict))
+                               queries_keys=queries_keys, rows=rows, cols=cols, strict=strict, weighting=weighting))
 
 
 def iter_attention(logdir: Optional[str] = None, *, logdir_spec: Optional[str] = None, run: Optional[str] = None,
                    tag: Optional[str] = None, example: Optional[str] = None, step: Optional[int] = None,
                    queries_keys: bool = True, rows: Optional[tuple] = None, cols: Optional[tuple] = None,
-                   strict: bool = False) -> Iterator[AttentionExample]:
+                   strict: bool = False, weighting: str = "weights") -> Iterator[AttentionExample]:
     """Like :func:`read_attention`, one example at a time."""
     runs, store = open_logdir(logdir, logdir_spec)
     for r in sorted(runs):
@@ -632,7 +672,7 @@ def iter_attention(logdir: Optional[str] = None, *, logdir_spec: Optional[str] =
                     or (step is not None and s != step):
                 continue
             try:
-                ex = decode(store, e, queries_keys, rows, cols)
+                ex = decode(store, e, queries_keys, rows, cols, weighting)
             except DATA_ERRORS as err:
                 if strict:
                     raise

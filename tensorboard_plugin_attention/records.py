@@ -23,12 +23,14 @@ __all__ = ["CaptureRecord", "ExampleAttention", "ForwardRecord", "LayerArrays", 
 
 @dataclass
 class LayerArrays:
-    """One layer of one example: attention ``(H, q, k)``, optional queries ``(H, q, d)`` / keys ``(H, k, d)``."""
+    """One layer of one example: attention ``(H, q, k)``, optional queries ``(H, q, d)`` / keys ``(H, k, d)``
+    and value norms ``(H, k)`` (``||v_j W_O^h||`` of each key, format v5: value-weighted attention)."""
 
     attention: np.ndarray
     queries: Optional[np.ndarray] = None
     keys: Optional[np.ndarray] = None
     info: Optional[dict] = None
+    value_norms: Optional[np.ndarray] = None
 
     @property
     def shape(self) -> tuple:
@@ -51,6 +53,7 @@ class LongLayer:
     topk_value: np.ndarray  # (H, n, K) float32 weights, descending
     metrics: dict  # name -> (H,) float64
     info: Optional[dict] = None
+    value_norms: Optional[np.ndarray] = None  # (H, m) float32 ||v_j W_O^h|| (format v5), or None
 
     @property
     def shape(self) -> tuple:

@@ -427,3 +427,47 @@ def test_rollout_errors():
         rollout([])
     with pytest.raises(ValueError, match="earlier layers"):
         rollout([heads(np.eye(2)), heads(np.eye(3))])
+
+
+# ------------------------------------------------------------------ duplicate-token, diagonal, retrieval
+def _reference(a: np.ndarray, tokens: list) -> dict:
+    """Per-example reference of the three scores, by loops over rows (docs/metrics.md)."""
+    n = len(tokens)
+    dup_rows = [i for i in range(n) if tokens[i] in tokens[:i]]
+    duplicate = sum(sum(a[i, j] for j in range(i) if tokens[j] == tokens[i]) for i in dup_rows) / len(dup_rows)
+    diagonal = sum(a[i, i] for i in range(n)) / n
+    copyable = [i for i in range(n - 1) if tokens[i + 1] in tokens[:i + 1]]
+    hits = [i for i in copyable if tokens[int(np.argmax(a[i]))] == tokens[i + 1]]
+    return {"duplicate": duplicate, "diagonal": diagonal, "retrieval": len(hits) / len(copyable)}
+
+
+def test_duplicate_diagonal_and_retrieval_equal_a_per_row_reference():
+    rng = np.random.default_rng(0)
+    tokens = [int(t) for t in rng.integers(0, 6, 24)]
+    a = np.tril(rng.random((3, 24, 24)) ** 4)
+    a /= a.sum(-1, keepdims=True)
+    got = head_metrics(a, tokens, causal=True)
+    for h in range(3):
+        for name, value in _reference(a[h], tokens).items():
+            assert got[name][h] == pytest.approx(value, abs=1e-12), name
+
+
+def test_duplicate_token_and_retrieval_heads_score_one():
+    tokens = ["A", "B", "C", "A", "B", "C"]
+    # duplicate head: each repeated token looks at its own earlier occurrence (others at themselves)
+    dup = one_hot_rows([0, 1, 2, 0, 1, 2])
+    # retrieval (copy-paste) head: row i puts its largest weight on an earlier copy of token i + 1
+    ret = one_hot_rows([0, 1, 0, 1, 2, 5])
+    m = head_metrics(heads(dup, ret, np.eye(6)), tokens, causal=True)
+    assert m["duplicate"][0] == pytest.approx(1.0) and m["duplicate"][1] == pytest.approx(0.0)
+    assert m["retrieval"][1] == pytest.approx(1.0)  # copyable rows: 2 (next A), 3 (next B), 4 (next C)
+    assert m["retrieval"][0] == pytest.approx(0.0) and m["retrieval"][2] == pytest.approx(0.0)
+    np.testing.assert_allclose(m["diagonal"], [0.5, 0.5, 1.0])  # rows 0, 1, 2 / 0, 1, 5 on themselves
+
+
+def test_retrieval_needs_a_causal_self_attention_with_tokens():
+    tokens = ["A", "B", "A", "B"]
+    a = heads(np.full((4, 4), 0.25))
+    assert np.isnan(head_metrics(a, tokens, causal=False)["retrieval"][0])
+    assert np.isnan(head_metrics(heads(np.tril(np.ones((4, 4))) / np.arange(1, 5)[:, None]), None)["retrieval"][0])
+    assert np.isnan(head_metrics(a, ["A", "B", "C", "D"], causal=False)["duplicate"][0])

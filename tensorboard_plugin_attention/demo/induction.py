@@ -66,7 +66,7 @@ def train_induction(logdir: str, *, steps: int = 300, checkpoints: int = 16, pro
         for step in range(steps + 1):
             if step in log_at:
                 model.eval()
-                with torch.no_grad(), capture_attention(model) as cap:
+                with torch.no_grad(), capture_attention(model, values=True) as cap:
                     model(probe_ids)
                 model.train()
                 for i in range(probes):

@@ -131,7 +131,7 @@ def run(run_dir: str, *, quick: bool = False, seed: int = 0) -> dict:
     tb.logging_dir = run_dir  # loss/accuracy and attention share this run
     names = [n for n, _ in data.PROBES]
     attention = AttentionCallback(tokenizer, [t for _, t in data.PROBES], names=names, steps=log_steps,
-                                  log_on_evaluate=False, tag="probes", max_length=64)
+                                  log_on_evaluate=False, tag="probes", max_length=64, values=True)
     args = TrainingArguments(
         output_dir=out_dir, max_steps=max_steps, per_device_train_batch_size=batch,
         per_device_eval_batch_size=64, learning_rate=1e-4, warmup_steps=max_steps // 10, weight_decay=0.01,

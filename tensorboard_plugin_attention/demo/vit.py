@@ -65,7 +65,8 @@ def train(logdir: str, *, steps: int = 150, checkpoints: int = 10, probes: int =
     probe_images, _ = make_images(probes, torch.Generator().manual_seed(seed + 1000))
     log_at = log_spaced_steps(steps, checkpoints)
     with AttentionLogger(model, processor, [], logdir, steps=log_at, images=list(probe_images),
-                         names=[f"square{i}" for i in range(probes)], model_name="vit-squares-4l4h") as attn:
+                         names=[f"square{i}" for i in range(probes)], model_name="vit-squares-4l4h",
+                         values=True) as attn:
         writer = attn.writer
         for step in range(steps + 1):
             attn.maybe_log(step)

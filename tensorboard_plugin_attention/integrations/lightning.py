@@ -44,7 +44,7 @@ class AttentionCallback(Callback):
       logdir: where to write when the Trainer has no ``TensorBoardLogger``
         (default ``<default_root_dir>/attention``).
       queries_keys_every, tag, names, max_length, batch_size, model_name, metric_scalars,
-      collective_timeout, images: as for the transformers ``AttentionCallback`` (``images``: probe images for a
+      collective_timeout, images, values: as for the transformers ``AttentionCallback`` (``images``: probe images for a
         vision model instead of texts, ``tokenizer`` then being its image processor).
     """
 
@@ -68,11 +68,12 @@ class AttentionCallback(Callback):
         metric_scalars: bool = True,
         collective_timeout: Optional[float] = None,
         images: Optional[Iterable[Any]] = None,
+        values: bool = False,
     ):
         self.runner = make_runner(tokenizer, texts, images, names=names, tag=tag, max_length=max_length,
                                   batch_size=batch_size, model_name=model_name,
                                   queries_keys_every=queries_keys_every, metric_scalars=metric_scalars,
-                                  collective_timeout=collective_timeout)
+                                  collective_timeout=collective_timeout, values=values)
         Schedule(every_n_steps, steps)  # validate now
         self.every_n_steps = every_n_steps
         self.steps = None if steps is None else sorted({int(s) for s in steps})

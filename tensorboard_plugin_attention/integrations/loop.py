@@ -48,6 +48,7 @@ class AttentionLogger:
         raises ``DistributedCaptureError`` (default 300).
       images: probe images (PIL images or ``H x W x 3`` uint8 arrays) for a vision model, instead of texts
         (pass ``[]``); ``tokenizer`` is then its image processor. Each is logged with its image and patch grid.
+      values: also record value norms for value-weighted attention (as for ``AttentionCallback``).
     """
 
     def __init__(
@@ -69,12 +70,13 @@ class AttentionLogger:
         is_main_process: Optional[bool] = None,
         collective_timeout: Optional[float] = None,
         images: Optional[Iterable[Any]] = None,
+        values: bool = False,
     ):
         self.model = model
         self.runner = make_runner(tokenizer, texts, images, names=names, tag=tag, max_length=max_length,
                                   batch_size=batch_size, model_name=model_name,
                                   queries_keys_every=queries_keys_every, metric_scalars=metric_scalars,
-                                  collective_timeout=collective_timeout)
+                                  collective_timeout=collective_timeout, values=values)
         self.schedule = Schedule(every_n_steps, steps)
         self.is_main_process = _is_main_process() if is_main_process is None else bool(is_main_process)
         self._own_writer = isinstance(logdir, (str, bytes)) or hasattr(logdir, "__fspath__")

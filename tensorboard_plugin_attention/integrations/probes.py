@@ -208,6 +208,8 @@ class ProbeRunner:
         ``log_attention``).
       queries_keys_every: ``log_checkpoint`` keeps queries/keys on every N-th logged checkpoint (the first
         included); 0 or None: never.
+      values: also record each key's value norm ``||v_j W_O^h||`` (``capture_attention(values=True)``), so the
+        tab and ``read_attention(weighting="value")`` can show value-weighted attention.
       collective_timeout: with several processes (torch.distributed), seconds a rank waits for the others at
         the probes' exchange before raising ``DistributedCaptureError`` (default
         ``distributed.DEFAULT_TIMEOUT_S``).
@@ -220,7 +222,7 @@ class ProbeRunner:
     def __init__(self, tokenizer: Any, texts: Iterable[ProbeLike], *, names: Optional[Sequence[str]] = None,
                  tag: str = "probes", max_length: int = 128, batch_size: int = 16,
                  model_name: Optional[str] = None, queries_keys_every: Optional[int] = 1,
-                 metric_scalars: bool = True, collective_timeout: Optional[float] = None):
+                 metric_scalars: bool = True, collective_timeout: Optional[float] = None, values: bool = False):
         if tokenizer is None:
             raise ValueError("a tokenizer is needed to run the probes")
         if int(batch_size) < 1 or int(max_length) < 2:
@@ -233,6 +235,7 @@ class ProbeRunner:
         self.model_name = model_name
         self.metric_scalars = bool(metric_scalars)
         self.collective_timeout = collective_timeout
+        self.values = _check_values(values)
         if queries_keys_every is not None and (isinstance(queries_keys_every, bool) or int(queries_keys_every) < 0):
             raise ValueError(f"queries_keys_every must be a non-negative integer, got {queries_keys_every!r}")
         self.queries_keys_every = int(queries_keys_every or 0)
@@ -316,7 +319,7 @@ class ProbeRunner:
         enc_dec = bool(getattr(config, "is_encoder_decoder", False))
         out: list[tuple[Any, int]] = []
         several = distributed.is_distributed()
-        with inference_mode(model), capture_attention(model, queries_keys=queries_keys) as cap:
+        with inference_mode(model), capture_attention(model, queries_keys=queries_keys, values=self.values) as cap:
             for start in range(0, len(self.encoded), self.batch_size):
                 chunk = self.encoded[start:start + self.batch_size]
                 fwd, error = None, None
@@ -413,7 +416,7 @@ class ImageProbeRunner(ProbeRunner):
     def __init__(self, image_processor: Any, images: Iterable[Any], *, names: Optional[Sequence[str]] = None,
                  tag: str = "probes", batch_size: int = 16, model_name: Optional[str] = None,
                  queries_keys_every: Optional[int] = 1, metric_scalars: bool = True,
-                 collective_timeout: Optional[float] = None):
+                 collective_timeout: Optional[float] = None, values: bool = False):
         if image_processor is None or not callable(image_processor):
             raise ValueError("an image processor is needed to run image probes")
         pictures = list(images)
@@ -429,6 +432,7 @@ class ImageProbeRunner(ProbeRunner):
         self.encoded = [_Encoded(Probe(n, None, n), [], None, [], None, []) for n in names]
         self.tag, self.batch_size, self.model_name = tag, int(batch_size), model_name
         self.metric_scalars, self.collective_timeout = bool(metric_scalars), collective_timeout
+        self.values = _check_values(values)
         if queries_keys_every is not None and (isinstance(queries_keys_every, bool) or int(queries_keys_every) < 0):
             raise ValueError(f"queries_keys_every must be a non-negative integer, got {queries_keys_every!r}")
         self.queries_keys_every = int(queries_keys_every or 0)
@@ -460,6 +464,12 @@ def make_runner(processor: Any, texts: Iterable[ProbeLike], images: Optional[Ite
         raise ValueError("give probe texts or probe images, not both (vision-language probes: log_attention)")
     kwargs.pop("max_length", None)
     return ImageProbeRunner(processor, images, **kwargs)
+
+
+def _check_values(values: Any) -> bool:
+    if not isinstance(values, bool):
+        raise ValueError(f"values must be True or False, got {values!r}")
+    return values
 
 
 def _several_processes() -> bool:

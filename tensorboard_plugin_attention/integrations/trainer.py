@@ -54,6 +54,8 @@ class AttentionCallback(TrainerCallback):
       images: probe images (PIL images or ``H x W x 3`` uint8 arrays) for a vision model, instead of texts;
         ``tokenizer`` is then its image processor (default: the Trainer's ``processing_class``). Each is
         logged with its image and patch grid (``ImageProbeRunner``).
+      values: also record each key's value norm ``||v_j W_O^h||`` (``capture_attention(values=True)``): the tab's
+        "value-weighted" toggle and ``read_attention(weighting="value")`` then show value-weighted attention.
 
     With several processes (DDP, FSDP, tensor / pipeline parallel) every rank runs the probes, since sharded
     models need all ranks in a forward pass; the pieces become one record on the world's process zero, the
@@ -80,6 +82,7 @@ class AttentionCallback(TrainerCallback):
         metric_scalars: bool = True,
         collective_timeout: Optional[float] = None,
         images: Optional[Iterable[Any]] = None,
+        values: bool = False,
     ):
         self.texts = list(texts)
         self.images = None if images is None else list(images)
@@ -88,7 +91,8 @@ class AttentionCallback(TrainerCallback):
                              " (or probe images: images=[...] with the image processor as tokenizer)")
         self._runner_args = dict(names=names, tag=tag, max_length=max_length, batch_size=batch_size,
                                  model_name=model_name, queries_keys_every=queries_keys_every,
-                                 metric_scalars=metric_scalars, collective_timeout=collective_timeout)
+                                 metric_scalars=metric_scalars, collective_timeout=collective_timeout,
+                                 values=values)
         self.tokenizer = tokenizer
         self.runner: Optional[ProbeRunner] = None
         if tokenizer is not None:  # validate the probes now, not when training starts
