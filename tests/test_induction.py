@@ -44,3 +44,8 @@ def test_the_heads_view_ranks_the_induction_head_first_at_late_steps(tmp_path):
     assert abs(mean[layer, head] - np.mean(per_example)) < 1e-9
     first = np.array(scores.at(steps[0])["metrics"]["induction"]["mean"], float)
     assert first[layer, head] < 0.15, first
+    # on repeated sequences an induction head is a copy-paste (retrieval) head: its largest weight is on the
+    # earlier copy of the next token (Wu et al. 2024's score, teacher-forced)
+    retrieval = np.array(at["metrics"]["retrieval"]["mean"], float)
+    assert retrieval[layer, head] == np.nanmax(retrieval) and retrieval[layer, head] > 0.5, retrieval
+    assert examples[0].header["kinds"]["decoder"]["has_value_norms"]  # the demo logs value norms
