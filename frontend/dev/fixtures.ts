@@ -13,6 +13,8 @@
 //               patch (r, c)), [CLS] first and a register token last, 2 layers × 4 heads, steps 0 and 100:
 //               [CLS] attends most to patch (2, 1) at step 0 and to patch (1, 2) at step 100 (planted)
 // /metrics, /divergence and /rollout are computed from the fixture attention (dev/fixture-metrics.ts).
+// bert and vit store value norms (format v5: `has_value_norms`, synthetic norms ‖f(x_j)‖ per layer, head and
+// key), so the weighting toggle and a comparison with bert-ft (none) can be tried on the dev page.
 import {CodedAttention, FloatAttention, makeLut} from '../src/api';
 import {jensenShannon, rollout as computeRollout} from '../src/derived';
 import {headMetrics} from './fixture-metrics';
@@ -41,6 +43,7 @@ import type {
   RecordRef,
   TagRef,
   Rollout,
+  Weighting,
 } from '../src/types';
 import {METRIC_NAMES} from '../src/types';
 
@@ -298,6 +301,19 @@ function layerInfo(spec: NonNullable<ExampleSpec['kinds'][Kind]>, l: number): Re
   return {scaling: 1 / Math.sqrt(spec.d), causal: spec.causal, position_bias: false, softcap: null, sliding_window: null, ...(spec.special?.(l) ?? {})};
 }
 
+/** The runs stored with value norms (format v5). */
+function hasNorms(run: RunSpec): boolean {
+  return run.run === 'bert' || run.run === 'vit';
+}
+
+/** Synthetic value norms ‖f(x_j)‖ of one head: 0.25..2, key 0 (the [CLS] / first token, a sink) small. */
+function valueNorms(run: RunSpec, layer: number, head: number, k: number): Float32Array {
+  const out = new Float32Array(k);
+  const r = rng(run.seed * 4099 + layer * 97 + head * 13);
+  for (let j = 0; j < k; j++) out[j] = j === 0 ? 0.25 : 0.25 + 1.75 * r();
+  return out;
+}
+
 function headerOf(run: RunSpec, ex: ExampleSpec, step: number): Header {
   const kinds: Partial<Record<Kind, KindInfo>> = {};
   for (const [k, s] of Object.entries(ex.kinds) as [Kind, NonNullable<ExampleSpec['kinds'][Kind]>][]) {
@@ -311,6 +327,7 @@ function headerOf(run: RunSpec, ex: ExampleSpec, step: number): Header {
       head_dim: s.d,
       has_qk: ex.qkSteps.length > 0,
       overview_shape: [Math.min(64, ql), Math.min(64, kl)],
+      ...(hasNorms(run) ? {has_value_norms: true} : {}),
       // t5 is logged without a capture: no layer_info fields (the neuron view says what it assumes)
       layer_info: Array.from({length: s.layers}, (_, l) => (run.run === 't5' ? {} : layerInfo(s, l))),
     };
@@ -412,6 +429,8 @@ function toHalfRoundTrip(a: Float32Array): Float32Array {
 }
 
 export class FixtureSource implements DataSource {
+  /** As the backend: value-weighted attention for the runs with value norms (`has_value_norms`). */
+  readonly weightings: readonly Weighting[] = ['weights', 'value'];
   private lut = makeLut(FIXTURE_LUT);
   private cache = new Map<string, unknown>();
   /** Requests made (route keys), for tests. */
@@ -508,10 +527,33 @@ export class FixtureSource implements DataSource {
     return {queries: toHalfRoundTrip(queries), keys: toHalfRoundTrip(keys)};
   }
 
-  attention(ref: RecordRef, kind: Kind, layer: number, head?: number): Promise<AttentionLayer> {
-    this.log.push(`attention ${ref.run} ${ref.step} ${kind} ${layer} ${head ?? ''}`);
+  /** A layer value-weighted (α_ij·‖f(x_j)‖, rows renormalised, through the codec as served); 404 without norms. */
+  private weighted(ref: RecordRef, kind: Kind, layer: number, weighting: Weighting | undefined): AttentionLayer {
+    const full = this.layer(ref, kind, layer);
+    if (weighting !== 'value') return full;
+    const {run} = this.spec(ref);
+    if (!hasNorms(run)) throw new Error(`404: ${ref.run} stores no value norms`);
+    return this.memo(`V ${ref.run} ${ref.example} ${ref.step} ${kind} ${layer}`, () => {
+      const {heads, q, k} = full;
+      const data = new Float32Array(heads * q * k);
+      for (let h = 0; h < heads; h++) {
+        const a = full.head(h);
+        const norms = valueNorms(run, layer, h, k);
+        for (let i = 0; i < q; i++) {
+          const o = (h * q + i) * k;
+          let sum = 0;
+          for (let j = 0; j < k; j++) sum += (data[o + j] = a[i * k + j] * norms[j]);
+          for (let j = 0; j < k; j++) data[o + j] = sum > 0 ? this.lut[encode(data[o + j] / sum)] : 0;
+        }
+      }
+      return new FloatAttention(heads, q, k, data);
+    }, 6);
+  }
+
+  attention(ref: RecordRef, kind: Kind, layer: number, head?: number, weighting?: Weighting): Promise<AttentionLayer> {
+    this.log.push(`attention ${ref.run} ${ref.step} ${kind} ${layer} ${head ?? ''}${weighting === 'value' ? ' value' : ''}`);
     try {
-      const full = this.layer(ref, kind, layer);
+      const full = this.weighted(ref, kind, layer, weighting);
       if (head === undefined) return Promise.resolve(full);
       if (head < 0 || head >= full.heads) throw new Error(`400: head ${head} out of range`);
       return Promise.resolve(new FloatAttention(1, full.q, full.k, Float32Array.from(full.head(head)), head));
@@ -520,21 +562,21 @@ export class FixtureSource implements DataSource {
     }
   }
 
-  overview(ref: RecordRef, kind: Kind): Promise<Overview> {
-    this.log.push(`overview ${ref.run} ${ref.step} ${kind}`);
+  overview(ref: RecordRef, kind: Kind, weighting?: Weighting): Promise<Overview> {
+    this.log.push(`overview ${ref.run} ${ref.step} ${kind}${weighting === 'value' ? ' value' : ''}`);
     try {
       const {ex} = this.spec(ref);
       const ks = ex.kinds[kind];
       if (!ks) throw new Error(`404: no ${kind}`);
       return Promise.resolve(
-        this.memo(`O ${ref.run} ${ref.example} ${ref.step} ${kind}`, () => {
+        this.memo(`O ${ref.run} ${ref.example} ${ref.step} ${kind} ${weighting ?? ''}`, () => {
           const ql = ex.sequences[ks.query].length;
           const kl = ex.sequences[ks.key].length;
           const pq = Math.min(64, ql);
           const pk = Math.min(64, kl);
           const data = new Float32Array(ks.layers * ks.heads * pq * pk);
           for (let l = 0; l < ks.layers; l++) {
-            const att = this.layer(ref, kind, l);
+            const att = this.weighted(ref, kind, l, weighting);
             for (let h = 0; h < ks.heads; h++) {
               const m = att.head(h);
               const o = (l * ks.heads + h) * pq * pk;

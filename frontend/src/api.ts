@@ -22,6 +22,7 @@ import type {
   Rollout,
   TagRef,
   TopK,
+  Weighting,
 } from './types';
 
 export class ApiError extends Error {
@@ -387,8 +388,15 @@ export function revisionsOf(idx: IndexResponse): Map<string, string> {
 /** The records a cached result was computed from, with their revisions then. */
 type Deps = [id: string, rev: string][];
 
+/** `weighting=value` for value-weighted attention; raw weights (the default) add nothing, as before. */
+function weightingParams(w: Weighting | undefined): Record<string, string> {
+  return w === 'value' ? {weighting: 'value'} : {};
+}
+
 /** Talks to data/plugin/attention/* through URLs relative to `base` (the module's own URL). */
 export class HttpSource implements DataSource {
+  /** The backend value-weights `/attention`, `/overview` and `/window` (a kind with value norms). */
+  readonly weightings: readonly Weighting[] = ['weights', 'value'];
   private lut: Float32Array | null = null;
   private indexPromise: Promise<IndexResponse> | null = null;
   /**
@@ -471,9 +479,10 @@ export class HttpSource implements DataSource {
     return this.cached('header', params, this.deps(ref), async () => (await this.request('./header', params)).json()) as Promise<Header>;
   }
 
-  attention(ref: RecordRef, kind: Kind, layer: number, head?: number): Promise<AttentionLayer> {
+  attention(ref: RecordRef, kind: Kind, layer: number, head?: number, weighting?: Weighting): Promise<AttentionLayer> {
     const params: Record<string, string> = {...refParams(ref), kind, layer: String(layer)};
     if (head !== undefined) params.head = String(head);
+    Object.assign(params, weightingParams(weighting)); // in the cache key too (params make it)
     return this.cached('attention', params, this.deps(ref), async () => {
       const lut = await this.getLut();
       const res = await this.request('./attention', params);
@@ -481,8 +490,8 @@ export class HttpSource implements DataSource {
     }) as Promise<AttentionLayer>;
   }
 
-  overview(ref: RecordRef, kind: Kind): Promise<Overview> {
-    const params = {...refParams(ref), kind};
+  overview(ref: RecordRef, kind: Kind, weighting?: Weighting): Promise<Overview> {
+    const params = {...refParams(ref), kind, ...weightingParams(weighting)};
     return this.cached('overview', params, this.deps(ref), async () => {
       const lut = await this.getLut();
       const res = await this.request('./overview', params);
@@ -550,8 +559,8 @@ export class HttpSource implements DataSource {
     }) as Promise<Rollout>;
   }
 
-  window(ref: RecordRef, kind: Kind, layer: number, head: number, rows: [number, number], cols: [number, number]): Promise<Grid> {
-    const params = {...refParams(ref), kind, layer: String(layer), head: String(head), rows: `${rows[0]}:${rows[1]}`, cols: `${cols[0]}:${cols[1]}`};
+  window(ref: RecordRef, kind: Kind, layer: number, head: number, rows: [number, number], cols: [number, number], weighting?: Weighting): Promise<Grid> {
+    const params = {...refParams(ref), kind, layer: String(layer), head: String(head), rows: `${rows[0]}:${rows[1]}`, cols: `${cols[0]}:${cols[1]}`, ...weightingParams(weighting)};
     return this.cached('window', params, this.deps(ref), async () => {
       const lut = await this.getLut();
       const res = await this.request('./window', params);

@@ -12,7 +12,8 @@ import {latestStep, resolveStep, stepKey} from './math';
 import {readSelectionFromHash, reconcileViews, resetViews, setViewKeys, viewState, writeSelectionToHash, type CompareMode, type Selection, type ShellKey} from './state';
 import {FindBox} from './find';
 import {findExample, Toolbar} from './toolbar';
-import {KINDS, type DataSource, type IndexExample, type IndexResponse, type RecordRef} from './types';
+import {KINDS, type DataSource, type Header, type IndexExample, type IndexResponse, type RecordRef, type Weighting} from './types';
+import {compareOutcome, effectiveWeighting, valueWeightingProblem, WEIGHTING_LABELS} from './weighting';
 import {clear, el, type ViewBase} from './views/common';
 import {VIEW_SPECS, viewSpec} from './views/registry';
 import {whyUnavailable, type Loaded, type ViewHost, type ViewSpec} from './views/spec';
@@ -41,6 +42,10 @@ export class App {
   /** The record part of the status line and the shown view's part (what it draws from). */
   private readonly statusRecord: HTMLElement;
   private readonly statusView: HTMLElement;
+  /** What the shown view's weighting gives (its spec's `weightingLabel`), at the start of the status line. */
+  private readonly weightingEl: HTMLElement;
+  /** Why the compared record B is shown as a message beside A (no value norms), or null. */
+  private bMessage: {title: string; text: string} | null = null;
   private readonly find: FindBox;
   private readonly noticeEl: HTMLElement;
   private readonly errorEl: HTMLElement;
@@ -69,7 +74,9 @@ export class App {
     });
     this.statusRecord = el('span', {'data-testid': 'status-record'});
     this.statusView = el('span', {class: 'status-view', 'data-testid': 'status-view'});
-    this.statusEl = el('div', {class: 'status', 'data-testid': 'status'}, this.statusRecord, this.statusView);
+    this.weightingEl = el('span', {class: 'weighting-badge', 'data-testid': 'weighting-label'});
+    this.weightingEl.hidden = true;
+    this.statusEl = el('div', {class: 'status', 'data-testid': 'status'}, this.weightingEl, this.statusRecord, this.statusView);
     this.find = new FindBox((pos) => {
       for (const v of this.views) v.reveal?.(pos);
     });
@@ -211,6 +218,9 @@ export class App {
       get theme() {
         return app.theme;
       },
+      get weighting() {
+        return app.weightingOf(spec);
+      },
       current: () => gen === this.gen,
       record: () => this.current,
       panes: (key, make, titles) => this.panes(key, make, titles),
@@ -292,8 +302,43 @@ export class App {
   private renderControls(): void {
     if (!this.index) return;
     const spec = viewSpec(this.sel.view);
-    this.toolbar.render(this.index, this.sel, spec, this.compareMode(spec));
+    const why = valueWeightingProblem(this.o.source, this.shownHeader(), this.sel.kind);
+    this.toolbar.render(this.index, this.sel, spec, this.compareMode(spec), {value: why ? 'weights' : this.sel.weighting, disabled: why});
     this.root.dataset.view = spec.name;
+  }
+
+  /** The header of the selected record: the loaded one when it is the selection's, else the index's (its latest step). */
+  private shownHeader(): Header | undefined {
+    const c = this.current;
+    const s = this.sel;
+    if (c && c.ref.run === s.run && c.ref.tag === s.tag && c.ref.example === s.example && (s.step === null || c.ref.step === s.step)) return c.header;
+    return this.index ? findExample(this.index, s.run, s.tag, s.example)?.header : undefined;
+  }
+
+  /**
+   * The weighting view `spec` fetches the shown record with: 'value' when it uses the toggle, the toggle says
+   * so, the source can and record A's kind has value norms; else 'weights'.
+   */
+  private weightingOf(spec: Pick<ViewSpec, 'controls'>): Weighting {
+    const a = this.current;
+    return effectiveWeighting(this.sel.weighting, spec.controls.includes('weighting'), this.o.source, a?.header, a?.kind ?? null);
+  }
+
+  /** The status line's weighting badge for the shown view and record (hidden for raw weights as asked). */
+  private renderWeighting(spec: ViewSpec, a: Loaded): void {
+    const w = this.weightingOf(spec);
+    const uses = spec.controls.includes('weighting');
+    let text = '';
+    if (uses && w === 'value') text = spec.weightingLabel?.(kindInfo(a.header, a.kind), w, viewState(this.sel, spec)) ?? WEIGHTING_LABELS.value;
+    else if (uses && this.sel.weighting === 'value') {
+      // asked for but not possible here: say why it is raw
+      const why = valueWeightingProblem(this.o.source, a.header, a.kind) ?? '';
+      text = `raw weights: ${why.charAt(0).toLowerCase()}${why.slice(1)}`;
+    }
+    this.weightingEl.textContent = text;
+    this.weightingEl.hidden = !text;
+    this.weightingEl.dataset.weighting = uses ? w : '';
+    this.root.dataset.weighting = uses ? w : '';
   }
 
   /** The selection's comparison mode if the view offers it, else the view's first. */
@@ -321,18 +366,34 @@ export class App {
 
   /** The panes of layout `key`: kept while the key stays, else disposed and made anew with `make`. */
   private panes<V extends ViewBase>(key: string, make: () => V[], titles?: string[]): V[] {
-    if (key !== this.viewKey) {
+    // record B shown as a message beside A (no value norms): one pane more, made by the shell
+    const msg = this.bMessage;
+    const fullKey = msg ? `${key}#b-message` : key;
+    if (fullKey !== this.viewKey) {
       this.clearPanes();
       this.views = make();
-      this.viewKey = key;
-      const wrap = el('div', {class: this.views.length > 1 ? 'panes side' : 'panes'});
+      this.viewKey = fullKey;
+      const titled = this.views.length > 1 || !!msg;
+      const wrap = el('div', {class: titled ? 'panes side' : 'panes'});
       this.views.forEach((v, i) => {
         const pane = el('div', {class: 'pane', 'data-testid': `pane-${i}`});
-        if (this.views.length > 1) pane.appendChild(el('div', {class: 'pane-title', 'data-testid': `pane-title-${i}`}));
+        if (titled) pane.appendChild(el('div', {class: 'pane-title', 'data-testid': `pane-title-${i}`}));
         pane.appendChild(v.el);
         wrap.appendChild(pane);
       });
+      if (msg) {
+        const i = this.views.length;
+        wrap.appendChild(
+          el('div', {class: 'pane', 'data-testid': `pane-${i}`}, el('div', {class: 'pane-title', 'data-testid': `pane-title-${i}`}), el('div', {class: 'pane-message', 'data-testid': 'weighting-b-missing', role: 'note'})),
+        );
+      }
       this.main.appendChild(wrap);
+    }
+    if (msg) {
+      const a = this.current;
+      titles = [...(titles ?? (a ? [`A: ${a.ref.run} @ ${a.ref.step}`] : [])), msg.title];
+      const note = this.main.querySelector('[data-testid="weighting-b-missing"]');
+      if (note) note.textContent = msg.text;
     }
     if (titles) this.main.querySelectorAll('.pane-title').forEach((t, i) => (t.textContent = titles[i] ?? ''));
     return this.views as V[];
@@ -394,10 +455,19 @@ export class App {
     const spec = viewSpec(this.sel.view);
     try {
       const a = await this.load(this.sel.run, this.sel.step);
-      const b = this.sel.compareRun && spec.compare.length ? await this.load(this.sel.compareRun, this.sel.compareStep) : null;
+      let b = this.sel.compareRun && spec.compare.length ? await this.load(this.sel.compareRun, this.sel.compareStep) : null;
       if (my !== this.gen) return;
       this.current = a;
       this.renderControls();
+      this.renderWeighting(spec, a);
+      // a comparison never mixes weightings: A value-weighted, B without value norms is a message, not raw
+      this.bMessage = null;
+      const outcome = b && compareOutcome(this.weightingOf(spec), b, this.compareMode(spec));
+      if (b && outcome) {
+        if (outcome.error) throw new Error(outcome.text);
+        this.bMessage = {title: `B: ${b.ref.run} @ ${b.ref.step}`, text: outcome.text};
+        b = null;
+      }
       const info = kindInfo(a.header, a.kind);
       this.find.setTokens(a.header.sequences[info.query] ?? []);
       this.statusView.textContent = '';
@@ -421,6 +491,7 @@ export class App {
       if (my !== this.gen) return;
       // nothing of the previous selection stays drawn under the message
       this.clearPanes();
+      this.weightingEl.hidden = true;
       this.fail(e);
     } finally {
       if (my === this.gen) this.busy = false;

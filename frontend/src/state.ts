@@ -6,7 +6,7 @@
 // keys there, in TensorBoard's own page (the parent window, same origin), keeping the tab and every other
 // key as they are, so a shared link or a reload reopens the same view and TensorBoard still routes to
 // #attention. Only values that differ from the defaults are written.
-import {KINDS, type Kind, type KindInfo} from './types';
+import {KINDS, type Kind, type KindInfo, type Weighting} from './types';
 import {SENTENCE_FILTERS, type SentenceFilter} from './tokens';
 
 export const PLUGIN_NAME = 'attention';
@@ -39,6 +39,11 @@ export interface Selection {
   compareRun: string;
   compareStep: number | null;
   compareMode: CompareMode;
+  /**
+   * Raw weights or value-weighted attention (the head, model, matrix and image views; the others ignore it).
+   * Kept while a record cannot be value-weighted (that record is shown raw, the toggle disabled).
+   */
+  weighting: Weighting;
   /** Each view's own state by view name, as its spec's `url` reads and writes it (`viewState`). */
   views: Readonly<Record<ViewName, object>>;
   /** Our URL keys that neither the shell nor a view declares, as they were (written back unchanged). */
@@ -88,6 +93,7 @@ export const DEFAULT_SELECTION: Readonly<Selection> = Object.freeze({
   compareRun: '',
   compareStep: null,
   compareMode: 'side',
+  weighting: 'weights',
   views: Object.freeze({}),
   extra: Object.freeze({}),
 }) as Selection;
@@ -105,7 +111,7 @@ export function viewState<S extends object>(sel: Selection, v: {readonly name: s
 }
 
 /** The keys the shell reads and writes (views declare theirs; `extra` holds the others). */
-export const KNOWN_KEYS: ReadonlySet<string> = new Set('run tag example step kind view layer heads filter hide merge topk crun cstep cmode nhead'.split(' '));
+export const KNOWN_KEYS: ReadonlySet<string> = new Set('run tag example step kind view layer heads filter hide merge topk crun cstep cmode nhead weighting'.split(' '));
 const EXTRA_KEY = /^[a-z][a-z0-9_]{0,31}$/;
 const MAX_EXTRA = 32;
 
@@ -171,6 +177,7 @@ export function toParams(sel: Selection, views: readonly ViewUrl[] = []): [strin
     if (sel.compareMode !== d.compareMode) put('cmode', sel.compareMode);
   }
   if (sel.neuronHead !== d.neuronHead) put('nhead', String(sel.neuronHead));
+  if (sel.weighting !== d.weighting) put('weighting', sel.weighting);
   const declared = new Set(KNOWN_KEYS);
   for (const v of views) {
     if (!v.url) continue;
@@ -209,6 +216,7 @@ export function fromParams(params: ReadonlyMap<string, string>, views: readonly 
     if (cm === 'side' || cm === 'diff') s.compareMode = cm;
   }
   s.neuronHead = parseIntStrict(g('nhead')) ?? 0;
+  if (g('weighting') === 'value') s.weighting = 'value';
   const declared = new Set(KNOWN_KEYS);
   const states: Record<string, object> = {};
   for (const v of views) {

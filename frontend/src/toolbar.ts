@@ -5,7 +5,8 @@
 import {latestStep, resolveStep, stepKey} from './math';
 import type {CompareMode, Selection} from './state';
 import {SENTENCE_FILTER_LABELS, SENTENCE_FILTERS, type SentenceFilter} from './tokens';
-import {KINDS, type IndexExample, type IndexResponse, type Kind} from './types';
+import {KINDS, WEIGHTINGS, type IndexExample, type IndexResponse, type Kind, type Weighting} from './types';
+import {WEIGHTING_HELP, WEIGHTING_LABELS} from './weighting';
 import {clear, el} from './views/common';
 import {VIEW_SPECS} from './views/registry';
 import {whyUnavailable, type Control, type ViewSpec} from './views/spec';
@@ -34,6 +35,12 @@ export function findExample(index: IndexResponse, run: string, tag: string, exam
 const COMPARE_LABELS: Record<CompareMode, string> = {side: 'side by side', diff: 'difference B − A'};
 /** Selector entries past this are not listed (a record claiming more is refused when loaded). */
 const MAX_OPTIONS = 4096;
+
+/** The weighting toggle as the shell decided it for the shown record: its value and why it is disabled (null: enabled). */
+export interface WeightingChoice {
+  value: Weighting;
+  disabled: string | null;
+}
 
 export interface ToolbarEvents {
   /** A selection change the shell applies (and redraws). */
@@ -75,6 +82,7 @@ export class Toolbar {
       crun: sel('compare-run', 'Compare with a second run'),
       cstep: sel('compare-step', 'Step of the second run'),
       cmode: sel('compare-mode', 'How to compare'),
+      weighting: sel('weighting', WEIGHTING_HELP),
     };
     this.c.crun.dataset.keepEnabled = '1';
     this.stepSlider = el('input', {type: 'range', min: 0, max: 0, step: 1, value: 0, 'data-testid': 'step-slider', title: 'Checkpoint (step)'});
@@ -97,6 +105,7 @@ export class Toolbar {
       layer: [labelled('Layer', this.c.layer)],
       neuronHead: [labelled('Head', this.c.head)],
       topk: [labelled('Top-k', this.topk)],
+      weighting: [labelled('Weighting', this.c.weighting)],
       filter: [labelled('Attention', this.c.filter)],
       tokens: [
         el('label', {class: 'ctl check'}, this.hideSpecial, el('span', {text: 'hide special tokens'})),
@@ -115,6 +124,7 @@ export class Toolbar {
         labelled('Kind', this.c.kind),
         ...this.controlRows.layer,
         ...this.controlRows.neuronHead,
+        ...this.controlRows.weighting,
         el('div', {class: 'views', role: 'tablist'}, ...this.viewBtns.values()),
       ),
       el(
@@ -147,6 +157,7 @@ export class Toolbar {
     c.crun.addEventListener('change', () => ev.change({compareRun: c.crun.value, compareStep: null}));
     c.cstep.addEventListener('change', () => ev.change({compareStep: c.cstep.value === '' ? null : Number(c.cstep.value)}));
     c.cmode.addEventListener('change', () => ev.change({compareMode: c.cmode.value as CompareMode}));
+    c.weighting.addEventListener('change', () => ev.change({weighting: c.weighting.value === 'value' ? 'value' : 'weights'}));
     this.hideSpecial.addEventListener('change', () => ev.change({hideSpecial: this.hideSpecial.checked}));
     this.merge.addEventListener('change', () => ev.change({merge: this.merge.checked}));
     this.topk.addEventListener('change', () => ev.topk(Math.max(0, Math.floor(Number(this.topk.value) || 0))));
@@ -163,8 +174,11 @@ export class Toolbar {
     this.playBtn.textContent = on ? '⏸' : '▶';
   }
 
-  /** Shows `sel` (valid for `idx`) with the controls and comparison modes `spec` asks for. */
-  render(idx: IndexResponse, s: Selection, spec: ViewSpec, mode: CompareMode): void {
+  /**
+   * Shows `sel` (valid for `idx`) with the controls and comparison modes `spec` asks for; the weighting toggle
+   * as `weighting` says (disabled with its reason as the tooltip and `data-unavailable`).
+   */
+  render(idx: IndexResponse, s: Selection, spec: ViewSpec, mode: CompareMode, weighting: WeightingChoice = {value: s.weighting, disabled: null}): void {
     const run = idx.runs.find((r) => r.run === s.run);
     const tag = run?.tags.find((t) => t.tag === s.tag);
     const ex = tag?.examples.find((e) => e.example === s.example);
@@ -186,6 +200,12 @@ export class Toolbar {
       const shown = spec.controls.includes(ctl) && (ctl !== 'filter' || hasPair);
       for (const r of rows) r.hidden = !shown;
     }
+    const wsel = this.c.weighting;
+    setOptions(wsel, WEIGHTINGS.map((w): Opt => [w, WEIGHTING_LABELS[w]]), weighting.value);
+    wsel.disabled = !!weighting.disabled;
+    wsel.title = weighting.disabled ?? WEIGHTING_HELP;
+    if (weighting.disabled) wsel.dataset.unavailable = weighting.disabled;
+    else delete wsel.dataset.unavailable;
     this.hideSpecial.checked = s.hideSpecial;
     this.merge.checked = s.merge;
     this.topk.value = String(s.topk);

@@ -48,7 +48,17 @@ export interface KindInfo {
   /** The model's indices of the layers / heads logged, when only some were (`layers=` / `heads=`). */
   layer_ids?: number[];
   head_ids?: number[];
+  /** The record stores each layer's value norms ‖f(x_j)‖ (format v5): value-weighted attention can be served. */
+  has_value_norms?: boolean;
 }
+
+/**
+ * What attention values are asked for: the stored weights α_ij, or value-weighted attention (Kobayashi et al.
+ * 2020, "Attention is not only a weight": α_ij·‖f(x_j)‖, renormalised per query row; `/attention`,
+ * `/overview` and `/window` with `weighting=value`; a long kind's only in `/window`).
+ */
+export type Weighting = 'weights' | 'value';
+export const WEIGHTINGS: readonly Weighting[] = ['weights', 'value'];
 
 /** Image formats a record's image may be stored in. */
 export const IMAGE_MIMES = ['image/png', 'image/webp'] as const;
@@ -303,10 +313,16 @@ export interface Rollout {
 
 /** The data layer the views' controller talks to; HttpSource (api.ts) and the dev fixtures implement it. */
 export interface DataSource {
+  /**
+   * The weightings it can serve (absent: raw weights only, e.g. the notebook page, which has no backend to
+   * value-weight with). `weighting` below is 'weights' unless this lists 'value' and the kind has value norms.
+   */
+  readonly weightings?: readonly Weighting[];
   index(force?: boolean): Promise<IndexResponse>;
   header(ref: RecordRef): Promise<Header>;
-  attention(ref: RecordRef, kind: Kind, layer: number, head?: number): Promise<AttentionLayer>;
-  overview(ref: RecordRef, kind: Kind): Promise<Overview>;
+  attention(ref: RecordRef, kind: Kind, layer: number, head?: number, weighting?: Weighting): Promise<AttentionLayer>;
+  /** A long kind's overview is raw weights only: never ask it for 'value' (the backend answers 400). */
+  overview(ref: RecordRef, kind: Kind, weighting?: Weighting): Promise<Overview>;
   /** Resolves null when q/k were not logged at that step (HTTP 404). */
   qk(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<QK | null>;
   /** Per-head metrics of every step (kind given: only that kind); cached while the example's steps stay. */
@@ -320,10 +336,10 @@ export interface DataSource {
    * values for a dense one (at most 4,194,304 values). Optional: a source without it serves dense kinds
    * through `attention`.
    */
-  window?(ref: RecordRef, kind: Kind, layer: number, head: number, rows: [number, number], cols: [number, number]): Promise<Grid>;
-  /** Pooled attention of one head of a long kind (level 0: `pyramid_shape`; keys summed, queries averaged). */
+  window?(ref: RecordRef, kind: Kind, layer: number, head: number, rows: [number, number], cols: [number, number], weighting?: Weighting): Promise<Grid>;
+  /** Pooled attention of one head of a long kind (level 0: `pyramid_shape`; keys summed, queries averaged); raw weights only. */
   pyramid?(ref: RecordRef, kind: Kind, layer: number, head: number, level?: number): Promise<Grid>;
-  /** The stored top-k of one head of a long kind. */
+  /** The stored top-k of one head of a long kind (raw weights only). */
   topk?(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<TopK>;
   /** The record's image (`header.image`); rejects (404) when it has none, (4xx) when it is corrupt. */
   image?(ref: RecordRef): Promise<ImageBytes>;

@@ -303,7 +303,7 @@ describe('the in-page source’s image chunk', () => {
 /** A ViewHost over `source` with no DOM: enough for loading (queryRow, show up to its panes). */
 function stubHost(source: DataSource, state: ImageState, sel: Partial<ReturnType<typeof defaultSelection>> = {}): ViewHost<ImageState> {
   return {
-    source, sel: {...defaultSelection(), ...sel}, state, theme: LIGHT, current: () => true, record: () => null,
+    source, sel: {...defaultSelection(), ...sel}, state, theme: LIGHT, weighting: 'weights', current: () => true, record: () => null,
     panes: () => { throw new Error('no panes in this test'); }, shown: () => [], update() {}, remember() {}, open() {}, redraw() {},
   };
 }

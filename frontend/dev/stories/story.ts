@@ -59,6 +59,8 @@ export async function mountStory<D>(s: Story<D>, source: DataSource, root: HTMLE
       return viewState(sel, s.spec);
     },
     theme,
+    // the fixtures serve raw weights only (FixtureSource lists no `weightings`)
+    weighting: 'weights',
     current: () => true,
     record: () => rec,
     panes<V extends ViewBase>(k: string, make: () => V[]): V[] {

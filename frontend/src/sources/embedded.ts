@@ -26,6 +26,7 @@ import type {
   Rollout,
   TagRef,
   TopK,
+  Weighting,
 } from '../types';
 import {KINDS, METRIC_NAMES} from '../types';
 import {AssetRecord, fromBase64, inflate} from './record';
@@ -48,6 +49,11 @@ export interface EmbeddedData {
 const ORIGIN = 'embedded';
 const notFound = (msg: string) => new ApiError(`Not found: ${msg}`, 404, ORIGIN);
 const invalid = (msg: string) => new ApiError(`Invalid argument: ${msg}`, 400, ORIGIN);
+
+/** The page holds stored weights only: no backend value-weights them here (the source lists no `weightings`). */
+function rawOnly(w: Weighting | undefined): void {
+  if (w === 'value') throw notFound('value-weighted attention is not embedded in this page (it holds the stored weights only)');
+}
 
 /** Runs a TagScores call, its "404: …" / "400: …" errors as the backend's. */
 function scoresCall<T>(f: () => T): T {
@@ -183,7 +189,8 @@ export class EmbeddedSource implements DataSource {
     return {mime: im.mime, bytes};
   }
 
-  async attention(ref: RecordRef, kind: Kind, layer: number, head?: number): Promise<AttentionLayer> {
+  async attention(ref: RecordRef, kind: Kind, layer: number, head?: number, weighting?: Weighting): Promise<AttentionLayer> {
+    rawOnly(weighting);
     const {rec, k} = this.kind(ref, kind);
     this.checkLayerHead(k, layer, head);
     if (k.layout === 'long') throw invalid(`${kind} attention at step ${ref.step} is a long layer (${k.q_len} x ${k.k_len} tokens, not stored densely): ask /window for exact values, /pyramid for the pooled head or /topk for each row's largest`);
@@ -199,7 +206,8 @@ export class EmbeddedSource implements DataSource {
     return new CodedAttention(1, full.q, full.k, full.codes.subarray(head * n, (head + 1) * n), this.lut, head);
   }
 
-  overview(ref: RecordRef, kind: Kind): Promise<Overview> {
+  async overview(ref: RecordRef, kind: Kind, weighting?: Weighting): Promise<Overview> {
+    rawOnly(weighting);
     const {rec, k} = this.kind(ref, kind);
     return this.memo(`ov ${refKey(ref)} ${kind}`, async () => {
       const [pq, pk] = k.overview_shape;
@@ -316,7 +324,8 @@ export class EmbeddedSource implements DataSource {
     });
   }
 
-  async window(ref: RecordRef, kind: Kind, layer: number, head: number, rows: [number, number], cols: [number, number]): Promise<Grid> {
+  async window(ref: RecordRef, kind: Kind, layer: number, head: number, rows: [number, number], cols: [number, number], weighting?: Weighting): Promise<Grid> {
+    rawOnly(weighting);
     const {rec, k} = this.kind(ref, kind);
     this.checkLayerHead(k, layer, head);
     const [r0, r1] = rows;

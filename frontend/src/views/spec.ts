@@ -3,7 +3,7 @@
 // (ViewHost). The shell knows views only through these and the registry (registry.ts).
 import type {Theme} from '../draw/colors';
 import type {CompareMode, Selection, UrlState} from '../state';
-import type {DataSource, Header, IndexExample, Kind, RecordRef} from '../types';
+import type {DataSource, Header, IndexExample, Kind, KindInfo, RecordRef, Weighting} from '../types';
 import type {ViewBase} from './common';
 
 /** One record the shell loaded for the selection: where it is, its header, its example (steps) and kind. */
@@ -14,8 +14,12 @@ export interface Loaded {
   kind: Kind;
 }
 
-/** Shell controls a view may use (run, tag, example, kind, step and compare are always there). */
-export type Control = 'layer' | 'neuronHead' | 'topk' | 'filter' | 'tokens';
+/**
+ * Shell controls a view may use (run, tag, example, kind, step and compare are always there). `weighting`:
+ * the view fetches with `host.weighting` (raw or value-weighted attention) and says what it shows
+ * (`weightingLabel`).
+ */
+export type Control = 'layer' | 'neuronHead' | 'topk' | 'filter' | 'tokens' | 'weighting';
 
 /** What the shell lends a view while it shows; `S`: the view's own state (its spec's `url`). */
 export interface ViewHost<S extends object = object> {
@@ -25,6 +29,13 @@ export interface ViewHost<S extends object = object> {
   /** The view's own live state (its spec's `url`; change it through update / remember). */
   readonly state: S;
   readonly theme: Theme;
+  /**
+   * The weighting to fetch with (`attention`, `overview`, `window`): 'value' only for a view that uses the
+   * toggle, when it says value-weighted and record A's kind has value norms (then a compared B has them too:
+   * the shell shows a B without them as a message instead). A long layer's pooled data stay raw
+   * (weighting.ts `pooledWeighting`).
+   */
+  readonly weighting: Weighting;
   /** False once a newer render has started: draw nothing then. */
   current(): boolean;
   /** The record shown now (callbacks read it: a pane outlives the render that made it). */
@@ -68,6 +79,11 @@ export interface ViewSpec<S extends object = object> {
   unavailable?(header: Header, kind: Kind): string | null;
   /** Loads what it needs of record `a` (and `b`, compared in `mode`) and draws it through `host.panes`. */
   show(host: ViewHost<S>, a: Loaded, b: Loaded | null, mode: CompareMode): Promise<void>;
+  /**
+   * What its weighting toggle gives for a kind like `info` (`w`: `host.weighting`), e.g. what a long layer
+   * keeps raw: shown next to the status line while it lists the `weighting` control.
+   */
+  weightingLabel?(info: KindInfo, w: Weighting, state: S): string;
   /** The export file name's part after the step (default: `_L<layer>`). */
   exportName?(sel: Selection, state: S): string;
 }

@@ -11,11 +11,13 @@ import type {OpacityRule} from './draw';
 import {HeadView} from './view';
 
 /**
- * One layer's attention (or one head of it) of a record, under the selection's token filters. A long
- * record: each head's stored top-k (tokens unfiltered), exact rows and columns from /window on hover.
+ * One layer's attention (or one head of it) of a record, under the selection's token filters, weighted as
+ * `host.weighting`. A long record: each head's stored top-k (tokens unfiltered; raw weights), exact rows and
+ * columns from /window on hover (weighted).
  */
-export async function loadHeadData(host: ViewHost, x: Loaded, layer: number, head?: number): Promise<HeadData> {
+export async function loadHeadData(host: Pick<ViewHost, 'source' | 'sel' | 'weighting'>, x: Loaded, layer: number, head?: number): Promise<HeadData> {
   const info = kindInfo(x.header, x.kind);
+  const w = host.weighting;
   if (info.layout === 'long') {
     const src = host.source;
     if (!src.topk) throw new Error('This data source cannot serve long (format v3) records.');
@@ -24,11 +26,11 @@ export async function loadHeadData(host: ViewHost, x: Loaded, layer: number, hea
     const q = tokenLabels(x.header, info.query);
     const k = tokenLabels(x.header, info.key);
     const exact = info.exact !== false && src.window
-      ? async (h: number, side: 'left' | 'right', i: number) => (await src.window!(x.ref, x.kind, layer, h, side === 'left' ? [i, i + 1] : [0, q.length], side === 'left' ? [0, k.length] : [i, i + 1])).data
+      ? async (h: number, side: 'left' | 'right', i: number) => (await src.window!(x.ref, x.kind, layer, h, side === 'left' ? [i, i + 1] : [0, q.length], side === 'left' ? [0, k.length] : [i, i + 1], w)).data
       : undefined;
     return longHeadData(q, k, info.heads, new Map(heads.map((h, i): [number, TopK] => [h, tks[i]])), exact);
   }
-  const att = await host.source.attention(x.ref, x.kind, layer, head);
+  const att = await host.source.attention(x.ref, x.kind, layer, head, w);
   return headData(att, buildAxes(x.header, x.kind, host.sel), info.heads);
 }
 
@@ -76,9 +78,17 @@ function makeHeadView(host: ViewHost<HeadState>, testid: string): HeadView {
 export const headSpec = defineView<HeadState>({
   name: 'head',
   label: 'Head view',
-  controls: ['layer', 'topk', 'filter', 'tokens'],
+  controls: ['layer', 'topk', 'filter', 'tokens', 'weighting'],
   compare: ['side', 'diff'],
   url: headUrl,
+  weightingLabel: (info, w) =>
+    w !== 'value'
+      ? 'raw weights'
+      : info.layout !== 'long'
+        ? 'value-weighted'
+        : info.exact !== false
+          ? 'lines at rest: raw weights (stored top-k); value-weighted in exact windows (the hovered token’s rows)'
+          : 'raw weights: this long layer has no exact windows, where value weighting is computed',
   async show(host, a, b, mode) {
     const layer = host.sel.layer;
     const da = await loadHeadData(host, a, layer);

@@ -53,14 +53,16 @@ export function queryOf(x: Loaded, query: number | null): number {
  * The query's row over every key (one head, the mean of the selected heads, or the rollout), and what it
  * is. A long record's rows are exact from q/k (/window), else its stored top-k.
  */
-export async function queryRow(host: ViewHost<ImageState>, x: Loaded, query: number, agg: ImageAgg): Promise<{row: Float32Array; what: string; notes: string[]}> {
+export async function queryRow(host: Pick<ViewHost<ImageState>, 'source' | 'sel' | 'weighting'>, x: Loaded, query: number, agg: ImageAgg): Promise<{row: Float32Array; what: string; notes: string[]}> {
   const src = host.source;
+  const w = host.weighting;
   const info = kindInfo(x.header, x.kind);
   const {layer, neuronHead} = host.sel;
   const k = info.k_len ?? x.header.sequences[info.key]?.length ?? 0;
   const notes: string[] = [];
   if (agg === 'rollout') {
     if (info.query !== info.key) throw new Error('Attention rollout needs self-attention (one sequence for queries and keys): choose the encoder or decoder kind, or show one head or the mean of heads.');
+    if (w === 'value') notes.push('The rollout is computed from the raw weights (the weighting toggle does not apply to it).');
     const r = await src.rollout(x.ref, x.kind, ROLLOUT.residual, ROLLOUT.fusion);
     if (r.n !== k) throw new Error(`The rollout of this record covers ${r.n} bins, not its ${k} tokens (a long record's rollout is pooled): show one head or the mean of heads.`);
     return {row: r.data.slice(query * r.n, (query + 1) * r.n), what: `rollout over all layers (residual ${ROLLOUT.residual}, ${ROLLOUT.fusion} fusion)`, notes};
@@ -72,7 +74,7 @@ export async function queryRow(host: ViewHost<ImageState>, x: Loaded, query: num
   let rows: Float32Array[];
   if (info.layout === 'long') {
     if (info.exact !== false && src.window) {
-      rows = await Promise.all(heads.map(async (h) => (await src.window!(x.ref, x.kind, layer, h, [query, query + 1], [0, k])).data));
+      rows = await Promise.all(heads.map(async (h) => (await src.window!(x.ref, x.kind, layer, h, [query, query + 1], [0, k], w)).data));
       notes.push('Long record: the query’s exact row, recomputed from q/k.');
     } else if (src.topk) {
       rows = await Promise.all(
@@ -83,10 +85,10 @@ export async function queryRow(host: ViewHost<ImageState>, x: Loaded, query: num
           return row;
         }),
       );
-      notes.push('Exact rows are not available for this layer (no q/k, or a learned position bias): the overlay shows the row’s stored top-k, other patches 0.');
+      notes.push(`Exact rows are not available for this layer (no q/k, or a learned position bias): the overlay shows the row’s stored top-k${w === 'value' ? ' (raw weights: value weighting needs exact rows)' : ''}, other patches 0.`);
     } else throw new Error('This data source cannot serve long (format v3) records.');
   } else {
-    const att = await src.attention(x.ref, x.kind, layer, agg === 'head' ? heads[0] : undefined);
+    const att = await src.attention(x.ref, x.kind, layer, agg === 'head' ? heads[0] : undefined, w);
     rows = heads.map((h) => att.head(h).slice(query * att.k, (query + 1) * att.k));
   }
   return {row: meanRows(rows), what, notes};
@@ -129,9 +131,17 @@ function makeView(host: ViewHost<ImageState>, testid: string): ImageView {
 export const imageSpec = defineView<ImageState>({
   name: 'image',
   label: 'Image',
-  controls: ['layer', 'neuronHead'],
+  controls: ['layer', 'neuronHead', 'weighting'],
   compare: ['side', 'diff'],
   url: imageUrl,
+  weightingLabel: (info, w, s) =>
+    w !== 'value'
+      ? 'raw weights'
+      : s.agg === 'rollout'
+        ? 'rollout: raw weights (the weighting does not apply to it)'
+        : info.layout !== 'long' || info.exact !== false
+          ? 'value-weighted'
+          : 'raw weights (stored top-k): this long layer has no exact rows, where value weighting is computed',
   unavailable: imageUnavailable,
   exportName: (sel, s) => `_L${sel.layer}_${s.agg}_q${s.query ?? 'cls'}`,
   async show(host, a, b, mode) {

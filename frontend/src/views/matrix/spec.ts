@@ -26,8 +26,13 @@ export function formatViewport(v: Viewport): string {
   return `${Math.floor(v.y0)}:${Math.ceil(v.y1)},${Math.floor(v.x0)}:${Math.ceil(v.x1)}`;
 }
 
-export async function loadMatrixData(host: ViewHost, x: Loaded, layer: number, head: number): Promise<MatrixData> {
+/**
+ * One head of a record weighted as `host.weighting`: the stored matrix, or a long layer's pyramid and top-k
+ * (raw weights, all they serve) under exact tiles and rows from /window (weighted).
+ */
+export async function loadMatrixData(host: Pick<ViewHost, 'source' | 'sel' | 'weighting'>, x: Loaded, layer: number, head: number): Promise<MatrixData> {
   const src = host.source;
+  const w = host.weighting;
   const info = kindInfo(x.header, x.kind);
   const queryLabels = tokenLabels(x.header, info.query);
   const keyLabels = tokenLabels(x.header, info.key);
@@ -37,7 +42,7 @@ export async function loadMatrixData(host: ViewHost, x: Loaded, layer: number, h
   const notes: string[] = [];
   if (host.sel.filter !== 'all' || host.sel.hideSpecial || host.sel.merge) notes.push('Token filters and word merging do not apply to the matrix view: it shows every token of the record.');
   if (info.layout !== 'long') {
-    const att = await src.attention(x.ref, x.kind, layer, head);
+    const att = await src.attention(x.ref, x.kind, layer, head, w);
     const data = att.head(head);
     return {
       layer, head, q, k, queryLabels, keyLabels, long: false, exact: true, mask, notes,
@@ -49,7 +54,8 @@ export async function loadMatrixData(host: ViewHost, x: Loaded, layer: number, h
   if (!src.pyramid) throw new Error('This data source cannot serve long (format v3) records.');
   const exact = info.exact !== false && !!src.window;
   const pyr = await src.pyramid(x.ref, x.kind, layer, head, 0);
-  const win = (rows: [number, number], cols: [number, number]): Promise<Grid> => src.window!(x.ref, x.kind, layer, head, rows, cols);
+  const win = (rows: [number, number], cols: [number, number]): Promise<Grid> => src.window!(x.ref, x.kind, layer, head, rows, cols, w);
+  if (w === 'value') notes.push(exact ? 'Value-weighted in exact tiles and rows; the pyramid underneath is raw weights (all a long layer’s pyramid serves).' : 'Raw weights: this long layer has no exact windows, where value weighting is computed.');
   let loadRow: (i: number) => Promise<Float32Array>;
   if (exact) loadRow = async (i) => (await win([i, i + 1], [0, k])).data;
   else {
@@ -134,9 +140,19 @@ function makeMatrixView(host: ViewHost<MatrixState>, testid: string, viewport: V
 export const matrixSpec = defineView<MatrixState>({
   name: 'matrix',
   label: 'Matrix',
-  controls: ['layer', 'neuronHead'],
+  controls: ['layer', 'neuronHead', 'weighting'],
   compare: ['side', 'diff'],
   url: matrixUrl,
+  weightingLabel: (info, w, s) =>
+    w !== 'value'
+      ? 'raw weights'
+      : info.layout !== 'long'
+        ? 'value-weighted'
+        : s.multi
+          ? 'raw weights: small multiples of a long layer are its pyramids; One head shows value-weighted exact tiles'
+          : info.exact !== false
+          ? 'pyramid: raw weights; value-weighted in exact windows (tiles, hovered rows)'
+          : 'raw weights: this long layer has no exact windows, where value weighting is computed',
   exportName: (s) => `_L${s.layer}_H${s.neuronHead}`,
   async show(host, a, b, mode) {
     const {layer, neuronHead: head} = host.sel;

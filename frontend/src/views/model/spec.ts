@@ -7,6 +7,8 @@ import {HeadView} from '../head/view';
 import {decodeIntList, encodeIntList, type UrlState} from '../../state';
 import type {Loaded, ViewHost} from '../spec';
 import {defineView, paneTitles} from '../spec';
+import type {Overview} from '../../types';
+import {pooledWeighting} from '../../weighting';
 import {diffModelData, modelData} from './data';
 import type {ThumbStyle} from './draw';
 import {ModelView} from './view';
@@ -54,6 +56,11 @@ export const modelUrl: UrlState<ModelState> = {
   reset: (s, changed) => (changed.has('kind') ? {...s, detail: null} : s),
 };
 
+/** A record's overview, weighted as `host.weighting` (a long layer's: raw weights, all it serves). */
+export function loadOverview(host: Pick<ViewHost, 'source' | 'weighting'>, x: Loaded): Promise<Overview> {
+  return host.source.overview(x.ref, x.kind, pooledWeighting(kindInfo(x.header, x.kind), host.weighting));
+}
+
 function makeModelView(host: ViewHost<ModelState>): ModelView {
   return new ModelView({
     theme: host.theme,
@@ -74,13 +81,21 @@ function makeModelView(host: ViewHost<ModelState>): ModelView {
 export const modelSpec = defineView<ModelState>({
   name: 'model',
   label: 'Model view',
-  controls: ['filter', 'tokens'],
+  controls: ['filter', 'tokens', 'weighting'],
   compare: ['side', 'diff'],
   url: modelUrl,
+  weightingLabel: (info, w) =>
+    w !== 'value'
+      ? 'raw weights'
+      : info.layout !== 'long'
+        ? 'value-weighted (thumbnails and head detail)'
+        : info.exact !== false
+          ? 'overview: raw weights; value-weighted in exact windows (the head detail’s hovered rows)'
+          : 'raw weights: this long layer has no exact windows, where value weighting is computed',
   async show(host, a, b, mode) {
     const s = {...host.sel, ...host.state};
     const diff = !!b && mode === 'diff';
-    const model = async (x: Loaded) => modelData(await host.source.overview(x.ref, x.kind), buildAxes(x.header, x.kind, s), s.modelLayers, s.modelHeads);
+    const model = async (x: Loaded) => modelData(await loadOverview(host, x), buildAxes(x.header, x.kind, s), s.modelLayers, s.modelHeads);
     const ma = await model(a);
     const mb = b ? await model(b) : null;
     const info = kindInfo(a.header, a.kind);
