@@ -216,7 +216,7 @@ export interface ExampleRef {
 }
 
 /** Per-head metric names, in display order (docs/metrics.md). */
-export const METRIC_NAMES = ['entropy', 'distance', 'sink', 'prev_token', 'induction'] as const;
+export const METRIC_NAMES = ['entropy', 'distance', 'sink', 'prev_token', 'induction', 'duplicate', 'diagonal', 'retrieval'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
 /**

@@ -26,6 +26,9 @@ export const METRIC_INFO: Record<MetricName, MetricInfo> = {
   sink: {label: 'sink', unit: '', help: 'mean attention on the first token (BOS / [CLS])', range: [0, 1]},
   prev_token: {label: 'previous token', unit: '', help: 'mean attention of token i on token i − 1', range: [0, 1]},
   induction: {label: 'induction', unit: '', help: 'attention of a repeated token on what followed its earlier occurrence (Olsson et al. 2022)', range: [0, 1]},
+  duplicate: {label: 'duplicate token', unit: '', help: 'attention of a repeated token on its own earlier occurrences (Wang et al. 2022)', range: [0, 1]},
+  diagonal: {label: 'diagonal', unit: '', help: 'mean attention of token i on itself', range: [0, 1]},
+  retrieval: {label: 'retrieval', unit: '', help: 'share of queries whose next token occurred before where the largest weight is on a copy of it (Wu et al. 2024, teacher-forced)', range: [0, 1]},
 };
 
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : NaN);
