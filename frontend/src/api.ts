@@ -17,6 +17,7 @@ import type {
   Limits,
   MetricsResponse,
   Overview,
+  PyramidAgg,
   QK,
   RecordRef,
   Rollout,
@@ -568,9 +569,11 @@ export class HttpSource implements DataSource {
     }) as Promise<Grid>;
   }
 
-  pyramid(ref: RecordRef, kind: Kind, layer: number, head: number, level = 0): Promise<Grid> {
+  pyramid(ref: RecordRef, kind: Kind, layer: number, head: number, level = 0, agg: PyramidAgg = 'mean'): Promise<Grid> {
     const params: Record<string, string> = {...refParams(ref), kind, layer: String(layer), head: String(head)};
     if (level) params.level = String(level);
+    // only max is sent: a backend from before format v5 knows no agg (mean is its only pyramid)
+    if (agg === 'max') params.agg = 'max';
     return this.cached('pyramid', params, this.deps(ref), async () => {
       const lut = await this.getLut();
       const res = await this.request('./pyramid', params);

@@ -43,6 +43,8 @@ export interface KindInfo {
   kv_heads?: number;
   qk_dtype?: string;
   pyramid_shape?: [number, number];
+  /** Long kinds (format v5): a max pyramid is stored beside the mean one (`/pyramid?agg=max`). */
+  pyramid_max?: boolean;
   topk?: number;
   exact?: boolean;
   /** The model's indices of the layers / heads logged, when only some were (`layers=` / `heads=`). */
@@ -58,6 +60,12 @@ export interface KindInfo {
  * `/overview` and `/window` with `weighting=value`; a long kind's only in `/window`).
  */
 export type Weighting = 'weights' | 'value';
+
+/**
+ * How a long kind's pyramid pools a block of cells: `mean` (keys summed, queries averaged: the stored
+ * pyramid) or `max` (the largest weight of the block, `/pyramid?agg=max`; kinds with `pyramid_max`).
+ */
+export type PyramidAgg = 'mean' | 'max';
 export const WEIGHTINGS: readonly Weighting[] = ['weights', 'value'];
 
 /** Image formats a record's image may be stored in. */
@@ -337,8 +345,12 @@ export interface DataSource {
    * through `attention`.
    */
   window?(ref: RecordRef, kind: Kind, layer: number, head: number, rows: [number, number], cols: [number, number], weighting?: Weighting): Promise<Grid>;
-  /** Pooled attention of one head of a long kind (level 0: `pyramid_shape`; keys summed, queries averaged); raw weights only. */
-  pyramid?(ref: RecordRef, kind: Kind, layer: number, head: number, level?: number): Promise<Grid>;
+  /**
+   * Pooled attention of one head of a long kind (level 0: `pyramid_shape`); raw weights only. `agg` mean
+   * (default): keys summed, queries averaged; max: each cell the largest weight of its block (kinds with
+   * `pyramid_max` only).
+   */
+  pyramid?(ref: RecordRef, kind: Kind, layer: number, head: number, level?: number, agg?: PyramidAgg): Promise<Grid>;
   /** The stored top-k of one head of a long kind (raw weights only). */
   topk?(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<TopK>;
   /** The record's image (`header.image`); rejects (404) when it has none, (4xx) when it is corrupt. */

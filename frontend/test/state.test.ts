@@ -39,7 +39,7 @@ function full(): Selection {
       head: {opacity: {mode: 'row', gain: 4}},
       model: {modelLayers: [0, 2, 3], modelHeads: [11], detail: [3, 4], thumbs: 'heat'},
       neuron: {query: 9, collapsed: true},
-      matrix: {viewport: {y0: 3, y1: 9, x0: 10, x1: 21}, multi: 'all'},
+      matrix: {viewport: {y0: 3, y1: 9, x0: 10, x1: 21}, multi: 'all', agg: 'max'},
       training: {metric: 'induction', divA: 0, divB: 140, logX: true, openIn: 'neuron'},
       rollout: {residual: 0.35, fusion: 'max'},
       image: {query: 7, agg: 'rollout', opacity: 0.45},

@@ -21,6 +21,7 @@ import type {
   KindInfo,
   MetricsResponse,
   Overview,
+  PyramidAgg,
   QK,
   RecordRef,
   Rollout,
@@ -96,15 +97,31 @@ function binCounts(length: number, count: number): number[] {
   return out;
 }
 
+/** Fine bin → coarse bin of one side, as the backend's (bins nest: every token of a fine bin is in one coarse bin). */
+function coarseMap(f: number, b: number, n: number): number[] {
+  const map = new Array<number>(f).fill(0);
+  for (let i = 0; i < n; i++) map[Math.floor((i * f) / n)] = Math.floor((i * b) / n);
+  return map;
+}
+
+/** A coarser level of a max pyramid (format.pool_pyramid_max): each coarse cell the largest of its fine cells. */
+export function poolPyramidMax(fine: Float32Array, fq: number, fk: number, qLen: number, kLen: number, bq: number, bk: number): Float32Array {
+  const cq = coarseMap(fq, bq, qLen);
+  const ck = coarseMap(fk, bk, kLen);
+  const out = new Float32Array(bq * bk); // weights are >= 0
+  for (let i = 0; i < fq; i++) {
+    for (let j = 0; j < fk; j++) {
+      const o = cq[i] * bk + ck[j];
+      if (fine[i * fk + j] > out[o]) out[o] = fine[i * fk + j];
+    }
+  }
+  return out;
+}
+
 /** A coarser pyramid level (format.pool_pyramid): keys summed, queries averaged weighted by tokens per bin. */
 export function poolPyramid(fine: Float32Array, fq: number, fk: number, qLen: number, kLen: number, bq: number, bk: number): Float32Array {
-  const coarse = (f: number, b: number, n: number): number[] => {
-    const map = new Array<number>(f).fill(0);
-    for (let i = 0; i < n; i++) map[Math.floor((i * f) / n)] = Math.floor((i * b) / n);
-    return map;
-  };
-  const cq = coarse(fq, bq, qLen);
-  const ck = coarse(fk, bk, kLen);
+  const cq = coarseMap(fq, bq, qLen);
+  const ck = coarseMap(fk, bk, kLen);
   const w = binCounts(qLen, fq);
   const sum = new Float64Array(bq * bk);
   const wsum = new Float64Array(bq);
@@ -368,17 +385,20 @@ export class EmbeddedSource implements DataSource {
     return {rows: nr, cols: nc, data: out};
   }
 
-  async pyramid(ref: RecordRef, kind: Kind, layer: number, head: number, level = 0): Promise<Grid> {
+  async pyramid(ref: RecordRef, kind: Kind, layer: number, head: number, level = 0, agg: PyramidAgg = 'mean'): Promise<Grid> {
     const {rec, k} = this.kind(ref, kind);
     this.checkLayerHead(k, layer, head);
     if (k.layout !== 'long' || !k.pyramid_shape) throw invalid(`${kind} attention at step ${ref.step} is stored densely: it has no pyramid`);
     if (!Number.isInteger(level) || level < 0 || level > 9) throw invalid(`level must be in 0..9, got ${level}`);
+    if (agg !== 'mean' && agg !== 'max') throw invalid(`agg must be mean or max, got ${agg}`);
+    if (agg === 'max' && k.pyramid_max !== true) throw notFound(`${kind} attention at step ${ref.step} has no max pyramid (logged before format v5)`);
     const [fq, fk] = k.pyramid_shape;
-    const fine = await this.memo(`pyr ${refKey(ref)} ${kind} ${layer} ${head}`, async () => decodeCodes(await inflate(rec.chunk(kind, 'pyramid', layer, head), fq * fk), this.lut));
+    const chunk = agg === 'max' ? 'pyramid_max' : 'pyramid';
+    const fine = await this.memo(`${chunk} ${refKey(ref)} ${kind} ${layer} ${head}`, async () => decodeCodes(await inflate(rec.chunk(kind, chunk, layer, head), fq * fk), this.lut));
     if (!level) return {rows: fq, cols: fk, data: fine};
     const bq = levelBins(fq, k.q_len!, level);
     const bk = levelBins(fk, k.k_len!, level);
-    return {rows: bq, cols: bk, data: poolPyramid(fine, fq, fk, k.q_len!, k.k_len!, bq, bk)};
+    return {rows: bq, cols: bk, data: (agg === 'max' ? poolPyramidMax : poolPyramid)(fine, fq, fk, k.q_len!, k.k_len!, bq, bk)};
   }
 
   async topk(ref: RecordRef, kind: Kind, layer: number, head: number): Promise<TopK> {

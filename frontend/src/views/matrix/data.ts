@@ -2,7 +2,7 @@
 // matrix (short records) or the stored pyramid (long ones, per-cell means: a pooled bin holds key sums);
 // exact tiles and rows come through loaders the spec gives (the view knows nothing about HTTP).
 import {resolveLayerInfo} from '../../math';
-import type {Grid, Header, Kind} from '../../types';
+import type {Grid, Header, Kind, PyramidAgg} from '../../types';
 import {binOf, binStart, type Mask, type Tile} from './zoom';
 
 export interface MatrixData {
@@ -19,6 +19,12 @@ export interface MatrixData {
   mask: Mask;
   /** The coarse level: rows × cols (dense: q × k cells; pyramid: bq × bk bins, keys summed, queries averaged). */
   base: Grid;
+  /**
+   * How the pyramid pools a block (long layers; dense: absent): `mean` (keys summed, queries averaged: a
+   * pixel shows its cells' mass) or `max` (each bin the largest weight of its block: a pixel shows the
+   * largest bin it covers). Exact tiles are drawn as mass either way.
+   */
+  agg?: PyramidAgg;
   /** B − A: signed values, coloured by sign, opacity relative to `maxAbs`. */
   signed?: boolean;
   maxAbs?: number;
@@ -54,13 +60,17 @@ export function shareExtent(ds: MatrixData[]): void {
   for (const d of ds) d.extent = ds.some((o) => o.q !== q || o.k !== k) ? {q, k} : undefined;
 }
 
-/** What the stored level says of cell (i, j): dense: the stored weight; pyramid: its bin's mean per cell. */
+/**
+ * What the stored level says of cell (i, j): dense: the stored weight; pyramid: its bin's mean per cell
+ * (max pyramid: the largest weight of its bin).
+ */
 export function coarseValue(d: MatrixData, i: number, j: number): {value: number; exact: boolean; masked: boolean; beyond: boolean} {
   if (i >= d.q || j >= d.k) return {value: 0, exact: true, masked: true, beyond: true};
   const m = d.mask;
   if ((m.causal && j > i + m.off) || (m.window !== null && i + m.off - j >= m.window)) return {value: 0, exact: true, masked: true, beyond: false};
   const B = d.base;
   if (!d.long) return {value: B.data[i * d.k + j], exact: true, masked: false, beyond: false};
+  if (d.agg === 'max') return {value: B.data[binOf(i, d.q, B.rows) * B.cols + binOf(j, d.k, B.cols)], exact: false, masked: false, beyond: false};
   // a pyramid bin holds its keys' summed mass: per cell, its mean over the bin's keys
   const bj = binOf(j, d.k, B.cols);
   return {value: B.data[binOf(i, d.q, B.rows) * B.cols + bj] / (binStart(bj + 1, d.k, B.cols) - binStart(bj, d.k, B.cols)), exact: false, masked: false, beyond: false};
@@ -85,7 +95,7 @@ export function diffGrid(a: Grid, b: Grid): Grid {
 
 /** B − A of two matrix data of the same tokens and layout: base, tiles and rows subtracted. */
 export function diffMatrixData(a: MatrixData, b: MatrixData): MatrixData {
-  if (a.q !== b.q || a.k !== b.k || a.long !== b.long) throw new Error('Cannot show B − A: the two records have different tokens or layouts.');
+  if (a.q !== b.q || a.k !== b.k || a.long !== b.long || (a.agg ?? 'mean') !== (b.agg ?? 'mean')) throw new Error('Cannot show B − A: the two records have different tokens or layouts.');
   const base = diffGrid(a.base, b.base);
   let mx = 0;
   for (const v of base.data) mx = Math.max(mx, Math.abs(v));

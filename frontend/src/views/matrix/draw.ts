@@ -116,7 +116,8 @@ export function axisMap(lo: number, span: number, px: number, n: number, bins: n
  * from its queries: keys summed, queries averaged (the pyramid's own pooling, so every level and zoom shows
  * the same quantity, and a single bright key is never averaged away). From exact tiles where every cell the
  * pixel covers is loaded (`tile`, tiles of `tileSize`; masked cells count as 0), else from the coarse level
- * (a pixel covering part of a bin gets that part of its mass). A pixel whose cells are all masked is grey.
+ * (a pixel covering part of a bin gets that part of its mass; a max pyramid (`d.agg`): the largest bin it
+ * covers, so a lone strong link stays bright). A pixel whose cells are all masked is grey.
  */
 export function renderPlot(d: MatrixData, v: Viewport, w: number, h: number, theme: Theme, tile: TileLookup | null, tileSize: number): Rendered {
   const out = new Uint8ClampedArray(w * h * 4);
@@ -175,6 +176,17 @@ export function renderPlot(d: MatrixData, v: Viewport, w: number, h: number, the
         if (ok && wsum > 0) {
           value = sum / wsum;
           exactPixels++;
+        }
+      }
+      if (Number.isNaN(value) && d.agg === 'max') {
+        // a max pyramid: the largest bin the pixel covers (largest |B − A| for a difference, its sign kept)
+        value = 0;
+        for (let a = cy.start[py]; a < cy.start[py + 1]; a++) {
+          const row = cy.bin[a] * B.cols;
+          for (let b = cx.start[px]; b < cx.start[px + 1]; b++) {
+            const x = B.data[row + cx.bin[b]];
+            if (Math.abs(x) > Math.abs(value)) value = x;
+          }
         }
       }
       if (Number.isNaN(value)) {

@@ -103,6 +103,7 @@ export class MatrixMultiView extends CanvasView {
     s.k = String(ds[0].k);
     s.side = String(L.side);
     s.cells = L.cells.map((c) => `${c.x}:${c.y}`).join(',');
+    s.agg = ds[0].agg ?? 'mean';
     this.notesEl.textContent = '';
     for (const n of [...notes, ...ds[0].notes]) this.notesEl.appendChild(el('div', {class: 'note', text: n}));
     this.redraw();

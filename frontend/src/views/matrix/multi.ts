@@ -59,7 +59,7 @@ export function multiValueText(d: MatrixData, i: number, j: number): string {
   const c = coarseValue(d, i, j);
   if (c.beyond) return 'padding';
   if (c.masked) return 'masked';
-  return `${formatValue(c.value)}${c.exact ? '' : ' (bin mean)'}`;
+  return `${formatValue(c.value)}${c.exact ? '' : d.agg === 'max' ? ' (bin max)' : ' (bin mean)'}`;
 }
 
 export class MultiPainter {

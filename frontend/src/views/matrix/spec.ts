@@ -1,13 +1,17 @@
 // Matrix view: one head of one layer as a zoomable query × key heatmap (long records: the stored pyramid,
 // then exact tiles rebuilt from q/k; short ones: the stored matrix). Compare: side by side (one viewport) or
-// B − A. The viewport is kept in the URL (`mz=y0:y1,x0:x1`, tokens).
+// B − A. The viewport is kept in the URL (`mz=y0:y1,x0:x1`, tokens), small multiples (`mh`) and a long
+// layer's overview pooling (`magg=max`: the largest weight per pyramid block; absent: the mean).
 import {tokenLabels} from '../../tokens';
 import {kindInfo, sameTokens} from '../../axes';
-import type {Grid} from '../../types';
+import type {Theme} from '../../draw/colors';
+import type {Ctx} from '../../draw/ctx';
+import type {Grid, KindInfo, PyramidAgg} from '../../types';
 import type {UrlState} from '../../state';
 import type {Loaded, ViewHost} from '../spec';
 import {defineView, paneTitles} from '../spec';
-import {el} from '../common';
+import {el, type ViewBase} from '../common';
+import {AGG_HELP, AGG_LABELS, AGG_MEAN_ONLY, AGGS, aggProblem, compareAggOutcome, effectiveAgg, parseAgg} from './agg';
 import {diffMatrixData, layerMask, shareExtent, type MatrixData} from './data';
 import {MAX_MULTI} from './multi';
 import {MatrixMultiView} from './multi-view';
@@ -27,10 +31,11 @@ export function formatViewport(v: Viewport): string {
 }
 
 /**
- * One head of a record weighted as `host.weighting`: the stored matrix, or a long layer's pyramid and top-k
- * (raw weights, all they serve) under exact tiles and rows from /window (weighted).
+ * One head of a record weighted as `host.weighting`: the stored matrix, or a long layer's pyramid (pooled as
+ * `asked` where the record stores a max pyramid, else the mean) and top-k (raw weights, all they serve)
+ * under exact tiles and rows from /window (weighted).
  */
-export async function loadMatrixData(host: Pick<ViewHost, 'source' | 'sel' | 'weighting'>, x: Loaded, layer: number, head: number): Promise<MatrixData> {
+export async function loadMatrixData(host: Pick<ViewHost, 'source' | 'sel' | 'weighting'>, x: Loaded, layer: number, head: number, asked: PyramidAgg = 'mean'): Promise<MatrixData> {
   const src = host.source;
   const w = host.weighting;
   const info = kindInfo(x.header, x.kind);
@@ -53,7 +58,9 @@ export async function loadMatrixData(host: Pick<ViewHost, 'source' | 'sel' | 'we
   }
   if (!src.pyramid) throw new Error('This data source cannot serve long (format v3) records.');
   const exact = info.exact !== false && !!src.window;
-  const pyr = await src.pyramid(x.ref, x.kind, layer, head, 0);
+  const agg = effectiveAgg(asked, info);
+  const pyr = await src.pyramid(x.ref, x.kind, layer, head, 0, agg);
+  notes.push(`${AGG_LABELS[agg].replace(/^o/, 'O')}${agg === 'max' ? '; exact tiles, once zoomed in, show each pixel’s mass as before' : asked === 'max' ? `: the largest weight per block was asked for, but ${AGG_MEAN_ONLY}` : ''}.`);
   const win = (rows: [number, number], cols: [number, number]): Promise<Grid> => src.window!(x.ref, x.kind, layer, head, rows, cols, w);
   if (w === 'value') notes.push(exact ? 'Value-weighted in exact tiles and rows; the pyramid underneath is raw weights (all a long layer’s pyramid serves).' : 'Raw weights: this long layer has no exact windows, where value weighting is computed.');
   let loadRow: (i: number) => Promise<Float32Array>;
@@ -72,9 +79,10 @@ export async function loadMatrixData(host: Pick<ViewHost, 'source' | 'sel' | 'we
   return {
     layer, head, q, k, queryLabels, keyLabels, long: true, exact, mask, notes,
     base: pyr,
+    agg,
     loadTile: exact ? async (t) => (await win([t.r0, t.r1], [t.c0, t.c1])).data : undefined,
     loadRow,
-    baseLabel: `pyramid level 0 (${bq} × ${bk} bins of ~${Math.round(q / bq)} × ${Math.round(k / bk)} tokens: keys summed, queries averaged)`,
+    baseLabel: `pyramid level 0 (${bq} × ${bk} bins of ~${Math.round(q / bq)} × ${Math.round(k / bk)} tokens; ${AGG_LABELS[agg]})`,
   };
 }
 
@@ -85,16 +93,24 @@ export function multiMode(extra: Readonly<Record<string, string | undefined>>): 
   return extra.mh === 'sel' || extra.mh === 'all' ? extra.mh : '';
 }
 
-/** The matrix view's own state: its viewport (`mz`; null: the whole sequence) and small multiples (`mh`). */
+/**
+ * The matrix view's own state: its viewport (`mz`; null: the whole sequence), small multiples (`mh`) and a
+ * long layer's overview pooling (`magg`; kept while a record cannot use it, as the weighting toggle).
+ */
 export interface MatrixState {
   viewport: Viewport | null;
   multi: MultiMode;
+  agg: PyramidAgg;
 }
 
 export const matrixUrl: UrlState<MatrixState> = {
-  keys: ['mz', 'mh'],
-  parse: (get) => ({viewport: parseViewport(get('mz')), multi: multiMode({mh: get('mh')})}),
-  write: ({viewport, multi}) => [...(viewport ? [['mz', formatViewport(viewport)] as [string, string]] : []), ...(multi ? [['mh', multi] as [string, string]] : [])],
+  keys: ['mz', 'mh', 'magg'],
+  parse: (get) => ({viewport: parseViewport(get('mz')), multi: multiMode({mh: get('mh')}), agg: parseAgg(get('magg'))}),
+  write: ({viewport, multi, agg}) => [
+    ...(viewport ? [['mz', formatViewport(viewport)] as [string, string]] : []),
+    ...(multi ? [['mh', multi] as [string, string]] : []),
+    ...(agg === 'max' ? [['magg', 'max'] as [string, string]] : []),
+  ],
 };
 
 let urlTimer: ReturnType<typeof setTimeout> | null = null;
@@ -120,12 +136,53 @@ function headsControl(host: ViewHost<MatrixState>): HTMLElement {
   return sel;
 }
 
+/** The overview selector (`magg`): mean / max, enabled for a long kind storing a max pyramid (`syncAggControl`). */
+function aggControl(host: ViewHost<MatrixState>): HTMLElement {
+  const sel = el('select', {'data-testid': 'matrix-agg', title: AGG_HELP});
+  for (const a of AGGS) sel.appendChild(el('option', {value: a, text: a}));
+  sel.value = host.state.agg;
+  sel.addEventListener('change', () => host.update({}, {agg: parseAgg(sel.value)}));
+  return el('label', {class: 'matrix-agg', title: AGG_HELP}, 'overview ', sel);
+}
+
+/**
+ * Shows in the overview selector under `root` what record A (`info`) gets of `asked`: disabled with the reason
+ * as its title and `data-unavailable` (showing mean) when A's kind has no max pyramid.
+ */
+export function syncAggControl(root: ParentNode, info: Pick<KindInfo, 'layout' | 'pyramid_max'>, asked: PyramidAgg): void {
+  const sel = root.querySelector<HTMLSelectElement>('[data-testid="matrix-agg"]');
+  if (!sel) return;
+  const why = aggProblem(info);
+  sel.value = why ? 'mean' : asked;
+  sel.disabled = !!why;
+  sel.title = why ?? AGG_HELP;
+  if (why) sel.dataset.unavailable = why;
+  else delete sel.dataset.unavailable;
+}
+
+/** Compared B in a pane of its own as a message (B cannot be drawn with A's overview pooling). */
+class MessagePane implements ViewBase {
+  readonly el: HTMLElement;
+  constructor(testid: string) {
+    this.el = el('div', {class: 'pane-message', 'data-testid': testid, role: 'note'});
+  }
+  set(text: string): void {
+    this.el.textContent = text;
+  }
+  setTheme(_t: Theme): void {}
+  exportSize(): {width: number; height: number} {
+    return {width: 0, height: 0};
+  }
+  paint(_ctx: Ctx): void {}
+  dispose(): void {}
+}
+
 function makeMatrixView(host: ViewHost<MatrixState>, testid: string, viewport: Viewport | null): MatrixView {
   return new MatrixView({
     theme: host.theme,
     testid,
     viewport,
-    controls: testid === 'matrix-view' ? [headsControl(host)] : [],
+    controls: testid === 'matrix-view' ? [headsControl(host), aggControl(host)] : [],
     onViewport: (v) => {
       for (const o of host.shown()) if (o instanceof MatrixView && o.el.dataset.testid !== testid) o.setViewport(v, false, true);
       rememberViewport(host, v);
@@ -156,23 +213,37 @@ export const matrixSpec = defineView<MatrixState>({
   exportName: (s) => `_L${s.layer}_H${s.neuronHead}`,
   async show(host, a, b, mode) {
     const {layer, neuronHead: head} = host.sel;
-    const {multi, viewport: vp} = host.state;
+    const {multi, viewport: vp, agg: asked} = host.state;
+    const infoA = kindInfo(a.header, a.kind);
     if (multi && !b) {
       // small multiples of one record
-      const {shown, of} = multiHeads(multi, kindInfo(a.header, a.kind).heads, host.sel.heads);
-      const ds = await Promise.all(shown.map((h) => loadMatrixData(host, a, layer, h)));
+      const {shown, of} = multiHeads(multi, infoA.heads, host.sel.heads);
+      const ds = await Promise.all(shown.map((h) => loadMatrixData(host, a, layer, h, asked)));
       if (!host.current()) return;
       const notes: string[] = [];
       if (of > shown.length) notes.push(`The first ${shown.length} of ${of} heads are shown.`);
       if (ds[0].long) notes.push('Small multiples show each head’s stored pyramid; the single-head view (One head) fetches exact tiles.');
-      const [view] = host.panes('matrix-multi', () => [new MatrixMultiView({theme: host.theme, viewport: vp, controls: [headsControl(host)], onViewport: (v) => rememberViewport(host, v)})]);
+      const [view] = host.panes('matrix-multi', () => [new MatrixMultiView({theme: host.theme, viewport: vp, controls: [headsControl(host), aggControl(host)], onViewport: (v) => rememberViewport(host, v)})]);
+      syncAggControl(view.el, infoA, asked);
       view.setData(ds, notes, vp);
-      host.status?.(`matrix L${layer} heads ${shown.join(', ')} (small multiples): ${ds[0].long ? 'pyramid level 0 per head' : 'stored dense'}`);
+      host.status?.(`matrix L${layer} heads ${shown.join(', ')} (small multiples): ${ds[0].long ? `pyramid level 0 per head; ${AGG_LABELS[ds[0].agg ?? 'mean']}` : 'stored dense'}`);
       return;
     }
-    const da = await loadMatrixData(host, a, layer, head);
-    const db = b ? await loadMatrixData(host, b, layer, head) : null;
+    // a comparison never mixes overview poolings: A max-pooled, B without a max pyramid is a message
+    const agg = effectiveAgg(asked, infoA);
+    const bOut = b && compareAggOutcome(agg, {info: kindInfo(b.header, b.kind), ref: b.ref}, mode);
+    if (bOut?.error) throw new Error(bOut.text);
+    const da = await loadMatrixData(host, a, layer, head, asked);
+    const db = b && !bOut ? await loadMatrixData(host, b, layer, head, agg) : null;
     if (!host.current()) return;
+    if (b && bOut) {
+      const panes = host.panes<ViewBase>('matrix-side-b-message', () => [makeMatrixView(host, 'matrix-view', vp), new MessagePane('matrix-agg-b-missing')], paneTitles(a, b));
+      const [va, msg] = panes as [MatrixView, MessagePane];
+      syncAggControl(va.el, infoA, asked);
+      msg.set(bOut.text);
+      va.setData(da, vp);
+      return;
+    }
     if (multi) da.notes.push('Small multiples show one record: comparing, the matrix view shows the Head selector’s head.');
     let datas: MatrixData[];
     let key: string;
@@ -188,6 +259,7 @@ export const matrixSpec = defineView<MatrixState>({
     }
     const testids = ['matrix-view', 'matrix-view-b'];
     const views = host.panes(key, () => datas.map((_, i) => makeMatrixView(host, testids[i], vp)), db && mode !== 'diff' ? paneTitles(a, b!) : undefined);
+    syncAggControl(views[0].el, infoA, asked);
     views.forEach((v, i) => v.setData(datas[i], vp));
   },
 });

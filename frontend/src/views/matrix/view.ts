@@ -123,6 +123,7 @@ export class MatrixView extends CanvasView {
     ds.height = String(L.h);
     ds.long = d.long ? '1' : '0';
     ds.signed = d.signed ? '1' : '0';
+    ds.agg = d.agg ?? 'mean';
     this.notesEl.textContent = '';
     for (const n of d.notes) this.notesEl.appendChild(el('div', {class: 'note', text: n}));
     this.redraw();
@@ -398,7 +399,7 @@ export class MatrixView extends CanvasView {
     ds.hover = `${hv.i},${hv.j}`;
     ds.hoverValue = beyond ? 'padding' : masked ? 'masked' : String(value);
     ds.hoverExact = exact ? '1' : '0';
-    const what = beyond ? `padding: past this record’s ${d.q} × ${d.k} tokens` : masked ? 'masked' : `${d.signed ? 'B − A ' : ''}${formatValue(value)}${exact ? (d.long ? ' (exact)' : ' (stored)') : ' (pyramid bin mean; loading exact)'}`;
+    const what = beyond ? `padding: past this record’s ${d.q} × ${d.k} tokens` : masked ? 'masked' : `${d.signed ? 'B − A ' : ''}${formatValue(value)}${exact ? (d.long ? ' (exact)' : ' (stored)') : (d.agg === 'max' ? ' (largest in its pyramid bin; loading exact)' : ' (pyramid bin mean; loading exact)')}`;
     const text = `query ${hv.i} “${d.queryLabels[hv.i] ?? ''}” → key ${hv.j} “${d.keyLabels[hv.j] ?? ''}”: ${what}`;
     this.readout.textContent = text;
     this.stack.top.title = text;
