@@ -284,4 +284,4 @@ def _concat_long(parts: list[fmt.LongLayer]) -> fmt.LongLayer:
         queries=cat("queries"), keys=cat("keys"), qk_dtype=first.qk_dtype, lse=cat("lse"), k_len=first.k_len,
         pyramid=cat("pyramid"), topk_index=cat("topk_index"), topk_value=cat("topk_value"),
         metrics={k: np.concatenate([p.metrics[k] for p in parts]) for k in first.metrics}, info=first.info,
-        value_norms=cat("value_norms"))
+        value_norms=cat("value_norms"), pyramid_max=cat("pyramid_max"))

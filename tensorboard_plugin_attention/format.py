@@ -146,6 +146,7 @@ def crc32c(data: bytes) -> int:
 PYRAMID_BINS = 512  # finest pooled level of a long layer, per side
 DEFAULT_TOPK = 8  # largest weights kept per row
 LAYOUT_LONG = "long"  # kinds[kind]["layout"]; absent (or "dense") for dense kinds
+PYRAMID_MAX = "pyramid_max"  # chunks[kind]["pyramid_max"][layer][head] (format v5): log8 codes like "pyramid"
 VALUE_NORMS = "value_norms"  # chunks[kind]["value_norms"][layer] (format v5): (heads, k_len) float32
 IMAGE_CHUNK = "image"  # chunks["image"] (format v4): the image's bytes, described by the header's "image"
 IMAGE_MIMES = ("image/png", "image/webp")
@@ -190,9 +191,12 @@ def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_lev
     for kind, layers in kinds.items():
         if layers and is_long(layers[0]):
             t: dict[str, Any] = {name: [] for name in ("lse", "pyramid", "topk_index", "topk_value", "queries", "keys")}
+            peaks = all(l.pyramid_max is not None for l in layers)
             for layer in layers:
                 t["lse"].append([add(np.ascontiguousarray(x, "<f4").tobytes()) for x in layer.lse])
                 t["pyramid"].append([zcodes(x) for x in layer.pyramid])
+                if peaks:  # format v5: the largest weight per cell beside the mean
+                    t.setdefault(PYRAMID_MAX, []).append([zcodes(x) for x in layer.pyramid_max])
                 t["topk_index"].append([add(compress_chunk(np.ascontiguousarray(x, "<u4").tobytes(), compress_level))
                                         for x in layer.topk_index])
                 t["topk_value"].append([zcodes(x) for x in layer.topk_value])
@@ -251,6 +255,7 @@ def describe_kind(layers: Sequence[Any], query: str, key: str) -> dict:
             "kv_heads": int(layers[0].keys.shape[0]) if has_qk else None,
             "qk_dtype": layers[0].qk_dtype if has_qk else None,
             "pyramid_shape": list(layers[0].pyramid.shape[1:]),
+            "pyramid_max": all(l.pyramid_max is not None for l in layers),
             "topk": int(layers[0].topk_index.shape[-1]),
             # exact windows need q/k and a score function q/k determine (no learned position bias)
             "exact": has_qk and not any((l.info or {}).get("position_bias") for l in layers),
@@ -286,6 +291,22 @@ def pool_pyramid(pyramid: np.ndarray, q_len: int, k_len: int, bq: int, bk: int) 
         starts = np.searchsorted(coarse_q, np.arange(bq))
         p = np.add.reduceat(p * weights[:, None], starts, axis=-2) / np.add.reduceat(weights, starts)[:, None]
     return p.astype(np.float32)
+
+
+def pool_pyramid_max(pyramid: np.ndarray, q_len: int, k_len: int, bq: int, bk: int) -> np.ndarray:
+    """A coarser level of a max pyramid (each cell the largest weight of its block): the bins nest as in
+    :func:`pool_pyramid`, and a coarse cell is the max of its fine cells."""
+    fq, fk = pyramid.shape[-2:]
+    for f, b, n in ((fq, bq, q_len), (fk, bk, k_len)):
+        if not (b <= f and (f % b == 0 or f == n)):
+            raise ValueError(f"a level of {b} bins does not nest in one of {f} bins over {n} tokens")
+    p = np.asarray(pyramid, np.float32)
+    for axis, f, b, n in ((-1, fk, bk, k_len), (-2, fq, bq, q_len)):
+        if f != b:
+            coarse = np.zeros(f, np.intp)
+            coarse[np.arange(n) * f // n] = np.arange(n) * b // n
+            p = np.maximum.reduceat(p, np.searchsorted(coarse, np.arange(b)), axis=axis)
+    return p
 
 
 class FormatError(ValueError):
@@ -433,7 +454,8 @@ def upgrade_header(header: dict) -> dict:
 
     v1 -> v2 changed only the index payload (its checksum), v2 -> v3 added long layers (kinds with
     ``"layout": "long"``), v3 -> v4 an optional image (``"image"`` and its chunk), v4 -> v5 optional value
-    norms per layer (``"has_value_norms"`` and the chunks ``"value_norms"``): older headers need no migration.
+    norms per layer (``"has_value_norms"`` and the chunks ``"value_norms"``) and a long kind's max pyramid
+    (``"pyramid_max"`` and its chunks): older headers need no migration.
     """
     check_version(header.get("version"))
     return header
@@ -557,6 +579,8 @@ def _long_kind_problem(k: dict) -> Optional[str]:
     if not (isinstance(ps, list) and len(ps) == 2 and all(_is_count(x) for x in ps)
             and 0 < ps[0] <= min(k["q_len"], PYRAMID_BINS) and 0 < ps[1] <= min(k["k_len"], PYRAMID_BINS)):
         return "pyramid_shape is not two counts within the lengths"
+    if not isinstance(k.get("pyramid_max", False), bool):
+        return "pyramid_max is not a boolean"
     if not (_is_count(k.get("topk")) and 0 < k["topk"] <= min(k["k_len"], 1024)):
         return "topk is not a count within k_len"
     if k.get("has_qk"):

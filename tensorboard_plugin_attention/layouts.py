@@ -231,6 +231,9 @@ class LongLayout(Layout):
             (layer.topk_index.shape == layer.topk_value.shape and layer.topk_index.shape[:2] == (h, n)
              and 0 < layer.topk_index.shape[-1] <= m, "topk_index/topk_value must be (heads, q_len, K) with K <= k_len"),
             (layer.qk_dtype in fmt.QK_DTYPES, f"qk_dtype must be one of {sorted(fmt.QK_DTYPES)}"),
+            (layer.pyramid_max is None or (np.shape(layer.pyramid_max) == layer.pyramid.shape
+                                           and np.isfinite(layer.pyramid_max).all()),
+             "pyramid_max must have the pyramid's shape and be finite"),
         ]
         if layer.queries is not None or layer.keys is not None:
             q, k = layer.queries, layer.keys
@@ -273,7 +276,8 @@ class LongLayout(Layout):
             queries=None if layer.queries is None else layer.queries[heads], keys=keys, qk_dtype=layer.qk_dtype,
             lse=layer.lse[heads], k_len=layer.k_len, pyramid=layer.pyramid[heads], topk_index=layer.topk_index[heads],
             topk_value=layer.topk_value[heads], metrics={k: np.asarray(v)[heads] for k, v in layer.metrics.items()},
-            info=layer.info, value_norms=None if layer.value_norms is None else layer.value_norms[heads])
+            info=layer.info, value_norms=None if layer.value_norms is None else layer.value_norms[heads],
+            pyramid_max=None if layer.pyramid_max is None else layer.pyramid_max[heads])
 
     def metrics(self, layers: Sequence[LongLayer], token_ids: Optional[Sequence[str]],
                 causal: Optional[bool]) -> dict:
@@ -300,6 +304,9 @@ class LongLayout(Layout):
         r, c = _span("rows", rows, k["q_len"]), _span("cols", cols, k["k_len"])
         out.pyramid[kind] = np.stack([[store.pyramid(entry, kind, l, h) for h in range(k["heads"])]
                                       for l in range(k["layers"])])
+        if k.get("pyramid_max"):
+            out.pyramid_max[kind] = np.stack([[store.pyramid(entry, kind, l, h, agg="max") for h in range(k["heads"])]
+                                              for l in range(k["layers"])])
         if rows is not None or cols is not None:
             out.attention[kind] = np.stack([[store.window(entry, kind, l, h, r, c, weighting) for h in range(k["heads"])]
                                             for l in range(k["layers"])])

@@ -9,6 +9,8 @@ example and without ever holding more than ``chunk x n`` scores per head, on the
 * ``pyramid``: pooled attention at up to ``PYRAMID_BINS x PYRAMID_BINS`` cells (token ``i`` in bin
   ``floor(i * bins / n)``; queries of a bin averaged, keys of a bin summed, so rows still sum to 1; coarser
   levels nest and are pooled from it by readers);
+* ``pyramid_max``: the same cells holding the largest weight of each block (format v5), so one strong link
+  (a retrieval head's needle) stays visible in a whole-head overview where the mean fades it;
 * ``topk``: each row's ``TOPK`` largest weights and their key indices;
 * the per-head metrics of docs/metrics.md, from per-row sums (``metrics.metrics_from_rows``);
 * optionally the layer's output ``p @ v`` (so a capture needs no other attention computation).
@@ -108,8 +110,15 @@ def _induction_pairs(codes: np.ndarray, budget: int) -> Optional[tuple[np.ndarra
     return rows[by_row], cols[by_row]
 
 
+def _max_into(dst: torch.Tensor, dim: int, index: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """``dst[..., index[i], ...] = max(dst[..., index[i], ...], src[..., i, ...])`` along ``dim`` (in place)."""
+    shape = [1] * src.dim()
+    shape[dim] = -1
+    return dst.scatter_reduce_(dim, index.view(shape).expand_as(src), src, "amax")
+
+
 def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], out: Optional[torch.Tensor],
-                pyramid: torch.Tensor, lse_out: np.ndarray, top_i: np.ndarray, top_v: np.ndarray, sums: dict, *,
+                pyramid: torch.Tensor, pyramid_max: torch.Tensor, lse_out: np.ndarray, top_i: np.ndarray, top_v: np.ndarray, sums: dict, *,
                 causal: bool, sliding_window: Optional[int], softcap: Optional[float], codes: Optional[torch.Tensor],
                 qbin: torch.Tensor, kbin: torch.Tensor, topk: int, chunk_bytes: int) -> None:
     """The summaries of every row, in chunks of rows small enough (``chunk_bytes`` of weights) that the
@@ -170,11 +179,14 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
         del s
         # pyramid: keys pooled by bin, then rows added into their query bins (queries averaged at the end)
         if width:
-            pooled = p.view(heads, r, mc // width, width).sum(-1)
-            pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], pooled)
+            cells = p.view(heads, r, mc // width, width)
+            pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], cells.sum(-1))
+            _max_into(pyramid_max[:, :, c0 // width:c1 // width], 1, qbin[r0:r1], cells.amax(-1))
         else:
             pooled = torch.zeros(heads, r, bk, device=device).index_add_(2, kbin[c0:c1], p)
             pyramid.index_add_(1, qbin[r0:r1], pooled)
+            peaks = _max_into(torch.zeros(heads, r, bk, device=device), 2, kbin[c0:c1], p)
+            _max_into(pyramid_max, 1, qbin[r0:r1], peaks)
         # top-k: the k largest weights of a row lie in the k blocks whose maxima are largest
         kk = min(topk, mc)
         blocks = mc // TOPK_BLOCK
@@ -318,6 +330,7 @@ def summarize(
 
     rows_per_chunk = max(1, min(n, chunk_bytes // (4 * 3 * heads * m)))
     pyramid = torch.zeros(heads, bq, bk, dtype=torch.float32, device=device)
+    pyramid_max = torch.zeros(heads, bq, bk, dtype=torch.float32, device=device)  # weights are >= 0
     lse_out = np.empty((heads, n), np.float32)
     top_i = np.zeros((heads, n, topk), np.uint32)
     top_v = np.zeros((heads, n, topk), np.float32)
@@ -336,7 +349,7 @@ def summarize(
         for g in range(kv_heads):
             hs = slice(g * group, (g + 1) * group)
             _fused_rows(qs[hs], kf[g:g + 1], None if vf32 is None else vf32[g:g + 1],
-                        None if out is None else out[hs], pyramid[hs], lse_out[hs], top_i[hs], top_v[hs],
+                        None if out is None else out[hs], pyramid[hs], pyramid_max[hs], lse_out[hs], top_i[hs], top_v[hs],
                         {name: a[hs] for name, a in sums.items()}, causal=causal, sliding_window=sliding_window,
                         softcap=softcap, codes=codes, qbin=qbin, kbin=kbin, topk=topk,
                         chunk_bytes=fused_chunk_bytes)
@@ -372,11 +385,14 @@ def summarize(
             if out is not None:
                 out[:, r0:r1] = (torch.bmm(eg.to(vf.dtype), vf[:, c0:c1]).reshape(heads, r, -1) / z).to(vf.dtype)
             if width:  # equal bins, and the chunk's keys are whole bins
-                pooled = e.reshape(heads, r, mc // width, width).sum(-1)
-                pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], pooled.div_(z))
+                blocks = e.reshape(heads, r, mc // width, width)
+                pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], blocks.sum(-1).div_(z))
+                _max_into(pyramid_max[:, :, c0 // width:c1 // width], 1, qbin[r0:r1], blocks.amax(-1).div_(z))
             else:
                 pooled = torch.zeros(heads, r, bk, dtype=torch.float32, device=device).index_add_(2, kbin[c0:c1], e)
                 pyramid.index_add_(1, qbin[r0:r1], pooled.div_(z))
+                peaks = _max_into(torch.zeros(heads, r, bk, dtype=torch.float32, device=device), 2, kbin[c0:c1], e)
+                _max_into(pyramid_max, 1, qbin[r0:r1], peaks.div_(z))
             kk = min(topk, mc)
             tv, ti = torch.topk(e, kk, dim=-1)
             lse_out[:, r0:r1] = lse.cpu().numpy()
@@ -442,6 +458,7 @@ def summarize(
         lse=lse_out,
         k_len=m,
         pyramid=pyramid.astype(np.float32),
+        pyramid_max=pyramid_max.cpu().numpy(),
         topk_index=top_i,
         topk_value=top_v,
         metrics={name: metrics[name] for name in metrics_mod.METRIC_NAMES},

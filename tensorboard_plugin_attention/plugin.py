@@ -43,6 +43,7 @@ DERIVED_CACHE_FRACTION = 16  # rollout codes: up to 1/16 of --attention_cache_mb
 DIVERGENCE_CACHE_ITEMS = 256  # /divergence results (a few KB each)
 MAX_WINDOW_VALUES = 1 << 22  # one /window: 4 M values (16 MB as float32), e.g. 2048 x 2048
 MAX_PYRAMID_LEVEL = 9  # 512 >> 9 == 1
+PYRAMID_AGGS = ("mean", "max")  # /pyramid?agg=: the mean weight per cell, or the largest (format v5)
 MAX_HEAD_EXAMPLES = 1000  # /headexamples: at most this many examples per request
 LN2 = derived.LN2
 
@@ -421,13 +422,25 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return e, k
 
     def pyramid_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
-                     layer: int, head: int, level: int = 0) -> np.ndarray:
+                     layer: int, head: int, level: int = 0, agg: str = "mean") -> np.ndarray:
         """Pooled attention of one head of a long layer as log8 codes ``(1, bq, bk)``: level 0 as stored
-        (up to 512 x 512), each level above it halves the bins per side."""
-        e, k = self._route_entry("pyramid", ctx, experiment, run, tag, example, step, kind, layer, head)
+        (up to 512 x 512), each level above it halves the bins per side; each cell the mean weight of its
+        block, or with ``agg="max"`` its largest weight (format v5)."""
+        e, k = self._pyramid_entry(ctx, experiment, run, tag, example, step, kind, layer, head, agg)
         if not 0 <= level <= MAX_PYRAMID_LEVEL:
             raise errors.InvalidArgumentError(f"level must be in 0..{MAX_PYRAMID_LEVEL}, got {level}")
-        return fmt.encode_attention(self._read(e, "pyramid", lambda: self._store.pyramid(e, kind, layer, head, level)))[None]
+        return fmt.encode_attention(self._read(e, "pyramid", lambda: self._store.pyramid(e, kind, layer, head, level,
+                                                                                         agg)))[None]
+
+    def _pyramid_entry(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
+                       layer: int, head: int, agg: str) -> tuple:
+        if agg not in PYRAMID_AGGS:
+            raise errors.InvalidArgumentError(f"agg must be one of {', '.join(PYRAMID_AGGS)}, got {agg[:40]!r}")
+        e, k = self._route_entry("pyramid", ctx, experiment, run, tag, example, step, kind, layer, head)
+        if agg == "max" and not k.get("pyramid_max"):
+            raise errors.NotFoundError(f"{kind} attention at step {step} stores only the mean pyramid (logged "
+                                       "before format v5)")
+        return e, k
 
     def topk_impl(self, ctx: Any, experiment: str, run: str, tag: str, example: str, step: int, kind: str,
                   layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
@@ -643,15 +656,16 @@ class AttentionPlugin(base_plugin.TBPlugin):
         common, kind, layer, head = self._head_params(request)
         self._refuse_weighting(request, "pyramid")
         level = web.uint_param(request.args, "level", required=False) or 0
+        agg = web.choice_param(request.args, "agg", PYRAMID_AGGS)
         if level == 0:  # as stored: the chunk itself, spliced or decoded like /attention's
-            e, k = self._route_entry("pyramid", *common, kind, layer, head)
+            e, k = self._pyramid_entry(*common, kind, layer, head, agg)
             shape = (1, *k["pyramid_shape"])
-            return self._bodies.stored(request, ("pyramid", e.asset_key, kind, layer, head), shape, 1,
+            return self._bodies.stored(request, ("pyramid", agg, e.asset_key, kind, layer, head), shape, 1,
                                        lambda splice: self._read(e, "pyramid", splice),
-                                       lambda: [self._store.pyramid_chunk(e, kind, layer, head)],
-                                       lambda: self.pyramid_impl(*common, kind, layer, head, 0))
-        codes = self.pyramid_impl(*common, kind, layer, head, level)
-        key = ("pyramid", self.entry(*common).asset_key, kind, layer, head, level)
+                                       lambda: [self._store.pyramid_chunk(e, kind, layer, head, agg)],
+                                       lambda: self.pyramid_impl(*common, kind, layer, head, 0, agg))
+        codes = self.pyramid_impl(*common, kind, layer, head, level, agg)
+        key = ("pyramid", agg, self.entry(*common).asset_key, kind, layer, head, level)
         return self._bodies.codes(request, key, codes, web.codes_headers(codes.shape, fmt.CODEC_NAME))
 
     @web.route

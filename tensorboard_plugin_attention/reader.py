@@ -489,22 +489,29 @@ class RecordStore:
         k = self.record(entry).header["kinds"][kind]
         return layouts.of_kind(k).window(self, entry, kind, k, layer, head, rows, cols, weighting)
 
-    def pyramid_chunk(self, entry: IndexEntry, kind: str, layer: int, head: int) -> bytes:
-        """The stored zlib chunk of one head's finest pyramid level (log8 codes ``pyramid_shape``)."""
-        rec, _ = self._long_kind(entry, kind)
-        return fmt.read_chunk(rec, rec.chunk(kind, "pyramid", layer, head), self.read_range)
+    def pyramid_chunk(self, entry: IndexEntry, kind: str, layer: int, head: int, agg: str = "mean") -> bytes:
+        """The stored zlib chunk of one head's finest pyramid level (log8 codes ``pyramid_shape``): the mean
+        per cell, or with ``agg="max"`` the largest weight per cell (format v5; KeyError when not stored)."""
+        rec, k = self._long_kind(entry, kind)
+        if agg == "max" and not k.get("pyramid_max"):
+            raise KeyError("this long layer stores only the mean pyramid (logged before format v5)")
+        return fmt.read_chunk(rec, rec.chunk(kind, fmt.PYRAMID_MAX if agg == "max" else "pyramid", layer, head),
+                              self.read_range)
 
-    def pyramid(self, entry: IndexEntry, kind: str, layer: int, head: int, level: int = 0) -> np.ndarray:
+    def pyramid(self, entry: IndexEntry, kind: str, layer: int, head: int, level: int = 0,
+                agg: str = "mean") -> np.ndarray:
         """Pooled attention of one head of a long layer, float32: level 0 is the stored one
-        (``pyramid_shape``), level ``l`` has ``2**l`` times fewer bins per side (at least one)."""
+        (``pyramid_shape``), level ``l`` has ``2**l`` times fewer bins per side (at least one). ``agg="max"``:
+        each cell the largest weight of its block instead of the mean."""
         rec, k = self._long_kind(entry, kind)
         fq, fk = k["pyramid_shape"]
-        fine = self._cached(("pyr", rec.path, rec.offset, kind, layer, head), lambda: fmt.decode_attention(
-            fmt.decode_codes(self.pyramid_chunk(entry, kind, layer, head), (fq, fk))), lambda a: a.nbytes)
+        fine = self._cached(("pyr", agg, rec.path, rec.offset, kind, layer, head), lambda: fmt.decode_attention(
+            fmt.decode_codes(self.pyramid_chunk(entry, kind, layer, head, agg), (fq, fk))), lambda a: a.nbytes)
         if level == 0:
             return fine
         bq, bk = (_level_bins(f, n, level) for f, n in ((fq, k["q_len"]), (fk, k["k_len"])))
-        return fmt.pool_pyramid(fine, k["q_len"], k["k_len"], bq, bk)
+        pool = fmt.pool_pyramid_max if agg == "max" else fmt.pool_pyramid
+        return pool(fine, k["q_len"], k["k_len"], bq, bk)
 
     def topk(self, entry: IndexEntry, kind: str, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
         """Each row's largest weights of one head of a long layer: key indices ``(q_len, K)`` uint32 and
@@ -551,6 +558,7 @@ class AttentionExample:
     queries: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, q, d) float32
     keys: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads or kv heads, k, d) float32
     pyramid: dict[str, np.ndarray] = field(default_factory=dict)  # long kinds: (layers, heads, bq, bk) float32
+    pyramid_max: dict[str, np.ndarray] = field(default_factory=dict)  # long kinds (v5): largest weight per cell
     value_norms: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (layers, heads, k) (format v5)
     weighting: str = "weights"  # "value": ``attention`` is value-weighted (``metrics.value_weighted``)
     image: Optional[bytes] = None  # the logged image's PNG / WebP bytes (format v4), as header["image"] says

@@ -54,6 +54,7 @@ class LongLayer:
     metrics: dict  # name -> (H,) float64
     info: Optional[dict] = None
     value_norms: Optional[np.ndarray] = None  # (H, m) float32 ||v_j W_O^h|| (format v5), or None
+    pyramid_max: Optional[np.ndarray] = None  # (H, bq, bk) float32 largest weight per pyramid cell (format v5)
 
     @property
     def shape(self) -> tuple:

@@ -61,6 +61,7 @@ def test_summaries_equal_the_dense_computation(causal, window, softcap):
         <= long_layers.FIDELITY
     np.testing.assert_allclose(out, p @ v.repeat_interleave(2, 0), atol=1e-5)
     np.testing.assert_allclose(layer.pyramid, fmt.pool_overview(p.numpy(), fmt.PYRAMID_BINS), atol=1e-6)
+    np.testing.assert_allclose(layer.pyramid_max, max_pool(p.numpy(), fmt.PYRAMID_BINS), atol=1e-6)
     top = p.topk(8, -1)
     np.testing.assert_allclose(layer.topk_value, top.values, atol=1e-6)
     assert (layer.topk_index[..., 0] == top.indices[..., 0].numpy()).all()
@@ -68,6 +69,35 @@ def test_summaries_equal_the_dense_computation(causal, window, softcap):
     for name in metrics_mod.METRIC_NAMES:
         np.testing.assert_allclose(layer.metrics[name], want[name], atol=1e-5, err_msg=name)
     assert layer.queries.dtype == np.float32 and layer.keys.shape == (kv_heads, n, d)
+
+
+def max_pool(p: np.ndarray, bins: int) -> np.ndarray:
+    """Each cell of a ``bins`` pyramid (token i in bin floor(i * b / n)) the largest weight of its block."""
+    h, n, m = p.shape
+    bq, bk = min(n, bins), min(m, bins)
+    rows, cols = np.arange(n) * bq // n, np.arange(m) * bk // m
+    out = np.zeros((h, bq, bk), np.float32)
+    np.maximum.at(out, (slice(None), rows[:, None], cols[None, :]), p)
+    return out
+
+
+def test_the_max_pyramid_keeps_a_single_strong_link():
+    """At 2048 x 3000 (4 x 6 tokens per cell) the max pyramid equals the dense matrix max-pooled, in both paths;
+    a planted link keeps its weight there, where the mean pyramid divides it by its block; coarser levels of the
+    max pyramid (format.pool_pyramid_max) equal max-pooling at fewer bins."""
+    torch.manual_seed(5)
+    n, m, d = 2048, 3000, 16
+    q, k = torch.randn(2, n, d) * 0.3, torch.randn(1, m, d) * 0.3
+    q[1, 1500, 0], k[0, 700, 0] = 30.0, 30.0  # head 1: query 1500 reads key 700 almost only
+    p = dense_reference(q, k, scaling=0.25, causal=True).numpy()
+    want = max_pool(p, fmt.PYRAMID_BINS)
+    for path in ("pure", "fused"):
+        layer, _ = long_layers.summarize(q, k, scaling=0.25, causal=True, path=path, keep_qk=False)
+        np.testing.assert_allclose(layer.pyramid_max, want, atol=1e-6, err_msg=path)
+    cell = (1, 1500 * 512 // n, 700 * 512 // m)
+    assert layer.pyramid_max[cell] > 0.9 and layer.pyramid[cell] < 0.3
+    coarse = fmt.pool_pyramid_max(layer.pyramid_max, n, m, 64, 64)
+    np.testing.assert_allclose(coarse, max_pool(p, 64), atol=1e-6)
 
 
 def _assert_same_record(a, b, bound=BOUND):
@@ -79,6 +109,7 @@ def _assert_same_record(a, b, bound=BOUND):
     assert a.qk_dtype == b.qk_dtype and a.info == b.info
     np.testing.assert_allclose(a.lse, b.lse, atol=1e-5)
     assert np.abs(a.pyramid - b.pyramid).max() <= bound
+    assert np.abs(a.pyramid_max - b.pyramid_max).max() <= bound
     assert np.abs(a.topk_value - b.topk_value).max() <= bound
     strong = a.topk_value[..., 0] > a.topk_value[..., 1] + 1e-4  # no tie for the largest weight
     assert (a.topk_index[..., 0] == b.topk_index[..., 0])[strong].all()
@@ -395,3 +426,47 @@ def test_pyramid_topk_and_refusals(long_app):
     assert div.get_json()["source"] == "pyramid" and div.get_json()["js"] == [[0.0, 0.0, 0.0, 0.0]]
     metrics = long_app.get("/metrics", run="r", tag="long", example="0").get_json()
     assert len(metrics["kinds"]["decoder"]["prev_token"][0][0]) == 4
+
+
+def test_pyramid_route_serves_the_max_level(long_app):
+    """/pyramid?agg=max: the stored max pyramid (format v5) and its coarser levels, as read_attention reads
+    them; 400 for an unknown aggregation."""
+    from test_plugin import body_bytes
+
+    from tensorboard_plugin_attention.reader import open_logdir
+
+    runs, store = open_logdir(long_app.logdir)
+    entry = runs["r"].entries[("long", "0", 0)]
+    assert entry.index["kinds"]["decoder"]["pyramid_max"] is True
+    for level, side in ((0, 512), (3, 64)):
+        mean = long_app.get("/pyramid", level=str(level), **P)
+        peak = long_app.get("/pyramid", level=str(level), agg="max", **P)
+        assert peak.status_code == 200 and peak.headers["X-Attention-Shape"] == f"1,{side},{side}"
+        codes = np.frombuffer(body_bytes(peak), np.uint8).reshape(side, side)
+        want = store.pyramid(entry, "decoder", 0, 1, level, agg="max")
+        np.testing.assert_array_equal(fmt.decode_attention(codes), fmt.decode_attention(fmt.encode_attention(want)))
+        assert mean.status_code == 200 and body_bytes(mean) != body_bytes(peak)
+    assert long_app.get("/pyramid", agg="sum", **P).status_code == 400
+    (ex,) = read_attention(long_app.logdir, run="r", queries_keys=False)
+    assert ex.pyramid_max["decoder"].shape == ex.pyramid["decoder"].shape
+
+
+def test_records_without_a_max_pyramid_answer_404(tmp_path):
+    """A long layer given to the writer without its max pyramid (as format v4 wrote them) reads as before;
+    only ``agg=max`` answers 404, saying why."""
+    from test_plugin import App
+
+    from tensorboard_plugin_attention.records import ExampleAttention
+
+    q, k = _qk(n=1100, seed=4)
+    layer, _ = long_layers.summarize(torch.from_numpy(q[0]), torch.from_numpy(k[0]), scaling=0.35, causal=True)
+    layer.pyramid_max = None
+    ex = ExampleAttention({"decoder": [layer]}, {"input": np.arange(1100)})
+    with AttentionWriter(str(tmp_path / "r")) as w:
+        w.add_attention("long", ex, [f"t{i}" for i in range(1100)], 0)
+    app = App(tmp_path)
+    assert app.get("/pyramid", **P).status_code == 200
+    resp = app.get("/pyramid", agg="max", **P)
+    assert resp.status_code == 404 and "mean pyramid" in resp.get_json()["error"]
+    (rec,) = read_attention(str(tmp_path), queries_keys=False)
+    assert rec.header["kinds"]["decoder"]["pyramid_max"] is False and rec.pyramid_max == {}
