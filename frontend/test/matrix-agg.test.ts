@@ -111,7 +111,7 @@ describe('pyramid requests', () => {
     const {source, calls, aggs} = backend();
     const long = loaded(header(LONG));
     const mean = await loadMatrixData(host(source), long, 0, 0);
-    expect([mean.agg, mean.baseLabel.includes(AGG_LABELS.mean), mean.notes.join(' ')]).toEqual(['mean', true, expect.stringMatching(/^Overview: mean weight per block/)]);
+    expect([mean.agg, mean.baseLabel.includes(AGG_LABELS.mean), mean.notes.join(' ')]).toEqual(['mean', true, expect.stringMatching(/^Overview: attention mass per block/)]);
     const max = await loadMatrixData(host(source), long, 0, 0, 'max');
     expect([max.agg, max.baseLabel.includes(AGG_LABELS.max)]).toEqual(['max', true]);
     expect(max.notes.join(' ')).toMatch(/Overview: largest weight per block \(peaks kept\)/);

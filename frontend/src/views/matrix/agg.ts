@@ -1,5 +1,5 @@
-// The matrix view's overview pooling (URL `magg=max`): a long layer's pyramid as stored (the mean weight of
-// each block: one strong link in a block of 64 × 64 cells fades to a faint pixel) or its max pyramid (format
+// The matrix view's overview pooling (URL `magg=max`): a long layer's pyramid as stored (the attention mass of
+// each block, queries averaged: one strong link in a block of 64 × 64 cells fades to a faint pixel) or its max pyramid (format
 // v5, `/pyramid?agg=max`: the largest weight of each block, so sparse peaks survive the overview). When a
 // record can use it, and what becomes of a compared record that cannot. Pure.
 import type {CompareMode} from '../../state';
@@ -7,13 +7,13 @@ import type {KindInfo, PyramidAgg} from '../../types';
 
 export const AGGS: readonly PyramidAgg[] = ['mean', 'max'];
 
-export const AGG_HELP = 'What a pixel of a long layer’s overview (the pyramid) shows: the mean weight of its block, or the largest (sparse peaks kept). Exact tiles, once zoomed in, are the same either way.';
+export const AGG_HELP = 'What a pixel of a long layer’s overview (the pyramid) shows: the attention mass of its block (keys summed, queries averaged), or its largest weight (sparse peaks kept). Exact tiles, once zoomed in, are the same either way.';
 export const AGG_MEAN_ONLY = 'this record stores only the mean pyramid (logged before format v5)';
 export const AGG_DENSE = 'dense layers are drawn exactly';
 
 /** What the overview pixels are, said in the matrix notes and the status line. */
 export const AGG_LABELS: Readonly<Record<PyramidAgg, string>> = {
-  mean: 'overview: mean weight per block (keys summed, queries averaged)',
+  mean: 'overview: attention mass per block (keys summed, queries averaged)',
   max: 'overview: largest weight per block (peaks kept)',
 };
 
