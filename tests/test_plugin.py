@@ -1169,6 +1169,7 @@ with AttentionWriter(run, background=False) as w:
     for step in range(5):
         ex = make_example((step,), layers=2, heads=2, tokens=6 + step)
         if step == 2:  # the asset file may grow by 100 bytes only: this record is cut short
+            w.flush()  # the limit is per process: steps 0 and 1's index records must be on disk before it
             (asset,) = os.listdir(os.path.join(run, "plugins", "attention"))
             size = os.path.getsize(os.path.join(run, "plugins", "attention", asset))
             resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, resource.RLIM_INFINITY))
@@ -1193,6 +1194,7 @@ def test_failed_write_never_serves_another_steps_data(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "step 2 failed" in out.stdout and "File too large" in out.stdout
+    assert "step 3" not in out.stdout and "step 4" not in out.stdout, out.stdout
     a = App(tmp_path / "logs")
     assert body_json(a.get("/index"))["runs"][0]["tags"][0]["examples"][0]["steps"] == [0, 1, 3, 4]
     for step in (0, 1, 3, 4):
