@@ -166,13 +166,15 @@ def common_qk_dtype(layers: Sequence[LongLayer]) -> list:
 
 
 def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_level: int = 1,
-                  image: Optional[bytes] = None) -> bytes:
+                  image: Optional[bytes] = None, overview: bool = True) -> bytes:
     """Build one asset record: the header (completed with its chunk table) followed by the chunks.
 
     ``header`` must already describe ``kinds`` (see :func:`describe_kind`); a kind's layers are all
     ``LayerArrays`` (dense) or all ``LongLayer``. Offsets in the chunk table are relative to the first byte
     after the header, so the header can be built before knowing its own size. ``image`` (format v4): the
     image's PNG / WebP bytes, described by ``header["image"]``, stored as the top-level chunk ``"image"``.
+    ``overview=False`` leaves the dense kinds' ``overview`` chunk out (compact notebook pages: the page pools
+    it from the attention chunks); records written to a run always have it.
     """
     blobs: list[bytes] = []
     pos = 0
@@ -205,7 +207,7 @@ def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_lev
                     t["queries"].append([add(np.ascontiguousarray(x, dt).tobytes()) for x in layer.queries])
                     t["keys"].append([add(np.ascontiguousarray(x, dt).tobytes()) for x in layer.keys])
             n, m = layers[0].lse.shape[1], layers[0].shape[2]
-            overview = np.stack([pool_pyramid(l.pyramid, n, m, overview_bins(n), overview_bins(m)) for l in layers])
+            pooled = np.stack([pool_pyramid(l.pyramid, n, m, overview_bins(n), overview_bins(m)) for l in layers])
         else:
             t = {"attention": [], "queries": [], "keys": []}
             for layer in layers:
@@ -214,10 +216,11 @@ def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_lev
                 if layer.queries is not None and layer.keys is not None:
                     t["queries"].append([add(_f16(x)) for x in layer.queries])
                     t["keys"].append([add(_f16(x)) for x in layer.keys])
-            overview = np.stack([pool_overview(layer.attention) for layer in layers])
+            pooled = np.stack([pool_overview(layer.attention) for layer in layers]) if overview else None
         if all(l.value_norms is not None for l in layers):  # format v5: one chunk (heads, k_len) per layer
             t[VALUE_NORMS] = [add(np.ascontiguousarray(l.value_norms, "<f4").tobytes()) for l in layers]
-        t["overview"] = zcodes(overview)
+        if pooled is not None:
+            t["overview"] = zcodes(pooled)
         if not t["queries"]:
             del t["queries"], t["keys"]
         table[kind] = t

@@ -19,11 +19,16 @@ Importing this module imports neither torch, transformers nor IPython.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import html
 import json
 import os
 import time
+import zlib
 from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
 
 from . import format as fmt
 from . import inputs, reader, summary
@@ -37,6 +42,8 @@ NOTEBOOK_RUN = "notebook"  # run / tag / example of attention passed to the call
 NOTEBOOK_TAG = "attention"
 MAX_FRAME_PX = 1200  # a notebook output grows with its content up to this, then scrolls inside itself
 _HTML_ACTIONS = ("view", "return")
+EMBEDS = ("compact", "exact")  # what head_view / model_view embed (``embed=``; docs/performance.md, Notebooks)
+COMPACT_FLOOR = 0.02  # compact pages: below this a weight is 0, outside the layer shown first
 _DISPLAY_MODES = (None, "dark", "light")
 
 
@@ -86,19 +93,44 @@ def _script_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
 
 
-def _page(index: dict, records: list, selection: Mapping[str, Any], theme: Optional[str], title: str) -> str:
-    """The standalone page: the stylesheet and notebook script inlined, the records as base64."""
-    data = {"index": index, "records": records, "theme": theme,
+def _page(index: dict, records: list, selection: Mapping[str, Any], theme: Optional[str], title: str,
+          note: Optional[str] = None) -> str:
+    """The standalone page: the stylesheet inlined, the notebook script deflated (see ``_packed_script``), the
+    records as base64, and ``note`` (what the page holds, when it is not every stored weight) shown above the views."""
+    data = {"index": index, "records": records, "theme": theme, "note": note,
             "hash": "#" + "&".join(f"p.attention.{k}={_hash_value(v)}" for k, v in selection.items() if v is not None)}
-    script = _static("notebook.js")
-    if "</script" in script.lower():  # esbuild escapes it in strings; guard against a bundler change anyway
-        raise RuntimeError("static/notebook.js contains '</script': it cannot be inlined")
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{html.escape(title)}</title>\n<style>{_static('index.css')}</style>\n"
             "<style>html,body{margin:0}body{padding:8px}.attention-app{min-height:0}</style></head>\n<body>\n"
             f"<script type=\"application/json\" id=\"attention-data\">{_script_json(data)}</script>\n"
-            f"<script>{script}</script>\n</body></html>\n")
+            f"{_packed_script()}\n</body></html>\n")
+
+
+# Inflates the deflated notebook script with the browser's DecompressionStream (the views need it anyway, for
+# the records' chunks) and runs it; a browser without it says so instead of showing nothing.
+_UNPACK = ("<script>(async()=>{const t=document.getElementById('attention-code').textContent;"
+           "const b=Uint8Array.from(atob(t),(c)=>c.charCodeAt(0));"
+           "const s=document.createElement('script');"
+           "s.textContent=await new Response(new Blob([b]).stream().pipeThrough(new DecompressionStream('deflate'))).text();"
+           "document.body.appendChild(s)})().catch((e)=>{const p=document.createElement('p');"
+           "p.textContent='This page needs a browser with DecompressionStream (Chrome 80, Firefox 113, Safari 16.4): '+e;"
+           "document.body.appendChild(p)})</script>")
+
+
+def _packed_script() -> str:
+    """``static/notebook.js`` as zlib + base64 (225 KB of script is 100 KB so: each notebook output carries it)
+    with the lines that unpack and run it."""
+    path = os.path.join(STATIC_DIR, "notebook.js")
+    _static("notebook.js")  # the clear error when the bundle is not built
+    return _packed_base64(path, os.path.getmtime(path)) + _UNPACK
+
+
+@functools.lru_cache(maxsize=2)
+def _packed_base64(path: str, mtime: float) -> str:
+    with open(path, "rb") as f:
+        packed = base64.b64encode(zlib.compress(f.read(), 9)).decode("ascii")
+    return f'<script type="application/octet-stream" id="attention-code">{packed}</script>'
 
 
 def _hash_value(v: Any) -> str:
@@ -127,19 +159,51 @@ def _b64(data: bytes) -> str:
 
 def _memory_page(ex: inputs.Example, *, view: str, selection: dict, sentence_b_start: Optional[int],
                  model_name: Optional[str], theme: Optional[str], html_action: str, title: str,
-                 image: Any = None) -> Optional[AttentionPage]:
+                 image: Any = None, embed: str = "exact", exact_layer: Optional[int] = None) -> Optional[AttentionPage]:
     """A page of one example built in memory (the stored format, never written anywhere), with its image
-    (``images.EncodedImage``) when given."""
+    (``images.EncodedImage``) when given. ``embed="compact"``: layer position ``exact_layer`` (None: no layer)
+    as stored, in every other layer the weights under ``COMPACT_FLOOR`` 0, no overview chunk (the page pools it),
+    zlib at level 9; the metrics are the exact attention's either way."""
     from .reader import IndexEntry
 
+    metrics = inputs.example_metrics(ex)
+    note = None
+    if embed == "compact":
+        note = _compact_note(ex, exact_layer)
+        ex = _compact(ex, exact_layer)
     header, record = summary.build_record(
         NOTEBOOK_TAG, "0", ex, step=0, wall_time=time.time(), model_name=model_name,
-        sentence_b_start=sentence_b_start, special_tokens=None, metrics=inputs.example_metrics(ex), image=image)
+        sentence_b_start=sentence_b_start, special_tokens=None, metrics=metrics, image=image,
+        compress_level=9 if embed == "compact" else 1, overview=embed != "compact")
     index = json.loads(fmt.index_payload(header, "notebook.attn", 0, len(record)))
     entry = IndexEntry(NOTEBOOK_RUN, NOTEBOOK_TAG, "0", 0, header["wall_time"], index)
     records = [{"run": NOTEBOOK_RUN, "tag": NOTEBOOK_TAG, "example": "0", "step": 0, "data": _b64(record)}]
-    page = AttentionPage(_page(_index([entry]), records, dict(selection, view=view), theme, title), title=title)
+    page = AttentionPage(_page(_index([entry]), records, dict(selection, view=view), theme, title, note), title=title)
     return _act(page, html_action)
+
+
+def _compact(ex: inputs.Example, exact_layer: Optional[int]) -> inputs.Example:
+    """``ex`` with the weights under ``COMPACT_FLOOR`` set to 0 in every layer but position ``exact_layer``."""
+    def floor(a: np.ndarray) -> np.ndarray:
+        return np.where(a >= COMPACT_FLOOR, a, 0).astype(a.dtype, copy=False)
+
+    kinds = {k: [l if i == exact_layer else dataclasses.replace(l, attention=floor(l.attention))
+                 for i, l in enumerate(layers)] for k, layers in ex.kinds.items()}
+    return dataclasses.replace(ex, kinds=kinds)
+
+
+def _compact_note(ex: inputs.Example, exact_layer: Optional[int]) -> str:
+    """What a compact page holds, in words (shown above its views)."""
+    kind, layers = next(iter(ex.kinds.items()))
+    ids = ex.ids.get(kind, {}).get("layer_ids") or list(range(len(layers)))
+    where = "every layer" if exact_layer is None else f"every layer but layer {ids[exact_layer]} (exact, 8-bit)"
+    return (f"Compact page: in {where}, weights under {COMPACT_FLOOR:g} are stored as 0 (lines under "
+            f"{COMPACT_FLOOR:.0%} opacity); the head metrics are exact. embed='exact' keeps every weight.")
+
+
+def _check_embed(embed: Any) -> None:
+    if embed not in EMBEDS:
+        raise ValueError(f"embed must be 'compact' or 'exact', got {embed!r}")
 
 
 def _act(page: AttentionPage, html_action: str) -> Optional[AttentionPage]:
@@ -283,7 +347,7 @@ def _check_heads(heads: Optional[Sequence[int]], ex: inputs.Example, what: str) 
 
 def head_view(attention=None, tokens=None, sentence_b_start=None, prettify_tokens=True, layer=None, heads=None,
               encoder_attention=None, decoder_attention=None, cross_attention=None, encoder_tokens=None,
-              decoder_tokens=None, include_layers=None, html_action="view", display_mode=None):
+              decoder_tokens=None, include_layers=None, html_action="view", display_mode=None, embed="compact"):
     """BertViz's head view: the lines between query and key tokens of one layer's heads.
 
     Arguments as ``bertviz.head_view`` 1.4.1: per-layer ``(1, heads, n, n)`` tensors (``outputs.attentions``
@@ -292,9 +356,12 @@ def head_view(attention=None, tokens=None, sentence_b_start=None, prettify_token
     ``sentence_b_start`` adds the sentence-pair filter (All, A→A, B→B, A→B, B→A); ``layer`` the layer shown
     first (a model index, one of ``include_layers``); ``heads`` the heads selected first; ``include_layers``
     the layers kept (the others are not stored). ``html_action='view'`` displays the view, ``'return'``
-    returns an :class:`AttentionPage`. Added: ``display_mode`` ('dark' / 'light'; None follows the notebook).
+    returns an :class:`AttentionPage`. Added: ``display_mode`` ('dark' / 'light'; None follows the notebook);
+    ``embed``: 'compact' (default: the layer shown first as stored, 8-bit; in the others weights under 0.02 are
+    0, lines the view would draw under 2 % opacity; a 100th of BertViz's HTML and less) or 'exact' (every weight).
     """
     _check_common(html_action, display_mode)
+    _check_embed(embed)
     ex = _build_example(attention, tokens, sentence_b_start, prettify_tokens, encoder_attention, decoder_attention,
                         cross_attention, encoder_tokens, decoder_tokens, include_layers)
     n_layers = len(next(iter(ex.kinds.values())))
@@ -303,19 +370,22 @@ def head_view(attention=None, tokens=None, sentence_b_start=None, prettify_token
         raise ValueError(f"Layer {layer} is not in include_layers: {layers}")
     sel = {"layer": layers.index(layer) if layer is not None else None, "heads": _check_heads(heads, ex, "heads")}
     return _memory_page(ex, view="head", selection=sel, sentence_b_start=sentence_b_start, model_name=None,
-                        theme=display_mode, html_action=html_action, title="head view")
+                        theme=display_mode, html_action=html_action, title="head view", embed=embed,
+                        exact_layer=sel["layer"] or 0)
 
 
 def model_view(attention=None, tokens=None, sentence_b_start=None, prettify_tokens=True, display_mode=None,
                encoder_attention=None, decoder_attention=None, cross_attention=None, encoder_tokens=None,
-               decoder_tokens=None, include_layers=None, include_heads=None, html_action="view"):
+               decoder_tokens=None, include_layers=None, include_heads=None, html_action="view", embed="compact"):
     """BertViz's model view: every layer x head as a thumbnail (click one: its head view beside the grid).
 
     Arguments as ``bertviz.model_view`` 1.4.1. ``include_layers`` / ``include_heads`` choose the thumbnails
-    shown (the grid's include controls can bring the others back: all are stored, 8-bit). ``display_mode``:
-    'dark' / 'light', or None (default here; BertViz's is 'dark') to follow the notebook.
+    shown (the grid's include controls can bring the others back: all are stored). ``display_mode``:
+    'dark' / 'light', or None (default here; BertViz's is 'dark') to follow the notebook. ``embed``: 'compact'
+    (default: in every layer weights under 0.02 are stored as 0) or 'exact' (every weight), as ``head_view``.
     """
     _check_common(html_action, display_mode)
+    _check_embed(embed)
     ex = _build_example(attention, tokens, sentence_b_start, prettify_tokens, encoder_attention, decoder_attention,
                         cross_attention, encoder_tokens, decoder_tokens, None)
     n_layers = len(next(iter(ex.kinds.values())))
@@ -326,7 +396,7 @@ def model_view(attention=None, tokens=None, sentence_b_start=None, prettify_toke
     sel = {"mlayers": sorted(set(include_layers)) if include_layers is not None else None,
            "mheads": _check_heads(include_heads, ex, "include_heads")}
     return _memory_page(ex, view="model", selection=sel, sentence_b_start=sentence_b_start, model_name=None,
-                        theme=display_mode, html_action=html_action, title="model view")
+                        theme=display_mode, html_action=html_action, title="model view", embed=embed)
 
 
 def image_view(attention=None, image=None, tokens=None, patches=None, processor=None, layer=None, head=None,

@@ -223,9 +223,12 @@ def build_record(
     special_tokens: Optional[Mapping[str, Sequence[int]]],
     metrics: Optional[dict],
     image: Optional[Any] = None,
+    compress_level: int = 1,
+    overview: bool = True,
 ) -> tuple[dict, bytes]:
     """The record header and the encoded asset record for a validated example (``inputs.validate``), with
-    its image (``images.EncodedImage``) when given."""
+    its image (``images.EncodedImage``) when given; ``compress_level`` and ``overview`` as
+    ``format.encode_record``."""
     special_tokens = check_special_tokens(special_tokens, ex.sequences)
     header = {
         "version": FORMAT_VERSION,
@@ -243,7 +246,8 @@ def build_record(
     }
     if image is not None:
         header["image"] = image.header
-    return header, fmt.encode_record(header, ex.kinds, image=None if image is None else image.data)
+    return header, fmt.encode_record(header, ex.kinds, image=None if image is None else image.data,
+                                     compress_level=compress_level, overview=overview)
 
 
 def _image(image: Any, patches: Any, processor: Any, attention: Any, batch_index: int,

@@ -130,6 +130,47 @@ def test_arguments_become_the_record_and_selection():
     assert "<iframe" in mv._repr_html_() and "srcdoc=" in mv.data and "<script>" not in mv.data  # escaped in srcdoc
 
 
+def _stored_layers(page: nb.AttentionPage) -> np.ndarray:
+    """Every stored attention chunk of the page's record, decoded: (layers, heads, q, k)."""
+    raw = base64.b64decode(page_data(page)["records"][0]["data"])
+    rec = fmt.parse_record_header("page", 0, lambda _p, off, n: raw[off:off + n])
+    enc = rec.header["kinds"]["encoder"]
+    shape = (enc["q_len"], enc["k_len"])
+    return np.stack([[fmt.decode_attention(fmt.decode_codes(fmt.read_chunk(rec, rec.chunk("encoder", "attention", l, h),
+                                                                           lambda _p, o, n: raw[o:o + n]), shape))
+                      for h in range(enc["heads"])] for l in range(enc["layers"])])
+
+
+def test_compact_pages_keep_the_shown_layer_and_every_weight_over_the_floor():
+    """embed='compact' (the default): the layer shown first as stored, in the others every weight >= 0.02 as
+    stored and the smaller ones 0; no overview chunk (the page pools it); the metrics are the exact attention's.
+    embed='exact' keeps everything."""
+    att = bertviz_attention(11, 3, 2, 40)
+    tokens = [f"w{i}" for i in range(40)]
+    exact = np.stack([a[0] for a in att])
+    code = fmt.decode_attention(fmt.encode_attention(exact))
+    page = nb.head_view(att, tokens, layer=1, html_action="return")
+    got = _stored_layers(page)
+    assert np.array_equal(got[1], code[1])  # the layer shown first: as stored
+    for l in (0, 2):
+        big = exact[l] >= nb.COMPACT_FLOOR
+        assert np.array_equal(got[l][big], code[l][big]) and not got[l][~big].any()
+        assert big.any() and (~big).any()
+    h = record_header(page)
+    assert "overview" not in h["chunks"]["encoder"] and h["kinds"]["encoder"]["overview_shape"] == [40, 40]
+    full = nb.head_view(att, tokens, layer=1, embed="exact", html_action="return")
+    assert "overview" in record_header(full)["chunks"]["encoder"] and np.array_equal(_stored_layers(full), code)
+    assert h["metrics"] == record_header(full)["metrics"]
+    assert "but layer 1 (exact, 8-bit)" in page_data(page)["note"] and page_data(full)["note"] is None
+    mv = nb.model_view(att, tokens, html_action="return")
+    assert "in every layer, weights under 0.02" in page_data(mv)["note"]
+    assert not _stored_layers(mv)[1][exact[1] < nb.COMPACT_FLOOR].any()
+    for call in (lambda: nb.head_view(att, tokens, embed="small", html_action="return"),
+                 lambda: nb.model_view(att, tokens, embed=None, html_action="return")):
+        with pytest.raises(ValueError, match="embed must be 'compact' or 'exact'"):
+            call()
+
+
 def test_encoder_decoder_arguments():
     enc, dec = ["▁The", "▁cat", "▁sat", "</s>"], ["<pad>", "▁Die", "▁Katze"]
     page = nb.head_view(encoder_attention=bertviz_attention(2, 2, 2, 4), decoder_attention=bertviz_attention(3, 2, 2, 3),
@@ -309,6 +350,33 @@ def test_saved_page_opens_from_file_offline(browser, tmp_path):
     page.click('[data-testid="export-svg"]')
     page.wait_for_function("() => !!document.querySelector('[data-testid=\"attention-root\"]').dataset.lastExport")
     assert watch.requests == ["file://" + path] and not watch.errors, (watch.requests, watch.errors)
+    context.close()
+
+
+def test_compact_page_pools_its_overview_and_says_what_it_holds(browser, tmp_path):
+    """A compact model view page has no overview chunk: the page pools what it holds as format.pool_overview
+    does, the thumbnails draw, and the note says what was left out (as text)."""
+    att = bertviz_attention(12, 2, 3, 150)
+    tokens = [f"<b>w{i}</b>" for i in range(150)]
+    page_obj = nb.model_view(att, tokens, html_action="return")
+    stored = _stored_layers(page_obj)
+    want = np.stack([fmt.pool_overview(layer) for layer in stored])  # (layers, heads, 64, 64) at 150 tokens
+    path = page_obj.save(str(tmp_path / "model.html"))
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    watch = PageWatch()
+    watch.attach(page)
+    page.goto("file://" + path)
+    page.wait_for_selector(READY, timeout=30_000)
+    page.wait_for_function("() => Number(document.querySelector('[data-testid=\"model-view\"]').dataset.cells) > 0")
+    got = page.evaluate("""async () => {
+        const o = await window.attentionApp.o.source.overview({run: 'notebook', tag: 'attention', example: '0', step: 0}, 'encoder');
+        return {shape: [o.layers, o.heads, o.pq, o.pk], data: Array.from(o.data)}; }""")
+    assert got["shape"] == list(want.shape)
+    assert np.abs(np.array(got["data"]).reshape(want.shape) - want).max() < 1e-5
+    note = page.locator('[data-testid="embed-note"]')
+    assert note.inner_text() == page_data(page_obj)["note"] and page.locator("b").count() == 0
+    assert not watch.errors and watch.requests == ["file://" + path], (watch.errors, watch.requests)
     context.close()
 
 

@@ -171,6 +171,7 @@ export function drawLines(
   y0 = -Infinity,
   y1 = Infinity,
   alphaMul = 1,
+  pair = false,
 ): number {
   let drawn = 0;
   ctx.strokeStyle = color;
@@ -185,8 +186,22 @@ export function drawLines(
       const ya = g.rowY(set.from[t]);
       const yb = g.colY(set.to[t]);
       if ((ya < y0 && yb < y0) || (ya > y1 && yb > y1)) continue;
-      ctx.moveTo(g.x1, ya);
-      ctx.lineTo(g.x2, yb);
+      if (pair) {
+        // two 1 px lines half a pixel either side (along the normal): a 2 px line at a fraction of the
+        // software raster cost of stroking one (Skia's hairline path)
+        const dx = g.x2 - g.x1;
+        const dy = yb - ya;
+        const f = 0.5 / Math.hypot(dx, dy);
+        const nx = -dy * f;
+        const ny = dx * f;
+        ctx.moveTo(g.x1 + nx, ya + ny);
+        ctx.lineTo(g.x2 + nx, yb + ny);
+        ctx.moveTo(g.x1 - nx, ya - ny);
+        ctx.lineTo(g.x2 - nx, yb - ny);
+      } else {
+        ctx.moveTo(g.x1, ya);
+        ctx.lineTo(g.x2, yb);
+      }
       drawn++;
       any = true;
     }

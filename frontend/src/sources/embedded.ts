@@ -228,6 +228,15 @@ export class EmbeddedSource implements DataSource {
     const {rec, k} = this.kind(ref, kind);
     return this.memo(`ov ${refKey(ref)} ${kind}`, async () => {
       const [pq, pk] = k.overview_shape;
+      if (!rec.has(kind, 'overview') && k.layout !== 'long') {
+        // a compact notebook page leaves the overview out: pooled here from the attention, as format.pool_overview
+        const data = new Float32Array(k.layers * k.heads * pq * pk);
+        for (let l = 0; l < k.layers; l++) {
+          const a = await this.attention(ref, kind, l);
+          for (let h = 0; h < k.heads; h++) data.set(poolPyramid(a.head(h), a.q, a.k, a.q, a.k, pq, pk), (l * k.heads + h) * pq * pk);
+        }
+        return {layers: k.layers, heads: k.heads, pq, pk, data};
+      }
       const codes = await inflate(rec.chunk(kind, 'overview'), k.layers * k.heads * pq * pk);
       return {layers: k.layers, heads: k.heads, pq, pk, data: decodeCodes(codes, this.lut)};
     });

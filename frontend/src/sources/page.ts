@@ -12,6 +12,8 @@ export interface PageData extends EmbeddedData {
   hash: string;
   /** 'dark' / 'light' (BertViz's display_mode), or null: follow the notebook. */
   theme: 'dark' | 'light' | null;
+  /** What the page holds when it is not every stored weight (a compact page), shown above the views. */
+  note?: string | null;
 }
 
 /** The outer document's theme where it says one (same-origin parent only), else null. */
@@ -91,6 +93,13 @@ export async function renderPage(): Promise<App | null> {
     root.dataset.state = 'error';
     root.textContent = `This page's attention data cannot be read: ${(e as Error).message}`;
     return null;
+  }
+  if (typeof data.note === 'string' && data.note) {
+    const note = document.createElement('p');
+    note.className = 'embed-note';
+    note.setAttribute('data-testid', 'embed-note');
+    note.textContent = data.note;
+    document.body.insertBefore(note, root);
   }
   const app = new App({source, host: pageHost(data.hash ?? '', data.theme ?? null), root});
   (window as unknown as {attentionApp?: App}).attentionApp = app;

@@ -193,18 +193,21 @@ export class HeadPainter {
   }
 
   /** Resting lines of every active head; returns the number drawn. */
-  paintRest(ctx: Ctx, y0 = -Infinity, y1 = Infinity): number {
+  paintRest(ctx: Ctx, y0 = -Infinity, y1 = Infinity, pairs = false): number {
     const g = this.geometry();
-    // 2 px lines read better on short inputs; past 128 tokens software raster of thousands of long 2 px
-    // lines dominates first paint (measured 4x at 512 tokens), so the resting layer uses 1 px there.
-    ctx.lineWidth = this.layout.L.rowH >= 14 && this.layout.rows <= 128 ? 2 : 1;
+    // 2 px lines read better on short inputs; past 128 tokens the resting layer uses 1 px. On screen
+    // (`pairs`) a 2 px line is two 1 px lines: software raster of thousands of stroked 2 px lines dominated
+    // first paint (~600 ms for 7,000 lines at 128 tokens, ~60 ms as 1 px lines); exports stroke 2 px.
+    const wide = this.layout.L.rowH >= 14 && this.layout.rows <= 128;
+    ctx.lineWidth = wide && !pairs ? 2 : 1;
+    const pair = wide && pairs;
     let drawn = 0;
     for (const h of this.o.active) {
       if (this.data.signed) {
-        drawn += drawLines(ctx, this.restLines(h, 1), DIVERGING.pos, g, y0, y1);
-        drawn += drawLines(ctx, this.restLines(h, -1), DIVERGING.neg, g, y0, y1);
+        drawn += drawLines(ctx, this.restLines(h, 1), DIVERGING.pos, g, y0, y1, 1, pair);
+        drawn += drawLines(ctx, this.restLines(h, -1), DIVERGING.neg, g, y0, y1, 1, pair);
       } else {
-        drawn += drawLines(ctx, this.restLines(h, 0), this.color(h), g, y0, y1);
+        drawn += drawLines(ctx, this.restLines(h, 0), this.color(h), g, y0, y1, 1, pair);
       }
     }
     return drawn;

@@ -209,7 +209,7 @@ export class HeadView extends CanvasView {
     const t0 = performance.now();
     const {y0, y1} = this.stack;
     p.paintText(this.stack.ctx(2), y0, y1);
-    const drawn = p.paintRest(this.stack.ctx(1), y0, y1);
+    const drawn = p.paintRest(this.stack.ctx(1), y0, y1, true);
     this.el.dataset.linesRest = String(drawn);
     this.linesDrawn = drawn;
     this.drawHover();
