@@ -27,6 +27,34 @@ class RecCtx {
   }
 }
 
+describe('paired lines', () => {
+  it('draws a 2 px line as two 1 px lines half a pixel either side, along its normal', () => {
+    const pts: [number, number][] = [];
+    const ctx = {
+      globalAlpha: 1,
+      strokeStyle: '',
+      beginPath() {},
+      moveTo(x: number, y: number) {
+        pts.push([x, y]);
+      },
+      lineTo(x: number, y: number) {
+        pts.push([x, y]);
+      },
+      stroke() {},
+    };
+    const set = collectLines(Float32Array.from([0, 1]), 1, 2, {scale: 1}); // one line: row 0 → column 1
+    const drawn = drawLines(ctx as unknown as Ctx, set, '#f00', {x1: 0, x2: 30, rowY: () => 0, colY: (j) => j * 40}, -Infinity, Infinity, 1, true);
+    expect(drawn).toBe(1);
+    expect(pts.length).toBe(4);
+    const [a0, a1, b0, b1] = pts;
+    // both parallel to (0,0)→(30,40), 1 px apart
+    for (const [p, q] of [[a0, a1], [b0, b1]]) expect((q[1] - p[1]) / (q[0] - p[0])).toBeCloseTo(40 / 30, 9);
+    expect(Math.hypot(a0[0] - b0[0], a0[1] - b0[1])).toBeCloseTo(1, 9);
+    expect((a0[0] + b0[0]) / 2).toBeCloseTo(0, 9);
+    expect((a1[1] + b1[1]) / 2).toBeCloseTo(40, 9);
+  });
+});
+
 describe('visibility culling', () => {
   it('skips exactly the lines whose alpha rounds to 0 in 8 bits', () => {
     expect(MIN_VISIBLE_ALPHA).toBeCloseTo(0.5 / 255, 12);
