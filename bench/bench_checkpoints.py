@@ -1,0 +1,153 @@
+"""What consecutive checkpoints of one example share: how much smaller a run's records would be if each
+chunk were stored relative to the same chunk of an earlier step (issue 21, item 4), measured, not built.
+
+    .venv/bin/python bench/bench_checkpoints.py --demo            # logs the demo's MiniLM run first (~1-2 min)
+    .venv/bin/python bench/bench_checkpoints.py RUN_DIR [--keyframe-every 4]
+
+Reads every record of the run's asset files (``format.parse_record_header``), groups them by tag and example,
+orders them by step and, per chunk family, compares the stored bytes with two delta codings (lossless: the
+decoded values are the stored ones, bit for bit):
+
+* **previous step**: against the same chunk of the example's previous logged step (the lower bound; a read
+  would then need every earlier step: not allowed by "one ranged read per chunk or two");
+* **keyframe**: against the nearest earlier keyframe (every ``--keyframe-every``-th logged step is stored
+  whole), so a read is two ranged reads at most.
+
+Codes (``attention``, ``overview``) are subtracted modulo 256; float16 q/k and float32 value norms are
+XORed bit patterns, byte-shuffled (high bytes together), then zlib (level 6). A delta chunk is only counted
+where it is smaller than the stored one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zlib
+from typing import Iterator, Optional
+
+import numpy as np
+
+from tensorboard_plugin_attention import format as fmt
+
+CODES = ("attention", "overview", "pyramid", "pyramid_max", "topk_value")
+FLOATS = {"queries": np.uint16, "keys": np.uint16, "value_norms": np.uint32}
+
+
+def records(path: str) -> Iterator[tuple[fmt.AssetRecord, bytes]]:
+    """Every record of one asset file, with the file's bytes."""
+    raw = open(path, "rb").read()
+    off = 0
+    while off < len(raw):
+        rec = fmt.parse_record_header(path, off, lambda _p, o, n: raw[o:o + n])
+        end = rec.data_offset + max((e[0] + e[1] for _, e in leaves(rec.header["chunks"])), default=0)
+        yield rec, raw
+        off = end
+
+
+def leaves(table, key: tuple = ()) -> Iterator[tuple[tuple, list]]:
+    """(key, [offset, length, crc]) of every chunk of a chunk table."""
+    if isinstance(table, list) and table and isinstance(table[0], int):
+        yield key, table
+    elif isinstance(table, list):
+        for i, x in enumerate(table):
+            yield from leaves(x, key + (i,))
+    elif isinstance(table, dict):
+        for k, x in table.items():
+            yield from leaves(x, key + (k,))
+
+
+def family(key: tuple) -> str:
+    return str(key[1]) if len(key) > 1 and not isinstance(key[1], int) else str(key[0])
+
+
+def delta_bytes(name: str, cur: bytes, base: Optional[bytes]) -> Optional[int]:
+    """Bytes of ``cur`` coded against ``base`` (same chunk, earlier step), or None if they cannot be paired."""
+    if base is None:
+        return None
+    if name in CODES:
+        a, b = zlib.decompress(cur), zlib.decompress(base)
+        if len(a) != len(b):
+            return None
+        d = np.frombuffer(a, np.uint8) - np.frombuffer(b, np.uint8)
+        return len(zlib.compress(d.tobytes(), 6))
+    if name in FLOATS and len(cur) == len(base):
+        t = FLOATS[name]
+        x = np.frombuffer(cur, t) ^ np.frombuffer(base, t)
+        shuffled = x.view(np.uint8).reshape(-1, x.itemsize).T.copy()
+        return len(zlib.compress(shuffled.tobytes(), 6))
+    return None
+
+
+def measure(run_dir: str, keyframe_every: int) -> dict:
+    stored: collections.Counter = collections.Counter()
+    prev_step: collections.Counter = collections.Counter()
+    keyframe: collections.Counter = collections.Counter()
+    by_example: dict = collections.defaultdict(list)
+    files = sorted(glob.glob(os.path.join(run_dir, "plugins", "attention", "*")))
+    for path in files:
+        for rec, raw in records(path):
+            by_example[(rec.header["tag"], rec.header["example"])].append((rec, raw))
+    n_records = 0
+    for rs in by_example.values():
+        rs.sort(key=lambda x: x[0].header["step"])
+        chunks = []
+        for rec, raw in rs:
+            chunks.append({k: raw[rec.data_offset + e[0]:rec.data_offset + e[0] + e[1]] for k, e in leaves(rec.header["chunks"])})
+            head = len(json.dumps(rec.header, separators=(",", ":"))) + 16
+            for c in (stored, prev_step, keyframe):
+                c["header"] += head
+        n_records += len(rs)
+        for i, cur in enumerate(chunks):
+            key_i = i - i % keyframe_every
+            for k, data in cur.items():
+                name = family(k)
+                stored[name] += len(data)
+                d = delta_bytes(name, data, chunks[i - 1].get(k) if i else None)
+                prev_step[name] += len(data) if d is None else min(d, len(data))
+                d = delta_bytes(name, data, chunks[key_i].get(k) if key_i != i else None)
+                keyframe[name] += len(data) if d is None else min(d, len(data))
+    return {"files": files, "records": n_records, "examples": len(by_example), "stored": stored,
+            "previous step": prev_step, "keyframe": keyframe}
+
+
+def table(m: dict, keyframe_every: int) -> str:
+    names = sorted(m["stored"], key=lambda n: -m["stored"][n])
+    out = [f"| chunk family | stored | previous step | keyframe every {keyframe_every} | share of stored |",
+           "|---|---:|---:|---:|---:|"]
+    total = sum(m["stored"].values())
+    for n in names + ["total"]:
+        s = total if n == "total" else m["stored"][n]
+        p = sum(m["previous step"].values()) if n == "total" else m["previous step"][n]
+        k = sum(m["keyframe"].values()) if n == "total" else m["keyframe"][n]
+        out.append(f"| {n} | {s / 1e6:.2f} MB | {p / 1e6:.2f} MB ({s / p:.2f}x) | {k / 1e6:.2f} MB ({s / k:.2f}x) "
+                   f"| {s / total:.0%} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", nargs="?", help="a run directory (holding plugins/attention/)")
+    ap.add_argument("--demo", action="store_true", help="log the demo's MiniLM run into a temporary logdir first")
+    ap.add_argument("--keyframe-every", type=int, default=4)
+    args = ap.parse_args()
+    run = args.run
+    if args.demo:
+        logdir = tempfile.mkdtemp(prefix="bench-checkpoints-")
+        subprocess.run([sys.executable, "-m", "tensorboard_plugin_attention", "demo", "--logdir", logdir,
+                        "--runs", "minilm"], check=True, stdout=subprocess.DEVNULL)
+        run = os.path.join(logdir, "minilm")
+    if not run:
+        ap.error("give a run directory or --demo")
+    m = measure(run, args.keyframe_every)
+    print(f"{m['records']} records of {m['examples']} examples in {len(m['files'])} asset file(s) of {run}\n")
+    print(table(m, args.keyframe_every))
+
+
+if __name__ == "__main__":
+    main()
