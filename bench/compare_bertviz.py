@@ -393,13 +393,13 @@ NB_INIT = """
 """
 
 
-def build_notebook(view: str, att: np.ndarray, tokens: list) -> tuple[str, float]:
+def build_notebook(view: str, att: np.ndarray, tokens: list, embed: str = "compact") -> tuple[str, float]:
     """Our notebook page (``notebook.head_view`` / ``model_view``, html_action='return') and its build seconds."""
     from tensorboard_plugin_attention import notebook
 
     fn = notebook.head_view if view == "head" else notebook.model_view
     t = time.perf_counter()
-    page = fn([a[None] for a in att], list(tokens), html_action="return")
+    page = fn([a[None] for a in att], list(tokens), html_action="return", embed=embed)
     return page.html, time.perf_counter() - t
 
 
@@ -420,12 +420,12 @@ def load_notebook(browser, path: str, view: str, n: int, timeout_ms: int = 120_0
     return {"ms": ms, "refused": refused, "errors": errors, "lines": drawn.get("linesDrawn"), "cells": drawn.get("cells")}
 
 
-def measure_notebook(browser, cases: list, html_dir: str) -> None:
+def measure_notebook(browser, cases: list, html_dir: str, embed: str = "compact") -> None:
     for i, c in enumerate(cases):
         if c.att is None or not c.ours:
             continue
         for view in c.views:
-            html, build_s = build_notebook(view, c.att, c.tokens)
+            html, build_s = build_notebook(view, c.att, c.tokens, embed)
             path = os.path.join(html_dir, f"nb{i}-{view}.html")
             size = write_file(html, path)
             del html
@@ -527,6 +527,8 @@ def main() -> None:
     ap.add_argument("--hovers", type=int, default=50)
     ap.add_argument("--hover-budget", type=float, default=45, help="seconds of BertViz hovers per page")
     ap.add_argument("--sizes", default="128,512", help="MiniLM lengths")
+    ap.add_argument("--embed", default="compact", choices=("compact", "exact"),
+                    help="with --notebook-only: what our pages embed (notebook.head_view's embed=)")
     ap.add_argument("--keep-html", action="store_true", help="keep BertViz's HTML in bench/.cache/bertviz/")
     ap.add_argument("--notebook-only", action="store_true",
                     help="only our notebook pages (bytes, first paint) and BertViz's HTML size; no TensorBoard")
@@ -654,7 +656,7 @@ def notebook_only(args, t_start: float) -> None:
         with sync_playwright() as p:
             browser = bb.launch(p)
             info = bb.machine_info(browser.version)
-            measure_notebook(browser, cases, html_dir)  # ours first (the machine is quieter before BertViz)
+            measure_notebook(browser, cases, html_dir, args.embed)  # ours first (the machine is quieter before BertViz)
             browser.close()
             for i, c in enumerate(cases):
                 for view in c.views:
