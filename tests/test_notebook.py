@@ -40,6 +40,17 @@ def hover_query(frame, row: int) -> dict:
     return dataset(frame, NEURON)
 
 
+def open_offline(browser, path: str) -> tuple:
+    """A saved page opened from file:// with the network off, ready: (context, page, its PageWatch)."""
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    watch = PageWatch()
+    watch.attach(page)
+    page.goto("file://" + path)
+    page.wait_for_selector(READY, timeout=30_000)
+    return context, page, watch
+
+
 def bertviz_attention(seed: int, layers: int, heads: int, q: int, k: int = None) -> list:
     """Per-layer ``(1, heads, q, k)`` softmax attention, as ``outputs.attentions`` (numpy: torch optional)."""
     rng = np.random.default_rng(seed)
@@ -337,12 +348,7 @@ def test_notebook_outputs_draw_in_chromium(browser, notebook_outputs):
 def test_saved_page_opens_from_file_offline(browser, tmp_path):
     att = bertviz_attention(7, 3, 4, len(TOKENS))
     path = nb.head_view(att, TOKENS, sentence_b_start=5, html_action="return").save(str(tmp_path / "head.html"))
-    context = browser.new_context(offline=True)
-    page = context.new_page()
-    watch = PageWatch()
-    watch.attach(page)
-    page.goto("file://" + path)
-    page.wait_for_selector(READY, timeout=30_000)
+    context, page, watch = open_offline(browser, path)
     d = dataset(page, '[data-testid="head-view"]')
     assert int(d["rows"]) == len(TOKENS) and int(d["linesDrawn"]) > 0
     assert canvas_digest(page, '[data-testid="head-view"]')["drawn"] > 0
@@ -362,12 +368,7 @@ def test_compact_page_pools_its_overview_and_says_what_it_holds(browser, tmp_pat
     stored = _stored_layers(page_obj)
     want = np.stack([fmt.pool_overview(layer) for layer in stored])  # (layers, heads, 64, 64) at 150 tokens
     path = page_obj.save(str(tmp_path / "model.html"))
-    context = browser.new_context(offline=True)
-    page = context.new_page()
-    watch = PageWatch()
-    watch.attach(page)
-    page.goto("file://" + path)
-    page.wait_for_selector(READY, timeout=30_000)
+    context, page, watch = open_offline(browser, path)
     page.wait_for_function("() => Number(document.querySelector('[data-testid=\"model-view\"]').dataset.cells) > 0")
     got = page.evaluate("""async () => {
         const o = await window.attentionApp.o.source.overview({run: 'notebook', tag: 'attention', example: '0', step: 0}, 'encoder');
@@ -389,12 +390,7 @@ def test_export_command_and_long_pages(browser, tmp_path, attention_logs):
     assert main(["export", "--logdir", str(tmp_path / "logs"), "--tag", "probes", "--view", "neuron", "-o", out]) == 0
     page_obj = nb.AttentionPage(open(out, encoding="utf-8").read())
     assert [r["step"] for r in page_data(page_obj)["records"]] == [5]  # one record: the latest step
-    context = browser.new_context(offline=True)
-    page = context.new_page()
-    watch = PageWatch()
-    watch.attach(page)
-    page.goto("file://" + out)
-    page.wait_for_selector(READY, timeout=30_000)
+    context, page, watch = open_offline(browser, out)
     assert int(dataset(page, NEURON)["rows"]) == 6
     r = hover_query(page, 2)
     # the page's q/k (float16 chunks) and attention (log8 chunks) are the logged ones: the view's
@@ -467,12 +463,7 @@ def test_show_long_record_windows_match_the_reader(browser, tmp_path):
     assert record_header(page_obj)["kinds"]["encoder"]["layout"] == "long"
     path = page_obj.save(str(tmp_path / "long.html"))
     want = read_attention(str(tmp_path), rows=(0, n), cols=(0, n))[0].attention["encoder"][0, 1]
-    context = browser.new_context(offline=True)
-    page = context.new_page()
-    watch = PageWatch()
-    watch.attach(page)
-    page.goto("file://" + path)
-    page.wait_for_selector(READY, timeout=30_000)
+    context, page, watch = open_offline(browser, path)
     assert int(dataset(page, '[data-testid="head-view"]')["rows"]) == n
     assert int(dataset(page, '[data-testid="head-view"]')["linesDrawn"]) > 0
     got = page.evaluate("""async ([n]) => {
