@@ -8,7 +8,8 @@ Swap the import and keep the call::
 
 Each call builds records in the stored format (``summary.build_record``: 8-bit ``log8`` chunks, checksummed)
 in memory, or reads them from a logdir through the plugin's reading path (``reader.RecordStore``), and embeds
-them as base64 in one self-contained page with the frontend's notebook script (``static/notebook.js``): an
+them as base64 in one self-contained page with the frontend's notebook script (``static/notebook.js``, deflated;
+``head_view`` / ``model_view`` pages are compact by default, see ``embed`` and ``COMPACT_FLOOR``): an
 in-page data source answers the views as the plugin's routes would. A notebook output is that page in an
 ``<iframe srcdoc>``, so any number of them work in one notebook (Jupyter, JupyterLab, VS Code, Colab); nothing
 is loaded from a CDN or anywhere else. ``.save(path)`` writes the page itself: it opens from ``file://``.
