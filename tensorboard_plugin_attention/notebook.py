@@ -81,11 +81,16 @@ class AttentionPage:
         return f"<AttentionPage {self.title!r}: {len(self.html):,} characters>"
 
 
-def _static(name: str) -> str:
+def _static_path(name: str) -> str:
+    """Path of a file of the built bundle; a clear error when the bundle is not built."""
     path = os.path.join(STATIC_DIR, name)
     if not os.path.isfile(path):
         raise RuntimeError(f"the frontend bundle is not built ({path} is missing): run `cd frontend && npm run build`")
-    with open(path, encoding="utf-8") as f:
+    return path
+
+
+def _static(name: str) -> str:
+    with open(_static_path(name), encoding="utf-8") as f:
         return f.read()
 
 
@@ -122,8 +127,7 @@ _UNPACK = ("<script>(async()=>{const t=document.getElementById('attention-code')
 def _packed_script() -> str:
     """``static/notebook.js`` as zlib + base64 (225 KB of script is 100 KB so: each notebook output carries it)
     with the lines that unpack and run it."""
-    path = os.path.join(STATIC_DIR, "notebook.js")
-    _static("notebook.js")  # the clear error when the bundle is not built
+    path = _static_path("notebook.js")
     return _packed_base64(path, os.path.getmtime(path)) + _UNPACK
 
 
