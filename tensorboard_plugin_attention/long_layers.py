@@ -31,6 +31,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import format as fmt
 from . import metrics as metrics_mod
@@ -118,7 +119,7 @@ def _max_into(dst: torch.Tensor, dim: int, index: torch.Tensor, src: torch.Tenso
 
 
 def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], out: Optional[torch.Tensor],
-                pyramid: torch.Tensor, pyramid_max: torch.Tensor, lse_out: np.ndarray, top_i: np.ndarray, top_v: np.ndarray, sums: dict, *,
+                pyramid: torch.Tensor, pyramid_max: torch.Tensor, lse_out: torch.Tensor, top_i: torch.Tensor, top_v: torch.Tensor, sums: dict, *,
                 causal: bool, sliding_window: Optional[int], softcap: Optional[float], codes: Optional[torch.Tensor],
                 qbin: torch.Tensor, kbin: torch.Tensor, topk: int, chunk_bytes: int) -> None:
     """The summaries of every row, in chunks of rows small enough (``chunk_bytes`` of weights) that the
@@ -135,7 +136,8 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
     square = n == m
     bq, bk = pyramid.shape[1:]
     width = m // bk if m % bk == 0 else 0
-    kt = kf.transpose(1, 2)  # (kv_heads, d, m)
+    rq = n // bq if n % bq == 0 else 0  # query rows per pyramid bin, when the bins are equal
+    kt = kf.transpose(1, 2).contiguous()  # (kv_heads, d, m): a contiguous right operand makes the product faster
     # per key: 1 and its index, for the visible mass and the expected key index left / right of a row block
     ones_j = torch.stack([torch.ones(m, device=device), torch.arange(m, device=device, dtype=torch.float32)], 1)
     rhs = ones_j[None].expand(kv_heads, m, 2) if vf is None else torch.cat([vf, ones_j[None].expand(kv_heads, m, 2)], 2)
@@ -148,6 +150,8 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
             pair_bounds = np.searchsorted(pairs[0], np.arange(0, n + 1))
     # at least MIN_PRODUCT_ROWS rows of queries per score product: fewer make the product itself slow
     rows_per_chunk = max(1, min(n, max(-(-MIN_PRODUCT_ROWS // heads), chunk_bytes // (4 * heads * m))))
+    if rq:  # whole query bins per chunk: rows are pooled into their bins before the keys are
+        rows_per_chunk = -(-rows_per_chunk // rq) * rq
     for r0 in range(0, n, rows_per_chunk):
         r1 = min(n, r0 + rows_per_chunk)
         r = r1 - r0
@@ -169,16 +173,21 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
             s[:, :, :lo - c0].masked_fill_(diag[:, None] - cs[None, :] >= sliding_window, torch.finfo(torch.float32).min)
         peak = s.amax(-1, keepdim=True)
         s.sub_(peak)
-        p = torch.exp(s)
-        z = p.sum(-1, keepdim=True)
-        p.div_(z)
-        logz = z.log_()
-        lse_out[:, r0:r1] = (peak + logz).squeeze(-1).cpu().numpy()
+        p = torch.softmax(s, -1)  # one vectorised pass for exp, sum and normalise
+        logz = p.amax(-1, keepdim=True).log_().neg_()  # the row's largest weight is exp(0) / z
+        lse_out[:, r0:r1] = (peak + logz).squeeze(-1)
         # entropy -sum p log p = log z - sum p (s - max)
-        entropy = logz.squeeze(-1) - torch.bmm(p.view(-1, 1, mc), s.view(-1, mc, 1)).view(heads, r)
+        entropy = logz.squeeze(-1) - torch.einsum("hrm,hrm->hr", p, s)  # (a batched product: no temporary)
         del s
-        # pyramid: keys pooled by bin, then rows added into their query bins (queries averaged at the end)
-        if width:
+        # pyramid: rows pooled into their query bins, then keys into theirs (queries averaged at the end);
+        # pooling rows first (a reduction along the contiguous keys) leaves rq times less for the keys' pooling
+        if width and rq:
+            rows = p.view(heads, r // rq, rq, mc)
+            b0, b1, k0, k1 = r0 // rq, r1 // rq, c0 // width, c1 // width
+            pyramid[:, b0:b1, k0:k1] += rows.sum(2).view(heads, b1 - b0, k1 - k0, width).sum(-1)
+            cell_max = F.max_pool1d(rows.amax(2), width)
+            pyramid_max[:, b0:b1, k0:k1] = torch.maximum(pyramid_max[:, b0:b1, k0:k1], cell_max)
+        elif width:
             cells = p.view(heads, r, mc // width, width)
             pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], cells.sum(-1))
             _max_into(pyramid_max[:, :, c0 // width:c1 // width], 1, qbin[r0:r1], cells.amax(-1))
@@ -197,17 +206,20 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
                 bmax = torch.cat([bmax, p[:, :, full:].amax(-1, keepdim=True)], -1)
             best = torch.topk(bmax, kk, -1).indices  # (heads, r, kk) blocks
             cand = (best[..., None] * TOPK_BLOCK + torch.arange(TOPK_BLOCK, device=device)).flatten(2)
-            valid = cand < mc
-            vals = p.gather(-1, cand.clamp(max=mc - 1)).masked_fill_(~valid, -1.0)
+            if full < mc:  # the last block is short: its missing keys never win
+                valid = cand < mc
+                vals = p.gather(-1, cand.clamp(max=mc - 1)).masked_fill_(~valid, -1.0)
+            else:
+                vals = p.gather(-1, cand)
             tv, where = torch.topk(vals, kk, -1)
             ti = cand.gather(-1, where)
         else:
             tv, ti = torch.topk(p, kk, -1)
-        top_v[:, r0:r1, :kk] = tv.cpu().numpy()
-        top_i[:, r0:r1, :kk] = (ti + c0).cpu().numpy().astype(np.uint32)
-        sums["entropy"][:, r0:r1] = entropy.double().cpu().numpy()
+        top_v[:, r0:r1, :kk] = tv
+        top_i[:, r0:r1, :kk] = ti + c0
+        sums["entropy"][:, r0:r1] = entropy
         if c0 == 0:
-            sums["sink"][:, r0:r1] = p[:, :, 0].double().cpu().numpy()
+            sums["sink"][:, r0:r1] = p[:, :, 0]
         # one product per column block: [v | 1 | j] left of the row block, on it, right of it
         pg = p.view(kv_heads, group * r, mc)
         if square:
@@ -239,32 +251,28 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
             if b > a:
                 cs = torch.arange(a, b, device=device)
                 distance += torch.einsum("hrm,rm->hr", p[:, :, a - c0:b - c0], (i_tok[:, None] - cs[None, :]).abs().float())
-            sums["distance"][:, r0:r1] = distance.double().cpu().numpy()
-            has_prev = (i_tok >= 1) & (i_tok - 1 >= c0) & (i_tok - 1 < c1)
-            prev = zero.clone()
-            idx = torch.nonzero(has_prev).flatten()
-            if idx.numel():
-                prev[:, idx] = p[:, idx, i_tok[idx] - 1 - c0]
-            sums["prev_token"][:, r0:r1] = prev.double().cpu().numpy()
-            on_diag = torch.nonzero((i_tok >= c0) & (i_tok < c1)).flatten()
-            if on_diag.numel():
-                diagonal = zero.clone()
-                diagonal[:, on_diag] = p[:, on_diag, i_tok[on_diag] - c0]
-                sums["diagonal"][:, r0:r1] = diagonal.double().cpu().numpy()
+            sums["distance"][:, r0:r1] = distance
+            # the diagonal and the previous token: diagonals of the chunk's own square (rows whose key is out of
+            # view keep 0); the key range always holds the rows' own keys, and the previous ones but for c0 == r0
+            sums["diagonal"][:, r0:r1] = torch.diagonal(p[:, :, r0 - c0:r1 - c0], dim1=1, dim2=2)
+            first = max(r0, c0 + 1)  # the first row whose previous key is in view
+            if first < r1:
+                sums["prev_token"][:, first:r1] = torch.diagonal(p[:, first - r0:, first - 1 - c0:r1 - 1 - c0],
+                                                                 dim1=1, dim2=2)
             if codes is not None and pairs is not None:
                 sel = slice(int(pair_bounds[r0]), int(pair_bounds[r1]))
                 for name, shift in (("induction", 0), ("duplicate", 1)):  # duplicate: the occurrence itself
                     pr, pc = pair_rows[sel] - r0, pair_cols[sel] - shift
                     keep = (pc >= c0) & (pc < c1)
                     pr, pc = pr[keep], pc[keep] - c0
-                    sums[name][:, r0:r1] = zero.clone().index_add_(1, pr, p[:, pr, pc]).double().cpu().numpy()
+                    sums[name][:, r0:r1] = zero.clone().index_add_(1, pr, p[:, pr, pc])
             elif codes is not None:
                 cs = torch.arange(c0, c1, device=device)
                 for name, shift in (("induction", 1), ("duplicate", 0)):
                     prev_cols = cs - shift
                     same = (codes[r0:r1, None] == codes[prev_cols.clamp(min=0)][None, :]) & (prev_cols >= 0)[None, :] \
                         & (prev_cols[None, :] < i_tok[:, None])
-                    sums[name][:, r0:r1] = torch.einsum("hrm,rm->hr", p, same.float()).double().cpu().numpy()
+                    sums[name][:, r0:r1] = torch.einsum("hrm,rm->hr", p, same.float())
 
 
 @torch.no_grad()
@@ -331,11 +339,12 @@ def summarize(
     rows_per_chunk = max(1, min(n, chunk_bytes // (4 * 3 * heads * m)))
     pyramid = torch.zeros(heads, bq, bk, dtype=torch.float32, device=device)
     pyramid_max = torch.zeros(heads, bq, bk, dtype=torch.float32, device=device)  # weights are >= 0
-    lse_out = np.empty((heads, n), np.float32)
-    top_i = np.zeros((heads, n, topk), np.uint32)
-    top_v = np.zeros((heads, n, topk), np.float32)
-    sums = {name: np.zeros((heads, n)) for name in ("entropy", "sink", "distance", "prev_token", "induction",
-                                                    "duplicate", "diagonal")}
+    # per-row results stay on the device until the end (no transfer per chunk)
+    lse_out = torch.empty(heads, n, dtype=torch.float32, device=device)
+    top_i = torch.zeros(heads, n, topk, dtype=torch.int32, device=device)
+    top_v = torch.zeros(heads, n, topk, dtype=torch.float32, device=device)
+    sums = {name: torch.zeros(heads, n, device=device)
+            for name in ("entropy", "sink", "distance", "prev_token", "induction", "duplicate", "diagonal")}
     repeated = np.zeros(n, dtype=bool)
     out = None if v is None else torch.empty(heads, n, v.shape[-1], dtype=v.dtype, device=device)
     width = m // bk if m % bk == 0 else 0  # keys per pyramid bin, when the bins are equal
@@ -395,9 +404,9 @@ def summarize(
                 _max_into(pyramid_max, 1, qbin[r0:r1], peaks.div_(z))
             kk = min(topk, mc)
             tv, ti = torch.topk(e, kk, dim=-1)
-            lse_out[:, r0:r1] = lse.cpu().numpy()
-            top_v[:, r0:r1, :kk] = (tv / z).cpu().numpy()
-            top_i[:, r0:r1, :kk] = (ti.to(torch.int64) + c0).cpu().numpy().astype(np.uint32)
+            lse_out[:, r0:r1] = lse
+            top_v[:, r0:r1, :kk] = tv / z
+            top_i[:, r0:r1, :kk] = ti + c0
             # per-row sums for the metrics (metrics.row_sums, on the device)
             if softcap:
                 p = e / z
@@ -406,9 +415,9 @@ def summarize(
             else:  # -sum p log p = lse - sum_j p_ij s_ij, and sum_j p_ij s_ij = qs_i . (e @ k)_i / z_i: a small product
                 ps = (qc * torch.bmm(eg, kf[:, c0:c1])).sum(-1).reshape(heads, r) / zr
                 entropy = lse - ps
-            sums["entropy"][:, r0:r1] = entropy.double().cpu().numpy()
+            sums["entropy"][:, r0:r1] = entropy
             if c0 == 0:
-                sums["sink"][:, r0:r1] = (e[:, :, 0] / zr).double().cpu().numpy()
+                sums["sink"][:, r0:r1] = (e[:, :, 0] / zr)
             i_tok = torch.arange(r0, r1, device=device)
             if square:
                 if causal:  # every visible key is at or before the row: sum_j p_ij (i - j) = i - sum_j p_ij j
@@ -416,18 +425,18 @@ def summarize(
                     distance = i_tok.float()[None, :] - expected_key / zr
                 else:
                     distance = torch.einsum("hrm,rm->hr", e, (i_tok[:, None] - cs[None, :]).abs().float()) / zr
-                sums["distance"][:, r0:r1] = distance.double().cpu().numpy()
+                sums["distance"][:, r0:r1] = distance
                 has_prev = (i_tok >= 1) & (i_tok - 1 >= c0) & (i_tok - 1 < c1)
                 prev = torch.zeros(heads, r, device=device)
                 idx = torch.nonzero(has_prev).flatten()
                 if idx.numel():
                     prev[:, idx] = e[:, idx, i_tok[idx] - 1 - c0]
-                sums["prev_token"][:, r0:r1] = (prev / zr).double().cpu().numpy()
+                sums["prev_token"][:, r0:r1] = (prev / zr)
                 on_diag = torch.nonzero((i_tok >= c0) & (i_tok < c1)).flatten()
                 if on_diag.numel():
                     diagonal = torch.zeros(heads, r, device=device)
                     diagonal[:, on_diag] = e[:, on_diag, i_tok[on_diag] - c0]
-                    sums["diagonal"][:, r0:r1] = (diagonal / zr).double().cpu().numpy()
+                    sums["diagonal"][:, r0:r1] = (diagonal / zr)
                 if codes is not None:
                     i_codes = codes[r0:r1]
                     # induction targets [i, j]: token j - 1 equals token i and j - 1 < i (j in c0..c1);
@@ -437,7 +446,7 @@ def summarize(
                         valid = prev_cols >= 0
                         same = (i_codes[:, None] == codes[prev_cols.clamp(min=0)][None, :]) & valid[None, :] \
                             & (prev_cols[None, :] < i_tok[:, None])
-                        sums[name][:, r0:r1] = (torch.einsum("hrm,rm->hr", e, same.float()) / zr).double().cpu().numpy()
+                        sums[name][:, r0:r1] = (torch.einsum("hrm,rm->hr", e, same.float()) / zr)
             del e, eg
 
     if codes is not None:  # a row counts for induction when its token occurred before it (seen or not)
@@ -447,6 +456,9 @@ def summarize(
         repeated = first[host] < np.arange(n)
     counts = torch.bincount(qbin, minlength=bq).float()
     pyramid = (pyramid / counts[None, :, None]).cpu().numpy()
+    lse_out, top_v = lse_out.cpu().numpy(), top_v.cpu().numpy()
+    top_i = top_i.cpu().numpy().astype(np.uint32)
+    sums = {name: a.double().cpu().numpy() for name, a in sums.items()}
     rows = dict(sums, repeated=repeated, has_tokens=codes is not None)
     if codes is not None and causal:  # the top-k's first key is each row's largest weight
         rows["retrieval"], rows["copyable"] = metrics_mod.retrieval_rows(top_i[:, :, 0], codes.cpu().numpy())

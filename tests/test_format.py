@@ -42,6 +42,19 @@ def test_codec_bounds_on_uniform_and_peaked_rows(k):
     check_bounds(peaked, fmt.decode_attention(fmt.encode_attention(peaked)))
 
 
+def test_codec_table_lookup_codes_as_the_thresholds_do():
+    """The prefix table gives every value the code ``searchsorted`` over the thresholds gives: random weights,
+    every threshold and its neighbours, 0, 1, values just outside [0, 1], NaN; any shape, 0-d included."""
+    rng = np.random.default_rng(0)
+    b = fmt._BOUNDS
+    x = np.concatenate([rng.random(200_000) ** 8, rng.random(100_000), b, np.nextafter(b, 0), np.nextafter(b, 1),
+                        [0.0, 1.0, -0.0, -1e-9, 1.0000001, 2.0, 1e-38, np.nan]]).astype(np.float32)
+    codes = fmt.encode_attention(x[None, :])[0]
+    tiny = x < fmt.LUT[1]  # dithered to 0 or 1 instead
+    np.testing.assert_array_equal(codes[~tiny], np.searchsorted(b, x, side="right")[~tiny].astype(np.uint8))
+    assert fmt.encode_attention(np.float32(0.5)).shape == () and fmt.encode_attention(np.float32(1.0)) == 255
+
+
 def test_codec_exact_endpoints_and_monotonic_lut():
     assert fmt.LUT[0] == 0.0 and fmt.LUT[255] == 1.0
     assert np.all(np.diff(fmt.LUT) > 0)

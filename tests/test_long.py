@@ -127,11 +127,12 @@ LAYERS = {  # name: (heads, kv_heads, causal, sliding_window, softcap)
 
 
 @pytest.mark.parametrize("name", list(LAYERS))
-@pytest.mark.parametrize("n,m", [(700, 700), (300, 1100)])
+@pytest.mark.parametrize("n,m", [(700, 700), (300, 1100), (1024, 1024), (512, 1536)])
 def test_fused_path_equals_the_pure_path(name, n, m):
     """The fused path (small chunks, top-k by block maxima, gathered induction targets, the output from one
     product) and the pure reference loop give the same record within the documented bounds, and the same
-    output; chunks of a few rows and of whole key heads, square and decoding-shaped (q_len < k_len) layers."""
+    output; chunks of a few rows and of whole key heads, square and decoding-shaped (q_len < k_len) layers,
+    with unequal pyramid bins and with equal ones (rows pooled into their bins before the keys)."""
     heads, kv_heads, causal, window, softcap = LAYERS[name]
     torch.manual_seed(1)
     q, k, v = torch.randn(heads, n, 16) * 1.5, torch.randn(kv_heads, m, 16) * 1.5, torch.randn(kv_heads, m, 8)
