@@ -1,11 +1,30 @@
 // Stacked canvases (e.g. tokens / lines / hover overlay) covering a content area of any height. Content up to
 // MAX_CANVAS_PX device pixels tall gets full-size canvases (scrolling costs nothing); taller content is
 // virtualised: the canvases cover the visible band plus one screen above and below, and are redrawn when
-// scrolling leaves that band. Drawing code always works in content coordinates.
+// scrolling leaves that band. "View layers" (a hover overlay repainted on every pointer move) cover only the
+// visible part plus a margin: each repaint then hands the compositor a screenful, not up to 8192 device px.
+// Drawing code always works in content coordinates.
 import type {Ctx} from './ctx';
 
 // 8192 device px: a 3-layer stack of full-size canvases stays under ~100 MB even on 2x displays.
 const MAX_CANVAS_PX = 8192;
+
+/**
+ * The band [y0, y1) of a view layer over the visible part [top, bottom) of content `height` px tall: a
+ * quarter screen (at least 64 px) of margin either side, at most `maxH` px tall.
+ */
+export function viewBand(top: number, bottom: number, height: number, maxH: number): [number, number] {
+  const margin = Math.max(64, Math.round((bottom - top) / 4));
+  const y0 = Math.max(0, Math.floor(top - margin));
+  return [y0, Math.max(y0 + 1, Math.min(height, Math.ceil(bottom + margin), y0 + maxH))];
+}
+
+export interface StackOptions {
+  /** Layers sized to the visible part of the content (repainted often: a hover overlay). */
+  viewLayers?: readonly number[];
+  /** Scrolling moved the view layers' band only (the default: `onBandChange`). */
+  onViewBandChange?: () => void;
+}
 
 export function devicePixelRatioOf(): number {
   return typeof window !== 'undefined' && window.devicePixelRatio > 0 ? Math.min(window.devicePixelRatio, 3) : 1;
@@ -29,6 +48,10 @@ export class CanvasStack {
   y0 = 0;
   y1 = 0;
   virtual = false;
+  /** Band covered by the view layers (when there are any). */
+  viewY0 = 0;
+  viewY1 = 0;
+  private viewLayers: ReadonlySet<number>;
   private dpr = 1;
   private scroller: HTMLElement | null = null;
   private detach: (() => void) | null = null;
@@ -36,7 +59,9 @@ export class CanvasStack {
   constructor(
     n: number,
     private onBandChange: () => void,
+    private opts: StackOptions = {},
   ) {
+    this.viewLayers = new Set(opts.viewLayers ?? []);
     this.root = document.createElement('div');
     this.root.className = 'canvas-stack';
     this.layers = [];
@@ -61,8 +86,13 @@ export class CanvasStack {
     this.root.style.width = `${this.width}px`;
     this.root.style.height = `${this.height}px`;
     this.virtual = this.height * this.dpr > MAX_CANVAS_PX;
-    if (this.virtual) this.ensureScroller();
+    if (this.virtual || this.viewLayers.size) this.ensureScroller();
     this.placeBand(true);
+  }
+
+  /** The band [y0, y1) of content that layer `i` covers. */
+  band(i: number): [number, number] {
+    return this.viewLayers.has(i) ? [this.viewY0, this.viewY1] : [this.y0, this.y1];
   }
 
   private ensureScroller(): void {
@@ -71,7 +101,8 @@ export class CanvasStack {
     this.scroller = sc;
     const target: HTMLElement | Window = sc === document.scrollingElement ? window : sc;
     const onScroll = () => {
-      if (this.virtual) this.placeBand(false);
+      if (this.virtual && this.placeBand(false)) return;
+      if (this.placeView(false)) (this.opts.onViewBandChange ?? this.onBandChange)();
     };
     target.addEventListener('scroll', onScroll, {passive: true});
     window.addEventListener('resize', onScroll);
@@ -102,13 +133,14 @@ export class CanvasStack {
     return [top, bottom];
   }
 
-  private placeBand(force: boolean): void {
+  /** Places the lower layers (the whole content, or the virtualised band); returns whether it moved. */
+  private placeBand(force: boolean): boolean {
     let y0 = 0;
     let y1 = this.height;
     if (this.virtual) {
       this.ensureScroller();
       const [top, bottom] = this.visibleRange();
-      if (!force && top >= this.y0 && bottom <= this.y1) return;
+      if (!force && top >= this.y0 && bottom <= this.y1) return false;
       const screen = Math.max(200, bottom - top);
       const maxBand = Math.floor(MAX_CANVAS_PX / this.dpr);
       y0 = Math.max(0, Math.floor(top - screen));
@@ -116,27 +148,49 @@ export class CanvasStack {
     }
     this.y0 = y0;
     this.y1 = y1;
-    const h = y1 - y0;
-    for (const c of this.layers) {
-      c.style.top = `${y0}px`;
-      c.style.width = `${this.width}px`;
-      c.style.height = `${h}px`;
-      c.width = Math.round(this.width * this.dpr);
-      c.height = Math.round(h * this.dpr);
-    }
+    this.layers.forEach((c, i) => {
+      if (!this.viewLayers.has(i)) this.size(c, y0, y1, false);
+    });
+    this.placeView(true);
     if (!force) this.onBandChange();
+    return true;
+  }
+
+  /** Places the view layers over the visible part (unless it is already covered); returns whether they moved. */
+  private placeView(force: boolean): boolean {
+    if (!this.viewLayers.size) return false;
+    this.ensureScroller();
+    const [top, bottom] = this.visibleRange();
+    if (!force && top >= this.viewY0 && bottom <= this.viewY1) return false;
+    [this.viewY0, this.viewY1] = viewBand(top, bottom, this.height, Math.floor(MAX_CANVAS_PX / this.dpr));
+    for (const i of this.viewLayers) this.size(this.layers[i], this.viewY0, this.viewY1, true);
+    return true;
+  }
+
+  /** Sizes and places canvas `c` over [y0, y1); `keep`: an unchanged size keeps its pixels (ctx() clears them). */
+  private size(c: HTMLCanvasElement, y0: number, y1: number, keep: boolean): void {
+    c.style.top = `${y0}px`;
+    c.style.width = `${this.width}px`;
+    c.style.height = `${y1 - y0}px`;
+    const w = Math.round(this.width * this.dpr);
+    const h = Math.round((y1 - y0) * this.dpr);
+    // assigning a size clears the canvas and reallocates its backing store, even when it is the same
+    if (!keep || c.width !== w) c.width = w;
+    if (!keep || c.height !== h) c.height = h;
   }
 
   /**
    * A cleared 2D context for layer `i`, transformed so that drawing uses content coordinates (`clear`
-   * false: as it is, to repaint a part).
+   * false: as it is, to repaint a part). A view layer is first moved over the visible part if it has left
+   * its band; `band(i)` then says what it covers.
    */
   ctx(i: number, clear = true): CanvasRenderingContext2D {
     const c = this.layers[i];
+    if (this.viewLayers.has(i) && this.placeView(false)) clear = true;
     const ctx = c.getContext('2d')!;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     if (clear) ctx.clearRect(0, 0, c.width, c.height);
-    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, -this.y0 * this.dpr);
+    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, -this.band(i)[0] * this.dpr);
     return ctx;
   }
 

@@ -48,7 +48,8 @@ export class HeadView extends CanvasView {
   private hoverGen = 0;
 
   constructor(private opts: HeadViewOptions) {
-    super(3, 'head-canvas');
+    // layers: 0 the hovered token's lines (repainted on every hover: sized to the screen), 1 resting lines, 2 tokens
+    super(3, 'head-canvas', [0]);
     this.theme = opts.theme;
     this.activeSel = opts.active;
     this.topk = opts.topk;
@@ -217,6 +218,10 @@ export class HeadView extends CanvasView {
     this.el.dataset.renderMs = (performance.now() - t0).toFixed(1);
   }
 
+  protected override redrawView(): void {
+    this.drawHover();
+  }
+
   private drawHover(): void {
     const p = this.painter;
     if (!p) return;
@@ -233,7 +238,8 @@ export class HeadView extends CanvasView {
       return;
     }
     restLayer.style.visibility = 'hidden';
-    const drawn = p.paintHover(ctx, hv, this.stack.y0, this.stack.y1);
+    const [y0, y1] = this.stack.band(0);
+    const drawn = p.paintHover(ctx, hv, y0, y1);
     this.drawMinimap();
     this.el.dataset.linesDrawn = this.stack.root.dataset.linesDrawn = String(drawn);
     this.el.dataset.hoverMs = (performance.now() - t0).toFixed(1);
