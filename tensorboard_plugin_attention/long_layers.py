@@ -26,8 +26,10 @@ needs it.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -355,13 +357,24 @@ def summarize(
         vf32 = None if v is None else v.float()
         # one key/value head (and its query heads) at a time: taller row blocks for the same chunk size
         # make the score product efficient (a few rows of every head made it the slowest step)
-        for g in range(kv_heads):
+        def key_head(g: int) -> None:
             hs = slice(g * group, (g + 1) * group)
             _fused_rows(qs[hs], kf[g:g + 1], None if vf32 is None else vf32[g:g + 1],
                         None if out is None else out[hs], pyramid[hs], pyramid_max[hs], lse_out[hs], top_i[hs], top_v[hs],
                         {name: a[hs] for name, a in sums.items()}, causal=causal, sliding_window=sliding_window,
                         softcap=softcap, codes=codes, qbin=qbin, kbin=kbin, topk=topk,
                         chunk_bytes=fused_chunk_bytes)
+
+        workers = min(torch.get_num_threads(), kv_heads) if device.type == "cpu" else 1
+        if workers > 1:
+            # key heads in parallel threads, each operation on one core: a chunk's operations are too small
+            # to share cores well (measured: 2 intra-op threads ran a layer hardly faster than one); the heads
+            # write disjoint slices, and torch releases the GIL inside each operation
+            with _intra_op_threads(1), ThreadPoolExecutor(workers, thread_name_prefix="attention-heads") as pool:
+                list(pool.map(key_head, range(kv_heads)))
+        else:
+            for g in range(kv_heads):
+                key_head(g)
     else:
         for r0 in range(0, n, rows_per_chunk):
             r1 = min(n, r0 + rows_per_chunk)
@@ -478,6 +491,17 @@ def summarize(
                   sliding_window=sliding_window),
     )
     return layer, out
+
+
+@contextlib.contextmanager
+def _intra_op_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``count`` for the block (process-wide), restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def summarize_numpy(q: np.ndarray, k: np.ndarray, **kwargs: Any) -> fmt.LongLayer:
