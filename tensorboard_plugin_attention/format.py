@@ -246,7 +246,7 @@ def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_lev
         table[IMAGE_CHUNK] = add(bytes(image))
     header = dict(header, chunks=table)
     head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    return _FRAME.pack(MAGIC, len(head), crc32c(head)) + head + b"".join(blobs)
+    return b"".join([_FRAME.pack(MAGIC, len(head), crc32c(head)), head, *blobs])  # one copy of the chunks, not two
 
 
 def _f16(x: np.ndarray) -> bytes:
