@@ -161,8 +161,10 @@ def llama_qk(n: int, heads: int = 32, kv_heads: int = 8, d: int = 128, seed: int
 
 def run_case(script: str, *args: str, timeout: int = 3600) -> dict:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # cwd=ROOT: ``python -c`` puts the working directory first on sys.path, ahead of PYTHONPATH, so a bench run
+    # from another checkout would otherwise measure that checkout's package
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout,
-                         env=env)
+                         env=env, cwd=ROOT)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -258,7 +260,8 @@ def main() -> None:
     if args.passes:
         print(f"Machine: {machine()}")
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        subprocess.run([sys.executable, "-c", _PASSES, str(args.passes), str(AS_CAP_GB)], env=env, check=True)
+        subprocess.run([sys.executable, "-c", _PASSES, str(args.passes), str(AS_CAP_GB)], env=env, check=True,
+                       cwd=ROOT)
         return
     sizes = [2048, 4096] if args.quick else [int(s) for s in args.sizes.split(",") if s]
     llama = [8192] if args.quick else [int(s) for s in args.llama.split(",") if s]

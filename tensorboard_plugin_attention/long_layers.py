@@ -309,10 +309,11 @@ def summarize(
       token_ids: the ``n`` input ids of a self-attention (for the induction metric).
       keep_qk: store q/k (the record can then be rebuilt exactly); otherwise only the summaries.
       path: ``"fused"`` (the default on the CPU): small chunks that stay in cache, each row's summaries from
-        one pass over its weights (:func:`_fused_rows`); ``"pure"`` (the default on GPUs, where the fused
-        path's many small kernels measured 2.5x slower on an H200): the reference loop over large chunks,
-        several passes each. Both give the same record within the documented bounds (tests/test_long.py,
-        bench/gpu_long_check.sh on CUDA).
+        one pass over its weights (:func:`_fused_rows`), key heads in parallel threads with torch's
+        intra-op thread count set to 1 meanwhile (process-wide, restored after); ``"pure"`` (the default on
+        GPUs, where the fused path's many small kernels measured 2.5x slower on an H200): the reference loop
+        over large chunks, several passes each. Both give the same record within the documented bounds
+        (tests/test_long.py, bench/gpu_long_check.sh on CUDA).
     """
     path = path or ("fused" if q.device.type == "cpu" else "pure")
     if path not in ("fused", "pure"):
@@ -357,6 +358,7 @@ def summarize(
         vf32 = None if v is None else v.float()
         # one key/value head (and its query heads) at a time: taller row blocks for the same chunk size
         # make the score product efficient (a few rows of every head made it the slowest step)
+        @torch.no_grad()  # grad mode is per thread
         def key_head(g: int) -> None:
             hs = slice(g * group, (g + 1) * group)
             _fused_rows(qs[hs], kf[g:g + 1], None if vf32 is None else vf32[g:g + 1],

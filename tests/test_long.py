@@ -147,6 +147,28 @@ def test_fused_path_equals_the_pure_path(name, n, m):
         assert np.isfinite(pure.metrics["induction"]).all()
 
 
+def test_fused_key_heads_in_threads_equal_one_thread_and_restore_torch_threads():
+    """With 2 intra-op threads the fused path runs key heads in parallel threads (each with one intra-op
+    thread): the same record as the serial loop on one thread, and torch's thread count is restored."""
+    torch.manual_seed(4)
+    q, k, v = torch.randn(8, 600, 16), torch.randn(4, 600, 16), torch.randn(4, 600, 8)
+    kw = dict(scaling=0.3, causal=True, token_ids=[f"t{i % 37}" for i in range(600)])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial, out_serial = long_layers.summarize(q, k, v, **kw)
+        torch.set_num_threads(2)
+        threaded, out_threaded = long_layers.summarize(q, k, v, **kw)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for name in ("lse", "pyramid", "pyramid_max", "topk_index", "topk_value"):
+        np.testing.assert_array_equal(getattr(threaded, name), getattr(serial, name), err_msg=name)
+    for name in metrics_mod.METRIC_NAMES:
+        np.testing.assert_array_equal(threaded.metrics[name], serial.metrics[name], err_msg=name)
+    torch.testing.assert_close(out_threaded, out_serial, rtol=0, atol=0)
+
+
 def test_fused_induction_without_gathering_equals_the_pure_path(monkeypatch):
     """A long run of one token has too many induction targets to gather: the fused path takes the dense
     product, with the same result."""
