@@ -110,6 +110,37 @@ export function difference(a: Float32Array, b: Float32Array): Float32Array {
   return out;
 }
 
+/** A top-k table turned around: for each key `j`, the query rows that keep it, `rows[start[j] .. start[j + 1])`. */
+export interface TopKColumns {
+  start: Uint32Array;
+  rows: Uint32Array;
+  values: Float32Array;
+}
+
+/**
+ * Every query row's stored top-k (`index` / `values`, `q × k` row-major over `keys` keys) grouped by key, so a
+ * key's column is read in the time of its own entries instead of a scan of all `q × k` (a counting sort).
+ */
+export function topkColumns(index: Uint32Array, values: Float32Array, q: number, k: number, keys: number): TopKColumns {
+  const start = new Uint32Array(keys + 1);
+  const n = q * k;
+  for (let e = 0; e < n; e++) if (index[e] < keys) start[index[e] + 1]++;
+  for (let j = 0; j < keys; j++) start[j + 1] += start[j];
+  const fill = start.slice(0, keys);
+  const rows = new Uint32Array(start[keys]);
+  const vals = new Float32Array(start[keys]);
+  for (let i = 0; i < q; i++) {
+    for (let r = 0; r < k; r++) {
+      const j = index[i * k + r];
+      if (j >= keys) continue;
+      const at = fill[j]++;
+      rows[at] = i;
+      vals[at] = values[i * k + r];
+    }
+  }
+  return {start, rows, values: vals};
+}
+
 /** Largest |v| (0 for an empty array). */
 export function maxAbs(m: Float32Array): number {
   let mx = 0;

@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest';
-import {maxAbsDiff, nearestStep, recompute, resolveLayerInfo} from '../src/math';
+import {maxAbsDiff, nearestStep, recompute, resolveLayerInfo, topkColumns} from '../src/math';
 
 describe('recomputing attention from q/k', () => {
   const d = 2;
@@ -43,5 +43,15 @@ describe('layer info', () => {
     expect(resolveLayerInfo(undefined, 64, true).causal).toBe(true);
     const full = resolveLayerInfo({scaling: 0.1, causal: false, position_bias: true, softcap: 30, sliding_window: 4096}, 64, true);
     expect(full).toEqual({scaling: 0.1, causal: false, position_bias: true, softcap: 30, sliding_window: 4096, assumed: []});
+  });
+});
+
+describe('top-k by key', () => {
+  it('groups every row\'s top-k by key, rows ascending, and skips indices past the keys', () => {
+    // 3 rows x 2: row 0 keeps keys 2, 0; row 1 keeps 2, 1; row 2 keeps 0 and an index past the 3 keys
+    const c = topkColumns(Uint32Array.from([2, 0, 2, 1, 0, 7]), Float32Array.from([0.5, 0.25, 0.75, 0.125, 1, 0.5]), 3, 2, 3);
+    expect(Array.from(c.start)).toEqual([0, 2, 3, 5]);
+    expect(Array.from(c.rows)).toEqual([0, 2, 1, 0, 1]);
+    expect(Array.from(c.values)).toEqual([0.25, 1, 0.125, 0.5, 0.75]);
   });
 });

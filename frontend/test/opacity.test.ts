@@ -67,4 +67,26 @@ describe('lines from the stored top-k', () => {
     expect(ex.line[0]).toBeCloseTo(0.2);
     expect(p.paintHover(new SvgContext(), hv)).toBe(3);
   });
+  it("reads a key's column from the top-k grouped by key, as a scan of every row would", () => {
+    const labels = ['a', 'b', 'c'];
+    const d = longHeadData(labels, labels, 1, new Map([[0, tk]]));
+    const p = new HeadPainter(d, headLayout(d, LIGHT), {theme: LIGHT, colorOf: headColor, active: [0], topk: 0, opacity: {mode: 'abs', gain: 1}});
+    p.prepare();
+    for (let j = 0; j < 3; j++) {
+      const scan = new Float32Array(3);
+      for (let i = 0; i < tk.q; i++) for (let r = 0; r < tk.k; r++) if (tk.index[i * tk.k + r] === j) scan[i] = tk.values[i * tk.k + r];
+      expect(Array.from(p.hoverLine(0, {side: 'right', index: j}).line)).toEqual(Array.from(scan));
+    }
+  });
+});
+
+describe("the hovered line's top entries (the test hook)", () => {
+  it('equals a full sort, ties to the lower index', async () => {
+    const {topOf} = await import('../src/views/head/view');
+    const line = new Float32Array(1000);
+    for (let j = 0; j < line.length; j++) line[j] = Math.round(Math.abs(Math.sin(j * 12.9898)) * 50) / 50;
+    const sorted = Array.from(line.keys()).sort((a, b) => line[b] - line[a] || a - b).slice(0, 5);
+    expect(topOf(line, 5)).toBe(sorted.map((j) => `${j}:${line[j].toPrecision(4)}`).join(','));
+    expect(topOf(Float32Array.from([0.5]), 5)).toBe('0:0.5000');
+  });
 });

@@ -9,6 +9,7 @@ import {DIVERGING, type Theme} from '../../draw/colors';
 import type {Ctx} from '../../draw/ctx';
 import {collectLines, collectSparseLines, drawLines, rowMaxima, type LineGeometry, type LineSet} from '../../draw/lines';
 import {columnWidth, drawTokenColumn, highlightRow, type ColumnLayout} from '../../draw/tokens';
+import {topkColumns, type TopKColumns} from '../../math';
 import {fontFor, rowHeightFor} from '../common';
 import type {HeadData} from './data';
 
@@ -76,6 +77,9 @@ export type HeadHover = {side: 'left' | 'right'; index: number};
 export class HeadPainter {
   private restCache = new Map<number, LineSet>();
   private norms = new Map<number, Float32Array>();
+  /** Long records: each head's top-k grouped by key, for a key token's hover (built once per head). */
+  private columns = new Map<number, TopKColumns>();
+  private scratch = new Float32Array(0);
   /** The hovered token's exact lines per head (long records), once fetched. */
   private exact: {side: 'left' | 'right'; index: number; lines: Map<number, Float32Array>} | null = null;
   constructor(
@@ -101,6 +105,28 @@ export class HeadPainter {
   /** Exact lines of the hovered token (long records): drawn instead of its top-k once given. */
   setExact(side: 'left' | 'right', index: number, lines: Map<number, Float32Array>): void {
     this.exact = {side, index, lines};
+  }
+
+  /**
+   * Long records: build what a hover reads (each active head's top-k by key, and its row norms) ahead of the
+   * first hover, e.g. when the page is idle, so that hover does not pay for it.
+   */
+  prepare(): void {
+    if (!this.data.sparse) return;
+    for (const h of this.o.active) {
+      this.keyColumns(h);
+      this.rowNorm(h);
+    }
+  }
+
+  private keyColumns(h: number): TopKColumns {
+    let c = this.columns.get(h);
+    if (!c) {
+      const sp = this.data.sparse!(h);
+      c = topkColumns(sp.index, sp.values, sp.q, sp.k, this.layout.cols);
+      this.columns.set(h, c);
+    }
+    return c;
   }
 
   /** Per-row opacity divisors of head h (each row's largest weight), or undefined in absolute mode. */
@@ -151,7 +177,8 @@ export class HeadPainter {
 
   /**
    * The hovered token's weights of head h: its row (left, over the keys) or column (right, over the
-   * queries), each divided by its query row's opacity norm; and whether they are exact.
+   * queries), each divided by its query row's opacity norm; and whether they are exact. The line is a view of
+   * one buffer, valid until the next call.
    */
   hoverLine(h: number, hv: HeadHover): {line: Float32Array; exact: boolean} {
     const d = this.data;
@@ -159,22 +186,27 @@ export class HeadPainter {
     const left = hv.side === 'left';
     const norm = this.rowNorm(h);
     const ex = this.exact && this.exact.side === hv.side && this.exact.index === hv.index ? this.exact.lines.get(h) : undefined;
-    let line: Float32Array;
+    // one buffer for every call (a hover draws a line per head, one after another): no 32k allocation per head
+    const len = left ? cols : rows;
+    if (this.scratch.length < len) this.scratch = new Float32Array(Math.max(rows, cols));
+    const line = this.scratch.subarray(0, len);
     let exact = true;
-    if (ex) line = ex.slice();
-    else if (d.sparse) {
+    if (ex) {
+      if (ex.length !== len) line.fill(0);
+      line.set(ex.subarray(0, len));
+    } else if (d.sparse) {
       exact = false;
       const sp = d.sparse(h);
-      line = new Float32Array(left ? cols : rows);
+      line.fill(0);
       if (left) for (let r = 0; r < sp.k; r++) line[sp.index[hv.index * sp.k + r]] = sp.values[hv.index * sp.k + r];
-      else for (let i = 0; i < sp.q; i++) for (let r = 0; r < sp.k; r++) if (sp.index[i * sp.k + r] === hv.index) line[i] = sp.values[i * sp.k + r];
+      else {
+        const c = this.keyColumns(h);
+        for (let e = c.start[hv.index]; e < c.start[hv.index + 1]; e++) line[c.rows[e]] = c.values[e];
+      }
     } else {
       const m = d.matrix(h);
-      if (left) line = m.slice(hv.index * cols, (hv.index + 1) * cols);
-      else {
-        line = new Float32Array(rows);
-        for (let t = 0; t < rows; t++) line[t] = m[t * cols + hv.index];
-      }
+      if (left) line.set(m.subarray(hv.index * cols, (hv.index + 1) * cols));
+      else for (let t = 0; t < rows; t++) line[t] = m[t * cols + hv.index];
     }
     if (norm) {
       if (left) {

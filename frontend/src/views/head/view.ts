@@ -44,6 +44,12 @@ export class HeadView extends CanvasView {
   private modeSel: HTMLSelectElement;
   private gainInput: HTMLInputElement;
   private minimap: HTMLCanvasElement;
+  /** The minimap and, over it, the hovered query's mark: an element moved on hover, so a hover repaints no canvas. */
+  private minimapWrap: HTMLElement;
+  private minimapMark: HTMLElement;
+  /** What the minimap canvas shows (redrawn only when it changes) and its bars (per strip row, cached). */
+  private minimapState = '';
+  private minimapBars: {sp: unknown; H: number; dist: Float32Array} | null = null;
   private exactTimer: ReturnType<typeof setTimeout> | null = null;
   private hoverGen = 0;
 
@@ -69,7 +75,11 @@ export class HeadView extends CanvasView {
     this.minimap = el('canvas', {class: 'minimap', 'data-testid': 'head-minimap', title: 'The whole sequence: click to scroll there'});
     this.minimap.hidden = true;
     this.minimap.addEventListener('click', (e) => this.onMinimap(e));
-    this.el = el('div', {class: 'head-view', 'data-testid': opts.testid ?? 'head-view'}, this.swatchBar, this.opacityBar, this.legend, el('div', {class: 'head-body'}, this.stack.root, this.minimap));
+    this.minimapMark = el('div', {class: 'minimap-mark', 'data-testid': 'head-minimap-mark'});
+    this.minimapMark.hidden = true;
+    this.minimapWrap = el('div', {class: 'minimap-wrap'}, this.minimap, this.minimapMark);
+    this.minimapWrap.hidden = true;
+    this.el = el('div', {class: 'head-view', 'data-testid': opts.testid ?? 'head-view'}, this.swatchBar, this.opacityBar, this.legend, el('div', {class: 'head-body'}, this.stack.root, this.minimapWrap));
     if (opts.swatches === false) this.swatchBar.hidden = true;
     const top = this.stack.top;
     top.addEventListener('mousemove', (e) => this.onMove(e));
@@ -198,6 +208,30 @@ export class HeadView extends CanvasView {
     const sel = this.activeSel ? heads.filter((h) => this.activeSel!.includes(h)) : heads;
     this.active = new Set(sel.length ? sel : heads);
     this.painter?.set({active: this.activeList()});
+    this.prepareSoon();
+  }
+
+  /**
+   * Readies the first hover while the page is idle: what it reads (long records: each active head's top-k by
+   * key) and one hover drawn into the hover layer and cleared, so that the first real hover finds its code
+   * compiled and its canvas allocated (cold, it took 20-30 ms at 4x CPU throttle).
+   */
+  private prepareSoon(): void {
+    const p = this.painter;
+    if (!p) return;
+    const run = () => {
+      if (this.painter !== p || this.hover) return;
+      p.prepare();
+      const ctx = this.stack.ctx(0);
+      const [y0, y1] = this.stack.band(0);
+      const {L, rows, cols} = p.layout;
+      const i = Math.max(0, Math.min(rows - 1, Math.floor((y0 - L.top) / L.rowH)));
+      p.paintHover(ctx, {side: 'left', index: i}, y0, y1);
+      p.paintHover(ctx, {side: 'right', index: Math.min(i, cols - 1)}, y0, y1);
+      this.stack.ctx(0);
+    };
+    if (typeof requestIdleCallback === 'function') requestIdleCallback(run, {timeout: 1000});
+    else setTimeout(run, 0);
   }
 
   private activeList(): number[] {
@@ -209,6 +243,7 @@ export class HeadView extends CanvasView {
     if (!p) return;
     const t0 = performance.now();
     const {y0, y1} = this.stack;
+    this.minimapState = '';
     p.paintText(this.stack.ctx(2), y0, y1);
     const drawn = p.paintRest(this.stack.ctx(1), y0, y1, true);
     this.el.dataset.linesRest = String(drawn);
@@ -267,12 +302,27 @@ export class HeadView extends CanvasView {
     const p = this.painter;
     const m = this.minimap;
     if (!p || !this.stack.virtual) {
-      m.hidden = true;
+      m.hidden = this.minimapWrap.hidden = true;
       return;
     }
-    m.hidden = false;
+    m.hidden = this.minimapWrap.hidden = false;
     const H = Math.min(600, typeof window !== 'undefined' ? window.innerHeight - 40 : 600);
     const W = 44;
+    const n = p.layout.rows;
+    const t = this.theme;
+    const hv = this.hover;
+    const mark = this.minimapMark;
+    mark.hidden = hv?.side !== 'left';
+    if (hv?.side === 'left') {
+      mark.style.transform = `translateY(${((hv.index / n) * H).toFixed(1)}px)`;
+      if (mark.style.background !== t.attn) mark.style.background = t.attn;
+    }
+    const [top, bottom] = this.stack.visibleRange();
+    const head = p.active[0] ?? p.data.heads[0];
+    const found = this.el.dataset.found ?? '';
+    const state = [H, top, bottom, head, found].join();
+    if (state === this.minimapState && m.width === W && m.height === H) return;
+    this.minimapState = state;
     if (m.width !== W || m.height !== H) {
       m.width = W;
       m.height = H;
@@ -280,37 +330,36 @@ export class HeadView extends CanvasView {
     }
     const ctx = m.getContext('2d');
     if (!ctx) return;
-    const t = this.theme;
-    const n = p.layout.rows;
     ctx.fillStyle = t.highlight;
     ctx.fillRect(0, 0, W, H);
-    const sp = p.data.sparse?.(p.active[0] ?? p.data.heads[0]);
+    const sp = p.data.sparse?.(head);
     if (sp) {
       // per strip row: the mean distance back to each query's strongest key, as a bar
-      ctx.fillStyle = t.muted;
-      for (let y = 0; y < H; y++) {
-        const a = Math.floor((y * n) / H);
-        const b = Math.max(a + 1, Math.floor(((y + 1) * n) / H));
-        let s = 0;
-        for (let i = a; i < b; i++) s += Math.abs(i - sp.index[i * sp.k]);
-        const dist = s / (b - a) / Math.max(1, n);
-        ctx.fillRect(0, y, Math.max(0, Math.min(W, Math.sqrt(dist) * W)), 1);
+      let bars = this.minimapBars;
+      if (!bars || bars.sp !== sp || bars.H !== H) {
+        const dist = new Float32Array(H);
+        for (let y = 0; y < H; y++) {
+          const a = Math.floor((y * n) / H);
+          const b = Math.max(a + 1, Math.floor(((y + 1) * n) / H));
+          let s = 0;
+          for (let i = a; i < b; i++) s += Math.abs(i - sp.index[i * sp.k]);
+          dist[y] = s / (b - a) / Math.max(1, n);
+        }
+        bars = this.minimapBars = {sp, H, dist};
       }
+      ctx.fillStyle = t.muted;
+      for (let y = 0; y < H; y++) ctx.fillRect(0, y, Math.max(0, Math.min(W, Math.sqrt(bars.dist[y]) * W)), 1);
     }
     const {L} = p.layout;
-    const [top, bottom] = this.stack.visibleRange();
     const ya = ((top - L.top) / L.rowH / n) * H;
     const yb = ((bottom - L.top) / L.rowH / n) * H;
     ctx.strokeStyle = t.attn;
     ctx.lineWidth = 2;
     ctx.strokeRect(1, Math.max(1, ya), W - 2, Math.max(3, yb - ya));
-    const mark = (i: number, color: string) => {
-      ctx.fillStyle = color;
-      ctx.fillRect(0, (i / n) * H - 1, W, 3);
-    };
-    if (this.hover?.side === 'left') mark(this.hover.index, t.attn);
-    const f = this.el.dataset.found;
-    if (f) mark(Number(f), '#ff9800');
+    if (found) {
+      ctx.fillStyle = '#ff9800';
+      ctx.fillRect(0, (Number(found) / n) * H - 1, W, 3);
+    }
   }
 
   private onMinimap(e: MouseEvent): void {
@@ -384,7 +433,16 @@ export class HeadView extends CanvasView {
 }
 
 /** "j:w,…" of the n largest weights of a line (a test hook: the hovered token's exact row). */
-function topOf(line: Float32Array, n: number): string {
-  const idx = Array.from(line.keys()).sort((a, b) => line[b] - line[a] || a - b).slice(0, n);
+export function topOf(line: Float32Array, n: number): string {
+  // one pass keeping the n largest (ties: the lower index), not a sort of every key: lines are 32k long
+  const idx: number[] = [];
+  for (let j = 0; j < line.length; j++) {
+    const v = line[j];
+    if (idx.length === n && v <= line[idx[n - 1]]) continue;
+    let at = idx.length;
+    while (at > 0 && line[idx[at - 1]] < v) at--;
+    idx.splice(at, 0, j);
+    if (idx.length > n) idx.pop();
+  }
   return idx.map((j) => `${j}:${line[j].toPrecision(4)}`).join(',');
 }
