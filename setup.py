@@ -55,7 +55,7 @@ setup(
         # gs:// through fsspec's gcsfs (TensorBoard's Python loader reads gs:// with it too)
         "gcs": ["gcsfs>=2023.1"],
         # benchmarks against BertViz (the notebook tool this project measures itself against)
-        "bench": ["bertviz==1.4.1", "psutil>=5", "playwright>=1.40"],
+        "bench": ["bertviz==1.4.1", "psutil>=5", "playwright>=1.40", "pcodec>=1.1"],
     },
     entry_points={
         "tensorboard_plugins": ["attention = tensorboard_plugin_attention.plugin:AttentionLoader"],
