@@ -71,7 +71,6 @@ describe('lines from the stored top-k', () => {
     const labels = ['a', 'b', 'c'];
     const d = longHeadData(labels, labels, 1, new Map([[0, tk]]));
     const p = new HeadPainter(d, headLayout(d, LIGHT), {theme: LIGHT, colorOf: headColor, active: [0], topk: 0, opacity: {mode: 'abs', gain: 1}});
-    p.prepare();
     for (let j = 0; j < 3; j++) {
       const scan = new Float32Array(3);
       for (let i = 0; i < tk.q; i++) for (let r = 0; r < tk.k; r++) if (tk.index[i * tk.k + r] === j) scan[i] = tk.values[i * tk.k + r];

@@ -107,18 +107,6 @@ export class HeadPainter {
     this.exact = {side, index, lines};
   }
 
-  /**
-   * Long records: build what a hover reads (each active head's top-k by key, and its row norms) ahead of the
-   * first hover, e.g. when the page is idle, so that hover does not pay for it.
-   */
-  prepare(): void {
-    if (!this.data.sparse) return;
-    for (const h of this.o.active) {
-      this.keyColumns(h);
-      this.rowNorm(h);
-    }
-  }
-
   private keyColumns(h: number): TopKColumns {
     let c = this.columns.get(h);
     if (!c) {

@@ -10,6 +10,7 @@ import type {Ctx} from '../../draw/ctx';
 import {rowAt} from '../../draw/tokens';
 import {el} from '../common';
 import {CanvasView} from '../canvas-view';
+import type {TopK} from '../../types';
 import type {HeadData} from './data';
 import {defaultOpacity, HeadPainter, headLayout, type HeadHover, type OpacityRule} from './draw';
 
@@ -49,7 +50,7 @@ export class HeadView extends CanvasView {
   private minimapMark: HTMLElement;
   /** What the minimap canvas shows (redrawn only when it changes) and its bars (per strip row, cached). */
   private minimapState = '';
-  private minimapBars: {sp: unknown; H: number; dist: Float32Array} | null = null;
+  private minimapBars: {sp: TopK; H: number; dist: Float32Array} | null = null;
   private exactTimer: ReturnType<typeof setTimeout> | null = null;
   private hoverGen = 0;
 
@@ -212,16 +213,15 @@ export class HeadView extends CanvasView {
   }
 
   /**
-   * Readies the first hover while the page is idle: what it reads (long records: each active head's top-k by
-   * key) and one hover drawn into the hover layer and cleared, so that the first real hover finds its code
-   * compiled and its canvas allocated (cold, it took 20-30 ms at 4x CPU throttle).
+   * Readies the first hover while the page is idle: a query's and a key's hover drawn into the hover layer and
+   * cleared, so that the first real hover finds its code compiled, its canvas allocated and what it reads
+   * built (row norms; long records: each active head's top-k by key). Cold, it took 20-30 ms at 4x throttle.
    */
   private prepareSoon(): void {
     const p = this.painter;
     if (!p) return;
     const run = () => {
       if (this.painter !== p || this.hover) return;
-      p.prepare();
       const ctx = this.stack.ctx(0);
       const [y0, y1] = this.stack.band(0);
       const {L, rows, cols} = p.layout;
