@@ -148,17 +148,22 @@ def wait_idle(frame: Any, timeout: float = 60_000) -> None:
         raise AssertionError(f"the tab is {state!r}: {err}")
 
 
+# The pixels of canvas `c` (a 2D canvas or a bitmap layer, 'bitmaprenderer': copied onto a scratch canvas).
+PIXELS_JS = """(c, x, y, w, h) => { const s = document.createElement('canvas'); s.width = c.width; s.height = c.height;
+  const g = s.getContext('2d'); g.drawImage(c, 0, 0); return g.getImageData(x, y, w, h).data; }"""
+
 # A digest of every canvas under an element: per canvas, the number of drawn (alpha > 0) pixels; overall,
 # an FNV-1a hash of all pixels and of each layer's visibility (the head view hides its rest layer on hover).
 _CANVAS_JS = """
 (root) => {
+  const pixels = """ + PIXELS_JS + """;
   let h = 2166136261 >>> 0;
   const canvases = [];
   for (const c of root.querySelectorAll('canvas')) {
     const hidden = c.hidden || getComputedStyle(c).visibility === 'hidden' || getComputedStyle(c).display === 'none';
     let drawn = 0;
     if (c.width && c.height) {
-      const px = new Uint32Array(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.buffer);
+      const px = new Uint32Array(pixels(c, 0, 0, c.width, c.height).buffer);
       for (let i = 0; i < px.length; i++) {
         const v = px[i];
         if (v >>> 24) drawn++;

@@ -128,6 +128,11 @@ def test_tab_appears_and_head_view_draws(page, servers, load_fast):
     digest = canvas_digest(frame, HEAD)
     shown = [c for c in digest["canvases"] if not c["hidden"]]  # (the minimap shows only beside virtual columns)
     assert len(shown) == 3 and all(c["drawn"] > 0 for c in shown[1:]), digest  # hover layer, lines, text
+    # lines and text are shown as bitmaps ('bitmaprenderer': no 2D context), which the compositor takes once
+    # instead of copying them at every hover's frame; the hover layer is a 2D canvas
+    kinds = frame.locator(f'{HEAD} [data-testid="head-canvas"]').evaluate(
+        "(s) => [...s.querySelectorAll('canvas')].map((c) => (c.getContext('2d') ? '2d' : 'bitmap'))")
+    assert kinds == ["2d", "bitmap", "bitmap"], kinds
     status = frame.locator('[data-testid="status"]').text_content()
     assert "all-MiniLM-L6-v2" in status and "6 layers × 12 heads" in status
     assert pg.url.split("#", 1)[1].startswith("attention&") and "p.attention.run=minilm" in pg.url

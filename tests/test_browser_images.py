@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from browser_util import dataset, open_tab, wait_attr, wait_idle
+from browser_util import PIXELS_JS, dataset, open_tab, wait_attr, wait_idle
 from test_images import make_image, processor, tiny_vit
 
 torch = pytest.importorskip("torch")
@@ -88,9 +88,8 @@ def servers(tmp_path_factory):
 def overlay(frame, testid: str = "image-heat") -> tuple:
     """(RGBA pixels of the overlay canvas as (h, w, 4), the image rectangle's left/top/width/height in it)."""
     d = dataset(frame, IMAGE)
-    px = frame.evaluate("""(id) => { const c = document.querySelector(`[data-testid="${id}"]`);
-        return {w: c.width, h: c.height, data: Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)}; }""",
-                        testid)
+    px = frame.evaluate("""(id) => { const c = document.querySelector(`[data-testid="${id}"]`), pixels = """ + PIXELS_JS + """;
+        return {w: c.width, h: c.height, data: Array.from(pixels(c, 0, 0, c.width, c.height))}; }""", testid)
     pixels = np.array(px["data"], np.uint8).reshape(px["h"], px["w"], 4)
     return pixels, tuple(float(d[k]) for k in ("left", "top", "width", "height"))
 

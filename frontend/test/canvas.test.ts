@@ -124,3 +124,65 @@ describe('canvas stack', () => {
     expect((s.layers[1] as FakeCanvas).height).toBe(7000);
   });
 });
+
+describe('bitmap layers', () => {
+  /** OffscreenCanvas and 'bitmaprenderer' stand-ins: what was drawn off screen, and what each canvas shows. */
+  function fakeBitmaps() {
+    let n = 0;
+    class FakeOffscreen {
+      width: number;
+      height: number;
+      drawn = 0;
+      ctx = {transform: [] as number[], clears: 0, setTransform: (...m: number[]) => void (this.ctx.transform = m), clearRect: () => void this.ctx.clears++, fillRect: () => void this.drawn++};
+      constructor(w: number, h: number) {
+        this.width = w;
+        this.height = h;
+      }
+      getContext() {
+        return this.ctx;
+      }
+      transferToImageBitmap() {
+        const b = {id: ++n, width: this.width, height: this.height, drawn: this.drawn};
+        this.drawn = 0; // the off-screen canvas is blank once its bitmap is taken
+        return b;
+      }
+    }
+    vi.stubGlobal('OffscreenCanvas', FakeOffscreen);
+    vi.stubGlobal('ImageBitmapRenderingContext', class {});
+  }
+
+  beforeEach(() => {
+    fakeDom(800);
+  });
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it('draws a bitmap layer off screen and shows it once, after the drawing task', async () => {
+    fakeBitmaps();
+    const s = new CanvasStack(3, () => undefined, {viewLayers: [0], bitmapLayers: [0, 1]});
+    s.resize(600, 7000);
+    const shown: unknown[] = [];
+    const rest = s.layers[1] as unknown as {getContext: (k: string) => unknown; width: number; height: number};
+    rest.getContext = (kind: string) => (kind === 'bitmaprenderer' ? {transferFromImageBitmap: (b: unknown) => shown.push(b)} : null);
+    const ctx = s.ctx(1) as unknown as {transform: number[]; clears: number; fillRect: () => void};
+    ctx.fillRect();
+    expect(ctx.transform).toEqual([1, 0, 0, 1, 0, -0]);
+    expect(ctx.clears).toBe(1);
+    expect(shown).toEqual([]); // not yet: the drawing may go on in this task
+    await Promise.resolve();
+    expect(shown).toEqual([{id: 1, width: 600, height: 7000, drawn: 1}]);
+    // drawn whole only: asking to repaint a part is an error, not a silently blank layer
+    expect(() => s.ctx(1, false)).toThrow(/drawn whole/);
+    // a view layer (the hover overlay) stays a 2D canvas, as do layers not named
+    expect((s.layers[0] as FakeCanvas).getContext()).toBe(s.ctx(0));
+    expect((s.layers[2] as FakeCanvas).getContext()).toBe(s.ctx(2));
+  });
+
+  it('keeps plain 2D canvases where the browser has no OffscreenCanvas', () => {
+    const s = new CanvasStack(2, () => undefined, {bitmapLayers: [1]});
+    s.resize(600, 7000);
+    expect((s.layers[1] as FakeCanvas).getContext()).toBe(s.ctx(1));
+    expect(() => s.ctx(1, false)).not.toThrow();
+  });
+});

@@ -3,7 +3,10 @@
 // virtualised: the canvases cover the visible band plus one screen above and below, and are redrawn when
 // scrolling leaves that band. "View layers" (a hover overlay repainted on every pointer move) cover only the
 // visible part plus a margin: each repaint then hands the compositor a screenful, not up to 8192 device px.
-// Drawing code always works in content coordinates.
+// "Bitmap layers" (text, resting lines: drawn whole, rarely) are drawn off screen and shown as one ImageBitmap
+// ('bitmaprenderer'): the compositor takes a bitmap once, while it takes a fresh copy of every 2D canvas on the
+// page at each commit where it paints without a GPU (measured: the head view's full-size token layer cost each
+// hover a 1.5 ms copy, 6 ms at 4x CPU throttle). Drawing code always works in content coordinates.
 import type {Ctx} from './ctx';
 
 // 8192 device px: a 3-layer stack of full-size canvases stays under ~100 MB even on 2x displays.
@@ -22,9 +25,26 @@ export function viewBand(top: number, bottom: number, height: number, maxH: numb
 export interface StackOptions {
   /** Layers sized to the visible part of the content (repainted often: a hover overlay). */
   viewLayers?: readonly number[];
+  /**
+   * Layers always drawn whole (`ctx(i)` clears them), shown as a bitmap once drawn (see above) where the
+   * browser has OffscreenCanvas and 'bitmaprenderer'; plain 2D canvases elsewhere.
+   */
+  bitmapLayers?: readonly number[];
   /** Scrolling moved the view layers' band only (the default: `onBandChange`). */
   onViewBandChange?: () => void;
 }
+
+/** Whether this browser can show a layer as a bitmap drawn off screen. */
+export function bitmapLayersSupported(): boolean {
+  return (
+    typeof OffscreenCanvas !== 'undefined' &&
+    typeof OffscreenCanvas.prototype.transferToImageBitmap === 'function' &&
+    typeof ImageBitmapRenderingContext !== 'undefined'
+  );
+}
+
+/** A layer's drawing context: its canvas's own, or (bitmap layers) the off-screen one shown when drawn. */
+export type LayerContext = CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D;
 
 export function devicePixelRatioOf(): number {
   return typeof window !== 'undefined' && window.devicePixelRatio > 0 ? Math.min(window.devicePixelRatio, 3) : 1;
@@ -52,6 +72,9 @@ export class CanvasStack {
   viewY0 = 0;
   viewY1 = 0;
   private viewLayers: ReadonlySet<number>;
+  /** Bitmap layers' off-screen canvases (only where supported), and those drawn since last shown. */
+  private offscreen = new Map<number, OffscreenCanvas>();
+  private unshown = new Set<number>();
   private dpr = 1;
   private scroller: HTMLElement | null = null;
   private detach: (() => void) | null = null;
@@ -62,6 +85,7 @@ export class CanvasStack {
     private opts: StackOptions = {},
   ) {
     this.viewLayers = new Set(opts.viewLayers ?? []);
+    const bitmaps = bitmapLayersSupported() ? (opts.bitmapLayers ?? []).filter((i) => !this.viewLayers.has(i)) : [];
     this.root = document.createElement('div');
     this.root.className = 'canvas-stack';
     this.layers = [];
@@ -71,6 +95,7 @@ export class CanvasStack {
       c.style.zIndex = String(i);
       this.root.appendChild(c);
       this.layers.push(c);
+      if (bitmaps.includes(i)) this.offscreen.set(i, new OffscreenCanvas(1, 1));
     }
   }
 
@@ -184,14 +209,39 @@ export class CanvasStack {
    * false: as it is, to repaint a part). A view layer is first moved over the visible part if it has left
    * its band; `band(i)` then says what it covers.
    */
-  ctx(i: number, clear = true): CanvasRenderingContext2D {
+  ctx(i: number, clear = true): LayerContext {
     const c = this.layers[i];
     if (this.viewLayers.has(i) && this.placeView(false)) clear = true;
-    const ctx = c.getContext('2d')!;
+    const off = this.offscreen.get(i);
+    let ctx: LayerContext;
+    if (off) {
+      // drawn whole: the off-screen canvas is blank once shown, so `clear` cannot be false here
+      if (!clear) throw new Error(`layer ${i} is a bitmap layer: it is drawn whole`);
+      if (off.width !== c.width) off.width = c.width;
+      if (off.height !== c.height) off.height = c.height;
+      ctx = off.getContext('2d')!;
+      if (!this.unshown.size) queueMicrotask(() => this.show());
+      this.unshown.add(i);
+    } else {
+      ctx = c.getContext('2d')!;
+    }
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     if (clear) ctx.clearRect(0, 0, c.width, c.height);
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, -this.band(i)[0] * this.dpr);
     return ctx;
+  }
+
+  /**
+   * Shows what was drawn into the bitmap layers since they were last shown (after the drawing task, by a
+   * microtask; call it to show them at once). A bitmap layer left undrawn keeps what it showed.
+   */
+  show(): void {
+    for (const i of this.unshown) {
+      const off = this.offscreen.get(i)!;
+      const r = this.layers[i].getContext('bitmaprenderer') as ImageBitmapRenderingContext;
+      r.transferFromImageBitmap(off.transferToImageBitmap());
+    }
+    this.unshown.clear();
   }
 
   /** Pointer position in content coordinates. */

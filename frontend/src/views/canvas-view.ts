@@ -12,9 +12,12 @@ export abstract class CanvasView implements ViewBase {
   /** The view's stacked canvases (layer 0 at the bottom); `data-testid` = `testid` when given. */
   protected readonly stack: CanvasStack;
 
-  /** `viewLayers`: layers sized to the visible part of the content (see CanvasStack), redrawn by `redrawView`. */
-  constructor(layers: number, testid?: string, viewLayers: readonly number[] = []) {
-    this.stack = new CanvasStack(layers, () => this.redraw(), {viewLayers, onViewBandChange: () => this.redrawView()});
+  /**
+   * `viewLayers`: layers sized to the visible part of the content (see CanvasStack), redrawn by `redrawView`;
+   * `bitmapLayers`: layers the view always draws whole, shown as bitmaps (see CanvasStack).
+   */
+  constructor(layers: number, testid?: string, viewLayers: readonly number[] = [], bitmapLayers: readonly number[] = []) {
+    this.stack = new CanvasStack(layers, () => this.redraw(), {viewLayers, bitmapLayers, onViewBandChange: () => this.redrawView()});
     if (testid) this.stack.root.setAttribute('data-testid', testid);
   }
 

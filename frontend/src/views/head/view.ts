@@ -56,7 +56,8 @@ export class HeadView extends CanvasView {
 
   constructor(private opts: HeadViewOptions) {
     // layers: 0 the hovered token's lines (repainted on every hover: sized to the screen), 1 resting lines, 2 tokens
-    super(3, 'head-canvas', [0]);
+    // (1 and 2 drawn whole, shown as bitmaps)
+    super(3, 'head-canvas', [0], [1, 2]);
     this.theme = opts.theme;
     this.activeSel = opts.active;
     this.topk = opts.topk;

@@ -60,7 +60,7 @@ export class ImageView extends CanvasView {
   private readout: HTMLElement;
 
   constructor(private opts: ImageViewOptions) {
-    super(3, `${opts.testid}-canvas`);
+    super(3, `${opts.testid}-canvas`, [], [0, 1]);
     this.theme = opts.theme;
     this.stack.layers[1].setAttribute('data-testid', `${opts.testid === 'image-view' ? 'image' : opts.testid}-heat`);
     this.querySel = el('select', {'data-testid': 'image-query', title: 'The query token: a non-patch token (CLS, registers, text), or click a patch'});

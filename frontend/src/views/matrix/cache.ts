@@ -1,6 +1,7 @@
 // The last crisp render of a matrix plot, kept as a canvas with the viewport it shows, so that a zoom or
 // pan frame draws it scaled (one drawImage) instead of re-rendering every pixel; the view renders crisply
 // again once the gesture rests (frames.ts: SETTLE_MS). The rectangle arithmetic is pure (unit-tested).
+import type {LayerContext} from '../../draw/canvas';
 import type {Viewport} from './zoom';
 
 /** Source and destination rectangles of a scaled draw (source in cache pixels, destination in plot pixels). */
@@ -57,7 +58,7 @@ export class PlotCache {
   }
 
   /** Draws the cached render scaled to show `v` in the plot rectangle (x, y, w, h); false when there is none. */
-  draw(ctx: CanvasRenderingContext2D, v: Viewport, x: number, y: number, w: number, h: number, fill: string): boolean {
+  draw(ctx: LayerContext, v: Viewport, x: number, y: number, w: number, h: number, fill: string): boolean {
     const c = this.canvas;
     if (!c || !this.v) return false;
     ctx.fillStyle = fill;

@@ -32,7 +32,7 @@ export class NeuronView extends CanvasView {
   private hover: number | null = null;
 
   constructor(private opts: NeuronViewOptions) {
-    super(2);
+    super(2, undefined, [], [1]);
     this.theme = opts.theme;
     this.collapsed = opts.collapsed;
     this.pinned = opts.query;

@@ -37,7 +37,7 @@ export class RolloutView extends CanvasView {
   private pinned: number | null = null;
 
   constructor(private opts: RolloutViewOptions) {
-    super(2, 'rollout-canvas');
+    super(2, 'rollout-canvas', [], [0]);
     this.theme = opts.theme;
     this.residualInput = el('input', {type: 'range', min: 0, max: 1, step: 0.05, value: opts.residual, 'data-testid': 'rollout-residual', title: 'Residual weight: Â = residual·I + (1 − residual)·A'});
     this.residualLabel = el('span', {class: 'step-label', 'data-testid': 'rollout-residual-value', text: opts.residual.toFixed(2)});
