@@ -21,6 +21,11 @@ With ``--pco`` (``pip install pcodec``) two more columns code the float chunks w
 made for numeric arrays that gets near their entropy: the difference of the values' ordered bit patterns
 (how many float16 / float32 steps each value moved since the base step), or the chunk alone for a keyframe
 and an example's first step; codes as above. This bounds what any lossless coder of these deltas can do.
+
+With ``--entropy`` two more columns give the float chunks' order-0 entropy against the previous step: the
+bytes a coder needs that codes each value's move (in float16 / float32 steps) alone from one table for the
+whole run, and from one table per exponent of the value it moved from; codes as above, and an example's first
+step as stored.
 """
 
 from __future__ import annotations
@@ -115,12 +120,28 @@ def pco_bytes(name: str, cur: bytes, base: Optional[bytes]) -> int:
     return min(len(cur), len(standalone.simple_compress(np.ascontiguousarray(arr), ChunkConfig(compression_level=8))))
 
 
-def measure(run_dir: str, keyframe_every: int, pco: bool = False) -> dict:
+def entropy_bytes(values: np.ndarray, context: np.ndarray) -> float:
+    """Order-0 empirical entropy of ``values`` in bytes, with one symbol table per ``context`` value."""
+    total = 0.0
+    for c in np.unique(context):
+        _, n = np.unique(values[context == c], return_counts=True)
+        total -= float((n * np.log2(n / n.sum())).sum())
+    return total / 8
+
+
+def exponent(bits: np.ndarray) -> np.ndarray:
+    """The exponent field of IEEE float16 / float32 bit patterns."""
+    return (bits >> 10) & 31 if bits.dtype == np.uint16 else (bits >> 23) & 255
+
+
+def measure(run_dir: str, keyframe_every: int, pco: bool = False, entropy: bool = False) -> dict:
     stored: collections.Counter = collections.Counter()
     prev_step: collections.Counter = collections.Counter()
     keyframe: collections.Counter = collections.Counter()
     prev_pco: collections.Counter = collections.Counter()
     key_pco: collections.Counter = collections.Counter()
+    ent_first: collections.Counter = collections.Counter()  # float chunks without a previous step, as stored
+    moves: dict = collections.defaultdict(list)  # float family -> [(moves, exponent of the base value)]
     by_example: dict = collections.defaultdict(list)
     files = sorted(glob.glob(os.path.join(run_dir, "plugins", "attention", "*")))
     for path in files:
@@ -145,6 +166,14 @@ def measure(run_dir: str, keyframe_every: int, pco: bool = False) -> dict:
                 prev_step[name] += len(data) if d is None else min(d, len(data))
                 d = delta_bytes(name, data, chunks[key_i].get(k) if key_i != i else None)
                 keyframe[name] += len(data) if d is None else min(d, len(data))
+                if entropy and name in FLOATS:
+                    base = chunks[i - 1].get(k) if i else None
+                    if base is None or len(base) != len(data):
+                        ent_first[name] += len(data)
+                    else:
+                        t = FLOATS[name]
+                        b = np.frombuffer(base, t)
+                        moves[name].append((ordered(np.frombuffer(data, t)) - ordered(b), exponent(b)))
                 if pco:
                     prev_pco[name] += pco_bytes(name, data, chunks[i - 1].get(k) if i else None)
                     key_pco[name] += pco_bytes(name, data, chunks[key_i].get(k) if key_i != i else None)
@@ -152,12 +181,23 @@ def measure(run_dir: str, keyframe_every: int, pco: bool = False) -> dict:
          "previous step": prev_step, "keyframe": keyframe}
     if pco:
         m.update({"previous step, pco": prev_pco, "keyframe, pco": key_pco})
+    if entropy:
+        flat, by_exp = collections.Counter(prev_step), collections.Counter(prev_step)  # codes: as zlib above
+        for name in FLOATS:
+            if name not in stored:
+                continue
+            mv = np.concatenate([a for a, _ in moves[name]]) if moves[name] else np.zeros(0, np.int64)
+            ex = np.concatenate([e for _, e in moves[name]]) if moves[name] else np.zeros(0, np.int64)
+            flat[name] = ent_first[name] + entropy_bytes(mv, np.zeros(len(mv), np.int8))
+            by_exp[name] = ent_first[name] + entropy_bytes(mv, ex)
+        m.update({"previous step, entropy": flat, "previous step, entropy per exponent": by_exp})
     return m
 
 
 def table(m: dict, keyframe_every: int) -> str:
     names = sorted(m["stored"], key=lambda n: -m["stored"][n])
-    cols = [c for c in ("previous step", "keyframe", "previous step, pco", "keyframe, pco") if c in m]
+    cols = [c for c in ("previous step", "keyframe", "previous step, pco", "keyframe, pco", "previous step, entropy",
+                        "previous step, entropy per exponent") if c in m]
     label = {c: c.replace("keyframe", f"keyframe every {keyframe_every}") for c in cols}
     out = ["| chunk family | stored | " + " | ".join(label[c] for c in cols) + " | share of stored |",
            "|---|---:|" + "---:|" * len(cols) + "---:|"]
@@ -178,6 +218,7 @@ def main() -> None:
     ap.add_argument("--demo", action="store_true", help="log the demo's MiniLM run into a temporary logdir first")
     ap.add_argument("--keyframe-every", type=int, default=4)
     ap.add_argument("--pco", action="store_true", help="also code the float chunks' deltas with Pcodec (pip install pcodec)")
+    ap.add_argument("--entropy", action="store_true", help="also give the float chunks' moves' order-0 entropy")
     args = ap.parse_args()
     run = args.run
     if args.demo:
@@ -187,7 +228,7 @@ def main() -> None:
         run = os.path.join(logdir, "minilm")
     if not run:
         ap.error("give a run directory or --demo")
-    m = measure(run, args.keyframe_every, args.pco)
+    m = measure(run, args.keyframe_every, args.pco, args.entropy)
     print(f"{m['records']} records of {m['examples']} examples in {len(m['files'])} asset file(s) of {run}\n")
     print(table(m, args.keyframe_every))
 
