@@ -257,13 +257,17 @@ export class HeadPainter {
     heads.forEach((h, hi) => {
       const {line, exact} = this.hoverLine(h, hv);
       allExact &&= exact;
-      // per-head bars on the other column: opacity = weight (BertViz), × gain (per row: relative to the row's largest)
+      // per-head bars on the other column: opacity = weight (BertViz), × gain (per row: relative to the row's largest);
+      // the colour set only when it changes (a canvas parses every colour string it is given)
+      const color = d.signed ? '' : this.color(h);
+      let fill = '';
       for (let t = first; t <= last; t++) {
         const w = line[t];
         const alpha = Math.min(1, Math.abs(w) * barScale);
         if (alpha * 255 < 0.5) continue;
         ctx.globalAlpha = alpha;
-        ctx.fillStyle = d.signed ? (w >= 0 ? DIVERGING.pos : DIVERGING.neg) : this.color(h);
+        const c = d.signed ? (w >= 0 ? DIVERGING.pos : DIVERGING.neg) : color;
+        if (c !== fill) ctx.fillStyle = fill = c;
         ctx.fillRect(other.x + hi * bw, other.top + t * other.rowH, bw, other.rowH);
       }
       ctx.globalAlpha = 1;
@@ -271,7 +275,7 @@ export class HeadPainter {
         drawn += drawLines(ctx, collectLines(line, 1, n, {scale, sign: 1}), DIVERGING.pos, g, y0, y1);
         drawn += drawLines(ctx, collectLines(line, 1, n, {scale, sign: -1}), DIVERGING.neg, g, y0, y1);
       } else {
-        drawn += drawLines(ctx, collectLines(line, 1, n, {scale}), this.color(h), g, y0, y1);
+        drawn += drawLines(ctx, collectLines(line, 1, n, {scale}), color, g, y0, y1);
       }
     });
     this.lastHoverExact = allExact;
