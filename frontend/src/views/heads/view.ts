@@ -42,8 +42,9 @@ export class HeadsView implements ViewBase {
 
   constructor(private opts: HeadsViewOptions) {
     this.theme = opts.theme;
-    this.heat = new CanvasStack(2, () => this.drawHeat());
-    this.chart = new CanvasStack(1, () => this.drawChart());
+    // the heatmap and the trend (drawn whole) as bitmaps; the hover's marks (heat layer 1) repainted
+    this.heat = new CanvasStack(2, () => this.drawHeat(), {bitmapLayers: [0]});
+    this.chart = new CanvasStack(1, () => this.drawChart(), {bitmapLayers: [0]});
     this.heat.root.setAttribute('data-testid', 'heads-canvas');
     this.chart.root.setAttribute('data-testid', 'heads-trend');
     this.toolbar = el('div', {class: 'view-toolbar'});

@@ -59,9 +59,10 @@ export class TrainingView implements ViewBase {
     this.theme = opts.theme;
     this.openIn = opts.openIn;
     this.logX = opts.logX;
-    this.heat = new CanvasStack(2, () => this.drawHeat());
-    this.chart = new CanvasStack(2, () => this.drawChart());
-    this.divMap = new CanvasStack(2, () => this.drawDivMap());
+    // the heatmaps and the chart (layer 0, drawn whole) as bitmaps; the pointer's marks (layer 1) repainted
+    this.heat = new CanvasStack(2, () => this.drawHeat(), {bitmapLayers: [0]});
+    this.chart = new CanvasStack(2, () => this.drawChart(), {bitmapLayers: [0]});
+    this.divMap = new CanvasStack(2, () => this.drawDivMap(), {bitmapLayers: [0]});
     this.heat.root.setAttribute('data-testid', 'training-canvas');
     this.chart.root.setAttribute('data-testid', 'training-trajectory');
     this.divMap.root.setAttribute('data-testid', 'div-heatmap');
