@@ -27,7 +27,8 @@ export interface StackOptions {
   viewLayers?: readonly number[];
   /**
    * Layers always drawn whole (`ctx(i)` clears them), shown as a bitmap once drawn (see above) where the
-   * browser has OffscreenCanvas and 'bitmaprenderer'; plain 2D canvases elsewhere.
+   * browser has OffscreenCanvas and 'bitmaprenderer'; plain 2D canvases elsewhere, and for view layers (drawn
+   * in the handler, a bitmap moved the copy into it: measured slower).
    */
   bitmapLayers?: readonly number[];
   /** Scrolling moved the view layers' band only (the default: `onBandChange`). */
