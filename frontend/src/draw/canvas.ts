@@ -36,7 +36,7 @@ export interface StackOptions {
 }
 
 /** Whether this browser can show a layer as a bitmap drawn off screen. */
-export function bitmapLayersSupported(): boolean {
+function bitmapLayersSupported(): boolean {
   return (
     typeof OffscreenCanvas !== 'undefined' &&
     typeof OffscreenCanvas.prototype.transferToImageBitmap === 'function' &&
