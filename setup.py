@@ -12,7 +12,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["tensorboard_plugin_attention", "tensorboard_plugin_attention.*"]),
-    package_data={"tensorboard_plugin_attention": ["static/*", "static/**/*"]},
+    package_data={"tensorboard_plugin_attention": ["static/*", "static/**/*", "row_kernel.c"]},
     install_requires=[
         "numpy>=1.22",  # arrays, quantization codec, metrics
         "tensorboard>=2.12",  # the host app: protos, event writer, data provider, plugin API

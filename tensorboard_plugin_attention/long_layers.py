@@ -27,6 +27,7 @@ needs it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Optional, Sequence
@@ -37,6 +38,7 @@ import torch.nn.functional as F
 
 from . import format as fmt
 from . import metrics as metrics_mod
+from . import row_kernel
 
 __all__ = ["summarize", "DEFAULT_DENSE_LIMIT", "PYRAMID_BINS", "TOPK"]
 
@@ -123,7 +125,8 @@ def _max_into(dst: torch.Tensor, dim: int, index: torch.Tensor, src: torch.Tenso
 def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], out: Optional[torch.Tensor],
                 pyramid: torch.Tensor, pyramid_max: torch.Tensor, lse_out: torch.Tensor, top_i: torch.Tensor, top_v: torch.Tensor, sums: dict, *,
                 causal: bool, sliding_window: Optional[int], softcap: Optional[float], codes: Optional[torch.Tensor],
-                qbin: torch.Tensor, kbin: torch.Tensor, topk: int, chunk_bytes: int) -> None:
+                qbin: torch.Tensor, kbin: torch.Tensor, topk: int, chunk_bytes: int,
+                kernel: Optional[ctypes.CDLL] = None) -> None:
     """The summaries of every row, in chunks of rows small enough (``chunk_bytes`` of weights) that the
     several reads of a chunk hit the cache instead of memory, which is what made the large chunks slow: one
     score product, then in cache: max, exp, sum, normalise; pooled keys then pooled rows (the pyramid), block
@@ -150,6 +153,20 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
         if pairs is not None:
             pair_rows, pair_cols = (torch.as_tensor(a, device=device) for a in pairs)
             pair_bounds = np.searchsorted(pairs[0], np.arange(0, n + 1))
+
+    def pool_by_index(p: torch.Tensor, r0: int, r1: int, c0: int, c1: int) -> None:
+        """The pyramid's cells of a chunk whose rows are not whole query bins, or whose keys are unequal bins."""
+        r, mc = r1 - r0, c1 - c0
+        if width:
+            cells = p.view(heads, r, mc // width, width)
+            pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], cells.sum(-1))
+            _max_into(pyramid_max[:, :, c0 // width:c1 // width], 1, qbin[r0:r1], cells.amax(-1))
+        else:
+            pooled = torch.zeros(heads, r, bk, device=device).index_add_(2, kbin[c0:c1], p)
+            pyramid.index_add_(1, qbin[r0:r1], pooled)
+            peaks = _max_into(torch.zeros(heads, r, bk, device=device), 2, kbin[c0:c1], p)
+            _max_into(pyramid_max, 1, qbin[r0:r1], peaks)
+
     # at least MIN_PRODUCT_ROWS rows of queries per score product: fewer make the product itself slow
     rows_per_chunk = max(1, min(n, max(-(-MIN_PRODUCT_ROWS // heads), chunk_bytes // (4 * heads * m))))
     if rq:  # whole query bins per chunk: rows are pooled into their bins before the keys are
@@ -173,53 +190,58 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
         if sliding_window and lo > c0:
             cs = torch.arange(c0, lo, device=device)
             s[:, :, :lo - c0].masked_fill_(diag[:, None] - cs[None, :] >= sliding_window, torch.finfo(torch.float32).min)
-        peak = s.amax(-1, keepdim=True)
-        s.sub_(peak)
-        p = torch.softmax(s, -1)  # one vectorised pass for exp, sum and normalise
-        logz = p.amax(-1, keepdim=True).log_().neg_()  # the row's largest weight is exp(0) / z
-        lse_out[:, r0:r1] = (peak + logz).squeeze(-1)
-        # entropy -sum p log p = log z - sum p (s - max)
-        entropy = logz.squeeze(-1) - torch.einsum("hrm,hrm->hr", p, s)  # (a batched product: no temporary)
-        del s
-        # pyramid: rows pooled into their query bins, then keys into theirs (queries averaged at the end);
-        # pooling rows first (a reduction along the contiguous keys) leaves rq times less for the keys' pooling
-        if width and rq:
-            rows = p.view(heads, r // rq, rq, mc)
-            b0, b1, k0, k1 = r0 // rq, r1 // rq, c0 // width, c1 // width
-            pyramid[:, b0:b1, k0:k1] += rows.sum(2).view(heads, b1 - b0, k1 - k0, width).sum(-1)
-            cell_max = F.max_pool1d(rows.amax(2), width)
-            pyramid_max[:, b0:b1, k0:k1] = torch.maximum(pyramid_max[:, b0:b1, k0:k1], cell_max)
-        elif width:
-            cells = p.view(heads, r, mc // width, width)
-            pyramid[:, :, c0 // width:c1 // width].index_add_(1, qbin[r0:r1], cells.sum(-1))
-            _max_into(pyramid_max[:, :, c0 // width:c1 // width], 1, qbin[r0:r1], cells.amax(-1))
-        else:
-            pooled = torch.zeros(heads, r, bk, device=device).index_add_(2, kbin[c0:c1], p)
-            pyramid.index_add_(1, qbin[r0:r1], pooled)
-            peaks = _max_into(torch.zeros(heads, r, bk, device=device), 2, kbin[c0:c1], p)
-            _max_into(pyramid_max, 1, qbin[r0:r1], peaks)
-        # top-k: the k largest weights of a row lie in the k blocks whose maxima are largest
         kk = min(topk, mc)
-        blocks = mc // TOPK_BLOCK
-        if blocks > kk:
-            full = blocks * TOPK_BLOCK
-            bmax = p[:, :, :full].view(heads, r, blocks, TOPK_BLOCK).amax(-1)
-            if full < mc:
-                bmax = torch.cat([bmax, p[:, :, full:].amax(-1, keepdim=True)], -1)
-            best = torch.topk(bmax, kk, -1).indices  # (heads, r, kk) blocks
-            cand = (best[..., None] * TOPK_BLOCK + torch.arange(TOPK_BLOCK, device=device)).flatten(2)
-            if full < mc:  # the last block is short: its missing keys never win
-                valid = cand < mc
-                vals = p.gather(-1, cand.clamp(max=mc - 1)).masked_fill_(~valid, -1.0)
-            else:
-                vals = p.gather(-1, cand)
-            tv, where = torch.topk(vals, kk, -1)
-            ti = cand.gather(-1, where)
+        if kernel is not None:  # the C tail: each row visited once, in cache (row_kernel.c)
+            pooled = width and rq
+            b0, b1, k0, k1 = (r0 // rq, r1 // rq, c0 // width, c1 // width) if pooled else (0, 0, 0, 0)
+            row_kernel.attention_rows(kernel, s, lse_out[:, r0:r1], sums["entropy"][:, r0:r1],
+                                      top_v[:, r0:r1], top_i[:, r0:r1], TOPK_BLOCK,
+                                      pyramid[:, b0:b1, k0:k1] if pooled else None,
+                                      pyramid_max[:, b0:b1, k0:k1] if pooled else None, width, rq)
+            top_i[:, r0:r1, :kk] += c0
+            p = s
+            if not pooled:
+                pool_by_index(p, r0, r1, c0, c1)
         else:
-            tv, ti = torch.topk(p, kk, -1)
-        top_v[:, r0:r1, :kk] = tv
-        top_i[:, r0:r1, :kk] = ti + c0
-        sums["entropy"][:, r0:r1] = entropy
+            peak = s.amax(-1, keepdim=True)
+            s.sub_(peak)
+            p = torch.softmax(s, -1)  # one vectorised pass for exp, sum and normalise
+            logz = p.amax(-1, keepdim=True).log_().neg_()  # the row's largest weight is exp(0) / z
+            lse_out[:, r0:r1] = (peak + logz).squeeze(-1)
+            # entropy -sum p log p = log z - sum p (s - max)
+            entropy = logz.squeeze(-1) - torch.einsum("hrm,hrm->hr", p, s)  # (a batched product: no temporary)
+            del s
+            # pyramid: rows pooled into their query bins, then keys into theirs (queries averaged at the end);
+            # pooling rows first (a reduction along the contiguous keys) leaves rq times less for the keys' pooling
+            if width and rq:
+                rows = p.view(heads, r // rq, rq, mc)
+                b0, b1, k0, k1 = r0 // rq, r1 // rq, c0 // width, c1 // width
+                pyramid[:, b0:b1, k0:k1] += rows.sum(2).view(heads, b1 - b0, k1 - k0, width).sum(-1)
+                cell_max = F.max_pool1d(rows.amax(2), width)
+                pyramid_max[:, b0:b1, k0:k1] = torch.maximum(pyramid_max[:, b0:b1, k0:k1], cell_max)
+            else:
+                pool_by_index(p, r0, r1, c0, c1)
+            # top-k: the k largest weights of a row lie in the k blocks whose maxima are largest
+            blocks = mc // TOPK_BLOCK
+            if blocks > kk:
+                full = blocks * TOPK_BLOCK
+                bmax = p[:, :, :full].view(heads, r, blocks, TOPK_BLOCK).amax(-1)
+                if full < mc:
+                    bmax = torch.cat([bmax, p[:, :, full:].amax(-1, keepdim=True)], -1)
+                best = torch.topk(bmax, kk, -1).indices  # (heads, r, kk) blocks
+                cand = (best[..., None] * TOPK_BLOCK + torch.arange(TOPK_BLOCK, device=device)).flatten(2)
+                if full < mc:  # the last block is short: its missing keys never win
+                    valid = cand < mc
+                    vals = p.gather(-1, cand.clamp(max=mc - 1)).masked_fill_(~valid, -1.0)
+                else:
+                    vals = p.gather(-1, cand)
+                tv, where = torch.topk(vals, kk, -1)
+                ti = cand.gather(-1, where)
+            else:
+                tv, ti = torch.topk(p, kk, -1)
+            top_v[:, r0:r1, :kk] = tv
+            top_i[:, r0:r1, :kk] = ti + c0
+            sums["entropy"][:, r0:r1] = entropy
         if c0 == 0:
             sums["sink"][:, r0:r1] = p[:, :, 0]
         # one product per column block: [v | 1 | j] left of the row block, on it, right of it
@@ -295,6 +317,7 @@ def summarize(
     chunk_bytes: int = CHUNK_BYTES,
     path: Optional[str] = None,
     fused_chunk_bytes: int = FUSED_CHUNK_BYTES,
+    kernel: Optional[bool] = None,
 ) -> tuple[fmt.LongLayer, Optional[torch.Tensor]]:
     """Summaries of one layer of one example, and its output if ``v`` is given.
 
@@ -314,6 +337,8 @@ def summarize(
         GPUs, where the fused path's many small kernels measured 2.5x slower on an H200): the reference loop
         over large chunks, several passes each. Both give the same record within the documented bounds
         (tests/test_long.py, bench/gpu_long_check.sh on CUDA).
+      kernel: the fused path's per-row tail in C (:mod:`.row_kernel`) on the CPU: None uses it where it
+        compiles, False uses torch's operations, True requires it (RuntimeError where it is missing).
     """
     path = path or ("fused" if q.device.type == "cpu" else "pure")
     if path not in ("fused", "pure"):
@@ -354,6 +379,11 @@ def summarize(
 
     kf = k.float()
     qs = q.float() * scaling  # scaling folded into the queries: s = qs . k
+    lib = None
+    if path == "fused" and device.type == "cpu" and kernel is not False:
+        lib = row_kernel.load()
+        if lib is None and kernel:
+            raise RuntimeError("the row kernel is not available (no C compiler, or TBPA_ROW_KERNEL=0)")
     if path == "fused":
         vf32 = None if v is None else v.float()
         # one key/value head (and its query heads) at a time: taller row blocks for the same chunk size
@@ -365,7 +395,7 @@ def summarize(
                         None if out is None else out[hs], pyramid[hs], pyramid_max[hs], lse_out[hs], top_i[hs], top_v[hs],
                         {name: a[hs] for name, a in sums.items()}, causal=causal, sliding_window=sliding_window,
                         softcap=softcap, codes=codes, qbin=qbin, kbin=kbin, topk=topk,
-                        chunk_bytes=fused_chunk_bytes)
+                        chunk_bytes=fused_chunk_bytes, kernel=lib)
 
         workers = min(torch.get_num_threads(), kv_heads) if device.type == "cpu" else 1
         if workers > 1:

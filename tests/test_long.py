@@ -8,6 +8,7 @@ Fidelity bound (docs/format.md): rebuilt attention equals eager attention within
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ from tensorboard_plugin_attention import AttentionWriter, capture_attention, rea
 from tensorboard_plugin_attention import format as fmt  # noqa: E402
 from tensorboard_plugin_attention import long_layers  # noqa: E402
 from tensorboard_plugin_attention import metrics as metrics_mod  # noqa: E402
+from tensorboard_plugin_attention import row_kernel  # noqa: E402
 
 BOUND = 0.004
 ROW_SUM = 0.03
@@ -117,6 +119,9 @@ def _assert_same_record(a, b, bound=BOUND):
         np.testing.assert_allclose(a.metrics[name], b.metrics[name], atol=1e-5, err_msg=name)
 
 
+# the C tail wherever a C compiler is (CI has one: there it must load, see test_row_kernel_loads_where_cc_is)
+KERNELS = (True, False) if shutil.which(os.environ.get("CC") or "cc") else (False,)
+
 LAYERS = {  # name: (heads, kv_heads, causal, sliding_window, softcap)
     "dense": (4, 4, False, None, None),
     "causal": (4, 4, True, None, None),
@@ -139,12 +144,38 @@ def test_fused_path_equals_the_pure_path(name, n, m):
     tokens = list(np.random.default_rng(2).integers(0, 30, n)) if n == m else None
     kw = dict(scaling=0.25, causal=causal, sliding_window=window, softcap=softcap, token_ids=tokens)
     pure, out_pure = long_layers.summarize(q, k, v, path="pure", **kw)
-    for chunk in (4 * heads * m * 5, 4 << 20):  # 5 rows per chunk; one chunk per key head
-        fused, out_fused = long_layers.summarize(q, k, v, path="fused", fused_chunk_bytes=chunk, **kw)
-        _assert_same_record(fused, pure)
-        np.testing.assert_allclose(out_fused, out_pure, atol=1e-5)
+    for kernel in KERNELS:  # the per-row tail in C, and torch's operations
+        for chunk in (4 * heads * m * 5, 4 << 20):  # 5 rows per chunk; one chunk per key head
+            fused, out_fused = long_layers.summarize(q, k, v, path="fused", fused_chunk_bytes=chunk, kernel=kernel,
+                                                     **kw)
+            _assert_same_record(fused, pure)
+            np.testing.assert_allclose(out_fused, out_pure, atol=1e-5)
     if tokens is not None:
         assert np.isfinite(pure.metrics["induction"]).all()
+
+
+def test_row_kernel_loads_where_cc_is(tmp_path, monkeypatch):
+    """Where a C compiler is, the kernel compiles into the cache directory (once: a second build finds the
+    file) and summarize uses it; a missing compiler or TBPA_ROW_KERNEL=0 leaves the torch tail, and a capture
+    that requires the kernel then says why."""
+    if not shutil.which(os.environ.get("CC") or "cc"):
+        pytest.skip("no C compiler here: the torch tail is the only one")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    built = row_kernel._compile(os.environ.get("CC") or "cc")
+    assert built and os.path.dirname(built) == str(tmp_path / "tensorboard-plugin-attention")
+    assert row_kernel._compile(os.environ.get("CC") or "cc") == built and os.listdir(os.path.dirname(built)) == [
+        os.path.basename(built)]  # no temporary left behind
+    assert row_kernel.load() is not None
+    q, k = torch.randn(2, 300, 8), torch.randn(2, 300, 8)
+    with_c = long_layers.summarize(q, k, scaling=0.3, causal=True, kernel=True)[0]
+    monkeypatch.setenv(row_kernel.ENV_SWITCH, "0")
+    assert row_kernel.load() is None
+    with pytest.raises(RuntimeError, match="row kernel"):
+        long_layers.summarize(q, k, scaling=0.3, causal=True, kernel=True)
+    monkeypatch.delenv(row_kernel.ENV_SWITCH)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    assert row_kernel.load() is None
+    _assert_same_record(long_layers.summarize(q, k, scaling=0.3, causal=True)[0], with_c)
 
 
 def test_fused_key_heads_in_threads_equal_one_thread_and_restore_torch_threads():
