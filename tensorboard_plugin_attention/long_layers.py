@@ -171,12 +171,15 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
     rows_per_chunk = max(1, min(n, max(-(-MIN_PRODUCT_ROWS // heads), chunk_bytes // (4 * heads * m))))
     if rq:  # whole query bins per chunk: rows are pooled into their bins before the keys are
         rows_per_chunk = -(-rows_per_chunk // rq) * rq
+    scores = torch.empty(heads * rows_per_chunk * m, device=device)
     for r0 in range(0, n, rows_per_chunk):
         r1 = min(n, r0 + rows_per_chunk)
         r = r1 - r0
         c0, c1 = visible_keys(r0, r1, offset, m, causal, sliding_window, width)
         mc = c1 - c0
-        s = torch.bmm(qs[:, r0:r1].reshape(kv_heads, group * r, d), kt[:, :, c0:c1]).view(heads, r, mc)
+        # into one buffer for every chunk: a fresh 4 MB tensor per chunk cost the kernel's page zeroing each time
+        s = torch.bmm(qs[:, r0:r1].reshape(kv_heads, group * r, d), kt[:, :, c0:c1],
+                      out=scores[:kv_heads * group * r * mc].view(kv_heads, group * r, mc)).view(heads, r, mc)
         if softcap:
             s.div_(softcap).tanh_().mul_(softcap)
         diag = torch.arange(r0, r1, device=device) + offset  # key index of the diagonal, per row
@@ -190,14 +193,24 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
         if sliding_window and lo > c0:
             cs = torch.arange(c0, lo, device=device)
             s[:, :, :lo - c0].masked_fill_(diag[:, None] - cs[None, :] >= sliding_window, torch.finfo(torch.float32).min)
+        if square:  # keys left of the row block, on it (the diagonal block), right of it
+            a, b = min(max(r0, c0), c1), min(max(r1, c0), c1)
+            parts = [(c0, a), (b, c1)]
+        else:
+            a = b = c0
+            parts = [(c0, c1)]
         kk = min(topk, mc)
+        moments = None
         if kernel is not None:  # the C tail: each row visited once, in cache (row_kernel.c)
             pooled = width and rq
             b0, b1, k0, k1 = (r0 // rq, r1 // rq, c0 // width, c1 // width) if pooled else (0, 0, 0, 0)
+            if square and out is None:
+                moments = torch.empty(heads, r, 4, device=device)
             row_kernel.attention_rows(kernel, s, lse_out[:, r0:r1], sums["entropy"][:, r0:r1],
                                       top_v[:, r0:r1], top_i[:, r0:r1], TOPK_BLOCK,
                                       pyramid[:, b0:b1, k0:k1] if pooled else None,
-                                      pyramid_max[:, b0:b1, k0:k1] if pooled else None, width, rq)
+                                      pyramid_max[:, b0:b1, k0:k1] if pooled else None, width, rq,
+                                      moments=moments, left=a - c0, right=b - c0, first_key=c0)
             top_i[:, r0:r1, :kk] += c0
             p = s
             if not pooled:
@@ -244,20 +257,18 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
             sums["entropy"][:, r0:r1] = entropy
         if c0 == 0:
             sums["sink"][:, r0:r1] = p[:, :, 0]
-        # one product per column block: [v | 1 | j] left of the row block, on it, right of it
-        pg = p.view(kv_heads, group * r, mc)
-        if square:
-            a, b = min(max(r0, c0), c1), min(max(r1, c0), c1)
-            parts = [(c0, a), (b, c1)]
-        else:
-            a = b = c0
-            parts = [(c0, c1)]
+        # one product per column block: [v | 1 | j] left of the row block, on it, right of it (the C tail
+        # sums [1 | j] left and right itself when there are no values: no product at all then)
         acc = {}
-        for (x0, x1) in parts:
-            if x1 > x0:
-                acc[x0] = torch.bmm(pg[:, :, x0 - c0:x1 - c0], rhs[:, x0:x1]).view(heads, r, dv + 2)
-        if b > a:
-            acc[a] = torch.bmm(pg[:, :, a - c0:b - c0], rhs[:, a:b]).view(heads, r, dv + 2)
+        if moments is not None:
+            acc = {c0: moments[..., :2], b: moments[..., 2:]}
+        elif out is not None or square:
+            pg = p.view(kv_heads, group * r, mc)
+            for (x0, x1) in parts:
+                if x1 > x0:
+                    acc[x0] = torch.bmm(pg[:, :, x0 - c0:x1 - c0], rhs[:, x0:x1]).view(heads, r, dv + 2)
+            if b > a and out is not None:
+                acc[a] = torch.bmm(pg[:, :, a - c0:b - c0], rhs[:, a:b]).view(heads, r, dv + 2)
         if out is not None:
             out[:, r0:r1] = sum(acc.values())[..., :dv].to(out.dtype)
         if square:

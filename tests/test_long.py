@@ -150,6 +150,8 @@ def test_fused_path_equals_the_pure_path(name, n, m):
                                                      **kw)
             _assert_same_record(fused, pure)
             np.testing.assert_allclose(out_fused, out_pure, atol=1e-5)
+        # no values (the writer API): no output product; the C tail sums the distance's moments itself
+        _assert_same_record(long_layers.summarize(q, k, path="fused", kernel=kernel, **kw)[0], pure)
     if tokens is not None:
         assert np.isfinite(pure.metrics["induction"]).all()
 
@@ -166,6 +168,8 @@ def test_row_kernel_loads_where_cc_is(tmp_path, monkeypatch):
     assert row_kernel._compile(os.environ.get("CC") or "cc") == built and os.listdir(os.path.dirname(built)) == [
         os.path.basename(built)]  # no temporary left behind
     assert row_kernel.load() is not None
+    tiny = np.array([1e-39], np.float32)  # a denormal: loading the kernel left flush-to-zero off
+    assert (tiny * np.float32(1.0))[0] > 0
     q, k = torch.randn(2, 300, 8), torch.randn(2, 300, 8)
     with_c = long_layers.summarize(q, k, scaling=0.3, causal=True, kernel=True)[0]
     monkeypatch.setenv(row_kernel.ENV_SWITCH, "0")
