@@ -15,9 +15,11 @@
    process's RSS after serving them.
 
 3. ``--passes N``: one BERT-shaped layer (12 heads, head_dim 32, bidirectional) and one LLaMA-shaped layer
-   (32 / 8 heads, head_dim 128, causal, float16) at N tokens through ``long_layers.summarize``, fused and pure
-   paths, against torch's sdpa of the same layer: wall time, then torch.profiler's self time per operation
-   (each pass over the scores is one or two operations), in one subprocess.
+   (32 / 8 heads, head_dim 128, causal, float16) at N tokens through ``long_layers.summarize``: the fused path
+   with its per-row tail in C (``row_kernel``, where a C compiler is) and in torch, and the pure path, against
+   torch's sdpa of the same layer: wall time, then torch.profiler's self time per operation (each pass over
+   the scores is one or two operations; the C tail is not an operation, so it is not in that list), in one
+   subprocess.
 
 Every case runs in its own subprocess (peak RSS is the child's ``ru_maxrss``) under an address-space cap, so a
 regression that allocates n^2 fails cleanly instead of waking the OOM killer.
@@ -115,15 +117,22 @@ for name, (h, kv, d, causal, dtype) in {"BERT-shaped layer": (12, 12, 32, False,
     sdpa = time.perf_counter() - t
     print(f"\n**{name}** ({h} / {kv} heads, head_dim {d}, {'causal' if causal else 'bidirectional'}, {n} tokens, "
           f"{str(dtype).split('.')[-1]}): sdpa {sdpa:.2f} s\n")
-    for path in ("fused", "pure"):
+    for label, path, kernel in (("fused, C tail", "fused", True), ("fused, torch tail", "fused", False),
+                                ("pure", "pure", None)):
         kw = dict(scaling=d ** -0.5, causal=causal, token_ids=tokens, path=path)
+        if kernel is not None and "kernel" in long_layers.summarize.__code__.co_varnames:  # (older commits: no C tail)
+            if kernel and long_layers.row_kernel.load() is None:
+                continue
+            kw["kernel"] = kernel
+        elif kernel:
+            continue
         t = time.perf_counter(); long_layers.summarize(q, k, v, **kw); wall = time.perf_counter() - t
         with profile() as prof:
             long_layers.summarize(q, k, v, **kw)
         ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
         total = sum(e.self_cpu_time_total for e in ops)
         top = ", ".join(f"{e.key.replace('aten::', '')} {e.self_cpu_time_total / 1e6:.2f} s" for e in ops[:9])
-        print(f"- {path}: {wall:.2f} s ({wall / sdpa:.1f}x sdpa); profiled {total / 1e6:.2f} s: {top}", flush=True)
+        print(f"- {label}: {wall:.2f} s ({wall / sdpa:.1f}x sdpa); torch ops profiled {total / 1e6:.2f} s: {top}", flush=True)
 '''
 
 
