@@ -21,7 +21,8 @@ the output) is computed from q/k as stored, so a rebuilt row sums to 1, and a la
 rounded differs from eager attention by at most that much per weight. Grouped-query keys are stored once
 per key/value head. Scores are computed in float32 from
 the model's own precision, as eager attention does. torch is imported by this module only: viewing never
-needs it.
+needs it. On a CPU each chunk's per-row tail (softmax, pyramid, top-k, entropy) runs in C where a compiler is
+(:mod:`.row_kernel`; torch's operations otherwise, to the same record within float32 rounding).
 """
 
 from __future__ import annotations
