@@ -100,7 +100,7 @@ print(json.dumps(dict(write=write, peak=peak, peak_increase=peak - base, stored=
 
 
 _PASSES = r'''
-import json, resource, sys, time
+import inspect, json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]) << 30, resource.RLIM_INFINITY))
 import numpy as np
 import torch
@@ -120,7 +120,7 @@ for name, (h, kv, d, causal, dtype) in {"BERT-shaped layer": (12, 12, 32, False,
     for label, path, kernel in (("fused, C tail", "fused", True), ("fused, torch tail", "fused", False),
                                 ("pure", "pure", None)):
         kw = dict(scaling=d ** -0.5, causal=causal, token_ids=tokens, path=path)
-        if kernel is not None and "kernel" in long_layers.summarize.__code__.co_varnames:  # (older commits: no C tail)
+        if kernel is not None and "kernel" in inspect.signature(long_layers.summarize).parameters:  # (older: no C tail)
             if kernel and long_layers.row_kernel.load() is None:
                 continue
             kw["kernel"] = kernel
