@@ -31,8 +31,10 @@ logger = logging.getLogger(__name__)
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "row_kernel.c")
 # reassociated float sums and plain max, so that the loops vectorise; not -ffast-math (or
 # -funsafe-math-optimizations): gcc then links start-up code that sets flush-to-zero for the whole process
-FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-fno-trapping-math",
-         "-fno-signed-zeros", "-fassociative-math", "-freciprocal-math", "-ffinite-math-only", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros", "-fassociative-math",
+         "-freciprocal-math", "-ffinite-math-only", "-shared", "-fPIC"]
+if platform.machine().lower() in ("x86_64", "amd64"):
+    FLAGS.insert(2, "-mprefer-vector-width=512")  # where the CPU has AVX-512 (exp pass 0.37 -> 0.27 ns per weight)
 ENV_SWITCH = "TBPA_ROW_KERNEL"  # "0" turns the C tail off (the pure-torch tail is used)
 
 _lock = threading.Lock()
