@@ -186,7 +186,15 @@ def common_qk_dtype(layers: Sequence[LongLayer]) -> list:
 
 def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_level: int = 1,
                   image: Optional[bytes] = None, overview: bool = True) -> bytes:
-    """Build one asset record: the header (completed with its chunk table) followed by the chunks.
+    """One asset record as bytes: :func:`encode_record_parts` joined."""
+    return b"".join(encode_record_parts(header, kinds, compress_level=compress_level, image=image,
+                                        overview=overview))
+
+
+def encode_record_parts(header: dict, kinds: dict[str, Sequence[Any]], *, compress_level: int = 1,
+                        image: Optional[bytes] = None, overview: bool = True) -> list[bytes]:
+    """Build one asset record: the header (completed with its chunk table) followed by the chunks, as the
+    pieces to write in order (a writer need not join hundreds of MB into one more copy).
 
     ``header`` must already describe ``kinds`` (see :func:`describe_kind`); a kind's layers are all
     ``LayerArrays`` (dense) or all ``LongLayer``. Offsets in the chunk table are relative to the first byte
@@ -202,7 +210,7 @@ def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_lev
 
 
 def _encode_record(header: dict, kinds: dict[str, Sequence[Any]], pool: ThreadPoolExecutor, *, compress_level: int,
-                   image: Optional[bytes], overview: bool) -> bytes:
+                   image: Optional[bytes], overview: bool) -> list[bytes]:
     pending: list[tuple[Any, list[int]]] = []
 
     def add(data: Any) -> list[int]:
@@ -261,7 +269,7 @@ def _encode_record(header: dict, kinds: dict[str, Sequence[Any]], pool: ThreadPo
         pos += len(data)
     header = dict(header, chunks=table)
     head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    return b"".join([_FRAME.pack(MAGIC, len(head), crc32c(head)), head, *blobs])  # one copy of the chunks, not two
+    return [_FRAME.pack(MAGIC, len(head), crc32c(head)), head, *blobs]
 
 
 def _f16(x: np.ndarray) -> bytes:

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 from . import format as fmt
 
@@ -289,6 +289,9 @@ def open_read(path: str) -> Any:
 
 
 # ----------------------------------------------------------------------------------------- asset files
+_WRITEV = hasattr(os, "writev")  # not on Windows: there one piece per write
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") and "SC_IOV_MAX" in os.sysconf_names else 1024, 1024)
+
 class AssetFile:
     """Where one writer's asset records go: an append-only local file, or one object per record remotely."""
 
@@ -305,19 +308,22 @@ class AssetFile:
             self._fd = os.open(local_path(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self.size = os.fstat(self._fd).st_size
 
-    def write(self, record: bytes) -> tuple[str, int]:
-        """Store one whole record; returns ``(file name, offset)`` for its index record, which the caller
-        writes only after this returns (the bytes are then readable)."""
+    def write(self, record: Union[bytes, Sequence[bytes]]) -> tuple[str, int]:
+        """Store one whole record (its bytes, or its pieces in order); returns ``(file name, offset)`` for its
+        index record, which the caller writes only after this returns (the bytes are then readable)."""
         if not self.remote:
             return self.name, self.append(record)
+        if not isinstance(record, (bytes, bytearray, memoryview)):
+            record = b"".join(record)  # one object per record
         stem = self.name[: -len(fmt.ASSET_SUFFIX)] if self.name.endswith(fmt.ASSET_SUFFIX) else self.name
         name = f"{stem}.{self._count}{fmt.ASSET_SUFFIX}"
         self._count += 1
         put_object(join_path(self.dir, name), record)
         return name, 0
 
-    def append(self, record: bytes) -> int:
-        """Append one whole record to the local file, written through to the file system; returns its offset.
+    def append(self, record: Union[bytes, Sequence[bytes]]) -> int:
+        """Append one whole record (bytes, or its pieces in order, written with ``writev`` without joining them)
+        to the local file, written through to the file system; returns its offset.
 
         After a failed or short write (disk full, file-size limit) the torn bytes are cut off again and the
         offset re-read from the file, so the next record is indexed where it really lands; the error is
@@ -325,10 +331,22 @@ class AssetFile:
         if self._fd is None:
             raise ValueError(f"{self.path}: not an open local asset file")
         offset = self.size
-        view = memoryview(record)
+        views = [memoryview(record)] if isinstance(record, (bytes, bytearray, memoryview)) else \
+            [memoryview(part) for part in record]
+        views = [v for v in views if v.nbytes]
+        length = sum(v.nbytes for v in views)
         try:
-            while view:
-                view = view[os.write(self._fd, view):]
+            while views:
+                if _WRITEV:
+                    done = os.writev(self._fd, views[:_IOV_MAX])
+                else:
+                    done = os.write(self._fd, views[0])
+                while done:  # drop what was written (a short write leaves part of a piece)
+                    if done >= views[0].nbytes:
+                        done -= views[0].nbytes
+                        views.pop(0)
+                    else:
+                        views[0], done = views[0][done:], 0
         except BaseException:
             try:
                 os.ftruncate(self._fd, offset)
@@ -336,7 +354,7 @@ class AssetFile:
                 pass  # then the torn bytes stay, and the next record starts after them
             self.size = os.fstat(self._fd).st_size
             raise
-        self.size = offset + len(record)
+        self.size = offset + length
         return offset
 
     def close(self) -> None:

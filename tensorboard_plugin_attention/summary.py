@@ -199,10 +199,11 @@ def log_attention(
         header, record = build_record(
             tag, example, ex, step=step, wall_time=wall_time, model_name=model_name,
             sentence_b_start=sentence_b_start, special_tokens=special,
-            metrics=inputs.example_metrics(ex) if metrics else None, image=encoded_image,
+            metrics=inputs.example_metrics(ex) if metrics else None, image=encoded_image, parts=True,
         )
         name, offset = sink.append_asset(record)  # the bytes first, then the index record pointing to them
-        sink.add_summary(_index_summary(tag, example, fmt.index_payload(header, name, offset, len(record))),
+        length = sum(len(part) for part in record)
+        sink.add_summary(_index_summary(tag, example, fmt.index_payload(header, name, offset, length)),
                          step, wall_time)
         if metrics and metric_scalars and header["metrics"]:
             sink.add_summary(_metric_scalars(tag, example, header["metrics"]), step, wall_time)
@@ -225,10 +226,11 @@ def build_record(
     image: Optional[Any] = None,
     compress_level: int = 1,
     overview: bool = True,
-) -> tuple[dict, bytes]:
+    parts: bool = False,
+) -> tuple[dict, Union[bytes, list[bytes]]]:
     """The record header and the encoded asset record for a validated example (``inputs.validate``), with
     its image (``images.EncodedImage``) when given; ``compress_level`` and ``overview`` as
-    ``format.encode_record``."""
+    ``format.encode_record``; ``parts``: the record as its pieces in order (``format.encode_record_parts``)."""
     special_tokens = check_special_tokens(special_tokens, ex.sequences)
     header = {
         "version": FORMAT_VERSION,
@@ -246,8 +248,9 @@ def build_record(
     }
     if image is not None:
         header["image"] = image.header
-    return header, fmt.encode_record(header, ex.kinds, image=None if image is None else image.data,
-                                     compress_level=compress_level, overview=overview)
+    encode = fmt.encode_record_parts if parts else fmt.encode_record
+    return header, encode(header, ex.kinds, image=None if image is None else image.data,
+                          compress_level=compress_level, overview=overview)
 
 
 def _image(image: Any, patches: Any, processor: Any, attention: Any, batch_index: int,

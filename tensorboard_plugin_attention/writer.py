@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
@@ -44,8 +44,9 @@ class AttentionSink(Protocol):
     def check_open(self) -> None:
         """Raise ``ValueError`` if nothing more can be written."""
 
-    def append_asset(self, record: bytes) -> tuple[str, int]:
-        """Append an asset record; returns (file name, offset) for its index record."""
+    def append_asset(self, record: Union[bytes, Sequence[bytes]]) -> tuple[str, int]:
+        """Append an asset record (its bytes, or its pieces in order); returns (file name, offset) for its
+        index record."""
 
     def add_summary(self, summary: summary_pb2.Summary, step: int, wall_time: float) -> None:
         """Write a ``Summary`` to the run's event file."""
@@ -121,7 +122,7 @@ class EventFileSink:
             self._jobs.put((job, what))
         self.raise_pending_error(accepted=what)
 
-    def append_asset(self, record: bytes) -> tuple[str, int]:
+    def append_asset(self, record: Union[bytes, Sequence[bytes]]) -> tuple[str, int]:
         with self._lock:
             if self._asset is None:
                 self._asset = storage.AssetFile(self.logdir, new_asset_name())
@@ -181,7 +182,7 @@ class SummaryWriterSink:
     def check_open(self) -> None:
         pass  # a closed SummaryWriter reopens its file on the next write
 
-    def append_asset(self, record: bytes) -> tuple[str, int]:
+    def append_asset(self, record: Union[bytes, Sequence[bytes]]) -> tuple[str, int]:
         with self._lock:
             asset = self._assets.get(self.writer)
             if asset is None:

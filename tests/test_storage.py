@@ -47,6 +47,19 @@ def test_local_paths_keep_one_append_only_file(tmp_path):
     assert storage.read_range(str(tmp_path / "plugins" / "attention" / "a.attn"), 8, 4) == b"xxyy"
 
 
+def test_a_record_in_pieces_is_written_whole_and_in_order(tmp_path):
+    """A record handed over as its pieces (``format.encode_record_parts``: no joined copy) lands as their
+    concatenation, across more pieces than one ``writev`` takes and with empty ones among them."""
+    pieces = [bytes([i % 251]) * (i % 7) for i in range(3000)]
+    f = storage.AssetFile(str(tmp_path), "a.attn")
+    assert f.write(b"head") == ("a.attn", 0)
+    assert f.write(pieces) == ("a.attn", 4)
+    assert f.write([b"tail"]) == ("a.attn", 4 + sum(map(len, pieces)))
+    f.close()
+    with open(tmp_path / "plugins" / "attention" / "a.attn", "rb") as fh:
+        assert fh.read() == b"head" + b"".join(pieces) + b"tail"
+
+
 BLOCK_REMOTE = r'''
 import sys, importlib.abc
 class Block(importlib.abc.MetaPathFinder):
