@@ -19,6 +19,7 @@ import json
 import os
 import re
 import struct
+import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -184,6 +185,20 @@ def common_qk_dtype(layers: Sequence[LongLayer]) -> list:
         for l in layers]
 
 
+_pool: Optional[tuple[int, ThreadPoolExecutor]] = None  # (the process it belongs to, the pool)
+_pool_lock = threading.Lock()
+
+
+def _encoder_pool() -> ThreadPoolExecutor:
+    """The threads that code chunks, started once per process (not per record); a forked child, which
+    inherits the pool but none of its threads, starts its own."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="attention-encode"))
+        return _pool[1]
+
+
 def encode_record(header: dict, kinds: dict[str, Sequence[Any]], *, compress_level: int = 1,
                   image: Optional[bytes] = None, overview: bool = True) -> bytes:
     """One asset record as bytes: :func:`encode_record_parts` joined."""
@@ -205,12 +220,7 @@ def encode_record_parts(header: dict, kinds: dict[str, Sequence[Any]], *, compre
     """
     # Chunks are coded in a few threads (zlib and numpy release the GIL: a 12-layer record at 8192 tokens
     # spent ~2 s coding on one core); each chunk's table entry [offset, length, crc] is filled in order after.
-    with ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="attention-encode") as pool:
-        return _encode_record(header, kinds, pool, compress_level=compress_level, image=image, overview=overview)
-
-
-def _encode_record(header: dict, kinds: dict[str, Sequence[Any]], pool: ThreadPoolExecutor, *, compress_level: int,
-                   image: Optional[bytes], overview: bool) -> list[bytes]:
+    pool = _encoder_pool()
     pending: list[tuple[Any, list[int]]] = []
 
     def add(data: Any) -> list[int]:

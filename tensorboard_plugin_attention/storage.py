@@ -290,7 +290,7 @@ def open_read(path: str) -> Any:
 
 # ----------------------------------------------------------------------------------------- asset files
 _WRITEV = hasattr(os, "writev")  # not on Windows: there one piece per write
-_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") and "SC_IOV_MAX" in os.sysconf_names else 1024, 1024)
+_IOV_MAX = 1024  # pieces per writev (Linux's and macOS's IOV_MAX)
 
 class AssetFile:
     """Where one writer's asset records go: an append-only local file, or one object per record remotely."""

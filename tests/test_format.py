@@ -1,6 +1,8 @@
 """The format module: codec bounds, overview pooling, record framing, checksums, versions."""
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -251,3 +253,19 @@ def test_asset_file_resyncs_after_a_short_write(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "error 27" in out.stdout  # EFBIG
     assert "offsets 3000 6000 size 9000" in out.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_codes_records_with_its_own_threads():
+    """The chunk coders are started once per process; a forked child (which inherits the pool object but
+    none of its threads) gets its own pool instead of waiting forever on the parent's."""
+    parent = fmt._encoder_pool()
+    assert parent.submit(lambda: 1).result() == 1
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its pool is new and runs work (alarm: no hang either way)
+        signal.alarm(20)
+        child = fmt._encoder_pool()
+        os._exit(0 if child is not parent and child.submit(lambda: 2).result(timeout=10) == 2 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert fmt._encoder_pool() is parent
