@@ -51,7 +51,7 @@ FUSED_CHUNK_BYTES = 4 << 20  # fused path: weights of one chunk (float32), small
 # with the C tail (which visits a chunk row by row) larger chunks measured faster: fewer products and fewer
 # operations per chunk (one 8192-token layer 1.36 -> 1.16-1.20 s BERT-shaped, 2.6 -> 2.1 s LLaMA-shaped)
 KERNEL_CHUNK_BYTES = 8 << 20
-TOPK_BLOCK = 64  # fused top-k: the k largest weights of a row lie in its k blocks with the largest maxima
+TOPK_BLOCK = row_kernel.BLOCK  # fused top-k: the k largest weights of a row lie in its k blocks with the largest maxima
 MIN_PRODUCT_ROWS = 128  # fused: query rows (of all heads of a key head) per score product
 INDUCTION_PAIRS = 64  # fused induction: gather (row, key) targets while there are at most this many per row
 
@@ -204,17 +204,14 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
             a = b = c0
             parts = [(c0, c1)]
         kk = min(topk, mc)
-        moments = None
         if kernel is not None:  # the C tail: each row visited once, in cache (row_kernel.c)
             pooled = width and rq
             b0, b1, k0, k1 = (r0 // rq, r1 // rq, c0 // width, c1 // width) if pooled else (0, 0, 0, 0)
-            if square and out is None:
-                moments = torch.empty(heads, r, 4, device=device)
             row_kernel.attention_rows(kernel, s, lse_out[:, r0:r1], sums["entropy"][:, r0:r1],
-                                      top_v[:, r0:r1], top_i[:, r0:r1], TOPK_BLOCK,
+                                      top_v[:, r0:r1], top_i[:, r0:r1],
                                       pyramid[:, b0:b1, k0:k1] if pooled else None,
                                       pyramid_max[:, b0:b1, k0:k1] if pooled else None, width, rq,
-                                      moments=moments, left=a - c0, right=b - c0, first_key=c0)
+                                      distance=sums["distance"][:, r0:r1] if square else None, diag0=r0 - c0)
             top_i[:, r0:r1, :kk] += c0
             p = s
             if not pooled:
@@ -261,36 +258,37 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
             sums["entropy"][:, r0:r1] = entropy
         if c0 == 0:
             sums["sink"][:, r0:r1] = p[:, :, 0]
-        # one product per column block: [v | 1 | j] left of the row block, on it, right of it (the C tail
-        # sums [1 | j] left and right itself when there are no values: no product at all then)
         acc = {}
-        if moments is not None:
-            acc = {c0: moments[..., :2], b: moments[..., 2:]}
-        elif out is not None or square:
+        if kernel is not None:  # the distance came with the C tail: the output is p @ v alone, one product
+            if out is not None:
+                out[:, r0:r1] = torch.bmm(p.view(kv_heads, group * r, mc), vf[:, c0:c1]).view(heads, r, dv).to(out.dtype)
+        elif out is not None or square:  # one product per column block: [v | 1 | j] left of the row block, on it, right of it
             pg = p.view(kv_heads, group * r, mc)
             for (x0, x1) in parts:
                 if x1 > x0:
                     acc[x0] = torch.bmm(pg[:, :, x0 - c0:x1 - c0], rhs[:, x0:x1]).view(heads, r, dv + 2)
             if b > a and out is not None:
                 acc[a] = torch.bmm(pg[:, :, a - c0:b - c0], rhs[:, a:b]).view(heads, r, dv + 2)
-        if out is not None:
-            out[:, r0:r1] = sum(acc.values())[..., :dv].to(out.dtype)
+            if out is not None:
+                out[:, r0:r1] = sum(acc.values())[..., :dv].to(out.dtype)
         if square:
             i_tok = torch.arange(r0, r1, device=device)
             i_f = i_tok.float()
             zero = torch.zeros(heads, r, device=device)
             left = acc.get(c0, None) if a > c0 else None
             right = acc.get(b, None) if c1 > b else None
-            # keys before the row block: sum p (i - j); after it: sum p (j - i); on it: |i - j| explicitly
-            distance = zero.clone()
-            if left is not None:
-                distance += i_f * left[..., dv] - left[..., dv + 1]
-            if right is not None:
-                distance += right[..., dv + 1] - i_f * right[..., dv]
-            if b > a:
-                cs = torch.arange(a, b, device=device)
-                distance += torch.einsum("hrm,rm->hr", p[:, :, a - c0:b - c0], (i_tok[:, None] - cs[None, :]).abs().float())
-            sums["distance"][:, r0:r1] = distance
+            if kernel is None:
+                # keys before the row block: sum p (i - j); after it: sum p (j - i); on it: |i - j| explicitly
+                distance = zero.clone()
+                if left is not None:
+                    distance += i_f * left[..., dv] - left[..., dv + 1]
+                if right is not None:
+                    distance += right[..., dv + 1] - i_f * right[..., dv]
+                if b > a:
+                    cs = torch.arange(a, b, device=device)
+                    distance += torch.einsum("hrm,rm->hr", p[:, :, a - c0:b - c0],
+                                             (i_tok[:, None] - cs[None, :]).abs().float())
+                sums["distance"][:, r0:r1] = distance
             # the diagonal and the previous token: diagonals of the chunk's own square (rows whose key is out of
             # view keep 0); the key range always holds the rows' own keys, and the previous ones but for c0 == r0
             sums["diagonal"][:, r0:r1] = torch.diagonal(p[:, :, r0 - c0:r1 - c0], dim1=1, dim2=2)

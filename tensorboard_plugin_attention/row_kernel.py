@@ -35,6 +35,7 @@ FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fno-
          "-freciprocal-math", "-ffinite-math-only", "-shared", "-fPIC"]
 if platform.machine().lower() in ("x86_64", "amd64"):
     FLAGS.insert(2, "-mprefer-vector-width=512")  # where the CPU has AVX-512 (exp pass 0.37 -> 0.27 ns per weight)
+BLOCK = 64  # keys per block of the top-k's candidate search (BLOCK in row_kernel.c)
 ENV_SWITCH = "TBPA_ROW_KERNEL"  # "0" turns the C tail off (the pure-torch tail is used)
 
 _lock = threading.Lock()
@@ -43,9 +44,9 @@ _loaded: dict[str, Optional[ctypes.CDLL]] = {}
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 _ARGTYPES = [_i64, _ptr, _i64, _i64, _i64, _i64,  # heads, scores, head stride, rows, keys, row stride
              _ptr, _ptr, _i64, _ptr, _ptr, _i64,  # lse, entropy, their head stride, top-k values, keys, stride
-             _i64, _i64, _ptr, _ptr, _i64, _i64,  # k, block, pyramid, max pyramid, head stride, row stride
+             _i64, _ptr, _ptr, _i64, _i64,  # k, pyramid, max pyramid, head stride, row stride
              _i64, _i64,  # keys per key bin, rows per query bin
-             _ptr, _i64, _i64, _i64, _i64]  # moments, their head stride, left, right, first key
+             _ptr, _i64]  # distance (head stride as lse's), the first row's own key in the chunk
 
 
 def _cpu_key() -> str:
@@ -110,17 +111,16 @@ def load() -> Optional[ctypes.CDLL]:
 
 
 def attention_rows(lib: ctypes.CDLL, s: torch.Tensor, lse: torch.Tensor, entropy: torch.Tensor,
-                   top_v: torch.Tensor, top_i: torch.Tensor, block: int,
+                   top_v: torch.Tensor, top_i: torch.Tensor,
                    pyramid: Optional[torch.Tensor], pyramid_max: Optional[torch.Tensor], width: int, rq: int, *,
-                   moments: Optional[torch.Tensor] = None, left: int = 0, right: int = 0, first_key: int = 0) -> None:
+                   distance: Optional[torch.Tensor] = None, diag0: int = 0) -> None:
     """Turn ``s`` (heads, r, mc) of scores into weights in place and fill each row's summaries.
 
     ``lse`` / ``entropy`` (heads, r) and ``top_v`` / ``top_i`` (heads, r, k: keys relative to the chunk) are
     views of the layer's arrays; ``pyramid`` / ``pyramid_max`` (heads, r // rq, mc // width) the cells this
-    chunk adds into (None: no pyramid here). ``moments`` (heads, r, 4), contiguous, or None: per row
-    ``[sum p, sum p j]`` over the chunk's keys before ``left``, then over those from ``right`` on (``j`` the
-    key's index in the layer, ``first_key`` + its place in the chunk). float32 / int32 CPU tensors whose last
-    dimension is contiguous.
+    chunk adds into (None: no pyramid here). ``distance`` (heads, r), strided as ``lse``, or None: per row
+    ``sum_j p_ij |i - j|``, row ``i``'s own key at place ``diag0 + i`` of the chunk. float32 / int32 CPU
+    tensors whose last dimension is contiguous.
     """
     heads, r, mc = s.shape
     assert s.dtype == torch.float32 and s.device.type == "cpu" and s.stride(2) == 1 and s.stride(0) == r * s.stride(1)
@@ -129,17 +129,16 @@ def attention_rows(lib: ctypes.CDLL, s: torch.Tensor, lse: torch.Tensor, entropy
     assert lse.stride(0) == entropy.stride(0)
     k = top_v.shape[2]
     assert top_v.stride() == top_i.stride() and top_v.stride()[1:] == (k, 1) and top_i.dtype == torch.int32
-    if moments is not None:
-        assert moments.shape == (heads, r, 4) and moments.is_contiguous() and 0 <= left <= right <= mc
+    if distance is not None:
+        assert distance.dtype == torch.float32 and distance.shape == (heads, r) and distance.stride() == lse.stride()
     use_pyramid = pyramid is not None and width > 0 and rq > 0
     if use_pyramid:
         assert pyramid.stride() == pyramid_max.stride() and pyramid.stride(2) == 1
         assert pyramid.shape == (heads, r // rq, mc // width) and r % rq == 0 and mc % width == 0
     lib.attention_rows(heads, s.data_ptr(), s.stride(0), r, mc, s.stride(1),
                        lse.data_ptr(), entropy.data_ptr(), lse.stride(0), top_v.data_ptr(), top_i.data_ptr(),
-                       top_v.stride(0), k, block,
+                       top_v.stride(0), k,
                        pyramid.data_ptr() if use_pyramid else None, pyramid_max.data_ptr() if use_pyramid else None,
                        pyramid.stride(0) if use_pyramid else 0, pyramid.stride(1) if use_pyramid else 0,
                        width if use_pyramid else 0, rq if use_pyramid else 0,
-                       None if moments is None else moments.data_ptr(), 0 if moments is None else moments.stride(0),
-                       left, right, first_key)
+                       None if distance is None else distance.data_ptr(), diag0)
