@@ -405,7 +405,9 @@ def summarize(
         @torch.no_grad()  # grad mode is per thread
         def key_head(g: int) -> None:
             hs = slice(g * group, (g + 1) * group)
-            _fused_rows(qs[hs], kf[g:g + 1], None if vf32 is None else vf32[g:g + 1],
+            # values contiguous per key head: a model's (batch, heads, n, d) views of (batch, n, heads, d)
+            # made the output product's right operand strided (measured slower in a model's capture)
+            _fused_rows(qs[hs], kf[g:g + 1], None if vf32 is None else vf32[g:g + 1].contiguous(),
                         None if out is None else out[hs], pyramid[hs], pyramid_max[hs], lse_out[hs], top_i[hs], top_v[hs],
                         {name: a[hs] for name, a in sums.items()}, causal=causal, sliding_window=sliding_window,
                         softcap=softcap, codes=codes, qbin=qbin, kbin=kbin, topk=topk,
