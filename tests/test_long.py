@@ -150,7 +150,7 @@ def test_fused_path_equals_the_pure_path(name, n, m):
                                                      **kw)
             _assert_same_record(fused, pure)
             np.testing.assert_allclose(out_fused, out_pure, atol=1e-5)
-        # no values (the writer API): no output product; the C tail sums the distance's moments itself
+        # no values (the writer API): no output product; the C tail sums the distance itself
         _assert_same_record(long_layers.summarize(q, k, path="fused", kernel=kernel, **kw)[0], pure)
     if tokens is not None:
         assert np.isfinite(pure.metrics["induction"]).all()
