@@ -112,19 +112,24 @@ def encode_attention(attention: np.ndarray, first_key: int = 0) -> np.ndarray:
     that the row's expected sum is preserved instead of the whole tail rounding to 0. ``first_key`` is the
     key index of the last axis' first column, so a window codes each weight as the whole row would.
     """
-    a = np.asarray(attention, dtype=np.float32)
-    bits = np.ascontiguousarray(a).view(np.uint32).reshape(a.shape)
-    codes = _PREFIX_CODES[bits >> 16]  # the nearest code by table lookup (7x faster than searchsorted)
+    shape = np.shape(attention)
+    if not np.size(attention):
+        return np.zeros(shape, np.uint8)
+    k = shape[-1] if shape else 1
+    a = np.ascontiguousarray(attention, dtype=np.float32).reshape(-1, k)  # rows of keys
+    codes = _PREFIX_CODES[a.view(np.uint32) >> 16]  # the nearest code by table lookup (7x faster than searchsorted)
     split = codes == 256
     if split.any():
         codes[split] = np.searchsorted(_BOUNDS, a[split], side="right")
     codes = codes.astype(np.uint8)
     tiny = a < LUT[1]
     if tiny.any():
-        k = a.shape[-1] if a.ndim else 1
         dither = np.modf((np.arange(k, dtype=np.float64) + first_key) * _GOLDEN + 0.5)[0].astype(np.float32)
-        codes[tiny] = (a / LUT[1] > np.broadcast_to(dither, a.shape))[tiny]
-    return codes
+        # codes[tiny] = the dithered 0 / 1, as bit operations (boolean indexing or np.where: 5x slower)
+        pick = np.negative(tiny.view(np.uint8))  # 255 where tiny, else 0
+        codes &= ~pick
+        codes |= np.greater(a / LUT[1], dither).view(np.uint8) & pick
+    return codes.reshape(shape)
 
 
 def decode_attention(codes: np.ndarray) -> np.ndarray:
