@@ -134,9 +134,10 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
     """The summaries of every row, in chunks of rows small enough (``chunk_bytes`` of weights) that the
     several reads of a chunk hit the cache instead of memory, which is what made the large chunks slow: one
     score product, then in cache: max, exp, sum, normalise; pooled keys then pooled rows (the pyramid), block
-    maxima for the top-k (``TOPK_BLOCK``), one small product per row block for the output, the expected key
-    (distance) and the entropy (``sum p (s - max)``), gathers for the previous token, the sink and the induction
-    targets. Fills the arrays in place (same layout as the pure loop)."""
+    maxima for the top-k (``TOPK_BLOCK``), the entropy (``sum p (s - max)``), gathers for the previous token,
+    the sink and the induction targets. With the C tail (``kernel``) it also sums the distance, so the output is
+    one product ``p @ v``; with torch's operations one product per row block with ``[v | 1 | j]`` gives the
+    output and the distance's moments. Fills the arrays in place (same layout as the pure loop)."""
     heads, n, d = qs.shape
     kv_heads, m, _ = kf.shape
     group = heads // kv_heads

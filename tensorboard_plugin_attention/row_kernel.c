@@ -1,9 +1,9 @@
 /* The summaries of a chunk of attention rows in one visit per row (tensorboard_plugin_attention.row_kernel).
  *
  * Called from long_layers._fused_rows after torch's score product: each row of scores is turned into its
- * weights in place while it sits in the core's cache (max, exp with the sum and the entropy's sum, normalise
- * with the pyramid's pooled and max cells, block maxima with the top-k), where torch's operations would pass
- * over the whole chunk from memory once each. Plain C, no Python or torch headers: compiled on first use
+ * weights in place while it sits in the core's cache (max with the top-k's block maxima; exp with the sum,
+ * the entropy's and the distance's sums; normalise into the pyramid's running sums and maxima; the top-k),
+ * where torch's operations would pass over the whole chunk from memory once each. Plain C, no Python or torch headers: compiled on first use
  * with the machine's C compiler (-O3 -march=native and reassociation of float sums, so the loops
  * vectorise; not -ffast-math, whose start-up code would set flush-to-zero for the whole process).
  * The pure-torch tail gives the same values within float32 rounding (tests/test_long.py).
