@@ -96,7 +96,8 @@ static void head_rows(float *s, int64_t r, int64_t mc, int64_t ld,
      * maxima per key (pyramid) */
     float *scratch = malloc(sizeof(float) * (size_t)(blocks + (distance ? mc : 0) + (pooled ? 2 * mc : 0)));
     if (!scratch) return;  /* (not reached in practice: a few hundred KB) */
-    float *bm = scratch, *place = bm + blocks, *bin_sum = place + (distance ? mc : 0), *bin_max = bin_sum + mc;
+    float *bm = scratch, *place = bm + blocks, *bin_sum = place + (distance ? mc : 0);
+    float *bin_max = pooled ? bin_sum + mc : NULL;
     for (int64_t j = 0; distance && j < mc; j++) place[j] = (float)j;
     for (int64_t j = 0; pooled && j < 2 * mc; j++) bin_sum[j] = 0.0f;  /* and bin_max */
     for (int64_t i0 = 0; i0 < r; i0 += group) {
