@@ -212,8 +212,8 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
                                       top_v[:, r0:r1], top_i[:, r0:r1],
                                       pyramid[:, b0:b1, k0:k1] if pooled else None,
                                       pyramid_max[:, b0:b1, k0:k1] if pooled else None, width, rq,
-                                      distance=sums["distance"][:, r0:r1] if square else None, diag0=r0 - c0)
-            top_i[:, r0:r1, :kk] += c0
+                                      distance=sums["distance"][:, r0:r1] if square else None, diag0=r0 - c0,
+                                      key0=c0)
             p = s
             if not pooled:
                 pool_by_index(p, r0, r1, c0, c1)
@@ -274,13 +274,12 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
                 out[:, r0:r1] = sum(acc.values())[..., :dv].to(out.dtype)
         if square:
             i_tok = torch.arange(r0, r1, device=device)
-            i_f = i_tok.float()
-            zero = torch.zeros(heads, r, device=device)
-            left = acc.get(c0, None) if a > c0 else None
-            right = acc.get(b, None) if c1 > b else None
             if kernel is None:
+                i_f = i_tok.float()
+                left = acc.get(c0, None) if a > c0 else None
+                right = acc.get(b, None) if c1 > b else None
                 # keys before the row block: sum p (i - j); after it: sum p (j - i); on it: |i - j| explicitly
-                distance = zero.clone()
+                distance = torch.zeros(heads, r, device=device)
                 if left is not None:
                     distance += i_f * left[..., dv] - left[..., dv + 1]
                 if right is not None:
@@ -303,7 +302,7 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
                     pr, pc = pair_rows[sel] - r0, pair_cols[sel] - shift
                     keep = (pc >= c0) & (pc < c1)
                     pr, pc = pr[keep], pc[keep] - c0
-                    sums[name][:, r0:r1] = zero.clone().index_add_(1, pr, p[:, pr, pc])
+                    sums[name][:, r0:r1] = torch.zeros(heads, r, device=device).index_add_(1, pr, p[:, pr, pc])
             elif codes is not None:
                 cs = torch.arange(c0, c1, device=device)
                 for name, shift in (("induction", 1), ("duplicate", 0)):

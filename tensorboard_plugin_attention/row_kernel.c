@@ -56,7 +56,7 @@ static void top_insert(float *vals, int32_t *idx, int64_t *count, int64_t k, flo
 
 /* One head's chunk: `r` rows of `mc` scores (row stride `ld`), overwritten by their weights.
  *
- * lse, entropy: r values each. top_v / top_i: r x k (row stride k), keys relative to the chunk.
+ * lse, entropy: r values each. top_v / top_i: r x k (row stride k), keys as key0 + their place in the chunk.
  * width > 0 and rq > 0: the pyramid is taken here, `width` keys per key bin and `rq` rows per query bin
  * (r a multiple of rq, mc of width); pyr / pyr_max point at the cell (the chunk's first query bin, its first
  * key bin), row stride pyr_ld: pooled weights are added, maxima raised.
@@ -69,8 +69,9 @@ static void top_insert(float *vals, int32_t *idx, int64_t *count, int64_t k, flo
  * pooled over their keys once per bin, not once per row.
  */
 
-/* The top-k of row x (weights) from its blocks' largest scores bmax. */
-static void row_topk(const float *x, int64_t mc, const float *bmax, float *tv, int32_t *ti, int64_t k) {
+/* The top-k of row x (weights) from its blocks' largest scores bmax; key indices offset by key0. */
+static void row_topk(const float *x, int64_t mc, const float *bmax, float *tv, int32_t *ti, int64_t k,
+                     int64_t key0) {
     int64_t blocks = (mc + BLOCK - 1) / BLOCK, kk = k < mc ? k : mc, count = 0;
     /* the k largest weights lie in the k blocks with the largest maxima, so only blocks whose maximum
      * reaches the k-th largest block maximum are scanned (with fewer than k blocks, every block) */
@@ -84,12 +85,13 @@ static void row_topk(const float *x, int64_t mc, const float *bmax, float *tv, i
         for (int64_t j = j0; j < j1; j++)
             if (count < kk || x[j] > tv[kk - 1]) top_insert(tv, ti, &count, kk, x[j], (int32_t)j);
     }
+    for (int64_t t = 0; t < count; t++) ti[t] += (int32_t)key0;
 }
 
 static void head_rows(float *s, int64_t r, int64_t mc, int64_t ld,
                       float *lse, float *entropy, float *top_v, int32_t *top_i, int64_t k,
                       float *pyr, float *pyr_max, int64_t pyr_ld, int64_t width, int64_t rq,
-                      float *distance, int64_t diag0) {
+                      float *distance, int64_t diag0, int64_t key0) {
     int pooled = width > 0 && rq > 0;
     int64_t full = mc / BLOCK, blocks = (mc + BLOCK - 1) / BLOCK, group = pooled ? rq : 1;
     /* scratch: each block's largest score, each key's place as a float (distance), the query bin's sums and
@@ -154,7 +156,7 @@ static void head_rows(float *s, int64_t r, int64_t mc, int64_t ld,
             } else {
                 for (int64_t j = 0; j < mc; j++) x[j] *= inv;
             }
-            row_topk(x, mc, bm, top_v + i * k, top_i + i * k, k);
+            row_topk(x, mc, bm, top_v + i * k, top_i + i * k, k, key0);
         }
         if (!pooled) continue;
         /* the bin's keys pooled into its cells */
@@ -177,9 +179,9 @@ static void head_rows(float *s, int64_t r, int64_t mc, int64_t ld,
 void attention_rows(int64_t heads, float *s, int64_t s_hs, int64_t r, int64_t mc, int64_t ld,
                     float *lse, float *entropy, int64_t row_hs, float *top_v, int32_t *top_i, int64_t top_hs,
                     int64_t k, float *pyr, float *pyr_max, int64_t pyr_hs, int64_t pyr_ld,
-                    int64_t width, int64_t rq, float *distance, int64_t diag0) {
+                    int64_t width, int64_t rq, float *distance, int64_t diag0, int64_t key0) {
     for (int64_t h = 0; h < heads; h++)
         head_rows(s + h * s_hs, r, mc, ld, lse + h * row_hs, entropy + h * row_hs, top_v + h * top_hs,
                   top_i + h * top_hs, k, pyr ? pyr + h * pyr_hs : 0, pyr_max ? pyr_max + h * pyr_hs : 0,
-                  pyr_ld, width, rq, distance ? distance + h * row_hs : 0, diag0);
+                  pyr_ld, width, rq, distance ? distance + h * row_hs : 0, diag0, key0);
 }

@@ -46,7 +46,7 @@ _ARGTYPES = [_i64, _ptr, _i64, _i64, _i64, _i64,  # heads, scores, head stride, 
              _ptr, _ptr, _i64, _ptr, _ptr, _i64,  # lse, entropy, their head stride, top-k values, keys, stride
              _i64, _ptr, _ptr, _i64, _i64,  # k, pyramid, max pyramid, head stride, row stride
              _i64, _i64,  # keys per key bin, rows per query bin
-             _ptr, _i64]  # distance (head stride as lse's), the first row's own key in the chunk
+             _ptr, _i64, _i64]  # distance (head stride as lse's), the first row's own key, the first key's index
 
 
 def _cpu_key() -> str:
@@ -113,11 +113,11 @@ def load() -> Optional[ctypes.CDLL]:
 def attention_rows(lib: ctypes.CDLL, s: torch.Tensor, lse: torch.Tensor, entropy: torch.Tensor,
                    top_v: torch.Tensor, top_i: torch.Tensor,
                    pyramid: Optional[torch.Tensor], pyramid_max: Optional[torch.Tensor], width: int, rq: int, *,
-                   distance: Optional[torch.Tensor] = None, diag0: int = 0) -> None:
+                   distance: Optional[torch.Tensor] = None, diag0: int = 0, key0: int = 0) -> None:
     """Turn ``s`` (heads, r, mc) of scores into weights in place and fill each row's summaries.
 
-    ``lse`` / ``entropy`` (heads, r) and ``top_v`` / ``top_i`` (heads, r, k: keys relative to the chunk) are
-    views of the layer's arrays; ``pyramid`` / ``pyramid_max`` (heads, r // rq, mc // width) the cells this
+    ``lse`` / ``entropy`` (heads, r) and ``top_v`` / ``top_i`` (heads, r, k: keys ``key0`` + their place in the
+    chunk) are views of the layer's arrays; ``pyramid`` / ``pyramid_max`` (heads, r // rq, mc // width) the cells this
     chunk adds into (None: no pyramid here). ``distance`` (heads, r), strided as ``lse``, or None: per row
     ``sum_j p_ij |i - j|``, row ``i``'s own key at place ``diag0 + i`` of the chunk. float32 / int32 CPU
     tensors whose last dimension is contiguous.
@@ -141,4 +141,4 @@ def attention_rows(lib: ctypes.CDLL, s: torch.Tensor, lse: torch.Tensor, entropy
                        pyramid.data_ptr() if use_pyramid else None, pyramid_max.data_ptr() if use_pyramid else None,
                        pyramid.stride(0) if use_pyramid else 0, pyramid.stride(1) if use_pyramid else 0,
                        width if use_pyramid else 0, rq if use_pyramid else 0,
-                       None if distance is None else distance.data_ptr(), diag0)
+                       None if distance is None else distance.data_ptr(), diag0, key0)
