@@ -148,9 +148,10 @@ def _fused_rows(qs: torch.Tensor, kf: torch.Tensor, vf: Optional[torch.Tensor], 
     width = m // bk if m % bk == 0 else 0
     rq = n // bq if n % bq == 0 else 0  # query rows per pyramid bin, when the bins are equal
     kt = kf.transpose(1, 2).contiguous()  # (kv_heads, d, m): a contiguous right operand makes the product faster
-    # per key: 1 and its index, for the visible mass and the expected key index left / right of a row block
-    ones_j = torch.stack([torch.ones(m, device=device), torch.arange(m, device=device, dtype=torch.float32)], 1)
-    rhs = ones_j[None].expand(kv_heads, m, 2) if vf is None else torch.cat([vf, ones_j[None].expand(kv_heads, m, 2)], 2)
+    rhs = None  # the C tail sums the distance itself: its output product is p @ v
+    if kernel is None:  # per key: 1 and its index, for the visible mass and the expected key left / right of a row block
+        ones_j = torch.stack([torch.ones(m, device=device), torch.arange(m, device=device, dtype=torch.float32)], 1)
+        rhs = ones_j[None].expand(kv_heads, m, 2) if vf is None else torch.cat([vf, ones_j[None].expand(kv_heads, m, 2)], 2)
     dv = 0 if vf is None else vf.shape[-1]
     pairs = None
     if codes is not None:
