@@ -366,7 +366,6 @@ def summarize(
     store, store_name = _store_dtype(q, k, scaling) if keep_qk else (q.dtype, "float32")
     if keep_qk and store != q.dtype:  # everything is computed from q/k as stored, so a rebuild agrees with lse
         q, k = q.to(store), k.to(store)
-    kt = k.float().transpose(1, 2)  # (kv_heads, d, m)
     vf = None if v is None else v
     bq, bk = min(n, pyramid_bins), min(m, pyramid_bins)
     kbin, qbin = bins(m, bk, device), bins(n, bq, device)
@@ -432,7 +431,7 @@ def summarize(
             mc = c1 - c0
             cs = cols[c0:c1]
             qc = qs[:, r0:r1].reshape(kv_heads, group * r, d)  # heads of a key group are consecutive
-            s = torch.bmm(qc, kt[:, :, c0:c1]).reshape(heads, r, mc)
+            s = torch.bmm(qc, kf.transpose(1, 2)[:, :, c0:c1]).reshape(heads, r, mc)
             if softcap:
                 s.div_(softcap).tanh_().mul_(softcap)
             rows = torch.arange(r0, r1, device=device) + offset  # key index of the diagonal, per row
