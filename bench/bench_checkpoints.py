@@ -26,6 +26,13 @@ With ``--entropy`` two more columns give the float chunks' order-0 entropy again
 bytes a coder needs that codes each value's move (in float16 / float32 steps) alone from one table for the
 whole run, and from one table per exponent of the value it moved from; codes as above, and an example's first
 step as stored.
+
+With ``--grid BITS`` (e.g. ``0,1,2,3``) the q/k chunks are coded lossily instead, on a grid per row whose step
+``2^(BITS - 10) ‖x_i‖ / sqrt(head_dim)`` keeps the row's error norm within ``2^(BITS - 11) ‖x_i‖``: at
+BITS 0 the bound float16 rounding gives (a score moves by at most ``scaling 2^-10 |q_i| |k_j|``, the bound
+the format documents), each further bit twice that. Each step's grid values are taken against the base step's
+*reconstruction* (previous step, or keyframe), and the columns give the order-0 entropy of those integers (one
+table per family for the run) plus a float16 step per row: q/k only, everything else as stored.
 """
 
 from __future__ import annotations
@@ -134,6 +141,45 @@ def exponent(bits: np.ndarray) -> np.ndarray:
     return (bits >> 10) & 31 if bits.dtype == np.uint16 else (bits >> 23) & 255
 
 
+def grid_bytes(run_dir: str, keyframe_every: int, bits: float) -> dict:
+    """q/k bytes on the norm-bounded grid (see the module's docstring): {"stored", "previous step", "keyframe"}."""
+    by_example = collections.defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(run_dir, "plugins", "attention", "*"))):
+        for rec, raw in records(path):
+            by_example[(rec.header["tag"], rec.header["example"])].append((rec, raw))
+    symbols: dict = {"previous step": collections.defaultdict(list), "keyframe": collections.defaultdict(list)}
+    stored: collections.Counter = collections.Counter()
+    rows: collections.Counter = collections.Counter()
+    for rs in by_example.values():
+        rs.sort(key=lambda x: x[0].header["step"])
+        recon: dict = {"previous step": [], "keyframe": []}  # per step: chunk key -> reconstructed values
+        for i, (rec, raw) in enumerate(rs):
+            now: dict = {"previous step": {}, "keyframe": {}}
+            for k, e in leaves(rec.header["chunks"]):
+                name = family(k)
+                if name not in ("queries", "keys"):
+                    continue
+                data = raw[rec.data_offset + e[0]:rec.data_offset + e[0] + e[1]]
+                dim = rec.header["kinds"][k[0]]["head_dim"]
+                x = np.frombuffer(data, "<f2").astype(np.float64).reshape(-1, dim)
+                stored[name] += len(data)
+                rows[name] += len(x)
+                step = np.maximum(2.0 ** (bits - 10) * np.linalg.norm(x, axis=1, keepdims=True) / np.sqrt(dim), 1e-30)
+                for mode, j in (("previous step", i - 1), ("keyframe", i - i % keyframe_every)):
+                    base = recon[mode][j].get(k) if 0 <= j < i else None
+                    base = 0.0 if base is None or base.shape != x.shape else base
+                    r = np.round((x - base) / step)
+                    now[mode][k] = base + r * step
+                    symbols[mode][name].append(r.astype(np.int64).ravel())
+            for mode in recon:
+                recon[mode].append(now[mode])
+    out = {"stored": stored}
+    for mode, per in symbols.items():
+        out[mode] = collections.Counter({name: entropy_bytes(np.concatenate(v), np.zeros(sum(map(len, v)), np.int8))
+                                         + 2 * rows[name] for name, v in per.items()})
+    return out
+
+
 def measure(run_dir: str, keyframe_every: int, pco: bool = False, entropy: bool = False) -> dict:
     stored: collections.Counter = collections.Counter()
     prev_step: collections.Counter = collections.Counter()
@@ -219,6 +265,7 @@ def main() -> None:
     ap.add_argument("--keyframe-every", type=int, default=4)
     ap.add_argument("--pco", action="store_true", help="also code the float chunks' deltas with Pcodec (pip install pcodec)")
     ap.add_argument("--entropy", action="store_true", help="also give the float chunks' moves' order-0 entropy")
+    ap.add_argument("--grid", help="comma-separated BITS: q/k on a norm-bounded grid, 2^BITS x float16's score bound")
     args = ap.parse_args()
     run = args.run
     if args.demo:
@@ -231,6 +278,16 @@ def main() -> None:
     m = measure(run, args.keyframe_every, args.pco, args.entropy)
     print(f"{m['records']} records of {m['examples']} examples in {len(m['files'])} asset file(s) of {run}\n")
     print(table(m, args.keyframe_every))
+    if args.grid:
+        rest = sum(m["keyframe"].values()) - sum(m["keyframe"][n] for n in ("queries", "keys"))
+        total = sum(m["stored"].values())
+        print(f"\n| q/k error norm bound | q/k stored | previous step (chained) | keyframe every {args.keyframe_every} "
+              "| whole run, keyframes (the rest delta-coded as above) |\n|---|---:|---:|---:|---:|")
+        for bits in [float(b) for b in args.grid.split(",")]:
+            g = grid_bytes(run, args.keyframe_every, bits)
+            s, p, k = (sum(g[c].values()) for c in ("stored", "previous step", "keyframe"))
+            print(f"| 2^{bits - 11:g} ‖x‖ ({2 ** bits:.3g}x float16's) | {s / 1e6:.2f} MB | {p / 1e6:.2f} MB ({s / p:.2f}x) "
+                  f"| {k / 1e6:.2f} MB ({s / k:.2f}x) | {(rest + k) / 1e6:.2f} MB ({total / (rest + k):.2f}x) |")
 
 
 if __name__ == "__main__":
