@@ -34,6 +34,7 @@ import argparse
 import bisect
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Chromium's frame clock (BeginFrames 16.67 ms apart, on a fixed grid). Wheels and mouse moves reach the page at
+# the start of a main frame; a fixed rest that is a whole number of frames (350 ms is 21) sends every event at
+# the same phase of that grid, so every wait was about the same (short or long by chance); a random extra rest
+# of one frame samples the phases a user's input arrives at.
+FRAME_MS = 1000 / 60
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bench_browser import (LONG_WRITER, BenchLogdir, Tab, launch, machine_info, pct,  # noqa: E402
@@ -276,9 +282,12 @@ class CaseResult:
     unchanged: int = 0  # events after which the view did not show the change expected (idle: showed one)
 
 
-def run_events(tab: Tab, tracer: Tracer, view: str, kind: str, count: int, rest_ms: int, dump: str = "") -> CaseResult:
-    """``count`` trusted events of ``kind`` (hover / zoom / idle), each after ``rest_ms`` of rest, traced."""
+def run_events(tab: Tab, tracer: Tracer, view: str, kind: str, count: int, rest_ms: int, dump: str = "",
+               jitter_ms: float = 0.0) -> CaseResult:
+    """``count`` trusted events of ``kind`` (hover / zoom / idle), each after ``rest_ms`` of rest plus a random
+    ``[0, jitter_ms)`` (seeded), traced."""
     page = tab.page
+    rng = random.Random(f"{view} {kind} {count}")
     if view == "floor":
         st = lambda: page.evaluate("() => document.getElementById('c').dataset.hover || ''")  # noqa: E731
     else:
@@ -307,7 +316,7 @@ def run_events(tab: Tab, tracer: Tracer, view: str, kind: str, count: int, rest_
             page.wait_for_timeout(500)
             nxt = target(k)  # coordinates after the scroll
         before = st()
-        page.wait_for_timeout(rest_ms)
+        page.wait_for_timeout(rest_ms + rng.uniform(0, jitter_ms))
         if kind == "hover":
             page.mouse.move(nxt["x"], nxt["y"])
         elif kind == "zoom":
@@ -377,6 +386,8 @@ def main() -> None:
     ap.add_argument("--zooms", type=int, default=20)
     ap.add_argument("--idle", type=int, default=12)
     ap.add_argument("--rest", type=int, default=350, help="ms of rest before each event")
+    ap.add_argument("--jitter", type=float, default=FRAME_MS,
+                    help="ms of random rest added (input at random phases of the frame clock; 0: none)")
     ap.add_argument("--cpu-throttle", default="1,4", help="comma-separated rates (Emulation.setCPUThrottlingRate)")
     ap.add_argument("--keep", help="write the logdir here and keep it (an existing one is measured again)")
     ap.add_argument("--dump-traces", help="diagnosis: write each trace (JSON events) into this folder")
@@ -413,7 +424,7 @@ def main() -> None:
                         ([("idle", args.idle)] if view != "floor" else [])
                     for kind, count in kinds:
                         dump = os.path.join(args.dump_traces, f"{rate:g}x-{name}-{kind}.json".replace(" ", "_")) if args.dump_traces else ""
-                        r = run_events(tab, tracer, view, kind, count, args.rest, dump)
+                        r = run_events(tab, tracer, view, kind, count, args.rest, dump, args.jitter)
                         r.name, r.throttle = name, rate
                         results.append((name, kind, rate, r))
                         tot = [m.total for m in r.measured if m.total is not None]
@@ -432,7 +443,7 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
     print()
-    print(f"Machine: {info}. Whole bench {time.perf_counter() - t_start:.0f} s; rest {args.rest} ms before each event; "
+    print(f"Machine: {info}. Whole bench {time.perf_counter() - t_start:.0f} s; rest {args.rest} ms + U[0, {args.jitter:g}) ms before each event; "
           f"Chromium tracing categories {','.join(CATEGORIES)}.")
     print()
     print(table(results))
