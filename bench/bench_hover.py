@@ -19,7 +19,8 @@ main frame input is aligned to), handler, handler end to commit (rest of the mai
 paint), commit to presentation (commit, raster, activation, display compositing, swap). Nothing in the page waits
 for a frame, so the metric has no frame-interval floor of its own. Every measured event changes what is drawn
 (checked: the expected ``data-hover`` / a new viewport each time) after the view has rested (``--rest`` ms, plus
-the 250 ms the check waits). "idle": a mouse move to where the pointer already is (nothing to draw: no frame is
+the 250 ms the check waits, plus a random ``--jitter`` of up to one frame: input at random phases of Chromium's
+frame clock, whose next BeginFrame a wheel waits for). "idle": a mouse move to where the pointer already is (nothing to draw: no frame is
 expected). "floor": a blank page whose handlers fill one 8 x 8 square of a canvas, the least a hover / wheel costs.
 
 Cases: head view and matrix view at 512 tokens (synthetic 6 x 12 x 512, ``bench/synthetic.py``, logged with
