@@ -20,8 +20,8 @@ paint), commit to presentation (commit, raster, activation, display compositing,
 for a frame, so the metric has no frame-interval floor of its own. Every measured event changes what is drawn
 (checked: the expected ``data-hover`` / a new viewport each time) after the view has rested (``--rest`` ms, plus
 the 250 ms the check waits, plus a random ``--jitter`` of up to one frame: input at random phases of Chromium's
-frame clock, whose next BeginFrame a wheel waits for). "idle": a mouse move to where the pointer already is (nothing to draw: no frame is
-expected). "floor": a blank page whose handlers fill one 8 x 8 square of a canvas, the least a hover / wheel costs.
+frame clock, whose next BeginFrame a wheel waits for). "idle": a mouse move to where the pointer already is
+(nothing to draw: no frame is expected). "floor": a blank page whose handlers fill one 8 x 8 square of a canvas, the least a hover / wheel costs.
 
 Cases: head view and matrix view at 512 tokens (synthetic 6 x 12 x 512, ``bench/synthetic.py``, logged with
 ``AttentionWriter``) and at 32768 tokens (``bench_browser.py --long``'s LLaMA-shaped layer logged from q/k, 2 heads),
@@ -45,10 +45,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Chromium's frame clock (BeginFrames 16.67 ms apart, on a fixed grid). Wheels and mouse moves reach the page at
-# the start of a main frame; a fixed rest that is a whole number of frames (350 ms is 21) sends every event at
-# the same phase of that grid, so every wait was about the same (short or long by chance); a random extra rest
-# of one frame samples the phases a user's input arrives at.
+# Chromium's frame clock (BeginFrames 16.67 ms apart, on a fixed grid). A wheel reaches the page only at the start
+# of the next main frame; a fixed rest that is a whole number of frames (350 ms is 21) sent every wheel at the
+# same phase of that grid, so every wait was about the same (short or long by chance); a random extra rest of up
+# to one frame samples the phases a user's input arrives at.
 FRAME_MS = 1000 / 60
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
